@@ -1,0 +1,70 @@
+//! The switch port: the trait through which the core drives a telephone switch, and the
+//! events a switch reports back. [`embedded::EmbeddedSwitch`] is the default implementation,
+//! a small PBX inside the process.
+//!
+//! The core keeps the call model and decides what is allowed; a switch decides where a
+//! dialed number goes, carries out the telephony, and reports what happens on its own
+//! (a remote party answering or hanging up). Methods are called with the core's store lock
+//! held, so they must not block: a bridge to a remote switch queues the request and reports
+//! failures later as events.
+
+pub mod embedded;
+
+use std::fmt;
+
+use crate::core::{CallId, Destination, Operation};
+
+/// Where a dialed destination goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A DN of this switch.
+    Internal(String),
+    /// A number outside, reached through the public network.
+    External(String),
+}
+
+/// Something that happened on the switch without a request from the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchEvent {
+    /// An external party answered.
+    Answered {
+        /// The call.
+        call: CallId,
+        /// The external number.
+        number: String,
+    },
+    /// An external party hung up.
+    Released {
+        /// The call.
+        call: CallId,
+        /// The external number.
+        number: String,
+    },
+}
+
+/// A refusal by the switch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchError {
+    /// The switch cannot take requests now.
+    #[error("voice service is not available at this time: {0}")]
+    Unavailable(String),
+    /// The switch refused this request (busy, unreachable).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A telephone switch that the core drives.
+pub trait Switch: Send + Sync + fmt::Debug + 'static {
+    /// Returns a short name for logs.
+    fn name(&self) -> &'static str;
+
+    /// Decides where a number dialed from `from` goes.
+    fn route(&self, from: &str, destination: &Destination) -> Result<Route, SwitchError>;
+
+    /// Hands an operation on a call to the switch.
+    fn submit(&self, call: &CallId, operation: Operation) -> Result<(), SwitchError>;
+
+    /// Tells the switch that a leg to an external number was created on a call; the switch
+    /// reports [`SwitchEvent::Answered`] when the far end answers.
+    fn external_leg(&self, call: &CallId, number: &str);
+}

@@ -1,0 +1,299 @@
+//! The gateway's typed configuration, read from TOML, and the built-in demo.
+//!
+//! | TOML key | meaning | default |
+//! |---|---|---|
+//! | `switch.external_answer_ms` | delay before a simulated external party answers | [`DEFAULT_EXTERNAL_ANSWER_MS`] |
+//! | `limits.event_history` | events kept for WatchCalls resume | [`crate::core::DEFAULT_EVENT_HISTORY`] |
+//! | `limits.watch_buffer` | events a watcher may fall behind before it is ended | [`crate::core::DEFAULT_WATCH_BUFFER`] |
+//! | `limits.ended_calls` | ended calls kept for GetCall | [`crate::core::DEFAULT_ENDED_CALLS`] |
+//! | `[[contact_centers]]` | `name`, `features` | |
+//! | `[[users]]` | `name`, `contact_center`, `phone_number`, `password_hash` (argon2) or `password` (clear, demo only), `roles`, `first_name`, `last_name` | |
+//! | `[[service_accounts]]` | `name`, `contact_center`, `token_hash` or `token` | |
+//!
+//! Listen addresses are not in the file: they come from the command line or the
+//! environment (see the binary's `--help`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::{
+    ContactCenter, CoreLimits, Directory, Role, Secret, ServiceAccount, User, stable_id,
+};
+
+/// The demo configuration served when no file is given.
+pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
+/// Default delay before a simulated external party answers, in milliseconds.
+pub const DEFAULT_EXTERNAL_ANSWER_MS: u64 = 1000;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Embedded switch settings.
+    #[serde(default)]
+    pub switch: SwitchConfig,
+    /// Buffer bounds.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Contact centers.
+    #[serde(default)]
+    pub contact_centers: Vec<ContactCenterConfig>,
+    /// Users.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// Service accounts.
+    #[serde(default)]
+    pub service_accounts: Vec<ServiceAccountConfig>,
+}
+
+/// Embedded switch settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchConfig {
+    /// Delay before a simulated external party answers, in milliseconds.
+    #[serde(default = "default_answer_ms")]
+    pub external_answer_ms: u64,
+}
+
+fn default_answer_ms() -> u64 {
+    DEFAULT_EXTERNAL_ANSWER_MS
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        Self {
+            external_answer_ms: DEFAULT_EXTERNAL_ANSWER_MS,
+        }
+    }
+}
+
+impl SwitchConfig {
+    /// Returns the answer delay.
+    pub fn external_answer_delay(&self) -> Duration {
+        Duration::from_millis(self.external_answer_ms)
+    }
+}
+
+/// Buffer bounds (see [`CoreLimits`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Events kept for resume.
+    #[serde(default = "defaults::event_history")]
+    pub event_history: usize,
+    /// Events a watcher may fall behind.
+    #[serde(default = "defaults::watch_buffer")]
+    pub watch_buffer: usize,
+    /// Ended calls kept.
+    #[serde(default = "defaults::ended_calls")]
+    pub ended_calls: usize,
+}
+
+mod defaults {
+    pub(super) fn event_history() -> usize {
+        crate::core::DEFAULT_EVENT_HISTORY
+    }
+    pub(super) fn watch_buffer() -> usize {
+        crate::core::DEFAULT_WATCH_BUFFER
+    }
+    pub(super) fn ended_calls() -> usize {
+        crate::core::DEFAULT_ENDED_CALLS
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = CoreLimits::default();
+        Self {
+            event_history: limits.event_history,
+            watch_buffer: limits.watch_buffer,
+            ended_calls: limits.ended_calls,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Returns the core's limits.
+    pub fn to_core(&self) -> CoreLimits {
+        CoreLimits {
+            event_history: self.event_history,
+            watch_buffer: self.watch_buffer,
+            ended_calls: self.ended_calls,
+        }
+    }
+}
+
+/// A contact center.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactCenterConfig {
+    /// Unique name.
+    pub name: String,
+    /// Feature names.
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+/// A user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// Unique login name.
+    pub name: String,
+    /// First name.
+    #[serde(default)]
+    pub first_name: String,
+    /// Last name.
+    #[serde(default)]
+    pub last_name: String,
+    /// Contact center name.
+    pub contact_center: String,
+    /// The user's DN.
+    pub phone_number: String,
+    /// Clear password (demo only).
+    pub password: Option<String>,
+    /// Argon2 PHC hash of the password.
+    pub password_hash: Option<String>,
+    /// Role names: `agent`, `supervisor`, `admin`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// A service account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountConfig {
+    /// Name, for logs.
+    pub name: String,
+    /// Contact center name.
+    pub contact_center: String,
+    /// Clear token (demo only).
+    pub token: Option<String>,
+    /// Argon2 PHC hash of the token.
+    pub token_hash: Option<String>,
+}
+
+impl Config {
+    /// Returns the built-in demo configuration.
+    pub fn demo() -> Self {
+        Self::parse(DEMO_TOML).expect("the built-in demo configuration parses")
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+
+    /// Builds the directory of users, contact centers and service accounts.
+    pub fn directory(&self) -> anyhow::Result<Directory> {
+        let centers = self
+            .contact_centers
+            .iter()
+            .map(|c| ContactCenter {
+                name: c.name.as_str().into(),
+                features: c.features.iter().cloned().collect(),
+            })
+            .collect();
+        let mut users = Vec::new();
+        for u in &self.users {
+            let roles = u
+                .roles
+                .iter()
+                .map(|r| {
+                    Role::from_name(r)
+                        .ok_or_else(|| anyhow::anyhow!("user {}: unknown role {r}", u.name))
+                })
+                .collect::<anyhow::Result<BTreeSet<Role>>>()?;
+            crate::core::validate_number("phone_number", &u.phone_number)
+                .map_err(|e| anyhow::anyhow!("user {}: {e}", u.name))?;
+            users.push(User {
+                id: stable_id("user", &u.name),
+                name: u.name.as_str().into(),
+                first_name: u.first_name.clone(),
+                last_name: u.last_name.clone(),
+                contact_center: u.contact_center.as_str().into(),
+                phone_number: u.phone_number.as_str().into(),
+                device_id: stable_id("device", &u.name).into(),
+                roles,
+                password: secret(&format!("user {}", u.name), &u.password, &u.password_hash)?,
+            });
+        }
+        let accounts = self
+            .service_accounts
+            .iter()
+            .map(|a| {
+                Ok(ServiceAccount {
+                    name: a.name.clone(),
+                    token: secret(
+                        &format!("service account {}", a.name),
+                        &a.token,
+                        &a.token_hash,
+                    )?,
+                    contact_center: a.contact_center.as_str().into(),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Directory::new(centers, users, accounts)?)
+    }
+}
+
+fn secret(owner: &str, clear: &Option<String>, hash: &Option<String>) -> anyhow::Result<Secret> {
+    match (clear, hash) {
+        (Some(clear), None) => Ok(Secret::Clear(clear.clone())),
+        (None, Some(hash)) => {
+            argon2::PasswordHash::new(hash)
+                .map_err(|e| anyhow::anyhow!("{owner}: invalid argon2 hash: {e}"))?;
+            Ok(Secret::Argon2(hash.clone()))
+        }
+        _ => anyhow::bail!("{owner}: give exactly one of the clear secret or its hash"),
+    }
+}
+
+/// Hashes a secret with argon2id for a configuration file.
+pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
+    use argon2::PasswordHasher;
+    let hash = argon2::Argon2::default()
+        .hash_password(secret.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
+    Ok(hash.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_configuration_builds_a_directory() {
+        let dir = Config::demo().directory().unwrap();
+        assert_eq!(&*dir.user("agent2").unwrap().phone_number, "15001");
+        assert!(!dir.has_feature("basic", "api-voice-recording"));
+        assert!(dir.has_clear_secrets());
+    }
+
+    #[test]
+    fn hashed_passwords_verify() {
+        let hash = hash_secret("s3cret").unwrap();
+        let text = format!(
+            "[[contact_centers]]\nname='c'\nfeatures=['api-voice']\n[[users]]\nname='u'\ncontact_center='c'\nphone_number='100'\npassword_hash='{hash}'\n"
+        );
+        let dir = Config::parse(&text).unwrap().directory().unwrap();
+        assert!(!dir.has_clear_secrets());
+        assert!(dir.authenticate_basic("u", "s3cret", None).is_ok());
+        assert!(dir.authenticate_basic("u", "wrong", None).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Config::parse("[switch]\nexternal_answer=1\n").is_err());
+    }
+}

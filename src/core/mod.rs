@@ -1,0 +1,370 @@
+//! The product: users, contact centers and features; calls with the GWS state machine,
+//! capabilities, user data and recording states; a numbered event stream in commit order
+//! with a bounded history for resume.
+//!
+//! [`CallControl`] is the one entry point both front-ends call. It never imports tonic,
+//! prost, axum, http or serde_json: the front-ends convert their wire types into the
+//! requests of [`operation`] and render [`CallSnapshot`]s and [`CallEvent`]s back.
+//!
+//! Locking: one `std::sync::Mutex` guards the store. Every operation is short and never
+//! awaits under it; events are appended to the log under the same lock, so the sequence
+//! order is the commit order.
+
+mod capabilities;
+mod directory;
+mod error;
+mod events;
+mod model;
+mod operation;
+mod ops;
+mod store;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use capabilities::{CapabilityInput, ConsultKind, ConsultRole, capabilities};
+pub use directory::{
+    ContactCenter, Directory, Principal, Role, Secret, ServiceAccount, User, stable_id,
+};
+pub use error::{CoreError, CoreResult, ErrorKind};
+pub use events::{CallWatch, WatchError, WatchScope};
+pub use model::{
+    CallEvent, CallId, CallSnapshot, CallState, CallType, NotificationType, Operation, Participant,
+    RecordingState, UserData, UserDataValue, UserRef, feature,
+};
+pub use operation::{
+    CallOperation, DEFAULT_DISPOSITION_KEY, Destination, DialRequest, validate_number,
+};
+
+use crate::backend::{Switch, SwitchError, SwitchEvent};
+use events::EventLog;
+use store::Store;
+
+/// Default number of events kept for resume.
+pub const DEFAULT_EVENT_HISTORY: usize = 10_000;
+/// Default number of events a watcher may fall behind before it is cut off.
+pub const DEFAULT_WATCH_BUFFER: usize = 4_096;
+/// Default number of ended calls kept for GetCall and SetCallDisposition.
+pub const DEFAULT_ENDED_CALLS: usize = 1_000;
+
+/// Sizes of the core's bounded buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreLimits {
+    /// Events kept for resume ([`DEFAULT_EVENT_HISTORY`]).
+    pub event_history: usize,
+    /// Events a watcher may fall behind ([`DEFAULT_WATCH_BUFFER`]).
+    pub watch_buffer: usize,
+    /// Ended calls kept ([`DEFAULT_ENDED_CALLS`]).
+    pub ended_calls: usize,
+}
+
+impl Default for CoreLimits {
+    fn default() -> Self {
+        Self {
+            event_history: DEFAULT_EVENT_HISTORY,
+            watch_buffer: DEFAULT_WATCH_BUFFER,
+            ended_calls: DEFAULT_ENDED_CALLS,
+        }
+    }
+}
+
+/// The start of a watch: the snapshot (unless resuming) and the live subscription.
+#[derive(Debug)]
+pub struct WatchStart {
+    /// The last sequence included in the snapshot (or the resume point).
+    pub sequence: u64,
+    /// The active calls when the watch started; `None` when resuming.
+    pub snapshot: Option<Vec<CallSnapshot>>,
+    /// The subscription.
+    pub watch: CallWatch,
+}
+
+/// The call-control core shared by every front-end.
+#[derive(Debug)]
+pub struct CallControl {
+    directory: Directory,
+    switch: Arc<dyn Switch>,
+    store: Mutex<Store>,
+}
+
+impl CallControl {
+    /// Builds the core over a directory and a switch.
+    pub fn new(directory: Directory, switch: Arc<dyn Switch>, limits: CoreLimits) -> Self {
+        let log = EventLog::new(limits.event_history, limits.watch_buffer);
+        Self {
+            directory,
+            switch,
+            store: Mutex::new(Store::new(log, limits.ended_calls)),
+        }
+    }
+
+    /// Returns the directory of users and contact centers.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Returns the switch's name.
+    pub fn switch_name(&self) -> &'static str {
+        self.switch.name()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // A panic under the lock leaves the store as the last completed step made it;
+        // operations check before they change, so the data is still consistent.
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Returns the user a request acts as.
+    pub fn acting_user(&self, who: &Principal) -> CoreResult<&User> {
+        let name = who
+            .user
+            .as_deref()
+            .ok_or(CoreError::MissingParameter("x-voice-user"))?;
+        self.directory
+            .user(name)
+            .ok_or_else(|| CoreError::NotFound(format!("user {name} not found")))
+    }
+
+    fn require_features(&self, user: &User, operation: Operation) -> CoreResult<()> {
+        let cc = &user.contact_center;
+        let needed = std::iter::once(feature::VOICE).chain(operation.extra_feature());
+        for feature in needed {
+            if !self.directory.has_feature(cc, feature) {
+                return Err(CoreError::FeatureMissing {
+                    operation: operation.to_string(),
+                    feature,
+                    contact_center: cc.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Places a call from the user's device; returns the new call as the caller sees it.
+    pub fn dial(&self, who: &Principal, request: DialRequest) -> CoreResult<CallSnapshot> {
+        let user = self.acting_user(who)?;
+        self.require_features(user, Operation::Dial)?;
+        request.validate()?;
+        if let Some(device) = request.device_id.as_deref()
+            && device != &*user.device_id
+        {
+            return Err(CoreError::NotFound(format!("device {device} not found")));
+        }
+        let target = self.route(user, &request.destination)?;
+        let mut store = self.lock();
+        let id = ops::dial(
+            &mut store,
+            &self.directory,
+            user,
+            target.clone(),
+            &request.destination,
+        )?;
+        if let store::Endpoint::External(number) = &target {
+            self.switch.external_leg(&id, number);
+        }
+        store.view_of(&self.directory, &id, &user.name)
+    }
+
+    /// Carries out an operation on a call; returns the call as the user sees it after.
+    pub fn execute(
+        &self,
+        who: &Principal,
+        call_id: &CallId,
+        op: CallOperation,
+    ) -> CoreResult<CallSnapshot> {
+        let user = self.acting_user(who)?;
+        let operation = op.operation();
+        self.require_features(user, operation)?;
+        op.validate()?;
+        let target = match &op {
+            CallOperation::SingleStepTransfer(d)
+            | CallOperation::InitiateTransfer(d)
+            | CallOperation::InitiateConference(d)
+            | CallOperation::SingleStepConference(d) => Some(self.route(user, d)?),
+            _ => None,
+        };
+        let mut store = self.lock();
+        let view = store.view_of(&self.directory, call_id, &user.name)?;
+        if operation != Operation::SetCallDisposition && !view.capabilities.contains(&operation) {
+            return Err(CoreError::NotCapable {
+                call_id: call_id.clone(),
+                operation,
+                state: view.state,
+            });
+        }
+        self.switch
+            .submit(call_id, operation)
+            .map_err(switch_error)?;
+        let created = ops::execute(
+            &mut store,
+            &self.directory,
+            user,
+            call_id,
+            op,
+            target.clone(),
+        )?;
+        if let Some(store::Endpoint::External(number)) = &target {
+            self.switch
+                .external_leg(created.as_ref().unwrap_or(call_id), number);
+        }
+        store.view_of(&self.directory, call_id, &user.name)
+    }
+
+    /// Returns one call as the user sees it.
+    pub fn get_call(&self, who: &Principal, call_id: &CallId) -> CoreResult<CallSnapshot> {
+        let user = self.acting_user(who)?;
+        self.lock().view_of(&self.directory, call_id, &user.name)
+    }
+
+    /// Returns the user's calls that are not released, oldest first.
+    pub fn list_calls(&self, who: &Principal) -> CoreResult<Vec<CallSnapshot>> {
+        let user = self.acting_user(who)?;
+        Ok(self.lock().active_views(&self.directory, &user.name))
+    }
+
+    /// Returns the scope a principal may watch: its user, or with `contact_center` (service
+    /// accounts naming no user) every user of its contact center.
+    pub fn watch_scope(&self, who: &Principal, contact_center: bool) -> CoreResult<WatchScope> {
+        match (&who.user, contact_center) {
+            (Some(user), false) => Ok(WatchScope::User(user.clone())),
+            (None, true) => Ok(WatchScope::ContactCenter(who.contact_center.clone())),
+            (None, false) => Err(CoreError::MissingParameter("x-voice-user")),
+            (Some(_), true) if who.service_account.is_some() => Err(CoreError::invalid(
+                "contact_center",
+                "a watch of the contact center names no user",
+            )),
+            (Some(_), true) => Err(CoreError::PermissionDenied(
+                "only service accounts may watch a whole contact center".into(),
+            )),
+        }
+    }
+
+    /// Starts a watch: with `from` it resumes right after that sequence, otherwise it
+    /// starts with a snapshot taken atomically with the subscription.
+    pub fn watch(&self, scope: WatchScope, from: Option<u64>) -> CoreResult<WatchStart> {
+        let store = self.lock();
+        let watch = store.log.watch(scope.clone(), from)?;
+        let sequence = from.unwrap_or(store.log.last_sequence());
+        let snapshot = from.is_none().then(|| self.snapshot(&store, &scope));
+        Ok(WatchStart {
+            sequence,
+            snapshot,
+            watch,
+        })
+    }
+
+    fn snapshot(&self, store: &Store, scope: &WatchScope) -> Vec<CallSnapshot> {
+        let users: Vec<Arc<str>> = match scope {
+            WatchScope::User(user) => vec![user.clone()],
+            WatchScope::ContactCenter(cc) => {
+                let mut users: Vec<Arc<str>> = store
+                    .user_calls
+                    .keys()
+                    .filter(|u| {
+                        self.directory
+                            .user(u)
+                            .is_some_and(|u| u.contact_center == *cc)
+                    })
+                    .cloned()
+                    .collect();
+                users.sort();
+                users
+            }
+            WatchScope::All => {
+                let mut users: Vec<Arc<str>> = store.user_calls.keys().cloned().collect();
+                users.sort();
+                users
+            }
+        };
+        users
+            .iter()
+            .flat_map(|u| store.active_views(&self.directory, u))
+            .collect()
+    }
+
+    /// Returns the last committed event sequence.
+    pub fn last_sequence(&self) -> u64 {
+        self.lock().log.last_sequence()
+    }
+
+    /// Makes an external number call a DN (simulator, admin only); returns the ringing call
+    /// as the called user sees it.
+    pub fn inbound_call(
+        &self,
+        who: &Principal,
+        from: &str,
+        to: &str,
+        queue: Option<String>,
+        user_data: UserData,
+    ) -> CoreResult<CallSnapshot> {
+        if !who.admin {
+            return Err(CoreError::PermissionDenied(
+                "only admins may inject inbound calls".into(),
+            ));
+        }
+        validate_number("from", from)?;
+        validate_number("to", to)?;
+        let user = self
+            .directory
+            .user_by_number(to)
+            .ok_or_else(|| CoreError::NotFound(format!("phone number {to} not found")))?;
+        if user.contact_center != who.contact_center {
+            return Err(CoreError::PermissionDenied(format!(
+                "phone number {to} is not in contact center {}",
+                who.contact_center
+            )));
+        }
+        let mut store = self.lock();
+        let id = ops::inbound(&mut store, &self.directory, from, user, queue, user_data)?;
+        store.view_of(&self.directory, &id, &user.name)
+    }
+
+    /// Applies something the switch reported.
+    pub fn apply_switch_event(&self, event: SwitchEvent) {
+        let mut store = self.lock();
+        let result = match &event {
+            SwitchEvent::Answered { call, number } => {
+                ops::remote_answered(&mut store, &self.directory, call, number)
+            }
+            SwitchEvent::Released { call, number } => {
+                ops::remote_released(&mut store, &self.directory, call, number)
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(?event, %error, "switch event for a call that moved on");
+        }
+    }
+
+    fn route(&self, user: &User, destination: &Destination) -> CoreResult<store::Endpoint> {
+        match self
+            .switch
+            .route(&user.phone_number, destination)
+            .map_err(switch_error)?
+        {
+            crate::backend::Route::External(number) => Ok(store::Endpoint::External(number)),
+            crate::backend::Route::Internal(number) => {
+                let target = self.directory.user_by_number(&number).ok_or_else(|| {
+                    CoreError::NotFound(format!("phone number {number} not found"))
+                })?;
+                if target.name == user.name {
+                    return Err(CoreError::invalid(
+                        "destination",
+                        "a user cannot call their own number",
+                    ));
+                }
+                Ok(store::Endpoint::Agent(target.name.clone()))
+            }
+        }
+    }
+}
+
+fn switch_error(error: SwitchError) -> CoreError {
+    match error {
+        SwitchError::Unavailable(_) => CoreError::Unavailable(error.to_string()),
+        SwitchError::Refused(reason) => CoreError::invalid("destination", reason),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,458 @@
+//! The mutations behind each operation. Each checks what it needs first, then changes the
+//! calls inside [`Store::commit`], which publishes the resulting notifications.
+//!
+//! Choices where the spec is silent or marked inferred:
+//! - CompleteTransfer moves the consulted party into the original call (as a switch
+//!   merges the consult into the original): the consulted user sees the consult call
+//!   Released and the original call appear, Established.
+//! - CompleteConference does the same, retrieves the initiator's held original, and makes
+//!   the initiator the conference's owner.
+//! - Reject ends the call: the embedded switch has no ACD queue to send it back to.
+//! - Hanging up a held original during a consult leaves the consult call as a plain call.
+
+use std::sync::Arc;
+
+use super::capabilities::ConsultKind;
+use super::directory::{Directory, User};
+use super::error::{CoreError, CoreResult};
+use super::model::{
+    CallEvent, CallId, CallState, NotificationType, RecordingState, UserData, UserDataValue,
+};
+use super::operation::{CallOperation, DEFAULT_DISPOSITION_KEY, Destination};
+use super::store::{Consult, Endpoint, GSIP_RECORD, Store};
+
+/// Creates a call from `user` to `target`.
+pub(crate) fn dial(
+    store: &mut Store,
+    dir: &Directory,
+    user: &User,
+    target: Endpoint,
+    destination: &Destination,
+) -> CoreResult<CallId> {
+    let id = store.new_call(&destination.number);
+    let me = Endpoint::Agent(user.name.clone());
+    let result = store.commit(dir, &[], |s| {
+        s.add_party(&id, me, CallState::Dialing)?;
+        s.add_party(&id, target, CallState::Ringing)?;
+        s.call_mut(&id)?.user_data = destination.user_data.clone();
+        Ok(vec![id.clone()])
+    });
+    result.map(|_| id)
+}
+
+/// Creates a call from an outside number ringing `user`.
+pub(crate) fn inbound(
+    store: &mut Store,
+    dir: &Directory,
+    from: &str,
+    user: &User,
+    queue: Option<String>,
+    user_data: UserData,
+) -> CoreResult<CallId> {
+    let id = store.new_call(&user.phone_number);
+    store.commit(dir, &[], |s| {
+        s.add_party(&id, Endpoint::External(from.to_owned()), CallState::Dialing)?;
+        s.add_party(&id, Endpoint::Agent(user.name.clone()), CallState::Ringing)?;
+        let call = s.call_mut(&id)?;
+        call.queue = queue;
+        call.user_data = user_data;
+        Ok(vec![id.clone()])
+    })?;
+    Ok(id)
+}
+
+/// An outside party answered: it and every party still dialing become Established.
+pub(crate) fn remote_answered(
+    store: &mut Store,
+    dir: &Directory,
+    id: &CallId,
+    number: &str,
+) -> CoreResult<()> {
+    let index = store
+        .call(id)?
+        .active_party(&Endpoint::External(number.to_owned()))
+        .ok_or_else(|| CoreError::NotFound(format!("{number} is not on call {id}")))?;
+    store.commit(dir, std::slice::from_ref(id), |s| {
+        answer(s, id, index)?;
+        Ok(vec![id.clone()])
+    })?;
+    Ok(())
+}
+
+/// An outside party hung up.
+pub(crate) fn remote_released(
+    store: &mut Store,
+    dir: &Directory,
+    id: &CallId,
+    number: &str,
+) -> CoreResult<()> {
+    let index = store
+        .call(id)?
+        .active_party(&Endpoint::External(number.to_owned()))
+        .ok_or_else(|| CoreError::NotFound(format!("{number} is not on call {id}")))?;
+    store.commit(dir, std::slice::from_ref(id), |s| {
+        s.call_mut(id)?.parties[index].state = CallState::Released;
+        Ok(vec![id.clone()])
+    })?;
+    Ok(())
+}
+
+fn answer(store: &mut Store, id: &CallId, index: usize) -> CoreResult<()> {
+    let call = store.call_mut(id)?;
+    call.parties[index].state = CallState::Established;
+    for party in &mut call.parties {
+        if party.state == CallState::Dialing {
+            party.state = CallState::Established;
+        }
+    }
+    Ok(())
+}
+
+/// Carries out an operation the caller already checked against the capabilities; returns
+/// the id of a call it created (a consult call).
+pub(crate) fn execute(
+    store: &mut Store,
+    dir: &Directory,
+    user: &User,
+    id: &CallId,
+    op: CallOperation,
+    target: Option<Endpoint>,
+) -> CoreResult<Option<CallId>> {
+    let me: Arc<str> = user.name.clone();
+    let mine = store.call(id)?.party_of(&me).ok_or_else(|| {
+        CoreError::PermissionDenied(format!("call {id} is not a call of user {me}"))
+    })?;
+    let only = std::slice::from_ref(id);
+    let set_state = |s: &mut Store, state: CallState| -> CoreResult<Vec<CallId>> {
+        s.call_mut(id)?.parties[mine].state = state;
+        Ok(vec![id.clone()])
+    };
+    match op {
+        CallOperation::Answer => {
+            store.commit(dir, only, |s| {
+                answer(s, id, mine)?;
+                Ok(vec![id.clone()])
+            })?;
+        }
+        CallOperation::Hangup => {
+            store.commit(dir, only, |s| set_state(s, CallState::Released))?;
+        }
+        CallOperation::Reject | CallOperation::ClearCall => {
+            store.commit(dir, only, |s| {
+                for party in &mut s.call_mut(id)?.parties {
+                    party.state = CallState::Released;
+                }
+                Ok(vec![id.clone()])
+            })?;
+        }
+        CallOperation::Hold => {
+            store.commit(dir, only, |s| set_state(s, CallState::Held))?;
+        }
+        CallOperation::Retrieve => {
+            store.commit(dir, only, |s| set_state(s, CallState::Established))?;
+        }
+        CallOperation::MuteCall | CallOperation::UnmuteCall => {
+            let muted = op == CallOperation::MuteCall;
+            store.commit(dir, only, |s| {
+                s.call_mut(id)?.parties[mine].muted = muted;
+                Ok(vec![id.clone()])
+            })?;
+        }
+        CallOperation::SendDtmf { digits } => {
+            let call = store.view_of(dir, id, &me)?;
+            store.log.append(CallEvent {
+                sequence: 0,
+                notification: NotificationType::DtmfSent,
+                call,
+                digits: Some(digits),
+            });
+        }
+        CallOperation::SingleStepTransfer(_) | CallOperation::SingleStepConference(_) => {
+            let target = new_party(store, id, &me, target)?;
+            let transfer = matches!(op, CallOperation::SingleStepTransfer(_));
+            store.commit(dir, only, |s| {
+                s.add_party(id, target, CallState::Ringing)?;
+                let call = s.call_mut(id)?;
+                if transfer {
+                    call.parties[mine].state = CallState::Released;
+                } else {
+                    call.conference_owner = Some(me.clone());
+                }
+                Ok(vec![id.clone()])
+            })?;
+        }
+        CallOperation::InitiateTransfer(ref destination)
+        | CallOperation::InitiateConference(ref destination) => {
+            let kind = if matches!(op, CallOperation::InitiateTransfer(_)) {
+                ConsultKind::Transfer
+            } else {
+                ConsultKind::Conference
+            };
+            let target = new_party(store, id, &me, target)?;
+            let consult = store.new_call(&destination.number);
+            let result = store.commit(dir, only, |s| {
+                let original = s.call_mut(id)?;
+                original.parties[mine].state = CallState::Held;
+                original.consult = Some(Consult {
+                    call: consult.clone(),
+                    kind,
+                    initiator: me.clone(),
+                });
+                let mut data = original.user_data.clone();
+                data.update(&destination.user_data);
+                s.add_party(&consult, Endpoint::Agent(me.clone()), CallState::Dialing)?;
+                s.add_party(&consult, target, CallState::Ringing)?;
+                let call = s.call_mut(&consult)?;
+                call.parent = Some((id.clone(), kind));
+                call.user_data = data;
+                Ok(vec![id.clone(), consult.clone()])
+            });
+            if let Err(error) = result {
+                store.calls.remove(&consult);
+                return Err(error);
+            }
+            return Ok(Some(consult));
+        }
+        CallOperation::CompleteTransfer { consult }
+        | CallOperation::CompleteConference { consult } => {
+            let (original, consult_id, kind) = consult_pair(store, id, &me, consult)?;
+            complete(store, dir, &me, &original, &consult_id, kind)?;
+        }
+        CallOperation::RemoveParticipantFromConference { participant } => {
+            let call = store.call(id)?;
+            let index = call
+                .parties
+                .iter()
+                .enumerate()
+                .position(|(i, p)| {
+                    i != mine && p.is_active() && party_number(dir, &p.endpoint) == participant
+                })
+                .ok_or_else(|| {
+                    CoreError::invalid("participant", format!("{participant} is not on call {id}"))
+                })?;
+            store.commit(dir, only, |s| {
+                s.call_mut(id)?.parties[index].state = CallState::Released;
+                Ok(vec![id.clone()])
+            })?;
+        }
+        CallOperation::SwapCalls { other } => swap(store, dir, id, &me, &other)?,
+        CallOperation::AttachUserData(data) => {
+            store.commit(dir, only, |s| {
+                s.call_mut(id)?.user_data.attach(&data);
+                Ok(vec![id.clone()])
+            })?;
+        }
+        CallOperation::UpdateUserData(data) => {
+            store.commit(dir, only, |s| {
+                s.call_mut(id)?.user_data.update(&data);
+                Ok(vec![id.clone()])
+            })?;
+        }
+        CallOperation::DeleteUserData => {
+            store.commit(dir, only, |s| {
+                s.call_mut(id)?.user_data.clear();
+                Ok(vec![id.clone()])
+            })?;
+        }
+        CallOperation::DeleteUserDataPair { key } => {
+            if store.call(id)?.user_data.get(&key).is_none() {
+                return Err(CoreError::invalid(
+                    "key",
+                    format!("call {id} has no user data key {key}"),
+                ));
+            }
+            store.commit(dir, only, |s| {
+                s.call_mut(id)?.user_data.remove(&key);
+                Ok(vec![id.clone()])
+            })?;
+        }
+        CallOperation::SetCallDisposition { disposition, key } => {
+            let key = key.unwrap_or_else(|| DEFAULT_DISPOSITION_KEY.to_owned());
+            let value = UserDataValue::Str(disposition);
+            let call = store.call_mut(id)?;
+            if call.ended || !call.parties[mine].is_active() {
+                // Released call: recorded for reporting, no notification (spec §6.3).
+                call.user_data.set(&key, value);
+            } else {
+                store.commit(dir, only, |s| {
+                    s.call_mut(id)?.user_data.set(&key, value);
+                    Ok(vec![id.clone()])
+                })?;
+            }
+        }
+        CallOperation::StartCallRecording | CallOperation::ResumeCallRecording => {
+            set_recording(store, dir, id, RecordingState::Recording, "ON")?;
+        }
+        CallOperation::PauseCallRecording => {
+            set_recording(store, dir, id, RecordingState::Paused, "PAUSED")?
+        }
+        CallOperation::StopCallRecording => {
+            set_recording(store, dir, id, RecordingState::Stopped, "OFF")?
+        }
+    }
+    Ok(None)
+}
+
+/// Checks a transfer or conference target: not the user, not already on the call.
+fn new_party(
+    store: &Store,
+    id: &CallId,
+    me: &Arc<str>,
+    target: Option<Endpoint>,
+) -> CoreResult<Endpoint> {
+    let target = target.ok_or(CoreError::MissingParameter("destination"))?;
+    if store.call(id)?.active_party(&target).is_some() || target == Endpoint::Agent(me.clone()) {
+        return Err(CoreError::invalid(
+            "destination",
+            format!("that party is already on call {id}"),
+        ));
+    }
+    Ok(target)
+}
+
+fn party_number(dir: &Directory, endpoint: &Endpoint) -> String {
+    match endpoint {
+        Endpoint::Agent(name) => dir
+            .user(name)
+            .map(|u| u.phone_number.to_string())
+            .unwrap_or_default(),
+        Endpoint::External(number) => number.clone(),
+    }
+}
+
+fn set_recording(
+    store: &mut Store,
+    dir: &Directory,
+    id: &CallId,
+    state: RecordingState,
+    mirror: &str,
+) -> CoreResult<()> {
+    store.commit(dir, std::slice::from_ref(id), |s| {
+        let call = s.call_mut(id)?;
+        call.recording = state;
+        call.user_data
+            .set(GSIP_RECORD, UserDataValue::Str(mirror.to_owned()));
+        Ok(vec![id.clone()])
+    })?;
+    Ok(())
+}
+
+/// Finds the (original, consult) pair of a consult the user started, from either call.
+fn consult_pair(
+    store: &Store,
+    id: &CallId,
+    me: &str,
+    named: Option<CallId>,
+) -> CoreResult<(CallId, CallId, ConsultKind)> {
+    let call = store.call(id)?;
+    let pair = match (&call.consult, &call.parent) {
+        (Some(c), _) if *c.initiator == *me => Some((id.clone(), c.call.clone(), c.kind)),
+        (_, Some((parent, kind))) => Some((parent.clone(), id.clone(), *kind)),
+        _ => None,
+    };
+    let (original, consult, kind) = pair.ok_or_else(|| {
+        CoreError::invalid("consultCallUri", format!("call {id} has no consult call"))
+    })?;
+    if let Some(named) = named
+        && named != consult
+    {
+        return Err(CoreError::invalid(
+            "consultCallUri",
+            format!("call {named} is not the consult call of call {original}"),
+        ));
+    }
+    Ok((original, consult, kind))
+}
+
+fn complete(
+    store: &mut Store,
+    dir: &Directory,
+    me: &Arc<str>,
+    original: &CallId,
+    consult: &CallId,
+    kind: ConsultKind,
+) -> CoreResult<()> {
+    let consult_call = store.call(consult)?;
+    let mine_consult = consult_call.party_of(me).ok_or_else(|| {
+        CoreError::invalid("consultCallUri", "the consult call is not the user's")
+    })?;
+    let mine_original = store.call(original)?.party_of(me).ok_or_else(|| {
+        CoreError::invalid("consultCallUri", "the original call is not the user's")
+    })?;
+    let moving: Vec<(usize, Endpoint, CallState)> = consult_call
+        .parties
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| *i != mine_consult && p.is_active())
+        .map(|(i, p)| (i, p.endpoint.clone(), p.state))
+        .collect();
+    let order = match kind {
+        ConsultKind::Transfer => vec![original.clone(), consult.clone()],
+        ConsultKind::Conference => vec![consult.clone(), original.clone()],
+    };
+    store.commit(dir, &order.clone(), |s| {
+        for (_, endpoint, state) in &moving {
+            s.add_party(original, endpoint.clone(), *state)?;
+        }
+        let call = s.call_mut(consult)?;
+        call.parties[mine_consult].state = CallState::Released;
+        for (index, _, _) in &moving {
+            call.parties[*index].state = CallState::Released;
+        }
+        let call = s.call_mut(original)?;
+        call.consult = None;
+        match kind {
+            ConsultKind::Transfer => call.parties[mine_original].state = CallState::Released,
+            ConsultKind::Conference => {
+                call.parties[mine_original].state = CallState::Established;
+                call.conference_owner = Some(me.clone());
+            }
+        }
+        Ok(order)
+    })?;
+    Ok(())
+}
+
+fn swap(
+    store: &mut Store,
+    dir: &Directory,
+    id: &CallId,
+    me: &Arc<str>,
+    other: &CallId,
+) -> CoreResult<()> {
+    if other == id {
+        return Err(CoreError::invalid(
+            "otherCallUri",
+            "a call cannot be swapped with itself",
+        ));
+    }
+    let state_on = |call: &CallId| -> CoreResult<(usize, CallState)> {
+        let c = store.call(call)?;
+        let i = c.party_of(me).ok_or_else(|| {
+            CoreError::invalid(
+                "otherCallUri",
+                format!("call {call} is not a call of user {me}"),
+            )
+        })?;
+        Ok((i, c.parties[i].state))
+    };
+    let (mine, this_state) = state_on(id)?;
+    let (theirs, other_state) = state_on(other)?;
+    let (to_hold, hold_index, to_retrieve, retrieve_index) = match (this_state, other_state) {
+        (CallState::Established, CallState::Held) => (id, mine, other, theirs),
+        (CallState::Held, CallState::Established) => (other, theirs, id, mine),
+        _ => {
+            return Err(CoreError::invalid(
+                "otherCallUri",
+                format!("call {other} must be held while call {id} is established, or the reverse"),
+            ));
+        }
+    };
+    let order = vec![to_hold.clone(), to_retrieve.clone()];
+    store.commit(dir, &order.clone(), |s| {
+        s.call_mut(to_hold)?.parties[hold_index].state = CallState::Held;
+        s.call_mut(to_retrieve)?.parties[retrieve_index].state = CallState::Established;
+        Ok(order)
+    })?;
+    Ok(())
+}

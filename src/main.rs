@@ -1,0 +1,2 @@
+//! The `voice-gateway` binary (wired up in the next commit).
+fn main() {}
