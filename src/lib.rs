@@ -15,4 +15,114 @@ pub mod app;
 pub mod backend;
 pub mod config;
 pub mod core;
+pub mod grpc;
+pub mod legacy;
 pub mod session;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::backend::embedded::EmbeddedSwitch;
+use crate::config::Config;
+use crate::core::CallControl;
+use crate::session::SessionStore;
+
+/// The listeners the gateway serves, bound by the caller (tests bind port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The gRPC listener.
+    pub grpc: TcpListener,
+    /// The HTTP listener; `None` serves HTTP on the gRPC listener too (one port).
+    pub http: Option<TcpListener>,
+}
+
+/// Builds the shared state: the directory, the embedded switch, the core, and the task
+/// that feeds switch events into the core until `shutdown`.
+pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Result<AppState> {
+    let directory = config.directory().context("invalid configuration")?;
+    if directory.has_clear_secrets() {
+        tracing::warn!("demo credentials are active: passwords or tokens are configured in clear");
+    }
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let numbers: Vec<String> = directory.phone_numbers().map(str::to_owned).collect();
+    let switch = Arc::new(EmbeddedSwitch::new(
+        numbers,
+        config.switch.external_answer_delay(),
+        events_tx,
+    ));
+    let core = Arc::new(CallControl::new(directory, switch, config.limits.to_core()));
+    let pump_core = core.clone();
+    let pump_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = pump_shutdown.cancelled() => break,
+                event = events_rx.recv() => match event {
+                    Some(event) => pump_core.apply_switch_event(event),
+                    None => break,
+                },
+            }
+        }
+    });
+    Ok(AppState {
+        core,
+        sessions: Arc::new(SessionStore::default()),
+        config: Arc::new(config),
+        shutdown,
+    })
+}
+
+/// Builds the HTTP side: health, and the legacy front-ends as they are added.
+pub fn build_http(_state: &AppState) -> Router {
+    Router::new().route("/healthz", axum::routing::get(http_health))
+}
+
+async fn http_health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "serving" }))
+}
+
+/// Serves the gateway until `shutdown` is cancelled, then stops accepting, ends streams
+/// and long-polls, and returns once in-flight requests have finished.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = build_state(config, shutdown.clone())?;
+    let grpc = grpc::build_router(&state).await;
+    let http = build_http(&state);
+    let not_found = || async { (axum::http::StatusCode::NOT_FOUND, "not found") };
+    match listeners.http {
+        None => {
+            let app = http.merge(grpc).fallback(not_found);
+            serve(listeners.grpc, app, shutdown).await
+        }
+        Some(http_listener) => {
+            let grpc_server = serve(listeners.grpc, grpc.fallback(not_found), shutdown.clone());
+            let http_server = serve(http_listener, http.fallback(not_found), shutdown);
+            let (a, b) = tokio::join!(grpc_server, http_server);
+            a.and(b)
+        }
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("server failed")
+}

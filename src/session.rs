@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::core::Principal;
 
+/// Name of the session cookie, as GWS (a Java servlet container) names it.
+pub const SESSION_COOKIE: &str = "JSESSIONID";
 /// Default idle timeout of a session.
 pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Default maximum number of live sessions.
