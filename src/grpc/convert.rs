@@ -119,6 +119,10 @@ plain_requests! {
     StopCallRecordingRequest => StopCallRecording,
     PauseCallRecordingRequest => PauseCallRecording,
     ResumeCallRecordingRequest => ResumeCallRecording,
+    SwitchToListenInRequest => SwitchToListenIn,
+    SwitchToBargeInRequest => SwitchToBargeIn,
+    MuteMonitoredUserRequest => MuteMonitoredUser,
+    UnmuteMonitoredUserRequest => UnmuteMonitoredUser,
 }
 
 /// Implements the conversion for requests with a destination, location and user data.
@@ -214,6 +218,7 @@ impl From<NotificationType> for pb::NotificationType {
             NotificationType::AttachedDataChanged => Self::AttachedDataChanged,
             NotificationType::CallRecordingStateChange => Self::CallRecordingStateChange,
             NotificationType::DtmfSent => Self::DtmfSent,
+            NotificationType::MonitoredUserMutedStateChange => Self::MonitoredUserMutedStateChange,
         }
     }
 }

@@ -3,12 +3,15 @@
 
 pub mod auth;
 pub mod convert;
+pub mod devices;
 pub mod service;
 
 use axum::Router;
 
 use crate::app::AppState;
+use devices::GrpcDeviceControl;
 use pb::call_service_server::CallServiceServer;
+use pb::device_service_server::DeviceServiceServer;
 use pb::simulator_service_server::SimulatorServiceServer;
 use service::{GrpcCallControl, GrpcSimulator};
 
@@ -20,7 +23,7 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("voice_descriptor");
 }
 
-/// Builds the gRPC routes: CallService, SimulatorService, reflection (v1 and v1alpha, so
+/// Builds the gRPC routes: CallService, DeviceService, SimulatorService, reflection (v1 and v1alpha, so
 /// every grpcurl can list and describe) and health.
 pub async fn build_router(state: &AppState) -> Router {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -29,6 +32,9 @@ pub async fn build_router(state: &AppState) -> Router {
         .await;
     reporter
         .set_serving::<SimulatorServiceServer<GrpcSimulator>>()
+        .await;
+    reporter
+        .set_serving::<DeviceServiceServer<GrpcDeviceControl>>()
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -41,7 +47,9 @@ pub async fn build_router(state: &AppState) -> Router {
         .build_v1alpha()
         .expect("the voice.v1 descriptor set is valid");
     let calls = GrpcCallControl::new(state.core.clone(), state.shutdown.clone());
+    let devices = GrpcDeviceControl::new(state.core.clone(), state.shutdown.clone());
     tonic::service::Routes::new(CallServiceServer::new(calls))
+        .add_service(DeviceServiceServer::new(devices))
         .add_service(SimulatorServiceServer::new(GrpcSimulator::new(
             state.core.clone(),
         )))

@@ -97,6 +97,10 @@ call_service! {
     stop_call_recording(StopCallRecordingRequest) -> StopCallRecordingResponse;
     pause_call_recording(PauseCallRecordingRequest) -> PauseCallRecordingResponse;
     resume_call_recording(ResumeCallRecordingRequest) -> ResumeCallRecordingResponse;
+    switch_to_listen_in(SwitchToListenInRequest) -> SwitchToListenInResponse;
+    switch_to_barge_in(SwitchToBargeInRequest) -> SwitchToBargeInResponse;
+    mute_monitored_user(MuteMonitoredUserRequest) -> MuteMonitoredUserResponse;
+    unmute_monitored_user(UnmuteMonitoredUserRequest) -> UnmuteMonitoredUserResponse;
     ;
     #[instrument(skip(self, request))]
     async fn dial(&self, request: Request<pb::DialRequest>) -> Result<Response<pb::DialResponse>, Status> {

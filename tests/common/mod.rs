@@ -174,3 +174,27 @@ pub async fn snapshot(stream: &mut tonic::Streaming<pb::WatchCallsResponse>) -> 
         other => panic!("expected a snapshot, got {other:?}"),
     }
 }
+
+use pb::device_service_client::DeviceServiceClient;
+
+impl TestGateway {
+    /// Connects a DeviceService client.
+    pub async fn devices(&self) -> DeviceServiceClient<Channel> {
+        DeviceServiceClient::connect(self.grpc_url()).await.unwrap()
+    }
+}
+
+/// Reads the next WatchDevices event, failing after five seconds.
+pub async fn next_device_event(
+    stream: &mut tonic::Streaming<pb::WatchDevicesResponse>,
+) -> pb::DeviceEvent {
+    let message = tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
+        .await
+        .expect("a device event within 5 s")
+        .expect("a healthy stream")
+        .expect("an open stream");
+    match message.kind {
+        Some(pb::watch_devices_response::Kind::Event(event)) => event,
+        other => panic!("expected a device event, got {other:?}"),
+    }
+}
