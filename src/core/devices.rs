@@ -229,4 +229,6 @@ pub struct DeviceEvent {
     pub change: DeviceChange,
     /// The device after the change.
     pub device: DeviceSnapshot,
+    /// When the change was committed (set by the event log, with the sequence).
+    pub committed_at: std::time::SystemTime,
 }

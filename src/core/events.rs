@@ -120,6 +120,7 @@ impl EventLog {
     pub(crate) fn append(&mut self, mut event: CallEvent) -> Arc<CallEvent> {
         self.last += 1;
         event.sequence = self.last;
+        event.committed_at = std::time::SystemTime::now();
         let event = Arc::new(event);
         self.push(Event::Call(event.clone()));
         event
@@ -129,6 +130,7 @@ impl EventLog {
     pub(crate) fn append_device(&mut self, mut event: DeviceEvent) -> Arc<DeviceEvent> {
         self.last += 1;
         event.sequence = self.last;
+        event.committed_at = std::time::SystemTime::now();
         let event = Arc::new(event);
         self.push(Event::Device(event.clone()));
         event
@@ -293,6 +295,7 @@ mod tests {
                 },
             },
             digits: None,
+            committed_at: std::time::UNIX_EPOCH,
         }
     }
 

@@ -397,4 +397,6 @@ pub struct CallEvent {
     pub call: CallSnapshot,
     /// Digits, for [`NotificationType::DtmfSent`].
     pub digits: Option<String>,
+    /// When the change was committed (set by the event log, with the sequence).
+    pub committed_at: std::time::SystemTime,
 }

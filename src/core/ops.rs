@@ -166,6 +166,7 @@ pub(crate) fn execute(
                 notification: NotificationType::DtmfSent,
                 call,
                 digits: Some(digits),
+                committed_at: std::time::UNIX_EPOCH,
             });
         }
         CallOperation::SingleStepTransfer(_) | CallOperation::SingleStepConference(_) => {

@@ -524,6 +524,7 @@ impl Store {
                 sequence: 0,
                 change,
                 device: after,
+                committed_at: std::time::UNIX_EPOCH,
             });
         }
         for (id, user) in pairs {
@@ -540,6 +541,7 @@ impl Store {
                     notification,
                     call: after.clone(),
                     digits: None,
+                    committed_at: std::time::UNIX_EPOCH,
                 });
             }
         }

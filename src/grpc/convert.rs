@@ -294,6 +294,7 @@ impl From<&CallEvent> for pb::CallEvent {
             call: Some(pb::Call::from(&event.call)),
             phone_number: event.call.user.phone_number.to_string(),
             digits: event.digits.clone().unwrap_or_default(),
+            commit_time: Some(prost_types::Timestamp::from(event.committed_at)),
         }
     }
 }

@@ -72,6 +72,7 @@ impl From<&DeviceEvent> for pb::DeviceEvent {
             sequence: event.sequence,
             device: Some(pb::Device::from(&event.device)),
             phone_number: event.device.user.phone_number.to_string(),
+            commit_time: Some(prost_types::Timestamp::from(event.committed_at)),
         }
     }
 }
