@@ -1,0 +1,90 @@
+//! The event driver of the fan-out figure: StartCallRecording and StopCallRecording, in
+//! turn, on established calls taken round-robin, sent at a fixed rate (open loop) through
+//! the gateway's gRPC API. Each operation commits one call event per party. The send time
+//! of each operation is kept by (call id, recording after it) so that a notification
+//! without a commit time (CometD) can be timed from the operation that caused it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use voice_gateway::grpc::pb;
+use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
+
+use crate::setup::{EstablishedCall, as_agent};
+
+/// Send times of operations, by (call id, recording after the operation).
+pub type SendTimes = Arc<Mutex<HashMap<(String, bool), SystemTime>>>;
+
+/// What the driver did.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct DriveResult {
+    /// Operations that succeeded.
+    pub ops: u64,
+    /// Operations that failed.
+    pub errors: u64,
+    /// Operations per second actually achieved.
+    pub ops_per_sec: f64,
+}
+
+/// Runs operations at `ops_per_sec` for `duration`. Each call starts not recording.
+pub async fn drive(
+    grpc_url: &str,
+    calls: &[EstablishedCall],
+    ops_per_sec: f64,
+    duration: Duration,
+    sent: SendTimes,
+) -> anyhow::Result<DriveResult> {
+    anyhow::ensure!(!calls.is_empty(), "no calls to drive");
+    let channel = tonic::transport::Endpoint::from_shared(grpc_url.to_owned())?
+        .connect()
+        .await
+        .context("cannot connect to the gateway")?;
+    let client = CallServiceClient::new(channel);
+    let mut recording = vec![false; calls.len()];
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / ops_per_sec));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let total = (ops_per_sec * duration.as_secs_f64()).round() as u64;
+    let began = tokio::time::Instant::now();
+    let mut pending = Vec::with_capacity(total as usize);
+    for n in 0..total as usize {
+        ticker.tick().await;
+        let k = n % calls.len();
+        let call = &calls[k];
+        let start = !recording[k];
+        recording[k] = start;
+        let mut client = client.clone();
+        let id = call.id.clone();
+        let caller = call.caller;
+        sent.lock()
+            .expect("send times lock")
+            .insert((id.clone(), start), SystemTime::now());
+        pending.push(tokio::spawn(async move {
+            let result = if start {
+                let request = pb::StartCallRecordingRequest { call_id: id };
+                client
+                    .start_call_recording(as_agent(caller, request))
+                    .await
+                    .map(drop)
+            } else {
+                let request = pb::StopCallRecordingRequest { call_id: id };
+                client
+                    .stop_call_recording(as_agent(caller, request))
+                    .await
+                    .map(drop)
+            };
+            result.is_ok()
+        }));
+    }
+    let mut result = DriveResult::default();
+    for task in pending {
+        if task.await? {
+            result.ops += 1;
+        } else {
+            result.errors += 1;
+        }
+    }
+    result.ops_per_sec = result.ops as f64 / began.elapsed().as_secs_f64();
+    Ok(result)
+}

@@ -1,0 +1,542 @@
+//! The figures of issue 6, each measured against its baseline in the same run:
+//! 1. gRPC unary, 2. legacy JSON, 3. fan-out, 4. memory per idle stream or session,
+//! 5. start-up. Servers run as child processes; the load comes from this process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
+use voice_gateway::grpc::pb;
+use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
+
+use crate::grpc_load::{self, LoadResult, SlotPlan, grpc_frame};
+use crate::plan::Plan;
+use crate::process::{Server, free_addr};
+use crate::report::Row;
+use crate::setup::{self, EstablishedCall, as_agent, basic_auth};
+use crate::stats::median;
+use crate::watchers::WatchFleet;
+use crate::{driver, http_load, http_util, servers};
+
+const START_PATH: &str = "/voice.v1.CallService/StartCallRecording";
+const STOP_PATH: &str = "/voice.v1.CallService/StopCallRecording";
+
+/// How to start the gateway: a program and the arguments before the listen flags.
+#[derive(Debug, Clone)]
+pub struct GatewayCommand {
+    /// The program (`voice-gateway`, or `voice-bench` with `gateway`).
+    pub program: PathBuf,
+    /// Leading arguments.
+    pub prefix: Vec<String>,
+    /// Whether this is the `voice-gateway` binary itself.
+    pub is_binary: bool,
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct RunningGateway {
+    /// The process.
+    pub server: Server,
+    /// The gRPC listener.
+    pub grpc: SocketAddr,
+    /// The HTTP listener.
+    pub http: SocketAddr,
+    /// Time from exec to both listeners accepting.
+    pub startup: Duration,
+}
+
+impl RunningGateway {
+    /// Returns `http://<grpc>`.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+}
+
+/// The bench: what to run and where, and the rows gathered so far.
+#[derive(Debug)]
+pub struct Bench {
+    /// Counts and durations.
+    pub plan: Plan,
+    /// How to start the gateway.
+    pub gateway: GatewayCommand,
+    /// The bench binary (serves the baselines).
+    pub bench_exe: PathBuf,
+    /// Work directory: generated configuration, logs.
+    pub work: PathBuf,
+    /// The generated configuration with `plan.users` agents.
+    pub config: PathBuf,
+    /// Table rows.
+    pub rows: Vec<Row>,
+    /// Figures not measured, and why.
+    pub missing: Vec<String>,
+    /// Method notes and findings.
+    pub notes: Vec<String>,
+}
+
+fn kib(bytes: f64) -> String {
+    format!("{:.2} KiB", bytes / 1024.0)
+}
+
+fn rps(result: &LoadResult) -> String {
+    format!(
+        "{:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)",
+        result.rps, result.latency.p50_ms, result.latency.p99_ms
+    )
+}
+
+impl Bench {
+    /// Prepares the work directory and the generated configuration.
+    pub fn new(
+        plan: Plan,
+        gateway: GatewayCommand,
+        bench_exe: PathBuf,
+        work: PathBuf,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&work)?;
+        let config = work.join("bench-gateway.toml");
+        std::fs::write(&config, setup::config_toml(plan.users, ""))?;
+        Ok(Self {
+            plan,
+            gateway,
+            bench_exe,
+            work,
+            config,
+            rows: Vec::new(),
+            missing: Vec::new(),
+            notes: Vec::new(),
+        })
+    }
+
+    fn log_dir(&self) -> PathBuf {
+        self.work.join("logs")
+    }
+
+    /// Starts a gateway with `config` (the built-in demo when `None`).
+    pub fn spawn_gateway(
+        &self,
+        name: &str,
+        config: Option<&Path>,
+    ) -> anyhow::Result<RunningGateway> {
+        let (grpc, http) = (free_addr()?, free_addr()?);
+        let mut args = self.gateway.prefix.clone();
+        args.extend([
+            "--grpc-listen".into(),
+            grpc.to_string(),
+            "--http-listen".into(),
+            http.to_string(),
+        ]);
+        if let Some(config) = config {
+            args.extend(["--config".into(), config.display().to_string()]);
+        }
+        let mut server = Server::spawn(
+            name,
+            &self.gateway.program,
+            &args,
+            &[("RUST_LOG", "info")],
+            &self.log_dir(),
+        )?;
+        let startup = server.wait_listening(&[grpc, http], Duration::from_secs(60))?;
+        Ok(RunningGateway {
+            server,
+            grpc,
+            http,
+            startup,
+        })
+    }
+
+    /// Starts a baseline server of the bench binary (`bare-tonic` or `bare-axum`).
+    pub fn spawn_baseline(&self, kind: &str) -> anyhow::Result<(Server, SocketAddr, Duration)> {
+        let addr = free_addr()?;
+        let args = vec![kind.to_owned(), "--listen".into(), addr.to_string()];
+        let mut server = Server::spawn(kind, &self.bench_exe, &args, &[], &self.log_dir())?;
+        let startup = server.wait_listening(&[addr], Duration::from_secs(30))?;
+        Ok((server, addr, startup))
+    }
+
+    /// Figure 1 and 2 share one gateway: calls, 100 watchers, then both loads.
+    pub async fn unary_and_json(&mut self) -> anyhow::Result<()> {
+        let plan = self.plan.clone();
+        let gw = self.spawn_gateway("gateway-unary", Some(&self.config.clone()))?;
+        let slots = plan.unary.connections * plan.unary.in_flight;
+        let calls =
+            setup::establish_calls(&gw.grpc_url(), slots.max(plan.json.connections)).await?;
+        let fleet = WatchFleet::open(&gw.grpc_url(), 0..plan.unary_watchers, 50).await?;
+        self.figure_unary(&gw, &calls).await?;
+        let watched = fleet.close().await?;
+        self.notes.push(format!(
+            "Figure 1: the {} WatchCalls streams open during the gateway runs received {} events; {} ended with an error{}.",
+            plan.unary_watchers,
+            watched.all_events,
+            watched.failed_streams,
+            watched.first_error.map(|e| format!(" (first: {e})")).unwrap_or_default()
+        ));
+        self.figure_json(&gw, &calls).await
+    }
+
+    async fn figure_unary(
+        &mut self,
+        gw: &RunningGateway,
+        calls: &[EstablishedCall],
+    ) -> anyhow::Result<()> {
+        let plan = self.plan.clone();
+        let (bare, bare_addr, _) = self.spawn_baseline("bare-tonic")?;
+        let gateway_plans: Vec<SlotPlan> = calls
+            .iter()
+            .map(|c| SlotPlan {
+                authorization: Some(basic_auth(c.caller)),
+                requests: vec![
+                    (
+                        START_PATH.into(),
+                        grpc_frame(&pb::StartCallRecordingRequest {
+                            call_id: c.id.clone(),
+                        }),
+                    ),
+                    (
+                        STOP_PATH.into(),
+                        grpc_frame(&pb::StopCallRecordingRequest {
+                            call_id: c.id.clone(),
+                        }),
+                    ),
+                ],
+            })
+            .collect();
+        let bare_plans: Vec<SlotPlan> = calls
+            .iter()
+            .map(|c| SlotPlan {
+                authorization: Some(basic_auth(c.caller)),
+                requests: vec![(
+                    servers::BARE_PATH.into(),
+                    grpc_frame(&servers::pb::EmptyRequest {}),
+                )],
+            })
+            .collect();
+        let (mut gw_runs, mut bare_runs) = (Vec::new(), Vec::new());
+        for _ in 0..plan.rounds {
+            let (bare_run, bare_error) = grpc_load::run(bare_addr, plan.unary, &bare_plans).await?;
+            check_errors("bare tonic", &bare_run, bare_error)?;
+            bare_runs.push(bare_run);
+            reset_recording(&gw.grpc_url(), calls).await?;
+            let (gw_run, gw_error) = grpc_load::run(gw.grpc, plan.unary, &gateway_plans).await?;
+            check_errors("gateway gRPC", &gw_run, gw_error)?;
+            gw_runs.push(gw_run);
+        }
+        drop(bare);
+        let gw_mid = median_run(&gw_runs);
+        let bare_mid = median_run(&bare_runs);
+        let ratio = gw_mid.rps / bare_mid.rps;
+        self.rows.push(Row {
+            figure: "1. gRPC unary".into(),
+            measure: format!(
+                "Start/StopCallRecording, {} conns × {} streams, {} WatchCalls open",
+                plan.unary.connections, plan.unary.in_flight, plan.unary_watchers
+            ),
+            gateway: rps(&gw_mid),
+            baseline: format!("bare tonic: {}", rps(&bare_mid)),
+            ratio: Some(ratio),
+            value: ratio,
+            target: "≥ 0.8×".into(),
+            met: Some(ratio >= 0.8),
+        });
+        let tail = gw_mid.latency.p99_ms / gw_mid.latency.p50_ms.max(0.001);
+        self.rows.push(Row {
+            figure: "1. gRPC unary".into(),
+            measure: "p99 / p50 at saturation (gateway)".into(),
+            gateway: format!(
+                "{:.2} / {:.2} ms",
+                gw_mid.latency.p99_ms, gw_mid.latency.p50_ms
+            ),
+            baseline: format!(
+                "bare tonic: {:.2} / {:.2} ms = {:.1}",
+                bare_mid.latency.p99_ms,
+                bare_mid.latency.p50_ms,
+                bare_mid.latency.p99_ms / bare_mid.latency.p50_ms.max(0.001)
+            ),
+            ratio: None,
+            value: tail,
+            target: "p99 ≤ 5 × p50".into(),
+            met: Some(tail <= 5.0),
+        });
+        self.notes.push(format!(
+            "Figure 1: {} rounds of {:?} after {:?} warm-up, bare tonic then gateway in turn; the round with the median req/s is shown. All runs (gateway / bare req/s): {}.",
+            plan.rounds,
+            plan.unary.duration,
+            plan.unary.warmup,
+            gw_runs
+                .iter()
+                .zip(&bare_runs)
+                .map(|(g, b)| format!("{:.0} / {:.0}", g.rps, b.rps))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Ok(())
+    }
+
+    async fn figure_json(
+        &mut self,
+        gw: &RunningGateway,
+        calls: &[EstablishedCall],
+    ) -> anyhow::Result<()> {
+        let plan = self.plan.clone();
+        let calls = &calls[..plan.json.connections.min(calls.len())];
+        reset_recording(&gw.grpc_url(), calls).await?;
+        let probe_path = format!("/api/v2/me/calls/{}", calls[0].id);
+        let auth = basic_auth(calls[0].caller);
+        let (status, _) = http_util::request(
+            gw.http,
+            http::Method::POST,
+            &probe_path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            Bytes::from_static(br#"{"operationName":"StartCallRecording"}"#),
+        )
+        .await?;
+        if status == http::StatusCode::NOT_FOUND {
+            self.missing.push(
+                "2. Legacy JSON: this gateway build has no `/api/v2/me/calls/{id}` route (legacy adapter not merged)".into(),
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(
+            status.is_success(),
+            "legacy StartCallRecording probe answered {status}"
+        );
+        reset_recording(&gw.grpc_url(), calls).await?;
+        let (bare, bare_addr, _) = self.spawn_baseline("bare-axum")?;
+        let json_plans: Vec<SlotPlan> = calls
+            .iter()
+            .map(|c| {
+                let path = format!("/api/v2/me/calls/{}", c.id);
+                SlotPlan {
+                    authorization: Some(basic_auth(c.caller)),
+                    requests: vec![
+                        (
+                            path.clone(),
+                            Bytes::from_static(br#"{"operationName":"StartCallRecording"}"#),
+                        ),
+                        (
+                            path,
+                            Bytes::from_static(br#"{"operationName":"StopCallRecording"}"#),
+                        ),
+                    ],
+                }
+            })
+            .collect();
+        let (mut gw_runs, mut bare_runs) = (Vec::new(), Vec::new());
+        for _ in 0..plan.rounds {
+            let (bare_run, bare_error) = http_load::run(bare_addr, plan.json, &json_plans).await?;
+            check_errors("bare axum", &bare_run, bare_error)?;
+            bare_runs.push(bare_run);
+            reset_recording(&gw.grpc_url(), calls).await?;
+            let (gw_run, gw_error) = http_load::run(gw.http, plan.json, &json_plans).await?;
+            check_errors("gateway JSON", &gw_run, gw_error)?;
+            gw_runs.push(gw_run);
+        }
+        drop(bare);
+        let gw_mid = median_run(&gw_runs);
+        let bare_mid = median_run(&bare_runs);
+        let ratio = gw_mid.rps / bare_mid.rps;
+        self.rows.push(Row {
+            figure: "2. Legacy JSON".into(),
+            measure: format!(
+                "POST /api/v2/me/calls/{{id}} Start/StopCallRecording, HTTP/1.1, {} conns",
+                plan.json.connections
+            ),
+            gateway: rps(&gw_mid),
+            baseline: format!("bare axum: {}", rps(&bare_mid)),
+            ratio: Some(ratio),
+            value: ratio,
+            target: "≥ 0.8×".into(),
+            met: Some(ratio >= 0.8),
+        });
+        self.notes.push(format!(
+            "Figure 2: {} rounds, bare axum then gateway in turn, median shown. All runs (gateway / bare req/s): {}.",
+            plan.rounds,
+            gw_runs
+                .iter()
+                .zip(&bare_runs)
+                .map(|(g, b)| format!("{:.0} / {:.0}", g.rps, b.rps))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Ok(())
+    }
+
+    /// Figures 3 and 4 on one fresh gateway: idle memory per stream, then latency at a fixed
+    /// event rate.
+    pub async fn fanout(&mut self) -> anyhow::Result<()> {
+        let plan = self.plan.clone();
+        let gw = self.spawn_gateway("gateway-fanout", Some(&self.config.clone()))?;
+        let calls = setup::establish_calls(&gw.grpc_url(), plan.driven_calls).await?;
+        tokio::time::sleep(plan.settle).await;
+        let rss_before = gw.server.rss_kib()?;
+        let fleet =
+            WatchFleet::open(&gw.grpc_url(), 0..plan.streams, plan.streams_per_connection).await?;
+        tokio::time::sleep(plan.settle).await;
+        let rss_streams = gw.server.rss_kib()?;
+        let per_stream =
+            (rss_streams.saturating_sub(rss_before)) as f64 * 1024.0 / plan.streams as f64;
+        self.rows.push(Row {
+            figure: "4. Memory".into(),
+            measure: format!(
+                "RSS per idle WatchCalls stream ({} streams, {} per HTTP/2 connection)",
+                plan.streams, plan.streams_per_connection
+            ),
+            gateway: format!("{} ({} → {} KiB)", kib(per_stream), rss_before, rss_streams),
+            baseline: "–".into(),
+            ratio: None,
+            value: per_stream / 1024.0,
+            target: "≤ 8 KiB".into(),
+            met: Some(per_stream <= 8.0 * 1024.0),
+        });
+        fleet.set_recording(true);
+        let sent = driver::SendTimes::default();
+        let driven = driver::drive(
+            &gw.grpc_url(),
+            &calls,
+            plan.events_per_sec / 2.0,
+            plan.fanout_duration,
+            sent,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        fleet.set_recording(false);
+        let tally = fleet.close().await?;
+        let latency = tally.latency.summary();
+        self.rows.push(Row {
+            figure: "3. Fan-out (gRPC)".into(),
+            measure: format!(
+                "commit → receipt, {} WatchCalls streams, {:.0} events/s for {:?}",
+                plan.streams,
+                driven.ops_per_sec * 2.0,
+                plan.fanout_duration
+            ),
+            gateway: format!(
+                "p50 {:.2} ms, p99 {:.2} ms ({} events)",
+                latency.p50_ms, latency.p99_ms, latency.count
+            ),
+            baseline: "–".into(),
+            ratio: None,
+            value: latency.p99_ms,
+            target: "p99 < 50 ms".into(),
+            met: Some(latency.p99_ms < 50.0 && latency.count > 0),
+        });
+        self.notes.push(format!(
+            "Figure 3 (gRPC): the driver made {} operations ({} failed), each committing one event per party, so {} events were expected at the watchers; {} arrived while recording, {} streams failed{}.",
+            driven.ops,
+            driven.errors,
+            driven.ops * 2,
+            tally.events,
+            tally.failed_streams,
+            tally.first_error.map(|e| format!(" (first: {e})")).unwrap_or_default()
+        ));
+        Ok(())
+    }
+
+    /// Figure 5: time from exec to both listeners accepting, and idle RSS.
+    pub async fn startup(&mut self) -> anyhow::Result<()> {
+        let plan = self.plan.clone();
+        let measure = |name: &str, config: Option<PathBuf>| -> anyhow::Result<(f64, f64)> {
+            let (mut times, mut rss) = (Vec::new(), Vec::new());
+            for _ in 0..plan.startups {
+                let gw = self.spawn_gateway(name, config.as_deref())?;
+                std::thread::sleep(plan.settle);
+                times.push(gw.startup.as_secs_f64() * 1000.0);
+                rss.push(gw.server.rss_kib()? as f64 / 1024.0);
+            }
+            Ok((median(&times), median(&rss)))
+        };
+        let (demo_ms, demo_mib) = measure("gateway-startup-demo", None)?;
+        let (bench_ms, bench_mib) = measure("gateway-startup-bench", Some(self.config.clone()))?;
+        let (mut bare_times, mut bare_rss) = (Vec::new(), Vec::new());
+        for _ in 0..plan.startups {
+            let (server, _, startup) = self.spawn_baseline("bare-tonic")?;
+            std::thread::sleep(plan.settle);
+            bare_times.push(startup.as_secs_f64() * 1000.0);
+            bare_rss.push(server.rss_kib()? as f64 / 1024.0);
+        }
+        let (bare_ms, bare_mib) = (median(&bare_times), median(&bare_rss));
+        for (label, ms, mib) in [
+            ("demo config".to_owned(), demo_ms, demo_mib),
+            (format!("{} agents", plan.users), bench_ms, bench_mib),
+        ] {
+            self.rows.push(Row {
+                figure: "5. Start-up".into(),
+                measure: format!("exec → gRPC and HTTP listeners accept; idle RSS ({label})"),
+                gateway: format!("{ms:.1} ms, {mib:.1} MiB"),
+                baseline: format!("bare tonic: {bare_ms:.1} ms, {bare_mib:.1} MiB"),
+                ratio: Some(ms / bare_ms),
+                value: ms,
+                target: "reported".into(),
+                met: None,
+            });
+        }
+        self.notes.push(format!(
+            "Figure 5: median of {} start-ups each; idle RSS read {:?} after the listeners accept.",
+            plan.startups, plan.settle
+        ));
+        Ok(())
+    }
+}
+
+fn check_errors(what: &str, run: &LoadResult, first: Option<String>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        run.requests > 0,
+        "{what}: no successful request ({first:?})"
+    );
+    let total = run.requests + run.errors;
+    anyhow::ensure!(
+        run.errors * 1000 <= total,
+        "{what}: {} of {total} requests failed, first: {}",
+        run.errors,
+        first.unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn median_run(runs: &[LoadResult]) -> LoadResult {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    sorted[sorted.len() / 2]
+}
+
+/// Stops recording on every call that records, so each slot starts with StartCallRecording.
+pub async fn reset_recording(grpc_url: &str, calls: &[EstablishedCall]) -> anyhow::Result<()> {
+    let channel = tonic::transport::Endpoint::from_shared(grpc_url.to_owned())?
+        .connect()
+        .await
+        .context("cannot connect to the gateway")?;
+    let client = CallServiceClient::new(channel);
+    futures::stream::iter(calls)
+        .map(|call| {
+            let mut client = client.clone();
+            async move {
+                let request = pb::GetCallRequest {
+                    call_id: call.id.clone(),
+                };
+                let got = client
+                    .get_call(as_agent(call.caller, request))
+                    .await?
+                    .into_inner();
+                let recording = got
+                    .call
+                    .is_some_and(|c| c.recording_state() == pb::RecordingState::Recording);
+                if recording {
+                    let request = pb::StopCallRecordingRequest {
+                        call_id: call.id.clone(),
+                    };
+                    client
+                        .stop_call_recording(as_agent(call.caller, request))
+                        .await?;
+                }
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<()>()
+        .await
+}

@@ -1,0 +1,28 @@
+//! voice-bench: the benchmark suite of voice-gateway (issue 6).
+//!
+//! Every figure is a ratio against a baseline measured in the same run, because the
+//! machine is shared and noisy. Servers run as child processes (the `voice-gateway`
+//! binary; the bare baselines from this crate's own binary); the load generators and
+//! clients run in the bench process and talk to 127.0.0.1 only, bounded in count and time.
+//!
+//! # Layout
+//! - [`servers`]: the baselines (bare tonic, bare axum) and an in-process gateway for the
+//!   smoke run; [`process`]: child processes, start-up timing, RSS, the open-file limit.
+//! - [`grpc_load`] and [`http_load`]: closed-loop load generators (HTTP/2 gRPC unary,
+//!   HTTP/1.1 JSON); [`watchers`]: many WatchCalls streams with commit-to-receipt latency;
+//!   [`driver`]: the fixed-rate event driver.
+//! - [`setup`]: the generated configuration and established calls; [`plan`]: counts and
+//!   durations; [`figures`]: the figures; [`report`]: BENCHMARKS.md.
+
+pub mod driver;
+pub mod figures;
+pub mod grpc_load;
+pub mod http_load;
+pub mod http_util;
+pub mod plan;
+pub mod process;
+pub mod report;
+pub mod servers;
+pub mod setup;
+pub mod stats;
+pub mod watchers;

@@ -1,0 +1,157 @@
+//! The `voice-bench` binary: runs the whole suite (`all`) and writes BENCHMARKS.md, or
+//! serves one of the baselines (used by the suite itself as child processes).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use voice_bench::figures::{Bench, GatewayCommand};
+use voice_bench::plan::Plan;
+use voice_bench::process::{exe_dir, raise_open_file_limit};
+use voice_bench::report::{Machine, Report};
+use voice_bench::servers;
+
+/// The benchmark suite of voice-gateway.
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs every figure and writes the report.
+    All {
+        /// Tiny counts and durations (the test suite's smoke run).
+        #[arg(long)]
+        smoke: bool,
+        /// Where to write the Markdown report.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        /// Where to write the JSON report (default: `WORK/bench-results.json`).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The gateway binary (default: `voice-gateway` next to this binary); with
+        /// `--in-process` the gateway runs from this binary's `gateway` subcommand.
+        #[arg(long)]
+        gateway_bin: Option<PathBuf>,
+        /// Serve the gateway from this binary (the library's `run`), not `voice-gateway`.
+        #[arg(long)]
+        in_process: bool,
+        /// Work directory (generated configuration, logs).
+        #[arg(long, default_value = "target/bench")]
+        work: PathBuf,
+        /// The command line to print in the report.
+        #[arg(long, default_value = "bench/run")]
+        command_line: String,
+    },
+    /// Serves the bare tonic baseline.
+    BareTonic {
+        /// Listen address.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Serves the bare axum baseline.
+    BareAxum {
+        /// Listen address.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Serves the gateway library in this process (for the smoke run).
+    Gateway {
+        /// gRPC listen address.
+        #[arg(long)]
+        grpc_listen: SocketAddr,
+        /// HTTP listen address.
+        #[arg(long)]
+        http_listen: SocketAddr,
+        /// Configuration file (default: the built-in demo).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::BareTonic { listen } => servers::bare_tonic(listen).await,
+        Command::BareAxum { listen } => servers::bare_axum(listen).await,
+        Command::Gateway {
+            grpc_listen,
+            http_listen,
+            config,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            servers::gateway(grpc_listen, http_listen, config.as_deref()).await
+        }
+        Command::All {
+            smoke,
+            out,
+            json,
+            gateway_bin,
+            in_process,
+            work,
+            command_line,
+        } => {
+            let began = Instant::now();
+            let open_files = raise_open_file_limit();
+            let bench_exe = std::env::current_exe()?;
+            let gateway = if in_process {
+                GatewayCommand {
+                    program: bench_exe.clone(),
+                    prefix: vec!["gateway".into()],
+                    is_binary: false,
+                }
+            } else {
+                let program = match gateway_bin {
+                    Some(path) => path,
+                    None => exe_dir()?.join("voice-gateway"),
+                };
+                anyhow::ensure!(
+                    program.exists(),
+                    "no gateway binary at {}",
+                    program.display()
+                );
+                GatewayCommand {
+                    program,
+                    prefix: Vec::new(),
+                    is_binary: true,
+                }
+            };
+            let plan = if smoke { Plan::smoke() } else { Plan::full() };
+            let json = json.unwrap_or_else(|| work.join("bench-results.json"));
+            let mut bench = Bench::new(plan, gateway, bench_exe, work)?;
+            eprintln!("voice-bench: figures 1 and 2 (gRPC unary, legacy JSON)");
+            bench.unary_and_json().await?;
+            eprintln!("voice-bench: figures 3 and 4 (fan-out, memory)");
+            bench.fanout().await?;
+            eprintln!("voice-bench: figure 5 (start-up)");
+            bench.startup().await?;
+            let report = Report {
+                command: command_line,
+                smoke,
+                seconds: began.elapsed().as_secs_f64(),
+                machine: Machine::probe(open_files),
+                rows: bench.rows,
+                missing: bench.missing,
+                notes: bench.notes,
+            };
+            std::fs::write(&out, report.to_markdown())
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
+            eprintln!(
+                "voice-bench: wrote {} and {}",
+                out.display(),
+                json.display()
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The counts and durations of a run: the full bench, or the smoke run of the test suite.
+
+use std::time::Duration;
+
+use crate::grpc_load::LoadShape;
+
+/// Counts and durations of every figure.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Agents in the generated configuration.
+    pub users: usize,
+    /// Figure 1: connections, streams per connection, warm-up, duration.
+    pub unary: LoadShape,
+    /// Figure 1 and 2: rounds (baseline, then gateway, alternating); medians are reported.
+    pub rounds: usize,
+    /// Figure 1: WatchCalls streams held open during the gateway runs.
+    pub unary_watchers: usize,
+    /// Figure 2: connections (HTTP/1.1 keep-alive, one request in flight each).
+    pub json: LoadShape,
+    /// Figure 3 and 4: WatchCalls streams.
+    pub streams: usize,
+    /// Figure 3 and 4: CometD long-poll sessions.
+    pub sessions: usize,
+    /// Figure 3 and 4: streams per HTTP/2 connection.
+    pub streams_per_connection: usize,
+    /// Figure 3: call events per second.
+    pub events_per_sec: f64,
+    /// Figure 3: calls the driver cycles through.
+    pub driven_calls: usize,
+    /// Figure 3: driving time.
+    pub fanout_duration: Duration,
+    /// Figure 3 (Faye comparison): in-flight publishes of the saturating driver.
+    pub saturation_in_flight: usize,
+    /// Figure 3 (Faye comparison): saturating time.
+    pub saturation_duration: Duration,
+    /// Figure 5: start-ups measured (median reported).
+    pub startups: usize,
+    /// Settling time before an RSS reading.
+    pub settle: Duration,
+}
+
+impl Plan {
+    /// The full bench (about ten minutes).
+    pub fn full() -> Self {
+        Self {
+            users: 10_000,
+            unary: LoadShape {
+                connections: 50,
+                in_flight: 10,
+                warmup: Duration::from_secs(1),
+                duration: Duration::from_secs(5),
+            },
+            rounds: 3,
+            unary_watchers: 100,
+            json: LoadShape {
+                connections: 50,
+                in_flight: 1,
+                warmup: Duration::from_secs(1),
+                duration: Duration::from_secs(5),
+            },
+            streams: 10_000,
+            sessions: 10_000,
+            streams_per_connection: 100,
+            events_per_sec: 100.0,
+            driven_calls: 500,
+            fanout_duration: Duration::from_secs(10),
+            saturation_in_flight: 64,
+            saturation_duration: Duration::from_secs(5),
+            startups: 5,
+            settle: Duration::from_secs(2),
+        }
+    }
+
+    /// The smoke run: tiny counts, a few seconds.
+    pub fn smoke() -> Self {
+        Self {
+            users: 64,
+            unary: LoadShape {
+                connections: 2,
+                in_flight: 2,
+                warmup: Duration::from_millis(100),
+                duration: Duration::from_millis(500),
+            },
+            rounds: 1,
+            unary_watchers: 4,
+            json: LoadShape {
+                connections: 2,
+                in_flight: 1,
+                warmup: Duration::from_millis(100),
+                duration: Duration::from_millis(500),
+            },
+            streams: 20,
+            sessions: 10,
+            streams_per_connection: 10,
+            events_per_sec: 40.0,
+            driven_calls: 8,
+            fanout_duration: Duration::from_secs(1),
+            saturation_in_flight: 4,
+            saturation_duration: Duration::from_millis(500),
+            startups: 1,
+            settle: Duration::from_millis(200),
+        }
+    }
+}

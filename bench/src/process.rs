@@ -1,0 +1,160 @@
+//! Child processes of the bench (the gateway, the bare servers, Faye): spawned with their
+//! output in log files, timed from exec to accepting connections, measured through
+//! `/proc/PID/status`, and stopped (SIGTERM, then SIGKILL) when dropped.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// A running child process.
+#[derive(Debug)]
+pub struct Server {
+    name: String,
+    child: std::process::Child,
+    started: Instant,
+}
+
+impl Server {
+    /// Spawns `program args`, with stdout and stderr appended to `log_dir/NAME.log`.
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        envs: &[(&str, &str)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(log_dir)?;
+        let log_path = log_dir.join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let started = Instant::now();
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            started,
+        })
+    }
+
+    /// Returns the process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until every address accepts a TCP connection; returns the time since exec.
+    pub fn wait_listening(
+        &mut self,
+        addrs: &[SocketAddr],
+        limit: Duration,
+    ) -> anyhow::Result<Duration> {
+        let mut pending: Vec<SocketAddr> = addrs.to_vec();
+        while !pending.is_empty() {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{} exited before listening: {status}", self.name);
+            }
+            if self.started.elapsed() > limit {
+                bail!(
+                    "{} is not listening on {pending:?} after {limit:?}",
+                    self.name
+                );
+            }
+            pending.retain(|addr| {
+                TcpStream::connect_timeout(addr, Duration::from_millis(50)).is_err()
+            });
+            if !pending.is_empty() {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        Ok(self.started.elapsed())
+    }
+
+    /// Returns the resident set size in KiB (VmRSS).
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        rss_kib(self.pid())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+            unsafe {
+                libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads VmRSS of a process, in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .context("no VmRSS in /proc/PID/status")
+}
+
+/// Returns a free loopback address (bound, then released).
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Raises the open-file limit as far as allowed (the hard limit, and beyond it as root);
+/// returns the soft limit in force afterwards.
+pub fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        let wanted = libc::rlimit {
+            rlim_cur: 1 << 20,
+            rlim_max: limit.rlim_max.max(1 << 20),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
+}
+
+/// Returns the directory of the running executable (where sibling binaries are built).
+pub fn exe_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe
+        .parent()
+        .context("executable has no directory")?
+        .to_path_buf())
+}

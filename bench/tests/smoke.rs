@@ -1,0 +1,64 @@
+//! A small run of the whole bench (tiny counts, a few seconds, the gateway served in
+//! process by the bench binary) so that the suite cannot rot: it must finish, produce
+//! nonzero throughput and latency counts, and a report that parses.
+
+use std::process::Command;
+
+use voice_bench::report::Report;
+
+#[test]
+fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-smoke");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let markdown = dir.join("BENCHMARKS.md");
+    let status = Command::new(env!("CARGO_BIN_EXE_voice-bench"))
+        .args(["all", "--smoke", "--in-process", "--command-line", "smoke"])
+        .arg("--out")
+        .arg(&markdown)
+        .arg("--json")
+        .arg(dir.join("report.json"))
+        .arg("--work")
+        .arg(dir.join("work"))
+        .status()
+        .expect("voice-bench starts");
+    assert!(status.success(), "voice-bench all --smoke failed: {status}");
+
+    let report: Report =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
+            .expect("the JSON report parses");
+    assert!(report.smoke);
+    let row = |figure: &str| {
+        report
+            .rows
+            .iter()
+            .find(|r| r.figure.starts_with(figure))
+            .unwrap_or_else(|| panic!("no row for figure {figure}: {:?}", report.rows))
+    };
+    let unary = row("1.");
+    assert!(
+        unary.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
+        "{unary:?}"
+    );
+    assert!(unary.gateway.contains("req/s"), "{unary:?}");
+    let fanout = row("3.");
+    assert!(fanout.value > 0.0 && fanout.value < 10_000.0, "{fanout:?}");
+    assert!(!fanout.gateway.contains("(0 events)"), "{fanout:?}");
+    let memory = row("4.");
+    assert!(memory.value > 0.0, "{memory:?}");
+    let startup = row("5.");
+    assert!(startup.value > 0.0, "{startup:?}");
+    for row in &report.rows {
+        assert!(row.value.is_finite(), "{row:?}");
+    }
+
+    let text = std::fs::read_to_string(&markdown).unwrap();
+    assert!(text.contains("| figure | measure | gateway | baseline | ratio | target | met |"));
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| figure"))
+            .count(),
+        report.rows.len(),
+        "one table line per row"
+    );
+}
