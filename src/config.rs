@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `switch.external_answer_ms` | delay before a simulated external party answers | [`DEFAULT_EXTERNAL_ANSWER_MS`] |
 //! | `limits.event_history` | events kept for WatchCalls resume | [`crate::core::DEFAULT_EVENT_HISTORY`] |
-//! | `limits.watch_buffer` | events a watcher may fall behind before it is ended | [`crate::core::DEFAULT_WATCH_BUFFER`] |
+//! | `limits.watch_buffer` | events of its scope a watcher may fall behind before it is ended | [`crate::core::DEFAULT_WATCH_BUFFER`] |
 //! | `limits.ended_calls` | ended calls kept for GetCall | [`crate::core::DEFAULT_ENDED_CALLS`] |
 //! | `agent.after_call_work_state` | state after a timed AfterCallWork: `Ready` or `NotReady` | `Ready` |
 //! | `[[contact_centers]]` | `name`, `features` | |
