@@ -43,6 +43,9 @@ enum Command {
         /// Work directory (generated configuration, logs).
         #[arg(long, default_value = "target/bench")]
         work: PathBuf,
+        /// Run only these figure groups: `unary` (1 and 2), `fanout` (3 and 4), `startup` (5).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
         /// The command line to print in the report.
         #[arg(long, default_value = "bench/run")]
         command_line: String,
@@ -99,7 +102,9 @@ async fn main() -> anyhow::Result<()> {
             in_process,
             work,
             command_line,
+            only,
         } => {
+            let wanted = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
             let began = Instant::now();
             let open_files = raise_open_file_limit();
             let bench_exe = std::env::current_exe()?;
@@ -128,12 +133,18 @@ async fn main() -> anyhow::Result<()> {
             let plan = if smoke { Plan::smoke() } else { Plan::full() };
             let json = json.unwrap_or_else(|| work.join("bench-results.json"));
             let mut bench = Bench::new(plan, gateway, bench_exe, work)?;
-            eprintln!("voice-bench: figures 1 and 2 (gRPC unary, legacy JSON)");
-            bench.unary_and_json().await?;
-            eprintln!("voice-bench: figures 3 and 4 (fan-out, memory)");
-            bench.fanout().await?;
-            eprintln!("voice-bench: figure 5 (start-up)");
-            bench.startup().await?;
+            if wanted("unary") {
+                eprintln!("voice-bench: figures 1 and 2 (gRPC unary, legacy JSON)");
+                bench.unary_and_json().await?;
+            }
+            if wanted("fanout") {
+                eprintln!("voice-bench: figures 3 and 4 (fan-out, memory)");
+                bench.fanout().await?;
+            }
+            if wanted("startup") {
+                eprintln!("voice-bench: figure 5 (start-up)");
+                bench.startup().await?;
+            }
             let report = Report {
                 command: command_line,
                 smoke,
