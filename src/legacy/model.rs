@@ -1,10 +1,11 @@
 //! JSON shapes of the GWS v2 Voice API (spec §5): the call resource and participants, as
-//! both the JSON API and CometD notifications render them.
+//! both the JSON API and CometD notifications render them; the device, user and feature
+//! resources of the JSON API.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::core::{CallEvent, CallSnapshot, Participant, UserData, UserDataValue};
+use crate::core::{CallEvent, CallSnapshot, Participant, User, UserData, UserDataValue};
 
 /// Renders user data as a flat JSON object. A key that repeats (AttachUserData keeps
 /// duplicates) shows its last value, as a JSON object cannot hold a key twice.
@@ -160,4 +161,137 @@ impl CallStateChangeJson {
             digits: event.digits.clone(),
         }
     }
+}
+
+/// The device resource (spec §5.3), limited to what the gateway serves: one active
+/// private device per user. `userState`, `forwardTo` and `voiceEnvironmentUri` are left out
+/// until agent states and device operations exist; `capabilities` lists no device operation
+/// for the same reason.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceJson {
+    /// Device id.
+    pub id: String,
+    /// Always `Active`: the embedded switch registers every configured DN.
+    pub device_state: &'static str,
+    /// The DN.
+    pub phone_number: String,
+    /// The DN (internal numbers are their own E.164 form in GWS samples).
+    pub e164_number: String,
+    /// Always `Private`.
+    pub telephony_network: &'static str,
+    /// Always `Off`: do-not-disturb is not served yet.
+    pub do_not_disturb: &'static str,
+    /// Device operations offered now (none yet).
+    pub capabilities: Vec<&'static str>,
+    /// Absolute URI, `http://host/api/v2/me/devices/{id}`.
+    pub uri: String,
+    /// `/devices/{id}`.
+    pub path: String,
+}
+
+impl DeviceJson {
+    /// Renders a user's device.
+    pub fn from_user(user: &User, base_url: &str) -> Self {
+        Self {
+            id: user.device_id.to_string(),
+            device_state: "Active",
+            phone_number: user.phone_number.to_string(),
+            e164_number: user.phone_number.to_string(),
+            telephony_network: "Private",
+            do_not_disturb: "Off",
+            capabilities: Vec::new(),
+            uri: device_uri(user, base_url),
+            path: format!("/devices/{}", user.device_id),
+        }
+    }
+}
+
+/// Returns the absolute URI of a user's device.
+pub fn device_uri(user: &User, base_url: &str) -> String {
+    format!("{base_url}/api/v2/me/devices/{}", user.device_id)
+}
+
+/// The user resource of `GET /api/v2/me` (spec §6.7), with the subresources asked for.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserJson {
+    /// User id.
+    pub id: String,
+    /// Login name.
+    pub user_name: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// GWS role names (`ROLE_AGENT`, ...).
+    pub roles: Vec<&'static str>,
+    /// Always true: disabled users are not configured.
+    pub enabled: bool,
+    /// Always false: passwords come from the configuration.
+    pub change_password_on_first_login: bool,
+    /// Absolute URI, `http://host/api/v2/me`.
+    pub uri: String,
+    /// `/me`.
+    pub path: String,
+    /// The user's devices, when `subresources` names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<DeviceJson>>,
+    /// The contact center's features, when `subresources` names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<FeatureJson>>,
+    /// The user's active calls, when `subresources` names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Vec<CallJson>>,
+}
+
+impl UserJson {
+    /// Renders a user without subresources.
+    pub fn from_user(user: &User, base_url: &str) -> Self {
+        Self {
+            id: user.id.clone(),
+            user_name: user.name.to_string(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            roles: user.roles.iter().map(|r| r.gws_name()).collect(),
+            enabled: true,
+            change_password_on_first_login: false,
+            uri: format!("{base_url}/api/v2/me"),
+            path: "/me".to_owned(),
+            devices: None,
+            features: None,
+            calls: None,
+        }
+    }
+}
+
+/// A feature of the contact center (spec §4).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureJson {
+    /// The feature name, which is also its id.
+    pub id: String,
+    /// The feature name (`api-voice`, ...).
+    pub name: String,
+    /// Absolute URI, `http://host/api/v2/features/{name}`.
+    pub uri: String,
+    /// `/features/{name}`.
+    pub path: String,
+}
+
+impl FeatureJson {
+    /// Renders a feature.
+    pub fn from_name(name: &str, base_url: &str) -> Self {
+        Self {
+            id: name.to_owned(),
+            name: name.to_owned(),
+            uri: feature_uri(name, base_url),
+            path: format!("/features/{name}"),
+        }
+    }
+}
+
+/// Returns the absolute URI of a feature.
+pub fn feature_uri(name: &str, base_url: &str) -> String {
+    format!("{base_url}/api/v2/features/{name}")
 }
