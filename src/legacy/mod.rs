@@ -111,5 +111,5 @@ async fn unknown_route(uri: Uri) -> LegacyError {
     LegacyError::UnknownRoute(uri.path().to_owned())
 }
 
-// #[cfg(test)]
-// mod tests;
+#[cfg(test)]
+mod tests;
