@@ -98,6 +98,10 @@ impl LegacyOperation {
             "StopCallRecording" => Self::Call(C::StopCallRecording),
             "PauseCallRecording" => Self::Call(C::PauseCallRecording),
             "ResumeCallRecording" => Self::Call(C::ResumeCallRecording),
+            "SwitchToListenIn" => Self::Call(C::SwitchToListenIn),
+            "SwitchToBargeIn" => Self::Call(C::SwitchToBargeIn),
+            "MuteMonitoredUser" => Self::Call(C::MuteMonitoredUser),
+            "UnmuteMonitoredUser" => Self::Call(C::UnmuteMonitoredUser),
             other => return Err(CoreError::UnknownOperation(other.to_owned())),
         };
         Ok(op)
