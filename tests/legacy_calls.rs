@@ -5,7 +5,7 @@ mod common;
 mod legacy_common;
 
 use common::TestGateway;
-use legacy_common::{Agent, established_call, stable};
+use legacy_common::{Agent, assert_error, established_call, stable};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -148,11 +148,11 @@ async fn me_devices_features_and_version_render_what_the_gateway_serves() {
     assert_eq!(device["deviceState"], "Active");
     assert_eq!(device["telephonyNetwork"], "Private");
     assert_eq!(device["doNotDisturb"], "Off");
-    assert_eq!(device["capabilities"], json!([]));
-    assert!(
-        device.get("userState").is_none(),
-        "no agent state is invented"
-    );
+    assert_eq!(device["userState"]["state"], "NotReady");
+    assert_eq!(device["userState"]["displayName"], "Not Ready");
+    let caps = device["capabilities"].as_array().unwrap();
+    assert!(caps.contains(&json!("DoNotDisturbOn")), "{caps:?}");
+    assert!(device.get("supervisorMonitoringState").is_none());
     let names: Vec<_> = full["user"]["features"]
         .as_array()
         .unwrap()
@@ -199,24 +199,45 @@ async fn me_devices_features_and_version_render_what_the_gateway_serves() {
 }
 
 #[tokio::test]
-async fn contact_center_sessions_start_with_voice_channels() {
+async fn contact_center_sessions_end_and_start_the_device() {
     let gw = TestGateway::spawn().await;
     let a1 = Agent::new(&gw.http_url(), "agent1");
-    let start = json!({"operationName": "StartContactCenterSession", "channels": ["voice"]});
+    let device_state = || async { a1.get("/api/v2/me/devices?fields=deviceState").await.1 };
+    let end = json!({"operationName": "EndContactCenterSession"});
+    assert_eq!(
+        a1.post("/api/v2/me", end).await,
+        (StatusCode::OK, json!({"statusCode": 0}))
+    );
+    assert_eq!(
+        device_state().await["devices"][0]["deviceState"],
+        "Inactive"
+    );
+    // An inactive device places no call.
+    let device = a1.device_id().await;
+    let dial = json!({"operationName": "Dial", "destination": {"phoneNumber": "15001"}});
+    let path = format!("/api/v2/me/devices/{device}/calls");
+    assert_error(&a1.post(&path, dial.clone()).await, 400, 2);
+
+    let other_place = json!({"operationName": "StartContactCenterSession", "channels": ["voice"], "place": "15001"});
+    assert_error(&a1.post("/api/v2/me", other_place).await, 404, 6);
+    let none = json!({"operationName": "StartContactCenterSession"});
+    assert_error(&a1.post("/api/v2/me", none).await, 400, 1);
+    let chat = json!({"operationName": "StartContactCenterSession", "channels": ["chat"]});
+    assert_error(&a1.post("/api/v2/me", chat).await, 400, 2);
+    let misplaced = json!({"operationName": "Hangup"});
+    assert_error(&a1.post("/api/v2/me", misplaced).await, 400, 2);
+    assert_eq!(
+        device_state().await["devices"][0]["deviceState"],
+        "Inactive"
+    );
+
+    let start = json!({"operationName": "StartContactCenterSession", "channels": ["voice"], "place": "15000"});
     assert_eq!(
         a1.post("/api/v2/me", start).await,
         (StatusCode::OK, json!({"statusCode": 0}))
     );
-    let own_place = json!({"operationName": "StartContactCenterSession", "channels": ["voice"], "place": "15000"});
-    assert_eq!(a1.post("/api/v2/me", own_place).await.0, StatusCode::OK);
-    let other_place = json!({"operationName": "StartContactCenterSession", "channels": ["voice"], "place": "15001"});
-    legacy_common::assert_error(&a1.post("/api/v2/me", other_place).await, 404, 6);
-    let none = json!({"operationName": "StartContactCenterSession"});
-    legacy_common::assert_error(&a1.post("/api/v2/me", none).await, 400, 1);
-    let chat = json!({"operationName": "StartContactCenterSession", "channels": ["chat"]});
-    legacy_common::assert_error(&a1.post("/api/v2/me", chat).await, 400, 2);
-    let misplaced = json!({"operationName": "Hangup"});
-    legacy_common::assert_error(&a1.post("/api/v2/me", misplaced).await, 400, 2);
+    assert_eq!(device_state().await["devices"][0]["deviceState"], "Active");
+    assert_eq!(a1.post(&path, dial).await.0, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 //! | failure | HTTP | statusCode |
 //! |---|---|---|
 //! | missing parameter | 400 | 1 |
-//! | mistyped or invalid parameter, unknown `operationName`, operation not in `capabilities`, malformed JSON | 400 | 2 |
+//! | mistyped or invalid parameter, unknown `operationName`, operation not in `capabilities` or the device's state, malformed JSON | 400 | 2 |
 //! | missing credentials, bad credentials | 401 | 20 |
 //! | feature not assigned to the contact center | 403 | 3 |
 //! | missing or wrong CSRF token (`Missing or invalid Csrf token`) | 403 | 3 |
@@ -16,6 +16,7 @@
 //! | another user's call | 403 | 5 |
 //! | unknown call, device, feature or route | 404 | 6 |
 //! | method not served on a known route | 405 | 3 |
+//! | resource in use (a device another supervisor monitors) | 409 | 19 |
 //! | request took too long | 408 | 4 |
 //! | body larger than `legacy.max_body_bytes` | 413 | 2 |
 //! | `Content-Type` other than JSON on a POST | 415 | 2 |
@@ -73,6 +74,7 @@ impl LegacyError {
     /// Returns the HTTP status.
     pub fn http_status(&self) -> StatusCode {
         match self {
+            Self::Core(CoreError::InUse(_)) => StatusCode::CONFLICT,
             Self::Core(error) => match error.kind() {
                 ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
                 ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
@@ -195,6 +197,8 @@ mod tests {
             (CoreError::PermissionDenied("no".into()), 403, 5),
             (CoreError::Unauthenticated("no".into()), 401, 20),
             (CoreError::Unavailable("down".into()), 503, 4),
+            (CoreError::InUse("monitored".into()), 409, 19),
+            (CoreError::Precondition("inactive".into()), 400, 2),
         ];
         for (core, http, code) in cases {
             let expected = core.status_code();

@@ -4,13 +4,15 @@
 //! Choices ([I]):
 //! - `GET /api/v2/me` answers `{"statusCode":0,"user":{...}}` (the singular-key rule of
 //!   spec §5.3). `subresources` may name `devices`, `features` and `calls` (or `*` for all
-//!   three); `channels` and `settings` are agent-state data the gateway does not serve yet
-//!   and are left out rather than faked.
-//! - StartContactCenterSession validates `channels` (required; only `voice` is served) and
+//!   three); `channels` and `settings` are not served by this front-end yet and are left
+//!   out rather than faked.
+//! - Devices are the core's: `deviceState`, `userState`, `doNotDisturb`, `forwardTo`,
+//!   `capabilities` and `supervisorMonitoringState` read the same as over gRPC.
+//! - StartContactCenterSession takes `channels` (required, must include `voice`) and
 //!   `place` (when given it must be the user's own DN, the only place the embedded switch
-//!   knows), then answers `{"statusCode":0}`: every configured DN is already registered, so
-//!   there is no device state to change.
-//! - EndContactCenterSession ends the HTTP session (spec §6.5); the cookie is cleared.
+//!   knows) and makes the device Active, NotReady, through the core.
+//! - EndContactCenterSession makes the device Inactive through the core and ends the HTTP
+//!   session (spec §6.5); the cookie is cleared.
 //! - `GET /api/v2/features` lists the features of the caller's contact center (URIs, or
 //!   objects with `fields`); `GET /api/v2/features/{name}` answers 404/6 for a feature the
 //!   contact center lacks (spec §3.2: as if it did not exist).
@@ -26,10 +28,10 @@ use serde_json::{Value, json};
 use super::auth::{EndedSession, LegacyCaller};
 use super::error::LegacyError;
 use super::extract::{BaseUrl, Fields, LegacyBody, LegacyPath, LegacyQuery, split_list};
-use super::model::{CallJson, DeviceJson, FeatureJson, UserJson, device_uri};
+use super::model::{CallJson, DeviceJson, FeatureJson, UserJson};
 use super::operation::LegacyOperation;
 use crate::app::AppState;
-use crate::core::{CoreError, User};
+use crate::core::{CoreError, DeviceRequest, User};
 
 /// The `{"statusCode":0}` reply of an accepted operation.
 pub fn accepted() -> Json<Value> {
@@ -50,7 +52,7 @@ pub async fn get_me(
     let wants = |name: &str| wanted.iter().any(|w| w == "*" || w == name);
     let mut json = UserJson::from_user(user, &base);
     if wants("devices") {
-        json.devices = Some(vec![DeviceJson::from_user(user, &base)]);
+        json.devices = Some(devices_of(&state, &caller, &base)?);
     }
     if wants("features") {
         json.features = Some(features_of(&state, user, &base));
@@ -75,13 +77,21 @@ pub async fn post_me(
 ) -> Result<Response, LegacyError> {
     let user = state.core.acting_user(caller.principal())?;
     match LegacyOperation::from_body(&body)? {
-        LegacyOperation::StartContactCenterSession { channels: _, place } => {
+        LegacyOperation::StartContactCenterSession { channels, place } => {
             if let Some(place) = place.filter(|p| **p != *user.phone_number) {
                 return Err(CoreError::NotFound(format!("place {place} not found")).into());
             }
+            let request = DeviceRequest::StartContactCenterSession { channels };
+            state
+                .core
+                .device_operation(caller.principal(), None, request)?;
             Ok(accepted().into_response())
         }
         LegacyOperation::EndContactCenterSession => {
+            let request = DeviceRequest::EndContactCenterSession;
+            state
+                .core
+                .device_operation(caller.principal(), None, request)?;
             state.sessions.remove(&caller.session.id);
             Ok((Extension(EndedSession), accepted()).into_response())
         }
@@ -96,9 +106,8 @@ pub async fn list_devices(
     BaseUrl(base): BaseUrl,
     WithRejection(query, _): LegacyQuery,
 ) -> Result<Json<Value>, LegacyError> {
-    let user = state.core.acting_user(caller.principal())?;
-    let devices = [DeviceJson::from_user(user, &base)];
-    let uris = vec![device_uri(user, &base)];
+    let devices = devices_of(&state, &caller, &base)?;
+    let uris = devices.iter().map(|d| d.uri.clone()).collect();
     Ok(Fields::from_query(&query).reply("devices", &devices, uris))
 }
 
@@ -109,19 +118,23 @@ pub async fn get_device(
     BaseUrl(base): BaseUrl,
     WithRejection(Path(id), _): LegacyPath,
 ) -> Result<Json<Value>, LegacyError> {
-    let user = state.core.acting_user(caller.principal())?;
-    own_device(user, &id)?;
-    Ok(Json(
-        json!({ "statusCode": 0, "device": DeviceJson::from_user(user, &base) }),
-    ))
+    let device = devices_of(&state, &caller, &base)?
+        .into_iter()
+        .find(|d| d.id == id)
+        .ok_or_else(|| CoreError::NotFound(format!("device {id} not found")))?;
+    Ok(Json(json!({ "statusCode": 0, "device": device })))
 }
 
-/// Checks that a device id is the user's device (404/6 otherwise).
-pub fn own_device(user: &User, id: &str) -> Result<(), LegacyError> {
-    if id != &*user.device_id {
-        return Err(CoreError::NotFound(format!("device {id} not found")).into());
-    }
-    Ok(())
+fn devices_of(
+    state: &AppState,
+    caller: &LegacyCaller,
+    base: &str,
+) -> Result<Vec<DeviceJson>, LegacyError> {
+    let devices = state.core.list_devices(caller.principal())?;
+    Ok(devices
+        .iter()
+        .map(|d| DeviceJson::from_snapshot(d, base))
+        .collect())
 }
 
 /// `GET /api/v2/features[?fields=...]`.
