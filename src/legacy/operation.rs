@@ -1,7 +1,7 @@
 //! Parsing of `{"operationName": ..., params...}` bodies into a [`LegacyOperation`]: one
 //! `match` on the name, a typed error for unknown names, and strict parameter types.
 //!
-//! Parameter choices (spec §6, [I] points):
+//! Parameter choices (spec §6, points it marks inferred):
 //! - `destination` is the object `{"phoneNumber":"<digits>"}` on every call operation; a
 //!   plain string or a number is refused as mistyped (400/2) rather than guessed at.
 //! - `userData` is a flat object whose values are strings or integers (GWS key/value lists

@@ -1,7 +1,7 @@
 //! Handlers of the user, device, feature and diagnostics resources, and of the session
 //! operations posted to `/api/v2/me`.
 //!
-//! Choices ([I]):
+//! Choices where the spec is silent or marked inferred:
 //! - `GET /api/v2/me` answers `{"statusCode":0,"user":{...}}` (the singular-key rule of
 //!   spec §5.3). `subresources` may name `devices`, `features` and `calls` (or `*` for all
 //!   three); `channels` and `settings` are not served by this front-end yet and are left
