@@ -395,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn contact_center_sessions_need_voice_channels() {
+    fn contact_center_sessions_need_a_list_of_channel_names() {
         let ok =
             parse(json!({"operationName": "StartContactCenterSession", "channels": ["voice"]}));
         assert!(matches!(
