@@ -6,6 +6,7 @@
 //! | `limits.event_history` | events kept for WatchCalls resume | [`crate::core::DEFAULT_EVENT_HISTORY`] |
 //! | `limits.watch_buffer` | events a watcher may fall behind before it is ended | [`crate::core::DEFAULT_WATCH_BUFFER`] |
 //! | `limits.ended_calls` | ended calls kept for GetCall | [`crate::core::DEFAULT_ENDED_CALLS`] |
+//! | `legacy.*` | the GWS JSON front-end: CORS origins, CSRF, sessions, body limit, timeout | see [`crate::legacy::config`] |
 //! | `agent.after_call_work_state` | state after a timed AfterCallWork: `Ready` or `NotReady` | `Ready` |
 //! | `[[contact_centers]]` | `name`, `features` | |
 //! | `[[users]]` | `name`, `contact_center`, `phone_number`, `password_hash` (argon2) or `password` (clear, demo only), `roles`, `first_name`, `last_name` | |
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use crate::core::{
     ContactCenter, CoreLimits, Directory, Role, Secret, ServiceAccount, User, stable_id,
 };
+use crate::legacy::config::LegacyConfig;
 
 /// The demo configuration served when no file is given.
 pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
@@ -40,6 +42,9 @@ pub struct Config {
     /// Buffer bounds.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The legacy GWS JSON front-end.
+    #[serde(default)]
+    pub legacy: LegacyConfig,
     /// Agent-state settings.
     #[serde(default)]
     pub agent: AgentConfig,
