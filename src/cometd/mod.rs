@@ -117,3 +117,6 @@ async fn get(State(endpoint): State<Arc<BayeuxEndpoint>>, request: Request) -> R
         Err(_) => (StatusCode::BAD_REQUEST, "Unknown Bayeux Transport").into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests;
