@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(
         [
             "proto/voice/v1/calls.proto",
+            "proto/voice/v1/devices.proto",
             "proto/voice/v1/simulator.proto",
         ],
         ["proto"],

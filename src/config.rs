@@ -17,6 +17,7 @@
 //! | `cometd.multi_session_interval_ms` | interval advised to a browser's extra sessions | [`crate::cometd::config::DEFAULT_MULTI_SESSION_INTERVAL_MS`] |
 //! | `cometd.max_sessions` | live CometD sessions | [`crate::cometd::config::DEFAULT_MAX_SESSIONS`] |
 //! | `cometd.websocket` | offer the `websocket` transport | `true` |
+//! | `agent.after_call_work_state` | state after a timed AfterCallWork: `Ready` or `NotReady` | `Ready` |
 //! | `[[contact_centers]]` | `name`, `features` | |
 //! | `[[users]]` | `name`, `contact_center`, `phone_number`, `password_hash` (argon2) or `password` (clear, demo only), `roles`, `first_name`, `last_name` | |
 //! | `[[service_accounts]]` | `name`, `contact_center`, `token_hash` or `token` | |
@@ -24,6 +25,7 @@
 //! Listen addresses are not in the file: they come from the command line or the
 //! environment (see the binary's `--help`).
 
+use crate::core::AgentState;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -49,6 +51,9 @@ pub struct Config {
     /// Buffer bounds.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Agent-state settings.
+    #[serde(default)]
+    pub agent: AgentConfig,
     /// Contact centers.
     #[serde(default)]
     pub contact_centers: Vec<ContactCenterConfig>,
@@ -116,6 +121,9 @@ mod defaults {
     pub(super) fn ended_calls() -> usize {
         crate::core::DEFAULT_ENDED_CALLS
     }
+    pub(super) fn after_call_work_state() -> String {
+        "Ready".into()
+    }
 }
 
 impl Default for LimitsConfig {
@@ -136,6 +144,24 @@ impl LimitsConfig {
             event_history: self.event_history,
             watch_buffer: self.watch_buffer,
             ended_calls: self.ended_calls,
+            ..CoreLimits::default()
+        }
+    }
+}
+
+/// Agent-state settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The state an after-call work with a wrap-up time returns to: `Ready` or `NotReady`.
+    #[serde(default = "defaults::after_call_work_state")]
+    pub after_call_work_state: String,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            after_call_work_state: defaults::after_call_work_state(),
         }
     }
 }
@@ -206,6 +232,22 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+
+    /// Returns the core's limits and agent settings.
+    pub fn core_limits(&self) -> anyhow::Result<CoreLimits> {
+        let state = AgentState::from_name(&self.agent.after_call_work_state)
+            .filter(|s| matches!(s, AgentState::Ready | AgentState::NotReady))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "agent.after_call_work_state must be Ready or NotReady, not {:?}",
+                    self.agent.after_call_work_state
+                )
+            })?;
+        Ok(CoreLimits {
+            after_call_work_state: state,
+            ..self.limits.to_core()
+        })
     }
 
     /// Builds the directory of users, contact centers and service accounts.

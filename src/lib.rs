@@ -58,7 +58,7 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         config.switch.external_answer_delay(),
         events_tx,
     ));
-    let core = Arc::new(CallControl::new(directory, switch, config.limits.to_core()));
+    let core = Arc::new(CallControl::new(directory, switch, config.core_limits()?));
     let pump_core = core.clone();
     let pump_shutdown = shutdown.clone();
     tokio::spawn(async move {

@@ -2,13 +2,17 @@
 //! system. Configured DNs ring their users; any other number reaches a simulated external
 //! party that answers after a configurable delay.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Route, Switch, SwitchError, SwitchEvent};
+use super::{LineSettings, Route, Switch, SwitchError, SwitchEvent};
 use crate::core::{CallId, Destination, Operation};
+
+/// How many forwarding hops a call follows before the switch gives up.
+const MAX_FORWARD_HOPS: usize = 5;
 
 /// Default delay before a simulated external party answers.
 pub const DEFAULT_EXTERNAL_ANSWER_DELAY: Duration = Duration::from_millis(1000);
@@ -17,6 +21,7 @@ pub const DEFAULT_EXTERNAL_ANSWER_DELAY: Duration = Duration::from_millis(1000);
 #[derive(Debug)]
 pub struct EmbeddedSwitch {
     numbers: HashSet<String>,
+    lines: Mutex<HashMap<String, LineSettings>>,
     answer_delay: Duration,
     // Unbounded on purpose: it carries one message per external leg the core created,
     // so the core's own call count bounds it, and a bounded channel could only drop an
@@ -33,6 +38,7 @@ impl EmbeddedSwitch {
     ) -> Self {
         Self {
             numbers: numbers.into_iter().collect(),
+            lines: Mutex::new(HashMap::new()),
             answer_delay,
             events,
         }
@@ -46,11 +52,28 @@ impl Switch for EmbeddedSwitch {
 
     fn route(&self, _from: &str, destination: &Destination) -> Result<Route, SwitchError> {
         // A location names a remote switch: this PBX reaches it like any outside number.
-        if destination.location.is_none() && self.numbers.contains(&destination.number) {
-            Ok(Route::Internal(destination.number.clone()))
-        } else {
-            Ok(Route::External(destination.number.clone()))
+        if destination.location.is_some() {
+            return Ok(Route::External(destination.number.clone()));
         }
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut number = destination.number.clone();
+        for _ in 0..=MAX_FORWARD_HOPS {
+            if !self.numbers.contains(&number) {
+                return Ok(Route::External(number));
+            }
+            let settings = lines.get(&number).cloned().unwrap_or_default();
+            if settings.do_not_disturb {
+                return Err(SwitchError::Busy(number));
+            }
+            match settings.forward_to {
+                Some(next) => number = next,
+                None => return Ok(Route::Internal(number)),
+            }
+        }
+        Err(SwitchError::Refused(format!(
+            "{} forwards through more than {MAX_FORWARD_HOPS} numbers",
+            destination.number
+        )))
     }
 
     fn submit(&self, _call: &CallId, _operation: Operation) -> Result<(), SwitchError> {
@@ -63,8 +86,26 @@ impl Switch for EmbeddedSwitch {
             call: call.clone(),
             number: number.to_owned(),
         };
+        self.report_later(event, self.answer_delay);
+    }
+
+    fn configure_line(&self, number: &str, settings: LineSettings) {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines.insert(number.to_owned(), settings);
+    }
+
+    fn wrap_up(&self, user: &str, generation: u64, after: Duration) {
+        let event = SwitchEvent::WrapUpEnded {
+            user: user.to_owned(),
+            generation,
+        };
+        self.report_later(event, after);
+    }
+}
+
+impl EmbeddedSwitch {
+    fn report_later(&self, event: SwitchEvent, delay: Duration) {
         let events = self.events.clone();
-        let delay = self.answer_delay;
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
@@ -72,7 +113,7 @@ impl Switch for EmbeddedSwitch {
                     let _ = events.send(event);
                 });
             }
-            // Outside a runtime (plain unit tests) the answer is reported at once.
+            // Outside a runtime (plain unit tests) the event is reported at once.
             Err(_) => {
                 let _ = events.send(event);
             }
@@ -96,5 +137,37 @@ mod tests {
             switch.route("15000", &Destination::to_number("9165550104")),
             Ok(Route::External("9165550104".into()))
         );
+    }
+
+    #[test]
+    fn do_not_disturb_is_busy_and_forwarding_follows() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let switch =
+            EmbeddedSwitch::new(["15001".to_owned(), "15002".to_owned()], Duration::ZERO, tx);
+        let dial = |n: &str| switch.route("15000", &Destination::to_number(n));
+        switch.configure_line(
+            "15001",
+            LineSettings {
+                do_not_disturb: true,
+                forward_to: None,
+            },
+        );
+        assert_eq!(dial("15001"), Err(SwitchError::Busy("15001".into())));
+        switch.configure_line(
+            "15001",
+            LineSettings {
+                do_not_disturb: false,
+                forward_to: Some("15002".into()),
+            },
+        );
+        assert_eq!(dial("15001"), Ok(Route::Internal("15002".into())));
+        switch.configure_line(
+            "15002",
+            LineSettings {
+                do_not_disturb: false,
+                forward_to: Some("15001".into()),
+            },
+        );
+        assert!(matches!(dial("15001"), Err(SwitchError::Refused(_))));
     }
 }

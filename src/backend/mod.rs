@@ -40,6 +40,22 @@ pub enum SwitchEvent {
         /// The external number.
         number: String,
     },
+    /// The wrap-up time of an agent's after-call work is up.
+    WrapUpEnded {
+        /// The agent.
+        user: String,
+        /// The agent-state generation the timer was started for.
+        generation: u64,
+    },
+}
+
+/// The settings of one DN that the switch honours when routing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineSettings {
+    /// Calls to the DN are refused as busy.
+    pub do_not_disturb: bool,
+    /// Calls to the DN ring this number instead.
+    pub forward_to: Option<String>,
 }
 
 /// A refusal by the switch.
@@ -48,9 +64,12 @@ pub enum SwitchError {
     /// The switch cannot take requests now.
     #[error("voice service is not available at this time: {0}")]
     Unavailable(String),
-    /// The switch refused this request (busy, unreachable).
+    /// The switch refused this request (unreachable).
     #[error("{0}")]
     Refused(String),
+    /// The dialed number is busy (do-not-disturb).
+    #[error("{0} is busy")]
+    Busy(String),
 }
 
 /// A telephone switch that the core drives.
@@ -67,4 +86,10 @@ pub trait Switch: Send + Sync + fmt::Debug + 'static {
     /// Tells the switch that a leg to an external number was created on a call; the switch
     /// reports [`SwitchEvent::Answered`] when the far end answers.
     fn external_leg(&self, call: &CallId, number: &str);
+
+    /// Sets the do-not-disturb and forwarding settings of a DN.
+    fn configure_line(&self, number: &str, settings: LineSettings);
+
+    /// Starts an agent's wrap-up timer; the switch reports [`SwitchEvent::WrapUpEnded`].
+    fn wrap_up(&self, user: &str, generation: u64, after: std::time::Duration);
 }

@@ -16,9 +16,13 @@
 //!   InitiateTransfer sample): `SwapCalls` or hanging up the consult call gets it back.
 //! - `ClearCall` is offered in a conference (three or more parties) to every party;
 //!   `RemoveParticipantFromConference` only to the conference's owner.
+//! - A supervisor's monitoring leg offers Hangup (leave the call), SwitchToBargeIn (from
+//!   ListenIn or Coach), SwitchToListenIn (from Coach or BargeIn), MuteMonitoredUser or
+//!   UnmuteMonitoredUser, RemoveParticipantFromConference and the data operations.
 //! - `SetCallDisposition` is never listed: the GWS samples never list it, and it is accepted
 //!   on any call of the user, released ones included (§6.3).
 
+use super::devices::MonitorKind;
 use super::model::{CallState, Operation, RecordingState};
 
 /// How a call is tied to a consult that the viewing user started.
@@ -64,6 +68,10 @@ pub struct CapabilityInput {
     pub other_held: bool,
     /// Whether the user has another call that is established.
     pub other_established: bool,
+    /// For a supervisor's monitoring leg: how it monitors.
+    pub monitor: Option<MonitorKind>,
+    /// For a monitoring leg: whether the monitored user is muted.
+    pub monitored_muted: bool,
 }
 
 const DATA_OPS: [Operation; 4] = [
@@ -87,6 +95,25 @@ pub fn capabilities(input: &CapabilityInput) -> Vec<Operation> {
         return Vec::new();
     }
     let mut ops = Vec::with_capacity(16);
+    if let Some(kind) = input.monitor
+        && input.state != CallState::Released
+    {
+        ops.push(Op::Hangup);
+        if kind != MonitorKind::BargeIn {
+            ops.push(Op::SwitchToBargeIn);
+        }
+        if kind != MonitorKind::ListenIn {
+            ops.push(Op::SwitchToListenIn);
+        }
+        ops.push(if input.monitored_muted {
+            Op::UnmuteMonitoredUser
+        } else {
+            Op::MuteMonitoredUser
+        });
+        ops.push(Op::RemoveParticipantFromConference);
+        ops.extend(DATA_OPS);
+        return ops;
+    }
     match input.state {
         CallState::Released => return ops,
         CallState::Dialing => ops.extend([Op::Hangup, Op::SendDtmf]),
@@ -175,6 +202,8 @@ mod tests {
             consult: ConsultRole::None,
             other_held: false,
             other_established: false,
+            monitor: None,
+            monitored_muted: false,
         }
     }
 
@@ -332,6 +361,27 @@ mod tests {
             ..input(CallState::Established)
         });
         assert!(owner.contains(&Op::RemoveParticipantFromConference));
+    }
+
+    #[test]
+    fn monitoring_legs_offer_the_supervisor_operations() {
+        let listen = capabilities(&CapabilityInput {
+            monitor: Some(MonitorKind::ListenIn),
+            ..input(CallState::Established)
+        });
+        assert!(listen.contains(&Op::SwitchToBargeIn));
+        assert!(!listen.contains(&Op::SwitchToListenIn));
+        assert!(listen.contains(&Op::MuteMonitoredUser));
+        assert!(listen.contains(&Op::RemoveParticipantFromConference));
+        assert!(!listen.contains(&Op::Hold));
+        let barge = capabilities(&CapabilityInput {
+            monitor: Some(MonitorKind::BargeIn),
+            monitored_muted: true,
+            ..input(CallState::Established)
+        });
+        assert!(barge.contains(&Op::SwitchToListenIn));
+        assert!(!barge.contains(&Op::SwitchToBargeIn));
+        assert!(barge.contains(&Op::UnmuteMonitoredUser));
     }
 
     #[test]

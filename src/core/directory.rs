@@ -211,6 +211,11 @@ impl Directory {
         Ok(dir)
     }
 
+    /// Returns every user.
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.values()
+    }
+
     /// Returns a user by name.
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.get(name)
@@ -221,6 +226,11 @@ impl Directory {
         self.by_number
             .get(number)
             .and_then(|name| self.users.get(name))
+    }
+
+    /// Returns the user whose device this is.
+    pub fn user_by_device(&self, device_id: &str) -> Option<&User> {
+        self.users.values().find(|u| &*u.device_id == device_id)
     }
 
     /// Returns every configured phone number.

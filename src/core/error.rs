@@ -61,6 +61,12 @@ pub enum CoreError {
         /// The caller's state on the call.
         state: CallState,
     },
+    /// The operation is not possible in the device's or agent's current state.
+    #[error("{0}")]
+    Precondition(String),
+    /// The resource is taken (a busy number, a device another supervisor monitors).
+    #[error("{0}")]
+    InUse(String),
     /// A required parameter is missing.
     #[error("parameter {0} is required")]
     MissingParameter(&'static str),
@@ -108,7 +114,9 @@ impl CoreError {
             Self::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Self::PermissionDenied(_) | Self::FeatureMissing { .. } => ErrorKind::PermissionDenied,
             Self::CallNotFound(_) | Self::NotFound(_) => ErrorKind::NotFound,
-            Self::NotCapable { .. } => ErrorKind::FailedPrecondition,
+            Self::NotCapable { .. } | Self::Precondition(_) | Self::InUse(_) => {
+                ErrorKind::FailedPrecondition
+            }
             Self::MissingParameter(_)
             | Self::InvalidParameter { .. }
             | Self::UnknownOperation(_) => ErrorKind::InvalidArgument,
@@ -122,12 +130,13 @@ impl CoreError {
     ///
     /// Where the GWS sources are silent we use the spec's proposed mapping (§3.2): a
     /// missing parameter is 1, an invalid one or an operation outside the capabilities is 2,
-    /// a missing feature is 3, a missing permission 5, an unknown resource 6, missing
-    /// credentials 20, and an unavailable switch or internal failure 4.
+    /// a missing feature is 3, a missing permission 5, an unknown resource 6, a busy number
+    /// or a device another supervisor monitors 19 (resource in use), missing credentials 20, and an unavailable switch or internal failure 4.
     pub fn status_code(&self) -> u32 {
         match self {
             Self::MissingParameter(_) => 1,
             Self::NotCapable { .. }
+            | Self::Precondition(_)
             | Self::InvalidParameter { .. }
             | Self::UnknownOperation(_)
             | Self::HistoryGone { .. }
@@ -136,6 +145,7 @@ impl CoreError {
             Self::Unavailable(_) | Self::Internal(_) => 4,
             Self::PermissionDenied(_) => 5,
             Self::CallNotFound(_) | Self::NotFound(_) => 6,
+            Self::InUse(_) => 19,
             Self::Unauthenticated(_) => 20,
         }
     }

@@ -13,8 +13,36 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+use super::devices::DeviceEvent;
 use super::error::{CoreError, CoreResult};
-use super::model::CallEvent;
+use super::model::{CallEvent, UserRef};
+
+/// One entry of the event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A call notification.
+    Call(Arc<CallEvent>),
+    /// A device notification.
+    Device(Arc<DeviceEvent>),
+}
+
+impl Event {
+    /// Returns the event's sequence number.
+    pub fn sequence(&self) -> u64 {
+        match self {
+            Self::Call(e) => e.sequence,
+            Self::Device(e) => e.sequence,
+        }
+    }
+
+    /// Returns the user the event is for.
+    pub fn user(&self) -> &UserRef {
+        match self {
+            Self::Call(e) => &e.call.user,
+            Self::Device(e) => &e.device.user,
+        }
+    }
+}
 
 /// Which events a watch receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,13 +56,18 @@ pub enum WatchScope {
 }
 
 impl WatchScope {
-    /// Returns whether an event belongs to this scope.
-    pub fn matches(&self, event: &CallEvent) -> bool {
+    /// Returns whether an event for this user belongs to this scope.
+    pub fn matches_user(&self, user: &UserRef) -> bool {
         match self {
-            Self::User(name) => event.call.user.name == *name,
-            Self::ContactCenter(cc) => event.call.user.contact_center == *cc,
+            Self::User(name) => user.name == *name,
+            Self::ContactCenter(cc) => user.contact_center == *cc,
             Self::All => true,
         }
+    }
+
+    /// Returns whether a call event belongs to this scope.
+    pub fn matches(&self, event: &CallEvent) -> bool {
+        self.matches_user(&event.call.user)
     }
 }
 
@@ -53,9 +86,9 @@ pub enum WatchError {
 #[derive(Debug)]
 pub(crate) struct EventLog {
     last: u64,
-    history: VecDeque<Arc<CallEvent>>,
+    history: VecDeque<Event>,
     history_limit: usize,
-    tx: broadcast::Sender<Arc<CallEvent>>,
+    tx: broadcast::Sender<Event>,
 }
 
 impl EventLog {
@@ -74,22 +107,41 @@ impl EventLog {
         self.last
     }
 
-    /// Numbers and publishes an event.
-    pub(crate) fn append(&mut self, mut event: CallEvent) -> Arc<CallEvent> {
-        self.last += 1;
-        event.sequence = self.last;
-        let event = Arc::new(event);
+    fn push(&mut self, event: Event) {
         if self.history.len() == self.history_limit {
             self.history.pop_front();
         }
         self.history.push_back(event.clone());
         // No receivers is fine: nobody is watching.
-        let _ = self.tx.send(event.clone());
+        let _ = self.tx.send(event);
+    }
+
+    /// Numbers and publishes a call event.
+    pub(crate) fn append(&mut self, mut event: CallEvent) -> Arc<CallEvent> {
+        self.last += 1;
+        event.sequence = self.last;
+        event.committed_at = std::time::SystemTime::now();
+        let event = Arc::new(event);
+        self.push(Event::Call(event.clone()));
         event
     }
 
-    /// Starts a watch; `from` resumes right after that sequence.
-    pub(crate) fn watch(&self, scope: WatchScope, from: Option<u64>) -> CoreResult<CallWatch> {
+    /// Numbers and publishes a device event.
+    pub(crate) fn append_device(&mut self, mut event: DeviceEvent) -> Arc<DeviceEvent> {
+        self.last += 1;
+        event.sequence = self.last;
+        event.committed_at = std::time::SystemTime::now();
+        let event = Arc::new(event);
+        self.push(Event::Device(event.clone()));
+        event
+    }
+
+    /// Starts a watch of every kind of event; `from` resumes right after that sequence.
+    pub(crate) fn watch_events(
+        &self,
+        scope: WatchScope,
+        from: Option<u64>,
+    ) -> CoreResult<EventWatch> {
         let rx = self.tx.subscribe();
         let backlog = match from {
             None => VecDeque::new(),
@@ -100,19 +152,19 @@ impl EventLog {
                 });
             }
             Some(requested) => {
-                let oldest = self.history.front().map_or(self.last + 1, |e| e.sequence);
+                let oldest = self.history.front().map_or(self.last + 1, Event::sequence);
                 // Resuming at `requested` needs every event after it: oldest <= requested + 1.
                 if requested + 1 < oldest {
                     return Err(CoreError::HistoryGone { requested, oldest });
                 }
                 self.history
                     .iter()
-                    .filter(|e| e.sequence > requested && scope.matches(e))
+                    .filter(|e| e.sequence() > requested && scope.matches_user(e.user()))
                     .cloned()
                     .collect()
             }
         };
-        Ok(CallWatch {
+        Ok(EventWatch {
             scope,
             backlog,
             rx,
@@ -120,38 +172,43 @@ impl EventLog {
             subscribed_at: self.last,
         })
     }
+
+    /// Starts a watch of call events.
+    pub(crate) fn watch(&self, scope: WatchScope, from: Option<u64>) -> CoreResult<CallWatch> {
+        Ok(CallWatch(self.watch_events(scope, from)?))
+    }
 }
 
-/// A live subscription to the event stream.
+/// A live subscription to every kind of event in a scope.
 #[derive(Debug)]
-pub struct CallWatch {
+pub struct EventWatch {
     scope: WatchScope,
-    backlog: VecDeque<Arc<CallEvent>>,
-    rx: broadcast::Receiver<Arc<CallEvent>>,
+    backlog: VecDeque<Event>,
+    rx: broadcast::Receiver<Event>,
     last_delivered: u64,
     /// The last sequence when the watch started: the ring holds only later events.
     subscribed_at: u64,
 }
 
-impl CallWatch {
+impl EventWatch {
     /// Returns the last sequence this watch has passed (delivered or skipped as out of scope).
     pub fn position(&self) -> u64 {
         self.last_delivered
     }
 
     /// Waits for the next event in scope; `Ok(None)` when the gateway shuts the stream down.
-    pub async fn next(&mut self) -> Result<Option<Arc<CallEvent>>, WatchError> {
+    pub async fn next(&mut self) -> Result<Option<Event>, WatchError> {
         if let Some(event) = self.backlog.pop_front() {
-            self.last_delivered = event.sequence;
+            self.last_delivered = event.sequence();
             return Ok(Some(event));
         }
         self.last_delivered = self.last_delivered.max(self.subscribed_at);
         loop {
             match self.rx.recv().await {
-                Ok(event) if event.sequence <= self.last_delivered => {}
+                Ok(event) if event.sequence() <= self.last_delivered => {}
                 Ok(event) => {
-                    self.last_delivered = event.sequence;
-                    if self.scope.matches(&event) {
+                    self.last_delivered = event.sequence();
+                    if self.scope.matches_user(event.user()) {
                         return Ok(Some(event));
                     }
                 }
@@ -161,6 +218,45 @@ impl CallWatch {
                     });
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(None),
+            }
+        }
+    }
+}
+
+/// A live subscription to the call events of a scope.
+#[derive(Debug)]
+pub struct CallWatch(EventWatch);
+
+impl CallWatch {
+    /// Returns the last sequence this watch has passed.
+    pub fn position(&self) -> u64 {
+        self.0.position()
+    }
+
+    /// Waits for the next call event in scope; `Ok(None)` when the stream shuts down.
+    pub async fn next(&mut self) -> Result<Option<Arc<CallEvent>>, WatchError> {
+        loop {
+            match self.0.next().await? {
+                Some(Event::Call(event)) => return Ok(Some(event)),
+                Some(Event::Device(_)) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// A live subscription to the device events of a scope.
+#[derive(Debug)]
+pub struct DeviceWatch(pub(crate) EventWatch);
+
+impl DeviceWatch {
+    /// Waits for the next device event in scope; `Ok(None)` when the stream shuts down.
+    pub async fn next(&mut self) -> Result<Option<Arc<DeviceEvent>>, WatchError> {
+        loop {
+            match self.0.next().await? {
+                Some(Event::Device(event)) => return Ok(Some(event)),
+                Some(Event::Call(_)) => {}
+                None => return Ok(None),
             }
         }
     }
@@ -199,6 +295,7 @@ mod tests {
                 },
             },
             digits: None,
+            committed_at: std::time::UNIX_EPOCH,
         }
     }
 

@@ -11,6 +11,8 @@
 //! order is the commit order.
 
 mod capabilities;
+mod device_ops;
+mod devices;
 mod directory;
 mod error;
 mod events;
@@ -22,11 +24,15 @@ mod store;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use capabilities::{CapabilityInput, ConsultKind, ConsultRole, capabilities};
+pub use devices::{
+    AgentState, DeviceChange, DeviceEvent, DeviceOperation, DeviceSnapshot, MonitorKind,
+    MonitorMode, MonitorScope, Monitoring, WorkMode,
+};
 pub use directory::{
     ContactCenter, Directory, Principal, Role, Secret, ServiceAccount, User, stable_id,
 };
 pub use error::{CoreError, CoreResult, ErrorKind};
-pub use events::{CallWatch, WatchError, WatchScope};
+pub use events::{CallWatch, DeviceWatch, Event, EventWatch, WatchError, WatchScope};
 pub use model::{
     CallEvent, CallId, CallSnapshot, CallState, CallType, NotificationType, Operation, Participant,
     RecordingState, UserData, UserDataValue, UserRef, feature,
@@ -34,8 +40,9 @@ pub use model::{
 pub use operation::{
     CallOperation, DEFAULT_DISPOSITION_KEY, Destination, DialRequest, validate_number,
 };
+pub use operation::{DeviceRequest, MonitorTarget};
 
-use crate::backend::{Switch, SwitchError, SwitchEvent};
+use crate::backend::{LineSettings, Switch, SwitchError, SwitchEvent};
 use events::EventLog;
 use store::Store;
 
@@ -55,6 +62,8 @@ pub struct CoreLimits {
     pub watch_buffer: usize,
     /// Ended calls kept ([`DEFAULT_ENDED_CALLS`]).
     pub ended_calls: usize,
+    /// The agent state an after-call work with a wrap-up time returns to (Ready).
+    pub after_call_work_state: AgentState,
 }
 
 impl Default for CoreLimits {
@@ -63,6 +72,7 @@ impl Default for CoreLimits {
             event_history: DEFAULT_EVENT_HISTORY,
             watch_buffer: DEFAULT_WATCH_BUFFER,
             ended_calls: DEFAULT_ENDED_CALLS,
+            after_call_work_state: AgentState::Ready,
         }
     }
 }
@@ -78,12 +88,24 @@ pub struct WatchStart {
     pub watch: CallWatch,
 }
 
+/// The start of a device watch.
+#[derive(Debug)]
+pub struct DeviceWatchStart {
+    /// The last sequence included in the snapshot (or the resume point).
+    pub sequence: u64,
+    /// The devices when the watch started; `None` when resuming.
+    pub snapshot: Option<Vec<DeviceSnapshot>>,
+    /// The subscription.
+    pub watch: DeviceWatch,
+}
+
 /// The call-control core shared by every front-end.
 #[derive(Debug)]
 pub struct CallControl {
     directory: Directory,
     switch: Arc<dyn Switch>,
     store: Mutex<Store>,
+    after_call_work_state: AgentState,
 }
 
 impl CallControl {
@@ -94,6 +116,7 @@ impl CallControl {
             directory,
             switch,
             store: Mutex::new(Store::new(log, limits.ended_calls)),
+            after_call_work_state: limits.after_call_work_state,
         }
     }
 
@@ -153,6 +176,12 @@ impl CallControl {
         }
         let target = self.route(user, &request.destination)?;
         let mut store = self.lock();
+        if !store.device(&user.name).active {
+            return Err(CoreError::Precondition(format!(
+                "the device of user {} is inactive: StartContactCenterSession first",
+                user.name
+            )));
+        }
         let id = ops::dial(
             &mut store,
             &self.directory,
@@ -330,10 +359,116 @@ impl CallControl {
             SwitchEvent::Released { call, number } => {
                 ops::remote_released(&mut store, &self.directory, call, number)
             }
+            SwitchEvent::WrapUpEnded { user, generation } => device_ops::wrap_up_ended(
+                &mut store,
+                &self.directory,
+                user,
+                *generation,
+                self.after_call_work_state,
+            ),
         };
         if let Err(error) = result {
             tracing::debug!(?event, %error, "switch event for a call that moved on");
         }
+    }
+
+    /// Carries out an operation on the user's device or voice channel; `device_id`, when
+    /// given, must be the user's device. Returns the device after the operation.
+    pub fn device_operation(
+        &self,
+        who: &Principal,
+        device_id: Option<&str>,
+        request: DeviceRequest,
+    ) -> CoreResult<DeviceSnapshot> {
+        let user = self.acting_user(who)?;
+        if !self
+            .directory
+            .has_feature(&user.contact_center, feature::VOICE)
+        {
+            return Err(CoreError::FeatureMissing {
+                operation: request.operation().to_string(),
+                feature: feature::VOICE,
+                contact_center: user.contact_center.to_string(),
+            });
+        }
+        if let Some(device) = device_id
+            && device != &*user.device_id
+        {
+            return Err(CoreError::NotFound(format!("device {device} not found")));
+        }
+        request.validate()?;
+        let wrap_up = match &request {
+            DeviceRequest::AfterCallWork { wrap_up } => *wrap_up,
+            _ => None,
+        };
+        let mut store = self.lock();
+        match device_ops::execute(&mut store, &self.directory, user, request)? {
+            device_ops::SwitchFollowUp::None => {}
+            device_ops::SwitchFollowUp::Line => {
+                let device = store.device(&user.name);
+                let settings = LineSettings {
+                    do_not_disturb: device.dnd,
+                    forward_to: device.forward_to,
+                };
+                self.switch.configure_line(&user.phone_number, settings);
+            }
+            device_ops::SwitchFollowUp::WrapUp(generation) => {
+                if let Some(after) = wrap_up {
+                    self.switch.wrap_up(&user.name, generation, after);
+                }
+            }
+        }
+        store
+            .device_view(&self.directory, &user.name)
+            .ok_or_else(|| CoreError::Internal(format!("user {} has no device", user.name)))
+    }
+
+    /// Returns the user's devices (one per user).
+    pub fn list_devices(&self, who: &Principal) -> CoreResult<Vec<DeviceSnapshot>> {
+        let user = self.acting_user(who)?;
+        Ok(self
+            .lock()
+            .device_view(&self.directory, &user.name)
+            .into_iter()
+            .collect())
+    }
+
+    /// Starts a watch of device events: with `from` it resumes right after that sequence,
+    /// otherwise it starts with the devices in scope, taken atomically with the subscription.
+    pub fn watch_devices(
+        &self,
+        scope: WatchScope,
+        from: Option<u64>,
+    ) -> CoreResult<DeviceWatchStart> {
+        let store = self.lock();
+        let watch = DeviceWatch(store.log.watch_events(scope.clone(), from)?);
+        let sequence = from.unwrap_or(store.log.last_sequence());
+        let snapshot = from.is_none().then(|| {
+            let mut users: Vec<&User> = self
+                .directory
+                .users()
+                .filter(|u| match &scope {
+                    WatchScope::User(name) => u.name == *name,
+                    WatchScope::ContactCenter(cc) => u.contact_center == *cc,
+                    WatchScope::All => true,
+                })
+                .collect();
+            users.sort_by(|a, b| a.name.cmp(&b.name));
+            users
+                .into_iter()
+                .filter_map(|u| store.device_view(&self.directory, &u.name))
+                .collect()
+        });
+        Ok(DeviceWatchStart {
+            sequence,
+            snapshot,
+            watch,
+        })
+    }
+
+    /// Starts a watch of every event (calls and devices) in a scope, from now.
+    pub fn watch_events(&self, scope: WatchScope) -> CoreResult<EventWatch> {
+        self.lock().log.watch_events(scope, None)
     }
 
     fn route(&self, user: &User, destination: &Destination) -> CoreResult<store::Endpoint> {
@@ -362,6 +497,7 @@ impl CallControl {
 fn switch_error(error: SwitchError) -> CoreError {
     match error {
         SwitchError::Unavailable(_) => CoreError::Unavailable(error.to_string()),
+        SwitchError::Busy(_) => CoreError::InUse(error.to_string()),
         SwitchError::Refused(reason) => CoreError::invalid("destination", reason),
     }
 }

@@ -117,6 +117,8 @@ named_enum!(
         CallRecordingStateChange = "CallRecordingStateChange",
         /// DTMF digits were sent.
         DtmfSent = "DtmfSent",
+        /// A supervisor muted or unmuted the monitored user.
+        MonitoredUserMutedStateChange = "MonitoredUserMutedStateChange",
     }
 );
 
@@ -177,6 +179,14 @@ named_enum!(
         PauseCallRecording = "PauseCallRecording",
         /// Resumes recording.
         ResumeCallRecording = "ResumeCallRecording",
+        /// Turns a supervisor's monitoring leg into silent listening.
+        SwitchToListenIn = "SwitchToListenIn",
+        /// Turns a supervisor's monitoring leg into a barge-in.
+        SwitchToBargeIn = "SwitchToBargeIn",
+        /// Mutes the monitored user (supervisor's leg).
+        MuteMonitoredUser = "MuteMonitoredUser",
+        /// Unmutes the monitored user (supervisor's leg).
+        UnmuteMonitoredUser = "UnmuteMonitoredUser",
     }
 );
 
@@ -198,6 +208,10 @@ impl Operation {
             | Self::StopCallRecording
             | Self::PauseCallRecording
             | Self::ResumeCallRecording => Some(feature::VOICE_RECORDING),
+            Self::SwitchToListenIn
+            | Self::SwitchToBargeIn
+            | Self::MuteMonitoredUser
+            | Self::UnmuteMonitoredUser => Some(feature::SUPERVISOR_MONITORING),
             _ => None,
         }
     }
@@ -383,4 +397,6 @@ pub struct CallEvent {
     pub call: CallSnapshot,
     /// Digits, for [`NotificationType::DtmfSent`].
     pub digits: Option<String>,
+    /// When the change was committed (set by the event log, with the sequence).
+    pub committed_at: std::time::SystemTime,
 }

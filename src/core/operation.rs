@@ -4,6 +4,9 @@
 //!
 //! Parameter names in errors are the GWS ones (`destination`, `digits`, `userData`, ...).
 
+use std::time::Duration;
+
+use super::devices::{DeviceOperation, MonitorKind, MonitorMode, MonitorScope, WorkMode};
 use super::error::{CoreError, CoreResult};
 use super::model::{CallId, Operation, UserData};
 
@@ -141,6 +144,14 @@ pub enum CallOperation {
     PauseCallRecording,
     /// Resumes recording.
     ResumeCallRecording,
+    /// Turns the supervisor's monitoring leg into silent listening.
+    SwitchToListenIn,
+    /// Turns the supervisor's monitoring leg into a barge-in.
+    SwitchToBargeIn,
+    /// Mutes the monitored user.
+    MuteMonitoredUser,
+    /// Unmutes the monitored user.
+    UnmuteMonitoredUser,
 }
 
 /// The user-data key SetCallDisposition writes when the request names none.
@@ -177,6 +188,10 @@ impl CallOperation {
             Self::StopCallRecording => Op::StopCallRecording,
             Self::PauseCallRecording => Op::PauseCallRecording,
             Self::ResumeCallRecording => Op::ResumeCallRecording,
+            Self::SwitchToListenIn => Op::SwitchToListenIn,
+            Self::SwitchToBargeIn => Op::SwitchToBargeIn,
+            Self::MuteMonitoredUser => Op::MuteMonitoredUser,
+            Self::UnmuteMonitoredUser => Op::UnmuteMonitoredUser,
         }
     }
 
@@ -221,6 +236,117 @@ impl CallOperation {
                 }
                 Ok(())
             }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whom a supervisor monitors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MonitorTarget {
+    /// A device id (the last segment of a `targetDeviceUri`).
+    Device(String),
+    /// A user's phone number.
+    PhoneNumber(String),
+}
+
+/// An operation on the user's device or voice channel, with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceRequest {
+    /// Starts the contact-center session on the given channels (`voice` required here).
+    StartContactCenterSession {
+        /// Channel names.
+        channels: Vec<String>,
+    },
+    /// Ends the contact-center session.
+    EndContactCenterSession,
+    /// Agent state Ready.
+    Ready {
+        /// `ManualIn` or `AutoIn`.
+        work_mode: Option<WorkMode>,
+    },
+    /// Agent state NotReady.
+    NotReady,
+    /// Agent state AfterCallWork.
+    AfterCallWork {
+        /// Wrap-up time; afterwards the agent returns to the configured state.
+        wrap_up: Option<Duration>,
+    },
+    /// Agent state AuxWork.
+    AuxWork,
+    /// Turns do-not-disturb on.
+    DoNotDisturbOn,
+    /// Turns do-not-disturb off.
+    DoNotDisturbOff,
+    /// Forwards calls to a number.
+    ForwardCallsOn {
+        /// The forwarding target.
+        destination: String,
+    },
+    /// Stops forwarding.
+    ForwardCallsOff,
+    /// Starts monitoring another device.
+    Monitor {
+        /// ListenIn, Coach or BargeIn.
+        kind: MonitorKind,
+        /// Whom.
+        target: MonitorTarget,
+        /// Which calls (default AllCalls).
+        mode: MonitorMode,
+        /// What it follows (default Call).
+        scope: MonitorScope,
+    },
+    /// Stops monitoring.
+    CancelSupervisorMonitoring,
+}
+
+impl DeviceRequest {
+    /// Returns the GWS operation.
+    pub fn operation(&self) -> DeviceOperation {
+        use DeviceOperation as D;
+        match self {
+            Self::StartContactCenterSession { .. } => D::StartContactCenterSession,
+            Self::EndContactCenterSession => D::EndContactCenterSession,
+            Self::Ready { .. } => D::Ready,
+            Self::NotReady => D::NotReady,
+            Self::AfterCallWork { .. } => D::AfterCallWork,
+            Self::AuxWork => D::AuxWork,
+            Self::DoNotDisturbOn => D::DoNotDisturbOn,
+            Self::DoNotDisturbOff => D::DoNotDisturbOff,
+            Self::ForwardCallsOn { .. } => D::ForwardCallsOn,
+            Self::ForwardCallsOff => D::ForwardCallsOff,
+            Self::Monitor { kind, .. } => match kind {
+                MonitorKind::ListenIn => D::ListenIn,
+                MonitorKind::Coach => D::Coach,
+                MonitorKind::BargeIn => D::BargeIn,
+            },
+            Self::CancelSupervisorMonitoring => D::CancelSupervisorMonitoring,
+        }
+    }
+
+    /// Checks the parameters, without looking at any device.
+    pub fn validate(&self) -> CoreResult<()> {
+        match self {
+            Self::StartContactCenterSession { channels } => {
+                if channels.is_empty() {
+                    return Err(CoreError::MissingParameter("channels"));
+                }
+                if !channels.iter().any(|c| c == "voice") {
+                    return Err(CoreError::invalid(
+                        "channels",
+                        "only the voice channel is served; include \"voice\"",
+                    ));
+                }
+                Ok(())
+            }
+            Self::ForwardCallsOn { destination } => validate_number("destination", destination),
+            Self::Monitor { target, .. } => match target {
+                MonitorTarget::Device(id) if id.is_empty() => {
+                    Err(CoreError::MissingParameter("targetDeviceUri"))
+                }
+                MonitorTarget::PhoneNumber(n) => validate_number("phoneNumber", n),
+                MonitorTarget::Device(_) => Ok(()),
+            },
             _ => Ok(()),
         }
     }

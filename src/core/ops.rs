@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use super::capabilities::ConsultKind;
+use super::devices::MonitorKind;
 use super::directory::{Directory, User};
 use super::error::{CoreError, CoreResult};
 use super::model::{
@@ -165,6 +166,7 @@ pub(crate) fn execute(
                 notification: NotificationType::DtmfSent,
                 call,
                 digits: Some(digits),
+                committed_at: std::time::UNIX_EPOCH,
             });
         }
         CallOperation::SingleStepTransfer(_) | CallOperation::SingleStepConference(_) => {
@@ -288,6 +290,37 @@ pub(crate) fn execute(
         }
         CallOperation::StopCallRecording => {
             set_recording(store, dir, id, RecordingState::Stopped, "OFF")?
+        }
+        CallOperation::SwitchToListenIn | CallOperation::SwitchToBargeIn => {
+            let kind = if op == CallOperation::SwitchToListenIn {
+                MonitorKind::ListenIn
+            } else {
+                MonitorKind::BargeIn
+            };
+            store.commit_with_users(dir, only, std::slice::from_ref(&me), |s| {
+                if let Some(leg) = s.call_mut(id)?.parties[mine].monitor.as_mut() {
+                    leg.kind = kind;
+                }
+                if let Some(monitoring) = s.device_mut(&me).monitoring.as_mut() {
+                    monitoring.kind = kind;
+                }
+                Ok(vec![id.clone()])
+            })?;
+        }
+        CallOperation::MuteMonitoredUser | CallOperation::UnmuteMonitoredUser => {
+            let muted = op == CallOperation::MuteMonitoredUser;
+            let call = store.call(id)?;
+            let target = call.parties[mine]
+                .monitor
+                .as_ref()
+                .and_then(|leg| call.party_of(&leg.target))
+                .ok_or_else(|| {
+                    CoreError::Precondition(format!("the monitored user has left call {id}"))
+                })?;
+            store.commit(dir, only, |s| {
+                s.call_mut(id)?.parties[target].supervisor_muted = muted;
+                Ok(vec![id.clone()])
+            })?;
         }
     }
     Ok(None)

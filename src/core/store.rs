@@ -13,7 +13,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::capabilities::{CapabilityInput, ConsultKind, ConsultRole, capabilities};
-use super::directory::Directory;
+use super::devices::{
+    AgentState, DeviceChange, DeviceEvent, DeviceOperation, DeviceSnapshot, MonitorKind,
+    MonitorMode, MonitorScope, Monitoring, WorkMode,
+};
+use super::directory::{Directory, Role};
 use super::error::{CoreError, CoreResult};
 use super::events::EventLog;
 use super::model::{
@@ -39,6 +43,56 @@ pub(crate) struct Party {
     pub(crate) endpoint: Endpoint,
     pub(crate) state: CallState,
     pub(crate) muted: bool,
+    /// Set on a supervisor's monitoring leg.
+    pub(crate) monitor: Option<MonitorLeg>,
+    /// Whether a supervisor muted this (monitored) party.
+    pub(crate) supervisor_muted: bool,
+}
+
+/// A supervisor's monitoring leg on a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MonitorLeg {
+    pub(crate) kind: MonitorKind,
+    pub(crate) scope: MonitorScope,
+    /// The monitored user.
+    pub(crate) target: Arc<str>,
+}
+
+impl MonitorLeg {
+    /// Returns whether the other parties do not hear the supervisor.
+    pub(crate) fn is_silent(&self) -> bool {
+        self.kind != MonitorKind::BargeIn
+    }
+}
+
+/// The device and voice-channel settings of one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeviceRecord {
+    pub(crate) active: bool,
+    pub(crate) agent_state: AgentState,
+    pub(crate) work_mode: Option<WorkMode>,
+    pub(crate) dnd: bool,
+    pub(crate) forward_to: Option<String>,
+    pub(crate) monitoring: Option<Monitoring>,
+    /// For NextCall monitoring: whether the next call has been joined.
+    pub(crate) next_call_taken: bool,
+    /// Bumped on every agent-state change, so a wrap-up timer can tell it is stale.
+    pub(crate) generation: u64,
+}
+
+impl Default for DeviceRecord {
+    fn default() -> Self {
+        Self {
+            active: true,
+            agent_state: AgentState::NotReady,
+            work_mode: None,
+            dnd: false,
+            forward_to: None,
+            monitoring: None,
+            next_call_taken: false,
+            generation: 0,
+        }
+    }
 }
 
 impl Party {
@@ -47,6 +101,8 @@ impl Party {
             endpoint,
             state,
             muted: false,
+            monitor: None,
+            supervisor_muted: false,
         }
     }
 
@@ -107,8 +163,12 @@ impl Call {
             .position(|p| p.is_active() && p.endpoint == *endpoint)
     }
 
+    /// Counts the active parties other than monitoring supervisors.
     pub(crate) fn active_count(&self) -> usize {
-        self.parties.iter().filter(|p| p.is_active()).count()
+        self.parties
+            .iter()
+            .filter(|p| p.is_active() && p.monitor.is_none())
+            .count()
     }
 
     /// Returns the distinct users with a party on the call, in party order.
@@ -134,6 +194,8 @@ pub(crate) struct Store {
     ended_limit: usize,
     pub(crate) log: EventLog,
     next_conn: u64,
+    /// Device settings of users that changed them; others have the default.
+    pub(crate) devices: HashMap<Arc<str>, DeviceRecord>,
 }
 
 impl Store {
@@ -145,6 +207,7 @@ impl Store {
             ended_limit,
             log,
             next_conn: 0,
+            devices: HashMap::new(),
         }
     }
 
@@ -239,6 +302,13 @@ impl Store {
             other_held |= state == Some(CallState::Held);
             other_established |= state == Some(CallState::Established);
         }
+        // A monitoring leg shows whether its target is muted; an agent, whether it is.
+        let monitored_muted = match &party.monitor {
+            Some(leg) => call
+                .party_of(&leg.target)
+                .is_some_and(|i| call.parties[i].supervisor_muted),
+            None => party.supervisor_muted,
+        };
         let input = CapabilityInput {
             state: party.state,
             muted: party.muted,
@@ -250,14 +320,26 @@ impl Store {
             consult: self.consult_role(call, user),
             other_held,
             other_established,
+            monitor: party.monitor.as_ref().map(|leg| leg.kind),
+            monitored_muted,
         };
+        // Silent supervisors are heard by nobody and listed to nobody but themselves.
         let participants = call
             .parties
             .iter()
             .enumerate()
-            .filter(|(i, p)| *i != index && p.is_active())
+            .filter(|(i, p)| {
+                *i != index
+                    && p.is_active()
+                    && !p.monitor.as_ref().is_some_and(MonitorLeg::is_silent)
+            })
             .map(|(_, p)| participant(dir, &p.endpoint))
             .collect();
+        let listened = party.monitor.is_none()
+            && call
+                .parties
+                .iter()
+                .any(|p| p.is_active() && p.monitor.as_ref().is_some_and(MonitorLeg::is_silent));
         Some(CallSnapshot {
             id: call.id.clone(),
             conn_id: call.conn_id.clone(),
@@ -268,12 +350,63 @@ impl Store {
             dnis: call.dnis.clone(),
             user_data: call.user_data.clone(),
             duration_secs: call.started.elapsed().as_secs(),
-            muted: party.muted,
+            muted: party.muted || party.monitor.as_ref().is_some_and(MonitorLeg::is_silent),
             recording_state: recording,
-            supervisor_listening_in: false,
-            monitored_user_muted: false,
-            monitoring: false,
+            supervisor_listening_in: listened,
+            monitored_user_muted: monitored_muted,
+            monitoring: party.monitor.is_some(),
             parent_call_id: call.parent.as_ref().map(|(id, _)| id.clone()),
+            user: me.to_ref(),
+        })
+    }
+
+    /// Returns a user's device settings.
+    pub(crate) fn device(&self, user: &str) -> DeviceRecord {
+        self.devices.get(user).cloned().unwrap_or_default()
+    }
+
+    /// Returns a user's device settings for change.
+    pub(crate) fn device_mut(&mut self, user: &Arc<str>) -> &mut DeviceRecord {
+        self.devices.entry(user.clone()).or_default()
+    }
+
+    /// Returns the user's device as the user sees it.
+    pub(crate) fn device_view(&self, dir: &Directory, user: &str) -> Option<DeviceSnapshot> {
+        use DeviceOperation as D;
+        let me = dir.user(user)?;
+        let device = self.device(user);
+        let mut capabilities = vec![
+            if device.dnd {
+                D::DoNotDisturbOff
+            } else {
+                D::DoNotDisturbOn
+            },
+            if device.forward_to.is_some() {
+                D::ForwardCallsOff
+            } else {
+                D::ForwardCallsOn
+            },
+        ];
+        if me.roles.contains(&Role::Supervisor)
+            && dir.has_feature(&me.contact_center, feature::SUPERVISOR_MONITORING)
+        {
+            if device.monitoring.is_some() {
+                capabilities.push(D::CancelSupervisorMonitoring);
+            } else {
+                capabilities.extend([D::ListenIn, D::Coach, D::BargeIn]);
+            }
+        }
+        if !dir.has_feature(&me.contact_center, feature::VOICE) {
+            capabilities.clear();
+        }
+        Some(DeviceSnapshot {
+            active: device.active,
+            agent_state: device.agent_state,
+            work_mode: device.work_mode,
+            do_not_disturb: device.dnd,
+            forward_to: device.forward_to,
+            capabilities,
+            monitoring: device.monitoring,
             user: me.to_ref(),
         })
     }
@@ -337,20 +470,64 @@ impl Store {
         dir: &Directory,
         touched_before: &[CallId],
         mutation: impl FnOnce(&mut Store) -> CoreResult<Vec<CallId>>,
-    ) -> CoreResult<Vec<Arc<CallEvent>>> {
-        let mut users = Vec::new();
-        let before: HashMap<(CallId, Arc<str>), CallSnapshot> = self
-            .affected(touched_before, &mut users)
+    ) -> CoreResult<()> {
+        self.commit_with_users(dir, touched_before, &[], mutation)
+    }
+
+    /// Like [`Store::commit`], also watching the devices of `users` (device operations).
+    /// Device notifications go out before call notifications.
+    pub(crate) fn commit_with_users(
+        &mut self,
+        dir: &Directory,
+        touched_before: &[CallId],
+        extra_users: &[Arc<str>],
+        mutation: impl FnOnce(&mut Store) -> CoreResult<Vec<CallId>>,
+    ) -> CoreResult<()> {
+        let mut users = extra_users.to_vec();
+        let pairs = self.affected(touched_before, &mut users);
+        let before: HashMap<(CallId, Arc<str>), CallSnapshot> = pairs
             .into_iter()
             .filter_map(|(id, user)| {
                 let view = self.view(dir, self.calls.get(&id)?, &user)?;
                 Some(((id, user), view))
             })
             .collect();
+        let devices_before: HashMap<Arc<str>, DeviceSnapshot> = users
+            .iter()
+            .filter_map(|u| Some((u.clone(), self.device_view(dir, u)?)))
+            .collect();
         let touched = mutation(self)?;
-        self.settle(&touched);
-        let mut published = Vec::new();
-        for (id, user) in self.affected(&touched, &mut users) {
+        let mut settled = touched.clone();
+        self.settle(dir, &mut settled);
+        let pairs = self.affected(&settled, &mut users);
+        // Users that a settle step pulled in (a supervisor joining) may have device changes.
+        for user in users.clone() {
+            let Some(after) = self.device_view(dir, &user) else {
+                continue;
+            };
+            let change = match devices_before.get(&user) {
+                Some(before) if *before == after => continue,
+                Some(before)
+                    if before.active != after.active
+                        || before.agent_state != after.agent_state
+                        || before.work_mode != after.work_mode =>
+                {
+                    DeviceChange::AgentState
+                }
+                Some(before) if before.do_not_disturb != after.do_not_disturb => {
+                    DeviceChange::DoNotDisturb
+                }
+                Some(_) => DeviceChange::Device,
+                None => continue,
+            };
+            self.log.append_device(DeviceEvent {
+                sequence: 0,
+                change,
+                device: after,
+                committed_at: std::time::UNIX_EPOCH,
+            });
+        }
+        for (id, user) in pairs {
             let Some(after) = self
                 .calls
                 .get(&id)
@@ -359,69 +536,184 @@ impl Store {
                 continue;
             };
             for notification in notifications(before.get(&(id.clone(), user.clone())), &after) {
-                published.push(self.log.append(CallEvent {
+                self.log.append(CallEvent {
                     sequence: 0,
                     notification,
                     call: after.clone(),
                     digits: None,
-                }));
+                    committed_at: std::time::UNIX_EPOCH,
+                });
             }
         }
-        Ok(published)
+        Ok(())
     }
 
-    /// Ends touched calls that have fewer than two parties left and drops released legs
-    /// from the user index.
-    fn settle(&mut self, touched: &[CallId]) {
-        for id in touched {
-            let Some(call) = self.calls.get_mut(id) else {
-                continue;
-            };
-            if !call.ended && call.active_count() < 2 {
-                call.ended = true;
-                for party in &mut call.parties {
-                    party.state = CallState::Released;
-                }
-                // Recording ends with the call.
-                if call.recording != RecordingState::Stopped {
-                    call.recording = RecordingState::Stopped;
-                    call.user_data
-                        .set(GSIP_RECORD, UserDataValue::Str("OFF".into()));
-                }
-                let consult = call.consult.take();
-                let parent = call.parent.clone();
-                if let Some((parent, _)) = parent
-                    && let Some(parent) = self.calls.get_mut(&parent)
-                    && parent.consult.as_ref().is_some_and(|c| c.call == *id)
-                {
-                    parent.consult = None;
-                }
-                drop(consult);
-                self.ended.push_back(id.clone());
-            }
-            let Some(call) = self.calls.get(id) else {
-                continue;
-            };
-            let released: Vec<Arc<str>> = call
-                .agents()
-                .into_iter()
-                .filter(|user| {
-                    call.party_of(user)
-                        .is_some_and(|i| !call.parties[i].is_active())
-                })
-                .collect();
-            for user in released {
-                if let Some(list) = self.user_calls.get_mut(&user) {
-                    list.retain(|c| c != id);
-                    if list.is_empty() {
-                        self.user_calls.remove(&user);
-                    }
-                }
-            }
+    /// Brings touched calls to rest after a mutation: supervisors that follow an agent leave
+    /// with it, calls with fewer than two parties end, monitoring supervisors join calls
+    /// their target has established, and released legs leave the user index.
+    fn settle(&mut self, dir: &Directory, touched: &mut [CallId]) {
+        for id in touched.iter() {
+            self.release_orphan_monitors(id);
+            self.end_if_over(id);
+            self.finish_next_call_monitoring(id);
+            self.attach_monitors(dir, id);
+            self.unindex_released(id);
         }
         while self.ended.len() > self.ended_limit {
             if let Some(old) = self.ended.pop_front() {
                 self.calls.remove(&old);
+            }
+        }
+    }
+
+    fn release_orphan_monitors(&mut self, id: &CallId) {
+        let Some(call) = self.calls.get_mut(id) else {
+            return;
+        };
+        let orphans: Vec<usize> = call
+            .parties
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.is_active())
+            .filter_map(|(i, p)| {
+                let leg = p.monitor.as_ref()?;
+                let target_here = call.parties.iter().any(|t| {
+                    t.is_active() && t.monitor.is_none() && t.agent() == Some(&leg.target)
+                });
+                (leg.scope == MonitorScope::Agent && !target_here).then_some(i)
+            })
+            .collect();
+        for i in orphans {
+            call.parties[i].state = CallState::Released;
+        }
+    }
+
+    fn end_if_over(&mut self, id: &CallId) {
+        let Some(call) = self.calls.get_mut(id) else {
+            return;
+        };
+        if call.ended || call.active_count() >= 2 {
+            return;
+        }
+        call.ended = true;
+        for party in &mut call.parties {
+            party.state = CallState::Released;
+        }
+        // Recording ends with the call.
+        if call.recording != RecordingState::Stopped {
+            call.recording = RecordingState::Stopped;
+            call.user_data
+                .set(GSIP_RECORD, UserDataValue::Str("OFF".into()));
+        }
+        call.consult = None;
+        if let Some((parent, _)) = call.parent.clone()
+            && let Some(parent) = self.calls.get_mut(&parent)
+            && parent.consult.as_ref().is_some_and(|c| c.call == *id)
+        {
+            parent.consult = None;
+        }
+        self.ended.push_back(id.clone());
+    }
+
+    /// A NextCall monitoring is over once the supervisor's leg on that call is released.
+    fn finish_next_call_monitoring(&mut self, id: &CallId) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        let done: Vec<Arc<str>> = call
+            .parties
+            .iter()
+            .filter(|p| !p.is_active())
+            .filter_map(|p| Some((p.agent()?.clone(), p.monitor.as_ref()?.target.clone())))
+            .filter(|(supervisor, target)| {
+                let device = self.device(supervisor);
+                device.next_call_taken
+                    && device
+                        .monitoring
+                        .as_ref()
+                        .is_some_and(|m| m.mode == MonitorMode::NextCall && m.target == *target)
+            })
+            .map(|(supervisor, _)| supervisor)
+            .collect();
+        for supervisor in done {
+            let device = self.device_mut(&supervisor);
+            device.monitoring = None;
+            device.next_call_taken = false;
+        }
+    }
+
+    /// Adds a monitoring leg for each supervisor whose target is established on the call.
+    fn attach_monitors(&mut self, dir: &Directory, id: &CallId) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        if call.ended {
+            return;
+        }
+        let mut joining = Vec::new();
+        for party in call
+            .parties
+            .iter()
+            .filter(|p| p.monitor.is_none() && p.state == CallState::Established)
+        {
+            let Some(agent) = party.agent() else { continue };
+            for (supervisor, device) in &self.devices {
+                let Some(monitoring) = &device.monitoring else {
+                    continue;
+                };
+                let wanted = monitoring.target == *agent
+                    && (monitoring.mode == MonitorMode::AllCalls || !device.next_call_taken)
+                    && call
+                        .party_of(supervisor)
+                        .is_none_or(|i| !call.parties[i].is_active())
+                    && dir.user(supervisor).is_some();
+                if wanted {
+                    joining.push((supervisor.clone(), monitoring.clone()));
+                }
+            }
+        }
+        for (supervisor, monitoring) in joining {
+            let leg = MonitorLeg {
+                kind: monitoring.kind,
+                scope: monitoring.scope,
+                target: monitoring.target.clone(),
+            };
+            if self
+                .add_party(
+                    id,
+                    Endpoint::Agent(supervisor.clone()),
+                    CallState::Established,
+                )
+                .is_ok()
+                && let Some(call) = self.calls.get_mut(id)
+                && let Some(last) = call.parties.last_mut()
+            {
+                last.monitor = Some(leg);
+            }
+            if monitoring.mode == MonitorMode::NextCall {
+                self.device_mut(&supervisor).next_call_taken = true;
+            }
+        }
+    }
+
+    fn unindex_released(&mut self, id: &CallId) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        let released: Vec<Arc<str>> = call
+            .agents()
+            .into_iter()
+            .filter(|user| {
+                call.party_of(user)
+                    .is_some_and(|i| !call.parties[i].is_active())
+            })
+            .collect();
+        for user in released {
+            if let Some(list) = self.user_calls.get_mut(&user) {
+                list.retain(|c| c != id);
+                if list.is_empty() {
+                    self.user_calls.remove(&user);
+                }
             }
         }
     }
@@ -442,6 +734,9 @@ fn notifications(before: Option<&CallSnapshot>, after: &CallSnapshot) -> Vec<Not
     }
     if before.recording_state != after.recording_state {
         return vec![N::CallRecordingStateChange];
+    }
+    if before.monitored_user_muted != after.monitored_user_muted {
+        return vec![N::MonitoredUserMutedStateChange];
     }
     let participants_changed = before.participants != after.participants;
     if before.state != after.state {

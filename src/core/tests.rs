@@ -231,3 +231,186 @@ async fn watch_sees_both_sides_of_a_dial_in_order() {
         (2, "agent2", CallState::Ringing)
     );
 }
+
+fn device(
+    core: &CallControl,
+    who: &Principal,
+    request: DeviceRequest,
+) -> CoreResult<DeviceSnapshot> {
+    core.device_operation(who, None, request)
+}
+
+#[test]
+fn agent_states_and_session() {
+    let (core, _rx) = core();
+    let a1 = agent(&core, "agent1");
+    let ready = device(
+        &core,
+        &a1,
+        DeviceRequest::Ready {
+            work_mode: Some(WorkMode::ManualIn),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (ready.agent_state, ready.work_mode),
+        (AgentState::Ready, Some(WorkMode::ManualIn))
+    );
+    let acw = device(&core, &a1, DeviceRequest::AfterCallWork { wrap_up: None }).unwrap();
+    assert_eq!(acw.agent_state, AgentState::AfterCallWork);
+    let ended = device(&core, &a1, DeviceRequest::EndContactCenterSession).unwrap();
+    assert!(!ended.active);
+    let err = device(&core, &a1, DeviceRequest::NotReady).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+    let err = core
+        .dial(
+            &a1,
+            DialRequest {
+                destination: Destination::to_number("15001"),
+                device_id: None,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+    let started = device(
+        &core,
+        &a1,
+        DeviceRequest::StartContactCenterSession {
+            channels: vec!["voice".into()],
+        },
+    );
+    assert!(started.unwrap().active);
+}
+
+#[test]
+fn do_not_disturb_and_forwarding_route_calls() {
+    let (core, _rx) = core();
+    let (a1, a2, a3) = (
+        agent(&core, "agent1"),
+        agent(&core, "agent2"),
+        agent(&core, "agent3"),
+    );
+    device(&core, &a2, DeviceRequest::DoNotDisturbOn).unwrap();
+    let to_a2 = || DialRequest {
+        destination: Destination::to_number("15001"),
+        device_id: None,
+    };
+    let err = core.dial(&a1, to_a2()).unwrap_err();
+    assert_eq!(
+        (err.kind(), err.status_code()),
+        (ErrorKind::FailedPrecondition, 19)
+    );
+    assert!(core.list_calls(&a1).unwrap().is_empty());
+    device(&core, &a2, DeviceRequest::DoNotDisturbOff).unwrap();
+    let fwd = device(
+        &core,
+        &a2,
+        DeviceRequest::ForwardCallsOn {
+            destination: "15002".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(fwd.forward_to.as_deref(), Some("15002"));
+    assert!(fwd.capabilities.contains(&DeviceOperation::ForwardCallsOff));
+    let call = core.dial(&a1, to_a2()).unwrap();
+    assert_eq!(call.dnis, "15001");
+    assert_eq!(core.list_calls(&a3).unwrap()[0].state, CallState::Ringing);
+    assert!(core.list_calls(&a2).unwrap().is_empty());
+}
+
+#[test]
+fn supervisor_listens_in_barges_in_mutes_and_cancels() {
+    let (core, _rx) = core();
+    let (a1, a2, sup) = (
+        agent(&core, "agent1"),
+        agent(&core, "agent2"),
+        agent(&core, "supervisor1"),
+    );
+    let id = dial(&core, &a1, "15001").id;
+    core.execute(&a2, &id, CallOperation::Answer).unwrap();
+    let listen = DeviceRequest::Monitor {
+        kind: MonitorKind::ListenIn,
+        target: MonitorTarget::PhoneNumber("15000".into()),
+        mode: MonitorMode::AllCalls,
+        scope: MonitorScope::Call,
+    };
+    // Agents may not monitor.
+    assert_eq!(
+        device(&core, &a2, listen.clone()).unwrap_err().kind(),
+        ErrorKind::PermissionDenied
+    );
+    let dev = device(&core, &sup, listen.clone()).unwrap();
+    assert_eq!(
+        dev.monitoring.as_ref().map(|m| m.kind),
+        Some(MonitorKind::ListenIn)
+    );
+    assert!(
+        dev.capabilities
+            .contains(&DeviceOperation::CancelSupervisorMonitoring)
+    );
+    let leg = core.list_calls(&sup).unwrap().pop().unwrap();
+    assert!(leg.monitoring && leg.muted);
+    assert!(leg.capabilities.contains(&Operation::SwitchToBargeIn));
+    let agent_view = core.get_call(&a1, &id).unwrap();
+    assert!(agent_view.supervisor_listening_in);
+    assert_eq!(
+        agent_view.participants.len(),
+        1,
+        "a silent supervisor is not a participant"
+    );
+
+    let barge = core
+        .execute(&sup, &id, CallOperation::SwitchToBargeIn)
+        .unwrap();
+    assert!(!barge.muted);
+    let agent_view = core.get_call(&a1, &id).unwrap();
+    assert!(!agent_view.supervisor_listening_in);
+    assert_eq!(agent_view.participants.len(), 2);
+    core.execute(&sup, &id, CallOperation::MuteMonitoredUser)
+        .unwrap();
+    assert!(core.get_call(&a1, &id).unwrap().monitored_user_muted);
+    core.execute(&sup, &id, CallOperation::UnmuteMonitoredUser)
+        .unwrap();
+    assert!(!core.get_call(&a1, &id).unwrap().monitored_user_muted);
+
+    // A second supervisor on the same device is refused.
+    let sup2 = agent(&core, "supervisor2");
+    let err = device(&core, &sup2, listen).unwrap_err();
+    assert_eq!(
+        (err.kind(), err.status_code()),
+        (ErrorKind::FailedPrecondition, 19)
+    );
+
+    let cancelled = device(&core, &sup, DeviceRequest::CancelSupervisorMonitoring).unwrap();
+    assert!(cancelled.monitoring.is_none());
+    assert_eq!(core.get_call(&sup, &id).unwrap().state, CallState::Released);
+    assert_eq!(core.get_call(&a1, &id).unwrap().participants.len(), 1);
+}
+
+#[test]
+fn next_call_monitoring_joins_the_next_call_and_ends_with_it() {
+    let (core, _rx) = core();
+    let (a1, a2, sup) = (
+        agent(&core, "agent1"),
+        agent(&core, "agent2"),
+        agent(&core, "supervisor1"),
+    );
+    let listen = DeviceRequest::Monitor {
+        kind: MonitorKind::Coach,
+        target: MonitorTarget::PhoneNumber("15000".into()),
+        mode: MonitorMode::NextCall,
+        scope: MonitorScope::Agent,
+    };
+    device(&core, &sup, listen).unwrap();
+    let id = dial(&core, &a1, "15001").id;
+    assert!(
+        core.list_calls(&sup).unwrap().is_empty(),
+        "not before the call is established"
+    );
+    core.execute(&a2, &id, CallOperation::Answer).unwrap();
+    let leg = core.list_calls(&sup).unwrap().pop().unwrap();
+    assert_eq!(leg.id, id);
+    core.execute(&a1, &id, CallOperation::Hangup).unwrap();
+    assert!(core.list_devices(&sup).unwrap()[0].monitoring.is_none());
+    assert_eq!(core.get_call(&sup, &id).unwrap().state, CallState::Released);
+}

@@ -1,9 +1,19 @@
 //! The `voice.v1` gRPC front-end: a thin adapter that authenticates, converts requests into
 //! core operations and renders the results (`convert.rs`), plus reflection and health.
 
+pub mod auth;
+pub mod convert;
+pub mod devices;
+pub mod service;
+
 use axum::Router;
 
 use crate::app::AppState;
+use devices::GrpcDeviceControl;
+use pb::call_service_server::CallServiceServer;
+use pb::device_service_server::DeviceServiceServer;
+use pb::simulator_service_server::SimulatorServiceServer;
+use service::{GrpcCallControl, GrpcSimulator};
 
 /// Generated `voice.v1` protobuf types and services.
 #[allow(clippy::all, missing_docs, unreachable_pub)]
@@ -13,11 +23,18 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("voice_descriptor");
 }
 
-/// Builds the gRPC routes: reflection (v1 and v1alpha) and health.
-pub async fn build_router(_state: &AppState) -> Router {
+/// Builds the gRPC routes: CallService, DeviceService, SimulatorService, reflection (v1 and v1alpha, so
+/// every grpcurl can list and describe) and health.
+pub async fn build_router(state: &AppState) -> Router {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .set_serving::<CallServiceServer<GrpcCallControl>>()
+        .await;
+    reporter
+        .set_serving::<SimulatorServiceServer<GrpcSimulator>>()
+        .await;
+    reporter
+        .set_serving::<DeviceServiceServer<GrpcDeviceControl>>()
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -29,7 +46,14 @@ pub async fn build_router(_state: &AppState) -> Router {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the voice.v1 descriptor set is valid");
-    tonic::service::Routes::new(health)
+    let calls = GrpcCallControl::new(state.core.clone(), state.shutdown.clone());
+    let devices = GrpcDeviceControl::new(state.core.clone(), state.shutdown.clone());
+    tonic::service::Routes::new(CallServiceServer::new(calls))
+        .add_service(DeviceServiceServer::new(devices))
+        .add_service(SimulatorServiceServer::new(GrpcSimulator::new(
+            state.core.clone(),
+        )))
+        .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .into_axum_router()

@@ -97,3 +97,104 @@ impl Drop for TestGateway {
         self.shutdown.cancel();
     }
 }
+
+use pb::call_service_client::CallServiceClient;
+use tonic::transport::Channel;
+/// Generated gRPC types.
+pub use voice_gateway::grpc::pb;
+
+/// The demo password of every demo user.
+pub const DEMO_PASSWORD: &str = "demo";
+
+impl TestGateway {
+    /// Connects a CallService client.
+    pub async fn calls(&self) -> CallServiceClient<Channel> {
+        CallServiceClient::connect(self.grpc_url()).await.unwrap()
+    }
+}
+
+/// Wraps a message with Basic credentials of a demo user.
+pub fn as_user<T>(user: &str, message: T) -> tonic::Request<T> {
+    with_basic(user, DEMO_PASSWORD, message)
+}
+
+/// Wraps a message with Basic credentials.
+pub fn with_basic<T>(user: &str, password: &str, message: T) -> tonic::Request<T> {
+    use base64::Engine as _;
+    let mut request = tonic::Request::new(message);
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Basic {token}").parse().unwrap());
+    request
+}
+
+/// Wraps a message with the demo service account's token, acting for `user` if given.
+pub fn as_service<T>(user: Option<&str>, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer demo-token".parse().unwrap());
+    if let Some(user) = user {
+        request
+            .metadata_mut()
+            .insert("x-voice-user", user.parse().unwrap());
+    }
+    request
+}
+
+/// Returns the GWS statusCode a gRPC error carries.
+pub fn gws_status(status: &tonic::Status) -> u32 {
+    status
+        .metadata()
+        .get("gws-status-code")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no gws-status-code on {status:?}"))
+}
+
+/// Reads the next WatchCalls event, failing after five seconds.
+pub async fn next_event(stream: &mut tonic::Streaming<pb::WatchCallsResponse>) -> pb::CallEvent {
+    let message = tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
+        .await
+        .expect("an event within 5 s")
+        .expect("a healthy stream")
+        .expect("an open stream");
+    match message.kind {
+        Some(pb::watch_calls_response::Kind::Event(event)) => event,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+/// Reads the snapshot that opens a WatchCalls stream.
+pub async fn snapshot(stream: &mut tonic::Streaming<pb::WatchCallsResponse>) -> pb::CallSnapshot {
+    let message = stream.message().await.unwrap().unwrap();
+    match message.kind {
+        Some(pb::watch_calls_response::Kind::Snapshot(snapshot)) => snapshot,
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}
+
+use pb::device_service_client::DeviceServiceClient;
+
+impl TestGateway {
+    /// Connects a DeviceService client.
+    pub async fn devices(&self) -> DeviceServiceClient<Channel> {
+        DeviceServiceClient::connect(self.grpc_url()).await.unwrap()
+    }
+}
+
+/// Reads the next WatchDevices event, failing after five seconds.
+pub async fn next_device_event(
+    stream: &mut tonic::Streaming<pb::WatchDevicesResponse>,
+) -> pb::DeviceEvent {
+    let message = tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
+        .await
+        .expect("a device event within 5 s")
+        .expect("a healthy stream")
+        .expect("an open stream");
+    match message.kind {
+        Some(pb::watch_devices_response::Kind::Event(event)) => event,
+        other => panic!("expected a device event, got {other:?}"),
+    }
+}

@@ -1,0 +1,340 @@
+//! Conversions between `voice.v1` wire types and core types: `TryFrom` going in (parameter
+//! validation lives in the core; here only the wire shape is checked) and `From` coming out,
+//! plus the one place where a [`CoreError`] becomes a [`Status`].
+
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Status};
+
+use super::pb;
+use crate::core::{
+    CallEvent, CallId, CallOperation, CallSnapshot, CallState, CallType, CoreError, Destination,
+    ErrorKind, NotificationType, Participant, RecordingState, UserData, UserDataValue,
+};
+
+/// Metadata key (a trailer on errors) carrying the GWS statusCode of a failure.
+pub const GWS_STATUS_CODE: &str = "gws-status-code";
+
+impl From<CoreError> for Status {
+    fn from(error: CoreError) -> Self {
+        let code = match error.kind() {
+            ErrorKind::Unauthenticated => Code::Unauthenticated,
+            ErrorKind::PermissionDenied => Code::PermissionDenied,
+            ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+            ErrorKind::InvalidArgument => Code::InvalidArgument,
+            ErrorKind::OutOfRange => Code::OutOfRange,
+            ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::Internal => Code::Internal,
+        };
+        let mut metadata = MetadataMap::new();
+        metadata.insert(GWS_STATUS_CODE, MetadataValue::from(error.status_code()));
+        Status::with_metadata(code, error.to_string(), metadata)
+    }
+}
+
+/// A call id and the operation to carry out on it, converted from a request message.
+#[derive(Debug)]
+pub struct CallRequest {
+    /// The call.
+    pub call_id: CallId,
+    /// The operation.
+    pub operation: CallOperation,
+}
+
+/// Converts a required call id.
+pub fn call_id(id: String, name: &'static str) -> Result<CallId, CoreError> {
+    if id.is_empty() {
+        return Err(CoreError::MissingParameter(name));
+    }
+    Ok(CallId::new(id))
+}
+
+fn optional_call_id(id: String) -> Option<CallId> {
+    (!id.is_empty()).then(|| CallId::new(id))
+}
+
+fn non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
+
+/// Converts wire user data.
+pub fn user_data(pairs: Vec<pb::KeyValue>) -> Result<UserData, CoreError> {
+    pairs
+        .into_iter()
+        .map(|kv| {
+            if kv.key.is_empty() {
+                return Err(CoreError::invalid("user_data", "a key is empty"));
+            }
+            let value = match kv.value {
+                Some(pb::key_value::Value::StringValue(s)) => UserDataValue::Str(s),
+                Some(pb::key_value::Value::IntValue(i)) => UserDataValue::Int(i),
+                None => {
+                    return Err(CoreError::invalid(
+                        "user_data",
+                        format!("key {} has no value", kv.key),
+                    ));
+                }
+            };
+            Ok((kv.key, value))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(UserData::from_pairs)
+}
+
+fn destination(
+    number: String,
+    location: String,
+    data: Vec<pb::KeyValue>,
+) -> Result<Destination, CoreError> {
+    Ok(Destination {
+        number,
+        location: non_empty(location),
+        user_data: user_data(data)?,
+    })
+}
+
+/// Implements `TryFrom<pb::XRequest> for CallRequest` for requests that carry only a call id.
+macro_rules! plain_requests {
+    ($($request:ident => $operation:ident,)*) => {$(
+        impl TryFrom<pb::$request> for CallRequest {
+            type Error = CoreError;
+            fn try_from(request: pb::$request) -> Result<Self, CoreError> {
+                Ok(Self { call_id: call_id(request.call_id, "call_id")?, operation: CallOperation::$operation })
+            }
+        }
+    )*};
+}
+
+plain_requests! {
+    AnswerRequest => Answer,
+    RejectRequest => Reject,
+    HangupRequest => Hangup,
+    ClearCallRequest => ClearCall,
+    HoldRequest => Hold,
+    RetrieveRequest => Retrieve,
+    MuteCallRequest => MuteCall,
+    UnmuteCallRequest => UnmuteCall,
+    DeleteUserDataRequest => DeleteUserData,
+    StartCallRecordingRequest => StartCallRecording,
+    StopCallRecordingRequest => StopCallRecording,
+    PauseCallRecordingRequest => PauseCallRecording,
+    ResumeCallRecordingRequest => ResumeCallRecording,
+    SwitchToListenInRequest => SwitchToListenIn,
+    SwitchToBargeInRequest => SwitchToBargeIn,
+    MuteMonitoredUserRequest => MuteMonitoredUser,
+    UnmuteMonitoredUserRequest => UnmuteMonitoredUser,
+}
+
+/// Implements the conversion for requests with a destination, location and user data.
+macro_rules! destination_requests {
+    ($($request:ident => $operation:ident,)*) => {$(
+        impl TryFrom<pb::$request> for CallRequest {
+            type Error = CoreError;
+            fn try_from(r: pb::$request) -> Result<Self, CoreError> {
+                Ok(Self {
+                    call_id: call_id(r.call_id, "call_id")?,
+                    operation: CallOperation::$operation(destination(r.destination, r.location, r.user_data)?),
+                })
+            }
+        }
+    )*};
+}
+
+destination_requests! {
+    SingleStepTransferRequest => SingleStepTransfer,
+    InitiateTransferRequest => InitiateTransfer,
+    InitiateConferenceRequest => InitiateConference,
+    SingleStepConferenceRequest => SingleStepConference,
+}
+
+/// Implements the conversion for requests whose extra fields map by a closure.
+macro_rules! mapped_requests {
+    ($($request:ident => |$r:ident| $body:expr,)*) => {$(
+        impl TryFrom<pb::$request> for CallRequest {
+            type Error = CoreError;
+            fn try_from(mut $r: pb::$request) -> Result<Self, CoreError> {
+                let call_id = call_id(std::mem::take(&mut $r.call_id), "call_id")?;
+                let operation = $body;
+                Ok(Self { call_id, operation })
+            }
+        }
+    )*};
+}
+
+mapped_requests! {
+    SendDtmfRequest => |r| CallOperation::SendDtmf { digits: r.digits },
+    CompleteTransferRequest => |r| CallOperation::CompleteTransfer { consult: optional_call_id(r.consult_call_id) },
+    CompleteConferenceRequest => |r| CallOperation::CompleteConference { consult: optional_call_id(r.consult_call_id) },
+    RemoveParticipantFromConferenceRequest => |r| CallOperation::RemoveParticipantFromConference { participant: r.participant },
+    SwapCallsRequest => |r| CallOperation::SwapCalls { other: call_id(r.other_call_id, "other_call_id")? },
+    AttachUserDataRequest => |r| CallOperation::AttachUserData(user_data(r.user_data)?),
+    UpdateUserDataRequest => |r| CallOperation::UpdateUserData(user_data(r.user_data)?),
+    DeleteUserDataPairRequest => |r| CallOperation::DeleteUserDataPair { key: r.key },
+    SetCallDispositionRequest => |r| CallOperation::SetCallDisposition {
+        disposition: r.disposition,
+        key: non_empty(r.disposition_key),
+    },
+}
+
+impl From<CallState> for pb::CallState {
+    fn from(state: CallState) -> Self {
+        match state {
+            CallState::Dialing => Self::Dialing,
+            CallState::Ringing => Self::Ringing,
+            CallState::Established => Self::Established,
+            CallState::Held => Self::Held,
+            CallState::Released => Self::Released,
+        }
+    }
+}
+
+impl From<CallType> for pb::CallType {
+    fn from(call_type: CallType) -> Self {
+        match call_type {
+            CallType::Internal => Self::Internal,
+            CallType::Inbound => Self::Inbound,
+            CallType::Outbound => Self::Outbound,
+            CallType::Consult => Self::Consult,
+        }
+    }
+}
+
+impl From<Option<RecordingState>> for pb::RecordingState {
+    fn from(state: Option<RecordingState>) -> Self {
+        match state {
+            None => Self::Unspecified,
+            Some(RecordingState::Stopped) => Self::Stopped,
+            Some(RecordingState::Recording) => Self::Recording,
+            Some(RecordingState::Paused) => Self::Paused,
+        }
+    }
+}
+
+impl From<NotificationType> for pb::NotificationType {
+    fn from(n: NotificationType) -> Self {
+        match n {
+            NotificationType::StatusChange => Self::StatusChange,
+            NotificationType::ParticipantsUpdated => Self::ParticipantsUpdated,
+            NotificationType::AttachedDataChanged => Self::AttachedDataChanged,
+            NotificationType::CallRecordingStateChange => Self::CallRecordingStateChange,
+            NotificationType::DtmfSent => Self::DtmfSent,
+            NotificationType::MonitoredUserMutedStateChange => Self::MonitoredUserMutedStateChange,
+        }
+    }
+}
+
+impl From<&Participant> for pb::Participant {
+    fn from(p: &Participant) -> Self {
+        Self {
+            phone_number: p.phone_number.clone(),
+            digits: p.digits().to_owned(),
+            formatted_phone_number: p.formatted_phone_number(),
+            e164_number: p.e164_number.clone(),
+        }
+    }
+}
+
+/// Renders user data on the wire.
+pub fn user_data_to_pb(data: &UserData) -> Vec<pb::KeyValue> {
+    data.pairs()
+        .iter()
+        .map(|(key, value)| pb::KeyValue {
+            key: key.clone(),
+            value: Some(match value {
+                UserDataValue::Str(s) => pb::key_value::Value::StringValue(s.clone()),
+                UserDataValue::Int(i) => pb::key_value::Value::IntValue(*i),
+            }),
+        })
+        .collect()
+}
+
+impl From<&CallSnapshot> for pb::Call {
+    fn from(call: &CallSnapshot) -> Self {
+        Self {
+            id: call.id.to_string(),
+            call_uuid: call.id.to_string(),
+            conn_id: call.conn_id.clone(),
+            state: pb::CallState::from(call.state).into(),
+            call_type: pb::CallType::from(call.call_type).into(),
+            capabilities: call
+                .capabilities
+                .iter()
+                .map(|op| op.as_str().to_owned())
+                .collect(),
+            participants: call
+                .participants
+                .iter()
+                .map(pb::Participant::from)
+                .collect(),
+            dnis: call.dnis.clone(),
+            user_data: user_data_to_pb(&call.user_data),
+            duration_seconds: i64::try_from(call.duration_secs).unwrap_or(i64::MAX),
+            muted: call.muted,
+            recording_state: pb::RecordingState::from(call.recording_state).into(),
+            supervisor_listening_in: call.supervisor_listening_in,
+            monitored_user_muted: call.monitored_user_muted,
+            monitoring: call.monitoring,
+            parent_call_id: call
+                .parent_call_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            phone_number: call.user.phone_number.to_string(),
+            device_id: call.user.device_id.to_string(),
+            user_name: call.user.name.to_string(),
+        }
+    }
+}
+
+impl From<&CallEvent> for pb::CallEvent {
+    fn from(event: &CallEvent) -> Self {
+        Self {
+            sequence: event.sequence,
+            notification_type: pb::NotificationType::from(event.notification).into(),
+            call: Some(pb::Call::from(&event.call)),
+            phone_number: event.call.user.phone_number.to_string(),
+            digits: event.digits.clone().unwrap_or_default(),
+            commit_time: Some(prost_types::Timestamp::from(event.committed_at)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_carry_the_gws_status_code() {
+        let status = Status::from(CoreError::MissingParameter("destination"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.metadata().get(GWS_STATUS_CODE).unwrap(), "1");
+        let status = Status::from(CoreError::CallNotFound(CallId::new("x")));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "call x not found");
+    }
+
+    #[test]
+    fn requests_without_a_call_id_are_refused() {
+        let err = CallRequest::try_from(pb::HoldRequest {
+            call_id: String::new(),
+        })
+        .unwrap_err();
+        assert_eq!(err, CoreError::MissingParameter("call_id"));
+    }
+
+    #[test]
+    fn user_data_needs_values() {
+        let err = user_data(vec![pb::KeyValue {
+            key: "k".into(),
+            value: None,
+        }])
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            CoreError::InvalidParameter {
+                name: "user_data",
+                ..
+            }
+        ));
+    }
+}

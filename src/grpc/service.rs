@@ -1,0 +1,216 @@
+//! `voice.v1.CallService` and `voice.v1.SimulatorService` over the core. Every RPC is three
+//! steps: authenticate and convert in, call the core, convert out.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::auth::authenticate;
+use super::convert::{CallRequest, call_id, user_data};
+use super::pb;
+use super::pb::call_service_server::CallService;
+use super::pb::simulator_service_server::SimulatorService;
+use crate::core::{CallControl, CallWatch, Destination, DialRequest, Principal, WatchError};
+
+/// The gRPC call-control service.
+#[derive(Debug, Clone)]
+pub struct GrpcCallControl {
+    core: Arc<CallControl>,
+    shutdown: CancellationToken,
+}
+
+impl GrpcCallControl {
+    /// Builds the service over the core; streams end when `shutdown` is cancelled.
+    pub fn new(core: Arc<CallControl>, shutdown: CancellationToken) -> Self {
+        Self { core, shutdown }
+    }
+
+    fn authenticate<T>(&self, request: Request<T>) -> Result<(Principal, T), Status> {
+        let who = authenticate(self.core.directory(), request.metadata())?;
+        Ok((who, request.into_inner()))
+    }
+
+    /// Runs one call operation: authenticate, convert, execute, render.
+    fn call_operation<T>(&self, request: Request<T>) -> Result<Option<pb::Call>, Status>
+    where
+        CallRequest: TryFrom<T, Error = crate::core::CoreError>,
+    {
+        let (who, message) = self.authenticate(request)?;
+        let CallRequest { call_id, operation } = CallRequest::try_from(message)?;
+        tracing::Span::current().record("call_id", call_id.as_str());
+        let call = self.core.execute(&who, &call_id, operation)?;
+        Ok(Some(pb::Call::from(&call)))
+    }
+}
+
+/// The stream type of WatchCalls.
+pub type WatchCallsStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WatchCallsResponse, Status>> + Send>>;
+
+/// Generates the CallService impl: one method per call operation, plus the hand-written
+/// methods passed in (the async-trait attribute must see every method at once, so the
+/// whole impl is built here).
+macro_rules! call_service {
+    ($($method:ident($request:ident) -> $response:ident;)* ; $($extra:item)*) => {
+        #[tonic::async_trait]
+        impl CallService for GrpcCallControl {
+            $(
+                #[instrument(skip(self, request), fields(call_id))]
+                async fn $method(&self, request: Request<pb::$request>) -> Result<Response<pb::$response>, Status> {
+                    let call = self.call_operation(request)?;
+                    Ok(Response::new(pb::$response { call }))
+                }
+            )*
+            $($extra)*
+        }
+    };
+}
+
+call_service! {
+    answer(AnswerRequest) -> AnswerResponse;
+    reject(RejectRequest) -> RejectResponse;
+    hangup(HangupRequest) -> HangupResponse;
+    clear_call(ClearCallRequest) -> ClearCallResponse;
+    hold(HoldRequest) -> HoldResponse;
+    retrieve(RetrieveRequest) -> RetrieveResponse;
+    send_dtmf(SendDtmfRequest) -> SendDtmfResponse;
+    mute_call(MuteCallRequest) -> MuteCallResponse;
+    unmute_call(UnmuteCallRequest) -> UnmuteCallResponse;
+    single_step_transfer(SingleStepTransferRequest) -> SingleStepTransferResponse;
+    initiate_transfer(InitiateTransferRequest) -> InitiateTransferResponse;
+    complete_transfer(CompleteTransferRequest) -> CompleteTransferResponse;
+    initiate_conference(InitiateConferenceRequest) -> InitiateConferenceResponse;
+    complete_conference(CompleteConferenceRequest) -> CompleteConferenceResponse;
+    single_step_conference(SingleStepConferenceRequest) -> SingleStepConferenceResponse;
+    remove_participant_from_conference(RemoveParticipantFromConferenceRequest) -> RemoveParticipantFromConferenceResponse;
+    swap_calls(SwapCallsRequest) -> SwapCallsResponse;
+    attach_user_data(AttachUserDataRequest) -> AttachUserDataResponse;
+    update_user_data(UpdateUserDataRequest) -> UpdateUserDataResponse;
+    delete_user_data(DeleteUserDataRequest) -> DeleteUserDataResponse;
+    delete_user_data_pair(DeleteUserDataPairRequest) -> DeleteUserDataPairResponse;
+    set_call_disposition(SetCallDispositionRequest) -> SetCallDispositionResponse;
+    start_call_recording(StartCallRecordingRequest) -> StartCallRecordingResponse;
+    stop_call_recording(StopCallRecordingRequest) -> StopCallRecordingResponse;
+    pause_call_recording(PauseCallRecordingRequest) -> PauseCallRecordingResponse;
+    resume_call_recording(ResumeCallRecordingRequest) -> ResumeCallRecordingResponse;
+    switch_to_listen_in(SwitchToListenInRequest) -> SwitchToListenInResponse;
+    switch_to_barge_in(SwitchToBargeInRequest) -> SwitchToBargeInResponse;
+    mute_monitored_user(MuteMonitoredUserRequest) -> MuteMonitoredUserResponse;
+    unmute_monitored_user(UnmuteMonitoredUserRequest) -> UnmuteMonitoredUserResponse;
+    ;
+    #[instrument(skip(self, request))]
+    async fn dial(&self, request: Request<pb::DialRequest>) -> Result<Response<pb::DialResponse>, Status> {
+        let (who, message) = self.authenticate(request)?;
+        let dial = DialRequest {
+            destination: Destination {
+                number: message.destination,
+                location: (!message.location.is_empty()).then_some(message.location),
+                user_data: user_data(message.user_data)?,
+            },
+            device_id: (!message.device_id.is_empty()).then_some(message.device_id),
+        };
+        let call = self.core.dial(&who, dial)?;
+        Ok(Response::new(pb::DialResponse { call: Some(pb::Call::from(&call)) }))
+    }
+
+    #[instrument(skip(self, request))]
+    async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::GetCallResponse>, Status> {
+        let (who, message) = self.authenticate(request)?;
+        let call = self.core.get_call(&who, &call_id(message.call_id, "call_id")?)?;
+        Ok(Response::new(pb::GetCallResponse { call: Some(pb::Call::from(&call)) }))
+    }
+
+    #[instrument(skip(self, request))]
+    async fn list_calls(&self, request: Request<pb::ListCallsRequest>) -> Result<Response<pb::ListCallsResponse>, Status> {
+        let (who, _) = self.authenticate(request)?;
+        let calls = self.core.list_calls(&who)?.iter().map(pb::Call::from).collect();
+        Ok(Response::new(pb::ListCallsResponse { calls }))
+    }
+
+    type WatchCallsStream = WatchCallsStream;
+
+    #[instrument(skip(self, request))]
+    async fn watch_calls(&self, request: Request<pb::WatchCallsRequest>) -> Result<Response<WatchCallsStream>, Status> {
+        let (who, message) = self.authenticate(request)?;
+        let scope = self.core.watch_scope(&who, message.contact_center)?;
+        let start = self.core.watch(scope, message.from_sequence)?;
+        let snapshot = start.snapshot.map(|calls| pb::WatchCallsResponse {
+            kind: Some(pb::watch_calls_response::Kind::Snapshot(pb::CallSnapshot {
+                sequence: start.sequence,
+                calls: calls.iter().map(pb::Call::from).collect(),
+            })),
+        });
+        Ok(Response::new(watch_stream(snapshot, start.watch, self.shutdown.clone())))
+    }
+}
+
+/// Streams the snapshot, then events until shutdown; a watcher that fell behind gets
+/// ABORTED naming the sequence to resume from, and the stream ends.
+fn watch_stream(
+    snapshot: Option<pb::WatchCallsResponse>,
+    watch: CallWatch,
+    shutdown: CancellationToken,
+) -> WatchCallsStream {
+    let state = Some((snapshot, watch, shutdown));
+    Box::pin(futures::stream::unfold(state, |state| async move {
+        let (snapshot, mut watch, shutdown) = state?;
+        if let Some(snapshot) = snapshot {
+            return Some((Ok(snapshot), Some((None, watch, shutdown))));
+        }
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            next = watch.next() => next,
+        };
+        match next {
+            Ok(Some(event)) => {
+                let message = pb::WatchCallsResponse {
+                    kind: Some(pb::watch_calls_response::Kind::Event(pb::CallEvent::from(
+                        &*event,
+                    ))),
+                };
+                Some((Ok(message), Some((None, watch, shutdown))))
+            }
+            Ok(None) => None,
+            Err(error @ WatchError::Lagged { .. }) => {
+                Some((Err(Status::aborted(error.to_string())), None))
+            }
+        }
+    }))
+}
+
+/// The simulator service: drives the embedded switch from outside.
+#[derive(Debug, Clone)]
+pub struct GrpcSimulator {
+    core: Arc<CallControl>,
+}
+
+impl GrpcSimulator {
+    /// Builds the service over the core.
+    pub fn new(core: Arc<CallControl>) -> Self {
+        Self { core }
+    }
+}
+
+#[tonic::async_trait]
+impl SimulatorService for GrpcSimulator {
+    #[instrument(skip(self, request))]
+    async fn inbound_call(
+        &self,
+        request: Request<pb::InboundCallRequest>,
+    ) -> Result<Response<pb::InboundCallResponse>, Status> {
+        let who = authenticate(self.core.directory(), request.metadata())?;
+        let message = request.into_inner();
+        let queue = (!message.queue.is_empty()).then_some(message.queue);
+        let data = user_data(message.user_data)?;
+        let call = self
+            .core
+            .inbound_call(&who, &message.from, &message.to, queue, data)?;
+        Ok(Response::new(pb::InboundCallResponse {
+            call: Some(pb::Call::from(&call)),
+        }))
+    }
+}
