@@ -182,3 +182,49 @@ async fn a_socket_holds_its_connect_for_the_timeout_and_answers_it_on_shutdown()
     assert_eq!(reply[0]["advice"]["reconnect"], "retry");
     assert_eq!(socket.recv().await, BayeuxFrameOut::Close(1001, "shutdown"));
 }
+
+/// Fan-out cost: one core event to 10,000 subscribed sessions of one user (the worst case
+/// for one event). Asserts delivery; prints the time (run with `--ignored --nocapture`).
+#[tokio::test]
+#[ignore = "measurement"]
+async fn fan_out_of_one_event_to_10000_sessions() {
+    let (_, registry, state) = endpoint();
+    for _ in 0..10_000 {
+        let session = registry
+            .create(registry::BayeuxNewSession {
+                user: "agent1".into(),
+                browser_id: None,
+                base_url: "http://gw.test".into(),
+                http_session: None,
+                ack: false,
+            })
+            .unwrap();
+        session.subscribe(channel::CALLS_CHANNEL);
+    }
+    let who = state
+        .core
+        .directory()
+        .authenticate_basic("agent1", "demo", None)
+        .unwrap();
+    let mut watch = state
+        .core
+        .watch(crate::core::WatchScope::All, None)
+        .unwrap()
+        .watch;
+    state
+        .core
+        .dial(
+            &who,
+            crate::core::DialRequest {
+                destination: crate::core::Destination::to_number("15001"),
+                device_id: None,
+            },
+        )
+        .unwrap();
+    let event = watch.next().await.unwrap().unwrap();
+    let started = std::time::Instant::now();
+    let delivered = bridge::dispatch(&registry, &event);
+    let elapsed = started.elapsed();
+    println!("dispatch to {delivered} sessions took {elapsed:?}");
+    assert_eq!(delivered, 10_000);
+}
