@@ -7,6 +7,17 @@
 //! | `limits.watch_buffer` | events a watcher may fall behind before it is ended | [`crate::core::DEFAULT_WATCH_BUFFER`] |
 //! | `limits.ended_calls` | ended calls kept for GetCall | [`crate::core::DEFAULT_ENDED_CALLS`] |
 //! | `legacy.*` | the GWS JSON front-end: CORS origins, CSRF, sessions, body limit, timeout | see [`crate::legacy::config`] |
+//! | `cometd.timeout_ms` | CometD connect hold time (`advice.timeout`) | [`crate::cometd::config::DEFAULT_TIMEOUT_MS`] |
+//! | `cometd.interval_ms` | advised pause between connects | [`crate::cometd::config::DEFAULT_INTERVAL_MS`] |
+//! | `cometd.max_interval_ms` | grace after a connect reply before a session is swept | [`crate::cometd::config::DEFAULT_MAX_INTERVAL_MS`] |
+//! | `cometd.sweep_period_ms` | sweeper period | [`crate::cometd::config::DEFAULT_SWEEP_PERIOD_MS`] |
+//! | `cometd.max_queue` | messages a session may hold; at the limit the session is dropped | [`crate::cometd::config::DEFAULT_MAX_QUEUE`] |
+//! | `cometd.max_message_size` | largest request body / WebSocket message, bytes | [`crate::cometd::config::DEFAULT_MAX_MESSAGE_SIZE`] |
+//! | `cometd.max_batch` | largest batch, messages | [`crate::cometd::config::DEFAULT_MAX_BATCH`] |
+//! | `cometd.max_sessions_per_browser` | held HTTP/1.1 long-polls per `BAYEUX_BROWSER` | [`crate::cometd::config::DEFAULT_MAX_SESSIONS_PER_BROWSER`] |
+//! | `cometd.multi_session_interval_ms` | interval advised to a browser's extra sessions | [`crate::cometd::config::DEFAULT_MULTI_SESSION_INTERVAL_MS`] |
+//! | `cometd.max_sessions` | live CometD sessions | [`crate::cometd::config::DEFAULT_MAX_SESSIONS`] |
+//! | `cometd.websocket` | offer the `websocket` transport | `true` |
 //! | `agent.after_call_work_state` | state after a timed AfterCallWork: `Ready` or `NotReady` | `Ready` |
 //! | `[[contact_centers]]` | `name`, `features` | |
 //! | `[[users]]` | `name`, `contact_center`, `phone_number`, `password_hash` (argon2) or `password` (clear, demo only), `roles`, `first_name`, `last_name` | |
@@ -57,6 +68,9 @@ pub struct Config {
     /// Service accounts.
     #[serde(default)]
     pub service_accounts: Vec<ServiceAccountConfig>,
+    /// The CometD endpoint.
+    #[serde(default)]
+    pub cometd: crate::cometd::CometdConfig,
 }
 
 /// Embedded switch settings.

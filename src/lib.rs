@@ -8,12 +8,14 @@
 //! - [`backend`]: the switch port the core drives, and the embedded switch (a small PBX).
 //! - `grpc`: the `voice.v1` gRPC front-end, a thin adapter over the core.
 //! - [`legacy`]: the GWS v2 JSON front-end (`operationName` POSTs), a thin adapter too.
+//! - [`cometd`]: the CometD (Bayeux) notifications endpoint, fed by one bridge task.
 //! - [`app`]: the state every front-end shares; [`session`]: legacy HTTP sessions.
 //! - [`config`]: the typed configuration and the built-in demo.
 //! - `run` wires them together over listeners the caller bound.
 
 pub mod app;
 pub mod backend;
+pub mod cometd;
 pub mod config;
 pub mod core;
 pub mod grpc;
@@ -87,6 +89,7 @@ pub fn build_http(state: &AppState) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(http_health))
         .merge(legacy::router(state.clone()))
+        .merge(cometd::router(state.clone()))
 }
 
 async fn http_health() -> axum::Json<serde_json::Value> {
