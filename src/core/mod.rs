@@ -4,7 +4,7 @@
 //!
 //! [`CallControl`] is the one entry point both front-ends call. It never imports tonic,
 //! prost, axum, http or serde_json: the front-ends convert their wire types into the
-//! requests of [`operation`] and render [`CallSnapshot`]s and [`CallEvent`]s back.
+//! requests of [`CallOperation`], [`DialRequest`] and [`DeviceRequest`] and render [`CallSnapshot`]s and [`CallEvent`]s back.
 //!
 //! Locking: one `std::sync::Mutex` guards the store. Every operation is short and never
 //! awaits under it; events are appended to the log under the same lock, so the sequence
