@@ -340,6 +340,31 @@ impl CallControl {
         store.view_of(&self.directory, &id, &user.name)
     }
 
+    /// Makes an outside party hang up (simulator, admin only); returns the call as the
+    /// first remaining user on it sees it.
+    pub fn external_hangup(
+        &self,
+        who: &Principal,
+        call_id: &CallId,
+        number: &str,
+    ) -> CoreResult<CallSnapshot> {
+        if !who.admin {
+            return Err(CoreError::PermissionDenied(
+                "only admins may drive the simulator".into(),
+            ));
+        }
+        validate_number("number", number)?;
+        let mut store = self.lock();
+        let agents = store.call(call_id)?.agents();
+        let in_scope = agents
+            .iter()
+            .filter_map(|name| self.directory.user(name))
+            .find(|u| u.contact_center == who.contact_center)
+            .ok_or_else(|| CoreError::CallNotFound(call_id.clone()))?;
+        ops::remote_released(&mut store, &self.directory, call_id, number)?;
+        store.view_of(&self.directory, call_id, &in_scope.name)
+    }
+
     /// Applies something the switch reported.
     pub fn apply_switch_event(&self, event: SwitchEvent) {
         let mut store = self.lock();

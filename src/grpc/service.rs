@@ -180,4 +180,18 @@ impl SimulatorService for GrpcSimulator {
             call: Some(pb::Call::from(&call)),
         }))
     }
+
+    #[instrument(skip(self, request))]
+    async fn external_hangup(
+        &self,
+        request: Request<pb::ExternalHangupRequest>,
+    ) -> Result<Response<pb::ExternalHangupResponse>, Status> {
+        let who = authenticate(self.core.directory(), request.metadata())?;
+        let message = request.into_inner();
+        let call_id = call_id(message.call_id, "call_id")?;
+        let call = self.core.external_hangup(&who, &call_id, &message.number)?;
+        Ok(Response::new(pb::ExternalHangupResponse {
+            call: Some(pb::Call::from(&call)),
+        }))
+    }
 }
