@@ -5,7 +5,7 @@ mod cometd_support;
 
 use std::time::{Duration, Instant};
 
-use cometd_support::{BayeuxGateway, LpClient, basic, split};
+use cometd_support::{BayeuxGateway, Desktop, LpClient, basic, split};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -139,17 +139,19 @@ async fn a_handshake_without_credentials_is_denied_and_wrong_passwords_too() {
 #[tokio::test]
 async fn the_session_cookie_authenticates_and_logging_out_ends_the_session() {
     let gw = BayeuxGateway::spawn().await;
-    let jsession = gw.session_cookie("agent1");
+    let desktop = Desktop::login(&gw, "agent1").await;
     let mut client = LpClient::new(&gw, None);
     let url = reqwest::Url::parse(&gw.http_url()).unwrap();
     let jar = reqwest::cookie::Jar::default();
-    jar.add_cookie_str(&format!("JSESSIONID={jsession}; Path=/"), &url);
+    jar.add_cookie_str(&format!("JSESSIONID={}; Path=/", desktop.jsessionid), &url);
     client.http = reqwest::Client::builder()
         .cookie_provider(std::sync::Arc::new(jar))
         .build()
         .unwrap();
     client.ready("/v2/me/calls").await;
-    gw.state.sessions.remove(&jsession);
+    // The desktop logs out over JSON: its HTTP session ends, and so does the Bayeux one.
+    let logout = json!({"operationName": "EndContactCenterSession"});
+    desktop.post_ok("/api/v2/me", logout).await;
     let response = client.connect(None, None).await;
     assert_eq!(response[0]["error"], "402::Unknown client");
     assert_eq!(response[0]["advice"]["reconnect"], "handshake");

@@ -8,13 +8,15 @@
 pub const CALLS_CHANNEL: &str = "/v2/me/calls";
 /// The channel device notifications are published on.
 pub const DEVICES_CHANNEL: &str = "/v2/me/devices";
+/// The channel voice-channel (agent state, do-not-disturb) notifications are published on.
+pub const CHANNELS_CHANNEL: &str = "/v2/me/channels";
 
 /// The channels and patterns a user may subscribe to.
 const READABLE: &[&str] = &[
     "/v2/me",
     CALLS_CHANNEL,
     DEVICES_CHANNEL,
-    "/v2/me/channels",
+    CHANNELS_CHANNEL,
     "/v2/me/*",
     "/v2/me/**",
 ];

@@ -1,5 +1,6 @@
-//! The CometD (Bayeux 1.0) endpoint at `/api/v2/notifications`: GWS call notifications for
-//! legacy desktops, over `long-polling` and `websocket`, following `shared/spec/bayeux.md`.
+//! The CometD (Bayeux 1.0) endpoint at `/api/v2/notifications`: GWS call, device and
+//! channel notifications for legacy desktops, over `long-polling` and `websocket`,
+//! following `shared/spec/bayeux.md`.
 //!
 //! # Pieces
 //! - [`protocol`]: meta channels, replies, advice and error strings, shared by both transports.

@@ -115,6 +115,17 @@ impl CallControl {
 
     /// Starts a watch of every event (calls and devices) in a scope, from now.
     pub fn watch_events(&self, scope: WatchScope) -> CoreResult<EventWatch> {
-        self.lock().log.watch_events(scope, None)
+        self.watch_events_from(scope, None)
+    }
+
+    /// Starts a watch of every event in a scope; with `from` it resumes right after that
+    /// sequence (failing as [`CallControl::watch`] does when the history no longer holds
+    /// it), otherwise it starts from now. No snapshot is taken.
+    pub fn watch_events_from(
+        &self,
+        scope: WatchScope,
+        from: Option<u64>,
+    ) -> CoreResult<EventWatch> {
+        self.lock().log.watch_events(scope, from)
     }
 }

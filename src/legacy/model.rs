@@ -265,6 +265,66 @@ impl DeviceJson {
     }
 }
 
+/// The `data` of a `DeviceStateChangeMessage` notification on `/v2/me/devices` (spec
+/// §8.4): the device exactly as `GET /api/v2/me/devices` renders it; no notificationType.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceStateChangeJson {
+    /// Always `DeviceStateChangeMessage`.
+    pub message_type: &'static str,
+    /// The changed device (one: every user has one device).
+    pub devices: Vec<DeviceJson>,
+}
+
+impl DeviceStateChangeJson {
+    /// Renders a device after a change.
+    pub fn from_device(device: &DeviceSnapshot, base_url: &str) -> Self {
+        Self {
+            message_type: "DeviceStateChangeMessage",
+            devices: vec![DeviceJson::from_snapshot(device, base_url)],
+        }
+    }
+}
+
+/// One channel of a `ChannelStateChangeMessageV2` (spec §8.2).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelStateJson {
+    /// The media channel: always `voice` (the gateway has no other).
+    pub channel: &'static str,
+    /// `On` / `Off`: the device's do-not-disturb.
+    pub dnd_state: &'static str,
+    /// The agent state, the same object as the device's `userState`.
+    pub user_state: UserStateJson,
+}
+
+/// The `data` of a `ChannelStateChangeMessageV2` notification on `/v2/me/channels`
+/// (spec §8.2), sent when the agent state or do-not-disturb changes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelStateChangeJson {
+    /// Always `ChannelStateChangeMessageV2`.
+    pub message_type: &'static str,
+    /// The user's channels (only `voice`).
+    pub channels: Vec<ChannelStateJson>,
+}
+
+impl ChannelStateChangeJson {
+    /// Renders the voice channel of a device; `userState` and `dndState` come from the
+    /// device rendering, so both messages of one change agree.
+    pub fn from_device(device: &DeviceSnapshot, base_url: &str) -> Self {
+        let device = DeviceJson::from_snapshot(device, base_url);
+        Self {
+            message_type: "ChannelStateChangeMessageV2",
+            channels: vec![ChannelStateJson {
+                channel: "voice",
+                dnd_state: device.do_not_disturb,
+                user_state: device.user_state,
+            }],
+        }
+    }
+}
+
 /// The user resource of `GET /api/v2/me` (spec §6.7), with the subresources asked for.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,26 +1,38 @@
-//! Helpers of the CometD tests: a gateway whose state (core, HTTP sessions) the test can
-//! reach to drive calls and mint `JSESSIONID`s, and a raw long-polling client that keeps
-//! cookies like a browser.
+//! Helpers of the CometD tests: a gateway whose state (core, Bayeux sessions) the test can
+//! reach to drive calls and drop sessions, serving gRPC too; a desktop's HTTP side, which
+//! logs in like a browser and then sends only its `JSESSIONID`; a raw long-polling client
+//! that keeps cookies like a browser; and (in [`node`]) the real Node clients.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod node;
+
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use voice_gateway::app::AppState;
+use voice_gateway::cometd::BayeuxRegistry;
 use voice_gateway::config::Config;
 use voice_gateway::core::{CallId, CallOperation, Destination, DialRequest, Principal};
-use voice_gateway::{build_http, build_state};
+use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
+use voice_gateway::grpc::pb::device_service_client::DeviceServiceClient;
+use voice_gateway::{build_state, cometd, legacy};
 
-/// A gateway serving the HTTP side on a port-0 listener.
+/// A gateway serving the HTTP side and gRPC on port-0 listeners.
 pub struct BayeuxGateway {
     /// Shared state, to drive calls through the core.
     pub state: AppState,
+    /// The CometD sessions (the test may drop them, as the server does).
+    pub registry: Arc<BayeuxRegistry>,
     /// The HTTP address.
     pub addr: SocketAddr,
+    /// The gRPC address.
+    pub grpc_addr: SocketAddr,
 }
 
 impl BayeuxGateway {
@@ -33,16 +45,20 @@ impl BayeuxGateway {
         config.cometd.sweep_period_ms = 50;
         adjust(&mut config);
         let state = build_state(config, CancellationToken::new()).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = build_http(&state);
-        let shutdown = state.shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-        });
-        Self { state, addr }
+        // The HTTP router of `build_http`, keeping the CometD registry.
+        let (notifications, registry) = cometd::router_with_registry(state.clone());
+        let http = Router::new()
+            .merge(legacy::router(state.clone()))
+            .merge(notifications);
+        let grpc = voice_gateway::grpc::build_router(&state).await;
+        let addr = serve(http, &state.shutdown).await;
+        let grpc_addr = serve(grpc, &state.shutdown).await;
+        Self {
+            state,
+            registry,
+            addr,
+            grpc_addr,
+        }
     }
 
     /// Starts with the defaults of [`Self::spawn_with`].
@@ -74,9 +90,18 @@ impl BayeuxGateway {
             .unwrap()
     }
 
-    /// Opens an HTTP session for a demo user and returns its `JSESSIONID`.
-    pub fn session_cookie(&self, user: &str) -> String {
-        self.state.sessions.create(self.principal(user)).id
+    /// Connects a gRPC DeviceService client.
+    pub async fn device_service(&self) -> DeviceServiceClient<tonic::transport::Channel> {
+        DeviceServiceClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .unwrap()
+    }
+
+    /// Connects a gRPC CallService client.
+    pub async fn call_service(&self) -> CallServiceClient<tonic::transport::Channel> {
+        CallServiceClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .unwrap()
     }
 
     /// Dials `to` from `from` and has the callee answer; returns the call id.
@@ -115,6 +140,159 @@ impl BayeuxGateway {
         self.record_and_stop("agent1", &call);
         call
     }
+}
+
+/// Serves `app` on a fresh port-0 listener until `shutdown`; returns the address.
+async fn serve(app: Router, shutdown: &CancellationToken) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    });
+    addr
+}
+
+/// The HTTP side of an agent desktop: it logs in once with Basic (`GET /api/v2/me`, which
+/// sets `JSESSIONID`), then sends only the session cookie, as a browser does.
+pub struct Desktop {
+    /// A client holding only the session cookie.
+    pub http: reqwest::Client,
+    /// `http://host:port`.
+    pub base: String,
+    /// The session id the login set.
+    pub jsessionid: String,
+}
+
+impl Desktop {
+    /// Logs `user` in and keeps the `JSESSIONID` the gateway set.
+    pub async fn login(gateway: &BayeuxGateway, user: &str) -> Self {
+        let base = gateway.http_url();
+        let response = reqwest::Client::new()
+            .get(format!("{base}/api/v2/me"))
+            .basic_auth(user, Some("demo"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let jsessionid = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.strip_prefix("JSESSIONID="))
+            .map(|rest| rest.split(';').next().unwrap().to_owned())
+            .next()
+            .expect("the login sets JSESSIONID");
+        let mut headers = reqwest::header::HeaderMap::new();
+        let cookie = format!("JSESSIONID={jsessionid}");
+        headers.insert("cookie", cookie.parse().unwrap());
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        Self {
+            http,
+            base,
+            jsessionid,
+        }
+    }
+
+    /// GETs a path; expects 200 and returns the JSON body.
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// POSTs an operation; expects `{"statusCode":0}`.
+    pub async fn post_ok(&self, path: &str, body: Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let reply: Value = response.json().await.unwrap();
+        assert_eq!(
+            (status.as_u16(), &reply),
+            (200, &json!({"statusCode": 0})),
+            "POST {path} {body}"
+        );
+    }
+
+    /// Returns the user's device id and its JSON resource.
+    pub async fn device(&self) -> (String, Value) {
+        let body = self.get("/api/v2/me/devices?fields=*").await;
+        let device = body["devices"][0].clone();
+        (device["id"].as_str().unwrap().to_owned(), device)
+    }
+
+    /// Returns the ids of the user's active calls.
+    pub async fn call_ids(&self) -> Vec<String> {
+        let body = self.get("/api/v2/me/calls").await;
+        body["uris"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|uri| uri.as_str().unwrap().rsplit('/').next().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Dials `number` from the user's device (`POST .../devices/{id}/calls`); returns the
+    /// new call's id.
+    pub async fn dial(&self, number: &str) -> String {
+        let before = self.call_ids().await;
+        let (device, _) = self.device().await;
+        let body = json!({"operationName": "Dial", "destination": {"phoneNumber": number}});
+        self.post_ok(&format!("/api/v2/me/devices/{device}/calls"), body)
+            .await;
+        let mut new: Vec<String> = self
+            .call_ids()
+            .await
+            .into_iter()
+            .filter(|id| !before.contains(id))
+            .collect();
+        assert_eq!(new.len(), 1, "one new call");
+        new.remove(0)
+    }
+
+    /// Sends `operationName` on a call.
+    pub async fn call_op(&self, call: &str, operation: &str) {
+        let body = json!({ "operationName": operation });
+        self.post_ok(&format!("/api/v2/me/calls/{call}"), body)
+            .await;
+    }
+}
+
+/// The seed scenario over the JSON API: `agent1` dials agent2 (15001), agent2 answers from
+/// its own desktop, agent1 starts then stops recording. Returns the call id.
+pub async fn seed_recording_over_json(gateway: &BayeuxGateway, agent1: &Desktop) -> String {
+    let call = json_call(gateway, agent1, "agent2", "15001").await;
+    agent1.call_op(&call, "StartCallRecording").await;
+    agent1.call_op(&call, "StopCallRecording").await;
+    call
+}
+
+/// `from` dials `to_number` and `to_user` answers, both over JSON; returns the call id.
+pub async fn json_call(
+    gateway: &BayeuxGateway,
+    from: &Desktop,
+    to_user: &str,
+    to_number: &str,
+) -> String {
+    let callee = Desktop::login(gateway, to_user).await;
+    let call = from.dial(to_number).await;
+    callee.call_op(&call, "Answer").await;
+    call
 }
 
 impl Drop for BayeuxGateway {
