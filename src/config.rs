@@ -6,6 +6,18 @@
 //! | `limits.event_history` | events kept for WatchCalls resume | [`crate::core::DEFAULT_EVENT_HISTORY`] |
 //! | `limits.watch_buffer` | events of its scope a watcher may fall behind before it is ended | [`crate::core::DEFAULT_WATCH_BUFFER`] |
 //! | `limits.ended_calls` | ended calls kept for GetCall | [`crate::core::DEFAULT_ENDED_CALLS`] |
+//! | `legacy.*` | the GWS JSON front-end: CORS origins, CSRF, sessions, body limit, timeout | see [`crate::legacy::config`] |
+//! | `cometd.timeout_ms` | CometD connect hold time (`advice.timeout`) | [`crate::cometd::config::DEFAULT_TIMEOUT_MS`] |
+//! | `cometd.interval_ms` | advised pause between connects | [`crate::cometd::config::DEFAULT_INTERVAL_MS`] |
+//! | `cometd.max_interval_ms` | grace after a connect reply before a session is swept | [`crate::cometd::config::DEFAULT_MAX_INTERVAL_MS`] |
+//! | `cometd.sweep_period_ms` | sweeper period | [`crate::cometd::config::DEFAULT_SWEEP_PERIOD_MS`] |
+//! | `cometd.max_queue` | messages a session may hold; at the limit the session is dropped | [`crate::cometd::config::DEFAULT_MAX_QUEUE`] |
+//! | `cometd.max_message_size` | largest request body / WebSocket message, bytes | [`crate::cometd::config::DEFAULT_MAX_MESSAGE_SIZE`] |
+//! | `cometd.max_batch` | largest batch, messages | [`crate::cometd::config::DEFAULT_MAX_BATCH`] |
+//! | `cometd.max_sessions_per_browser` | held HTTP/1.1 long-polls per `BAYEUX_BROWSER` | [`crate::cometd::config::DEFAULT_MAX_SESSIONS_PER_BROWSER`] |
+//! | `cometd.multi_session_interval_ms` | interval advised to a browser's extra sessions | [`crate::cometd::config::DEFAULT_MULTI_SESSION_INTERVAL_MS`] |
+//! | `cometd.max_sessions` | live CometD sessions | [`crate::cometd::config::DEFAULT_MAX_SESSIONS`] |
+//! | `cometd.websocket` | offer the `websocket` transport | `true` |
 //! | `agent.after_call_work_state` | state after a timed AfterCallWork: `Ready` or `NotReady` | `Ready` |
 //! | `[[contact_centers]]` | `name`, `features` | |
 //! | `[[users]]` | `name`, `contact_center`, `phone_number`, `password_hash` (argon2) or `password` (clear, demo only), `roles`, `first_name`, `last_name` | |
@@ -24,6 +36,7 @@ use serde::Deserialize;
 use crate::core::{
     ContactCenter, CoreLimits, Directory, Role, Secret, ServiceAccount, User, stable_id,
 };
+use crate::legacy::config::LegacyConfig;
 
 /// The demo configuration served when no file is given.
 pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
@@ -40,6 +53,9 @@ pub struct Config {
     /// Buffer bounds.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The legacy GWS JSON front-end.
+    #[serde(default)]
+    pub legacy: LegacyConfig,
     /// Agent-state settings.
     #[serde(default)]
     pub agent: AgentConfig,
@@ -52,6 +68,9 @@ pub struct Config {
     /// Service accounts.
     #[serde(default)]
     pub service_accounts: Vec<ServiceAccountConfig>,
+    /// The CometD endpoint.
+    #[serde(default)]
+    pub cometd: crate::cometd::CometdConfig,
 }
 
 /// Embedded switch settings.

@@ -7,12 +7,15 @@
 //!   axum, http or serde_json.
 //! - [`backend`]: the switch port the core drives, and the embedded switch (a small PBX).
 //! - `grpc`: the `voice.v1` gRPC front-end, a thin adapter over the core.
+//! - [`legacy`]: the GWS v2 JSON front-end (`operationName` POSTs), a thin adapter too.
+//! - [`cometd`]: the CometD (Bayeux) notifications endpoint, fed by one bridge task.
 //! - [`app`]: the state every front-end shares; [`session`]: legacy HTTP sessions.
 //! - [`config`]: the typed configuration and the built-in demo.
 //! - `run` wires them together over listeners the caller bound.
 
 pub mod app;
 pub mod backend;
+pub mod cometd;
 pub mod config;
 pub mod core;
 pub mod grpc;
@@ -72,15 +75,21 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     });
     Ok(AppState {
         core,
-        sessions: Arc::new(SessionStore::default()),
+        sessions: Arc::new(SessionStore::new(
+            config.legacy.session_idle(),
+            config.legacy.session_limit,
+        )),
         config: Arc::new(config),
         shutdown,
     })
 }
 
 /// Builds the HTTP side: health, and the legacy front-ends as they are added.
-pub fn build_http(_state: &AppState) -> Router {
-    Router::new().route("/healthz", axum::routing::get(http_health))
+pub fn build_http(state: &AppState) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(http_health))
+        .merge(legacy::router(state.clone()))
+        .merge(cometd::router(state.clone()))
 }
 
 async fn http_health() -> axum::Json<serde_json::Value> {

@@ -457,3 +457,60 @@ async fn shutdown_ends_watch_streams() {
         .expect("the stream ends");
     assert!(matches!(end, Ok(None)), "stream ended cleanly: {end:?}");
 }
+
+#[tokio::test]
+async fn an_external_caller_hangs_up_and_the_call_is_released() {
+    let gw = TestGateway::spawn().await;
+    let mut sim = pb::simulator_service_client::SimulatorServiceClient::connect(gw.grpc_url())
+        .await
+        .unwrap();
+    let inbound = pb::InboundCallRequest {
+        from: "9165550104".into(),
+        to: "15001".into(),
+        ..Default::default()
+    };
+    let call = sim
+        .inbound_call(as_user("admin", inbound))
+        .await
+        .unwrap()
+        .into_inner()
+        .call
+        .unwrap();
+    let mut client = gw.calls().await;
+    client
+        .answer(as_user(
+            "agent2",
+            pb::AnswerRequest {
+                call_id: call.id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let hangup = |number: &str| pb::ExternalHangupRequest {
+        call_id: call.id.clone(),
+        number: number.into(),
+    };
+    let err = sim
+        .external_hangup(as_user("agent2", hangup("9165550104")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    let err = sim
+        .external_hangup(as_user("admin", hangup("15000")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let released = sim
+        .external_hangup(as_user("admin", hangup("9165550104")))
+        .await
+        .unwrap()
+        .into_inner()
+        .call
+        .unwrap();
+    assert_eq!(released.state(), S::Released);
+    let view = client
+        .get_call(as_user("agent2", pb::GetCallRequest { call_id: call.id }))
+        .await
+        .unwrap();
+    assert_eq!(view.into_inner().call.unwrap().state(), S::Released);
+}

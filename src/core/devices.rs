@@ -15,45 +15,11 @@
 //!   setting; supervisors of a contact center with `api-supervisor-monitoring` also get
 //!   ListenIn, Coach and BargeIn when not monitoring, CancelSupervisorMonitoring when they are.
 
-use std::fmt;
 use std::sync::Arc;
 
-use super::model::UserRef;
+use super::model::{UserRef, named_enum};
 
-macro_rules! simple_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)*
-        }
-
-        impl $name {
-            /// Returns the GWS name.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)*
-                }
-            }
-
-            /// Parses the GWS name (exact, case-sensitive).
-            pub fn from_name(name: &str) -> Option<Self> {
-                match name {
-                    $($text => Some($name::$variant),)*
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-simple_enum!(
+named_enum!(
     /// An agent state of the voice channel (spec §5.4).
     AgentState {
         /// Ready for calls.
@@ -97,7 +63,7 @@ impl AgentState {
     }
 }
 
-simple_enum!(
+named_enum!(
     /// The workmode of a Ready agent.
     WorkMode {
         /// The agent takes each call by hand.
@@ -107,7 +73,7 @@ simple_enum!(
     }
 );
 
-simple_enum!(
+named_enum!(
     /// How a supervisor monitors (spec §6.6).
     MonitorKind {
         /// Silent listening.
@@ -119,7 +85,7 @@ simple_enum!(
     }
 );
 
-simple_enum!(
+named_enum!(
     /// Which calls a monitoring covers.
     MonitorMode {
         /// The next call only.
@@ -129,7 +95,7 @@ simple_enum!(
     }
 );
 
-simple_enum!(
+named_enum!(
     /// What the monitoring follows.
     MonitorScope {
         /// The agent: the supervisor leaves a call when the agent does.
@@ -139,7 +105,7 @@ simple_enum!(
     }
 );
 
-simple_enum!(
+named_enum!(
     /// An operation on a device or on the voice channel.
     DeviceOperation {
         /// Starts the agent's contact-center session.

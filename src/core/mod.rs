@@ -4,13 +4,14 @@
 //!
 //! [`CallControl`] is the one entry point both front-ends call. It never imports tonic,
 //! prost, axum, http or serde_json: the front-ends convert their wire types into the
-//! requests of [`operation`] and render [`CallSnapshot`]s and [`CallEvent`]s back.
+//! requests of [`CallOperation`], [`DialRequest`] and [`DeviceRequest`] and render [`CallSnapshot`]s and [`CallEvent`]s back.
 //!
 //! Locking: one `std::sync::Mutex` guards the store. Every operation is short and never
 //! awaits under it; events are appended to the log under the same lock, so the sequence
 //! order is the commit order.
 
 mod capabilities;
+mod device_api;
 mod device_ops;
 mod devices;
 mod directory;
@@ -24,6 +25,7 @@ mod store;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use capabilities::{CapabilityInput, ConsultKind, ConsultRole, capabilities};
+pub use device_api::DeviceWatchStart;
 pub use devices::{
     AgentState, DeviceChange, DeviceEvent, DeviceOperation, DeviceSnapshot, MonitorKind,
     MonitorMode, MonitorScope, Monitoring, WorkMode,
@@ -42,7 +44,7 @@ pub use operation::{
 };
 pub use operation::{DeviceRequest, MonitorTarget};
 
-use crate::backend::{LineSettings, Switch, SwitchError, SwitchEvent};
+use crate::backend::{Switch, SwitchError, SwitchEvent};
 use events::EventLog;
 use store::Store;
 
@@ -86,17 +88,6 @@ pub struct WatchStart {
     pub snapshot: Option<Vec<CallSnapshot>>,
     /// The subscription.
     pub watch: CallWatch,
-}
-
-/// The start of a device watch.
-#[derive(Debug)]
-pub struct DeviceWatchStart {
-    /// The last sequence included in the snapshot (or the resume point).
-    pub sequence: u64,
-    /// The devices when the watch started; `None` when resuming.
-    pub snapshot: Option<Vec<DeviceSnapshot>>,
-    /// The subscription.
-    pub watch: DeviceWatch,
 }
 
 /// The call-control core shared by every front-end.
@@ -349,6 +340,31 @@ impl CallControl {
         store.view_of(&self.directory, &id, &user.name)
     }
 
+    /// Makes an outside party hang up (simulator, admin only); returns the call as the
+    /// first remaining user on it sees it.
+    pub fn external_hangup(
+        &self,
+        who: &Principal,
+        call_id: &CallId,
+        number: &str,
+    ) -> CoreResult<CallSnapshot> {
+        if !who.admin {
+            return Err(CoreError::PermissionDenied(
+                "only admins may drive the simulator".into(),
+            ));
+        }
+        validate_number("number", number)?;
+        let mut store = self.lock();
+        let agents = store.call(call_id)?.agents();
+        let in_scope = agents
+            .iter()
+            .filter_map(|name| self.directory.user(name))
+            .find(|u| u.contact_center == who.contact_center)
+            .ok_or_else(|| CoreError::CallNotFound(call_id.clone()))?;
+        ops::remote_released(&mut store, &self.directory, call_id, number)?;
+        store.view_of(&self.directory, call_id, &in_scope.name)
+    }
+
     /// Applies something the switch reported.
     pub fn apply_switch_event(&self, event: SwitchEvent) {
         let mut store = self.lock();
@@ -370,105 +386,6 @@ impl CallControl {
         if let Err(error) = result {
             tracing::debug!(?event, %error, "switch event for a call that moved on");
         }
-    }
-
-    /// Carries out an operation on the user's device or voice channel; `device_id`, when
-    /// given, must be the user's device. Returns the device after the operation.
-    pub fn device_operation(
-        &self,
-        who: &Principal,
-        device_id: Option<&str>,
-        request: DeviceRequest,
-    ) -> CoreResult<DeviceSnapshot> {
-        let user = self.acting_user(who)?;
-        if !self
-            .directory
-            .has_feature(&user.contact_center, feature::VOICE)
-        {
-            return Err(CoreError::FeatureMissing {
-                operation: request.operation().to_string(),
-                feature: feature::VOICE,
-                contact_center: user.contact_center.to_string(),
-            });
-        }
-        if let Some(device) = device_id
-            && device != &*user.device_id
-        {
-            return Err(CoreError::NotFound(format!("device {device} not found")));
-        }
-        request.validate()?;
-        let wrap_up = match &request {
-            DeviceRequest::AfterCallWork { wrap_up } => *wrap_up,
-            _ => None,
-        };
-        let mut store = self.lock();
-        match device_ops::execute(&mut store, &self.directory, user, request)? {
-            device_ops::SwitchFollowUp::None => {}
-            device_ops::SwitchFollowUp::Line => {
-                let device = store.device(&user.name);
-                let settings = LineSettings {
-                    do_not_disturb: device.dnd,
-                    forward_to: device.forward_to,
-                };
-                self.switch.configure_line(&user.phone_number, settings);
-            }
-            device_ops::SwitchFollowUp::WrapUp(generation) => {
-                if let Some(after) = wrap_up {
-                    self.switch.wrap_up(&user.name, generation, after);
-                }
-            }
-        }
-        store
-            .device_view(&self.directory, &user.name)
-            .ok_or_else(|| CoreError::Internal(format!("user {} has no device", user.name)))
-    }
-
-    /// Returns the user's devices (one per user).
-    pub fn list_devices(&self, who: &Principal) -> CoreResult<Vec<DeviceSnapshot>> {
-        let user = self.acting_user(who)?;
-        Ok(self
-            .lock()
-            .device_view(&self.directory, &user.name)
-            .into_iter()
-            .collect())
-    }
-
-    /// Starts a watch of device events: with `from` it resumes right after that sequence,
-    /// otherwise it starts with the devices in scope, taken atomically with the subscription.
-    pub fn watch_devices(
-        &self,
-        scope: WatchScope,
-        from: Option<u64>,
-    ) -> CoreResult<DeviceWatchStart> {
-        let store = self.lock();
-        let watch = DeviceWatch(store.log.watch_events(scope.clone(), from)?);
-        let sequence = from.unwrap_or(store.log.last_sequence());
-        let snapshot = from.is_none().then(|| {
-            let mut users: Vec<&User> = self
-                .directory
-                .users()
-                .filter(|u| match &scope {
-                    WatchScope::User(name) => u.name == *name,
-                    WatchScope::ContactCenter(cc) => u.contact_center == *cc,
-                    WatchScope::All => true,
-                })
-                .collect();
-            users.sort_by(|a, b| a.name.cmp(&b.name));
-            users
-                .into_iter()
-                .filter_map(|u| store.device_view(&self.directory, &u.name))
-                .collect()
-        });
-        Ok(DeviceWatchStart {
-            sequence,
-            snapshot,
-            watch,
-        })
-    }
-
-    /// Starts a watch of every event (calls and devices) in a scope, from now.
-    pub fn watch_events(&self, scope: WatchScope) -> CoreResult<EventWatch> {
-        self.lock().log.watch_events(scope, None)
     }
 
     fn route(&self, user: &User, destination: &Destination) -> CoreResult<store::Endpoint> {

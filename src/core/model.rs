@@ -26,6 +26,8 @@ impl fmt::Display for CallId {
     }
 }
 
+/// Declares a fieldless enum whose values have GWS names, with `as_str`, `from_name`,
+/// `ALL` and `Display`.
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
         $(#[$meta])*
@@ -54,13 +56,15 @@ macro_rules! named_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
     };
 }
+
+pub(crate) use named_enum;
 
 named_enum!(
     /// A user's state on a call (spec §7.1).

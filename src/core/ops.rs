@@ -62,6 +62,14 @@ pub(crate) fn inbound(
     Ok(id)
 }
 
+/// Finds the active outside party with this number on a call.
+fn external_party(store: &Store, id: &CallId, number: &str) -> CoreResult<usize> {
+    store
+        .call(id)?
+        .active_party(&Endpoint::External(number.to_owned()))
+        .ok_or_else(|| CoreError::invalid("number", format!("{number} is not on call {id}")))
+}
+
 /// An outside party answered: it and every party still dialing become Established.
 pub(crate) fn remote_answered(
     store: &mut Store,
@@ -69,10 +77,7 @@ pub(crate) fn remote_answered(
     id: &CallId,
     number: &str,
 ) -> CoreResult<()> {
-    let index = store
-        .call(id)?
-        .active_party(&Endpoint::External(number.to_owned()))
-        .ok_or_else(|| CoreError::NotFound(format!("{number} is not on call {id}")))?;
+    let index = external_party(store, id, number)?;
     store.commit(dir, std::slice::from_ref(id), |s| {
         answer(s, id, index)?;
         Ok(vec![id.clone()])
@@ -87,10 +92,7 @@ pub(crate) fn remote_released(
     id: &CallId,
     number: &str,
 ) -> CoreResult<()> {
-    let index = store
-        .call(id)?
-        .active_party(&Endpoint::External(number.to_owned()))
-        .ok_or_else(|| CoreError::NotFound(format!("{number} is not on call {id}")))?;
+    let index = external_party(store, id, number)?;
     store.commit(dir, std::slice::from_ref(id), |s| {
         s.call_mut(id)?.parties[index].state = CallState::Released;
         Ok(vec![id.clone()])

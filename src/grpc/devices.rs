@@ -1,11 +1,9 @@
 //! `voice.v1.DeviceService` over the core: conversions of device requests and resources,
 //! and the service itself (three steps per RPC, as in `service.rs`).
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -13,9 +11,10 @@ use tracing::instrument;
 use super::auth::authenticate;
 use super::pb;
 use super::pb::device_service_server::DeviceService;
+use super::stream::{WatchStream, watch_stream};
 use crate::core::{
-    AgentState, CallControl, CoreError, DeviceEvent, DeviceRequest, DeviceSnapshot, DeviceWatch,
-    MonitorKind, MonitorMode, MonitorScope, MonitorTarget, Principal, WatchError, WorkMode,
+    AgentState, CallControl, CoreError, DeviceEvent, DeviceRequest, DeviceSnapshot, MonitorKind,
+    MonitorMode, MonitorScope, MonitorTarget, Principal, WorkMode,
 };
 
 impl From<&DeviceSnapshot> for pb::Device {
@@ -146,8 +145,7 @@ impl GrpcDeviceControl {
 }
 
 /// The stream type of WatchDevices.
-pub type WatchDevicesStream =
-    Pin<Box<dyn Stream<Item = Result<pb::WatchDevicesResponse, Status>> + Send>>;
+pub type WatchDevicesStream = WatchStream<pb::WatchDevicesResponse>;
 
 /// Generates the DeviceService impl: one method per device operation from its conversion
 /// closure, plus the hand-written methods passed in (the async-trait attribute must see
@@ -222,40 +220,9 @@ device_service! {
                 devices: devices.iter().map(pb::Device::from).collect(),
             })),
         });
-        Ok(Response::new(watch_stream(snapshot, start.watch, self.shutdown.clone())))
-    }
-}
-
-/// Streams the snapshot, then device events until shutdown; a watcher that fell behind
-/// gets ABORTED naming the sequence to resume from.
-fn watch_stream(
-    snapshot: Option<pb::WatchDevicesResponse>,
-    watch: DeviceWatch,
-    shutdown: CancellationToken,
-) -> WatchDevicesStream {
-    let state = Some((snapshot, watch, shutdown));
-    Box::pin(futures::stream::unfold(state, |state| async move {
-        let (snapshot, mut watch, shutdown) = state?;
-        if let Some(snapshot) = snapshot {
-            return Some((Ok(snapshot), Some((None, watch, shutdown))));
-        }
-        let next = tokio::select! {
-            () = shutdown.cancelled() => return None,
-            next = watch.next() => next,
+        let render = |event: &Arc<DeviceEvent>| pb::WatchDevicesResponse {
+            kind: Some(pb::watch_devices_response::Kind::Event(pb::DeviceEvent::from(&**event))),
         };
-        match next {
-            Ok(Some(event)) => {
-                let message = pb::WatchDevicesResponse {
-                    kind: Some(pb::watch_devices_response::Kind::Event(
-                        pb::DeviceEvent::from(&*event),
-                    )),
-                };
-                Some((Ok(message), Some((None, watch, shutdown))))
-            }
-            Ok(None) => None,
-            Err(error @ WatchError::Lagged { .. }) => {
-                Some((Err(Status::aborted(error.to_string())), None))
-            }
-        }
-    }))
+        Ok(Response::new(watch_stream(snapshot, start.watch, self.shutdown.clone(), render)))
+    }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod convert;
 pub mod devices;
 pub mod service;
+pub mod stream;
 
 use axum::Router;
 

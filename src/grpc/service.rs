@@ -1,10 +1,8 @@
 //! `voice.v1.CallService` and `voice.v1.SimulatorService` over the core. Every RPC is three
 //! steps: authenticate and convert in, call the core, convert out.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -14,7 +12,8 @@ use super::convert::{CallRequest, call_id, user_data};
 use super::pb;
 use super::pb::call_service_server::CallService;
 use super::pb::simulator_service_server::SimulatorService;
-use crate::core::{CallControl, CallWatch, Destination, DialRequest, Principal, WatchError};
+use super::stream::{WatchStream, watch_stream};
+use crate::core::{CallControl, CallEvent, Destination, DialRequest, Principal};
 
 /// The gRPC call-control service.
 #[derive(Debug, Clone)]
@@ -48,8 +47,7 @@ impl GrpcCallControl {
 }
 
 /// The stream type of WatchCalls.
-pub type WatchCallsStream =
-    Pin<Box<dyn Stream<Item = Result<pb::WatchCallsResponse, Status>> + Send>>;
+pub type WatchCallsStream = WatchStream<pb::WatchCallsResponse>;
 
 /// Generates the CallService impl: one method per call operation, plus the hand-written
 /// methods passed in (the async-trait attribute must see every method at once, so the
@@ -144,42 +142,11 @@ call_service! {
                 calls: calls.iter().map(pb::Call::from).collect(),
             })),
         });
-        Ok(Response::new(watch_stream(snapshot, start.watch, self.shutdown.clone())))
-    }
-}
-
-/// Streams the snapshot, then events until shutdown; a watcher that fell behind gets
-/// ABORTED naming the sequence to resume from, and the stream ends.
-fn watch_stream(
-    snapshot: Option<pb::WatchCallsResponse>,
-    watch: CallWatch,
-    shutdown: CancellationToken,
-) -> WatchCallsStream {
-    let state = Some((snapshot, watch, shutdown));
-    Box::pin(futures::stream::unfold(state, |state| async move {
-        let (snapshot, mut watch, shutdown) = state?;
-        if let Some(snapshot) = snapshot {
-            return Some((Ok(snapshot), Some((None, watch, shutdown))));
-        }
-        let next = tokio::select! {
-            () = shutdown.cancelled() => return None,
-            next = watch.next() => next,
+        let render = |event: &Arc<CallEvent>| pb::WatchCallsResponse {
+            kind: Some(pb::watch_calls_response::Kind::Event(pb::CallEvent::from(&**event))),
         };
-        match next {
-            Ok(Some(event)) => {
-                let message = pb::WatchCallsResponse {
-                    kind: Some(pb::watch_calls_response::Kind::Event(pb::CallEvent::from(
-                        &*event,
-                    ))),
-                };
-                Some((Ok(message), Some((None, watch, shutdown))))
-            }
-            Ok(None) => None,
-            Err(error @ WatchError::Lagged { .. }) => {
-                Some((Err(Status::aborted(error.to_string())), None))
-            }
-        }
-    }))
+        Ok(Response::new(watch_stream(snapshot, start.watch, self.shutdown.clone(), render)))
+    }
 }
 
 /// The simulator service: drives the embedded switch from outside.
@@ -210,6 +177,20 @@ impl SimulatorService for GrpcSimulator {
             .core
             .inbound_call(&who, &message.from, &message.to, queue, data)?;
         Ok(Response::new(pb::InboundCallResponse {
+            call: Some(pb::Call::from(&call)),
+        }))
+    }
+
+    #[instrument(skip(self, request))]
+    async fn external_hangup(
+        &self,
+        request: Request<pb::ExternalHangupRequest>,
+    ) -> Result<Response<pb::ExternalHangupResponse>, Status> {
+        let who = authenticate(self.core.directory(), request.metadata())?;
+        let message = request.into_inner();
+        let call_id = call_id(message.call_id, "call_id")?;
+        let call = self.core.external_hangup(&who, &call_id, &message.number)?;
+        Ok(Response::new(pb::ExternalHangupResponse {
             call: Some(pb::Call::from(&call)),
         }))
     }

@@ -1,10 +1,13 @@
 //! JSON shapes of the GWS v2 Voice API (spec §5): the call resource and participants, as
-//! both the JSON API and CometD notifications render them.
+//! both the JSON API and CometD notifications render them; the device, user and feature
+//! resources of the JSON API.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::core::{CallEvent, CallSnapshot, Participant, UserData, UserDataValue};
+use crate::core::{
+    AgentState, CallEvent, CallSnapshot, DeviceSnapshot, Participant, User, UserData, UserDataValue,
+};
 
 /// Renders user data as a flat JSON object. A key that repeats (AttachUserData keeps
 /// duplicates) shows its last value, as a JSON object cannot hold a key twice.
@@ -160,4 +163,248 @@ impl CallStateChangeJson {
             digits: event.digits.clone(),
         }
     }
+}
+
+/// The device resource (spec §5.3, the §8.4 sample), rendered from the core's device.
+/// `voiceEnvironmentUri` is left out: the gateway has no voice-environment resource.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceJson {
+    /// Device id.
+    pub id: String,
+    /// `Active` while the agent's contact-center session runs, `Inactive` after it ended.
+    pub device_state: &'static str,
+    /// The agent state of the voice channel.
+    pub user_state: UserStateJson,
+    /// The DN.
+    pub phone_number: String,
+    /// The DN (internal numbers are their own E.164 form in GWS samples).
+    pub e164_number: String,
+    /// Always `Private`: the embedded switch's lines are private.
+    pub telephony_network: &'static str,
+    /// `On` / `Off`.
+    pub do_not_disturb: &'static str,
+    /// The forwarding target; omitted when forwarding is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_to: Option<String>,
+    /// Device operation names possible now.
+    pub capabilities: Vec<&'static str>,
+    /// What this (supervisor's) device monitors; omitted when it monitors nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supervisor_monitoring_state: Option<MonitoringJson>,
+    /// Absolute URI, `http://host/api/v2/me/devices/{id}`.
+    pub uri: String,
+    /// `/devices/{id}`.
+    pub path: String,
+}
+
+/// The `userState` of a device (spec §5.4).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserStateJson {
+    /// The fixed id of the state in GWS samples.
+    pub id: &'static str,
+    /// `Ready`, `Not Ready`, ...
+    pub display_name: &'static str,
+    /// `Ready` or `NotReady`.
+    pub state: &'static str,
+    /// `ManualIn`/`AutoIn` when Ready with a workmode, `AfterCallWork`/`AuxWork` for those
+    /// states; omitted otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_mode: Option<&'static str>,
+}
+
+/// The `supervisorMonitoringState` of a device (spec §5.3).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringJson {
+    /// `ListenIn`, `Coach` or `BargeIn`.
+    pub state: &'static str,
+    /// `NextCall` or `AllCalls`.
+    pub mode: &'static str,
+    /// `Agent` or `Call`.
+    pub scope: &'static str,
+    /// `http://host/api/v2/devices/{id}` of the monitored device.
+    pub target_device_uri: String,
+}
+
+impl DeviceJson {
+    /// Renders a device as its user sees it.
+    pub fn from_snapshot(device: &DeviceSnapshot, base_url: &str) -> Self {
+        let state = device.agent_state;
+        let work_mode = match state {
+            AgentState::Ready => device.work_mode.map(|w| w.as_str()),
+            AgentState::AfterCallWork | AgentState::AuxWork => Some(state.as_str()),
+            AgentState::NotReady => None,
+        };
+        let id = &device.user.device_id;
+        Self {
+            id: id.to_string(),
+            device_state: if device.active { "Active" } else { "Inactive" },
+            user_state: UserStateJson {
+                id: state.id(),
+                display_name: state.display_name(),
+                state: state.state_name(),
+                work_mode,
+            },
+            phone_number: device.user.phone_number.to_string(),
+            e164_number: device.user.phone_number.to_string(),
+            telephony_network: "Private",
+            do_not_disturb: if device.do_not_disturb { "On" } else { "Off" },
+            forward_to: device.forward_to.clone(),
+            capabilities: device.capabilities.iter().map(|op| op.as_str()).collect(),
+            supervisor_monitoring_state: device.monitoring.as_ref().map(|m| MonitoringJson {
+                state: m.kind.as_str(),
+                mode: m.mode.as_str(),
+                scope: m.scope.as_str(),
+                target_device_uri: format!("{base_url}/api/v2/devices/{}", m.target_device_id),
+            }),
+            uri: format!("{base_url}/api/v2/me/devices/{id}"),
+            path: format!("/devices/{id}"),
+        }
+    }
+}
+
+/// The `data` of a `DeviceStateChangeMessage` notification on `/v2/me/devices` (spec
+/// §8.4): the device exactly as `GET /api/v2/me/devices` renders it; no notificationType.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceStateChangeJson {
+    /// Always `DeviceStateChangeMessage`.
+    pub message_type: &'static str,
+    /// The changed device (one: every user has one device).
+    pub devices: Vec<DeviceJson>,
+}
+
+impl DeviceStateChangeJson {
+    /// Renders a device after a change.
+    pub fn from_device(device: &DeviceSnapshot, base_url: &str) -> Self {
+        Self {
+            message_type: "DeviceStateChangeMessage",
+            devices: vec![DeviceJson::from_snapshot(device, base_url)],
+        }
+    }
+}
+
+/// One channel of a `ChannelStateChangeMessageV2` (spec §8.2).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelStateJson {
+    /// The media channel: always `voice` (the gateway has no other).
+    pub channel: &'static str,
+    /// `On` / `Off`: the device's do-not-disturb.
+    pub dnd_state: &'static str,
+    /// The agent state, the same object as the device's `userState`.
+    pub user_state: UserStateJson,
+}
+
+/// The `data` of a `ChannelStateChangeMessageV2` notification on `/v2/me/channels`
+/// (spec §8.2), sent when the agent state or do-not-disturb changes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelStateChangeJson {
+    /// Always `ChannelStateChangeMessageV2`.
+    pub message_type: &'static str,
+    /// The user's channels (only `voice`).
+    pub channels: Vec<ChannelStateJson>,
+}
+
+impl ChannelStateChangeJson {
+    /// Renders the voice channel of a device; `userState` and `dndState` come from the
+    /// device rendering, so both messages of one change agree.
+    pub fn from_device(device: &DeviceSnapshot, base_url: &str) -> Self {
+        let device = DeviceJson::from_snapshot(device, base_url);
+        Self {
+            message_type: "ChannelStateChangeMessageV2",
+            channels: vec![ChannelStateJson {
+                channel: "voice",
+                dnd_state: device.do_not_disturb,
+                user_state: device.user_state,
+            }],
+        }
+    }
+}
+
+/// The user resource of `GET /api/v2/me` (spec §6.7), with the subresources asked for.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserJson {
+    /// User id.
+    pub id: String,
+    /// Login name.
+    pub user_name: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// GWS role names (`ROLE_AGENT`, ...).
+    pub roles: Vec<&'static str>,
+    /// Always true: disabled users are not configured.
+    pub enabled: bool,
+    /// Always false: passwords come from the configuration.
+    pub change_password_on_first_login: bool,
+    /// Absolute URI, `http://host/api/v2/me`.
+    pub uri: String,
+    /// `/me`.
+    pub path: String,
+    /// The user's devices, when `subresources` names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<DeviceJson>>,
+    /// The contact center's features, when `subresources` names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<FeatureJson>>,
+    /// The user's active calls, when `subresources` names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Vec<CallJson>>,
+}
+
+impl UserJson {
+    /// Renders a user without subresources.
+    pub fn from_user(user: &User, base_url: &str) -> Self {
+        Self {
+            id: user.id.clone(),
+            user_name: user.name.to_string(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            roles: user.roles.iter().map(|r| r.gws_name()).collect(),
+            enabled: true,
+            change_password_on_first_login: false,
+            uri: format!("{base_url}/api/v2/me"),
+            path: "/me".to_owned(),
+            devices: None,
+            features: None,
+            calls: None,
+        }
+    }
+}
+
+/// A feature of the contact center (spec §4).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureJson {
+    /// The feature name, which is also its id.
+    pub id: String,
+    /// The feature name (`api-voice`, ...).
+    pub name: String,
+    /// Absolute URI, `http://host/api/v2/features/{name}`.
+    pub uri: String,
+    /// `/features/{name}`.
+    pub path: String,
+}
+
+impl FeatureJson {
+    /// Renders a feature.
+    pub fn from_name(name: &str, base_url: &str) -> Self {
+        Self {
+            id: name.to_owned(),
+            name: name.to_owned(),
+            uri: feature_uri(name, base_url),
+            path: format!("/features/{name}"),
+        }
+    }
+}
+
+/// Returns the absolute URI of a feature.
+pub fn feature_uri(name: &str, base_url: &str) -> String {
+    format!("{base_url}/api/v2/features/{name}")
 }

@@ -1,0 +1,272 @@
+//! The one task that feeds CometD from the core: it reads the whole event stream
+//! (`WatchScope::All`, calls and devices) once and hands each event to the sessions of the
+//! user it belongs to, instead of one core watch per session, so 10,000 long-polls cost one
+//! broadcast reader.
+//!
+//! Channels (spec §8.2): a call event goes on `/v2/me/calls` (CallStateChangeMessage); a
+//! device event on `/v2/me/devices` (DeviceStateChangeMessage) and, when it changed the
+//! agent state or do-not-disturb, also on `/v2/me/channels` (ChannelStateChangeMessageV2).
+//! The JSON comes from the legacy renderers, so a notification shows a resource exactly as
+//! the JSON API's GET does.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::channel::{CALLS_CHANNEL, CHANNELS_CHANNEL, DEVICES_CHANNEL};
+use super::registry::BayeuxRegistry;
+use super::session::BayeuxRemoval;
+use crate::core::{
+    CallControl, CallEvent, DeviceChange, DeviceEvent, Event, EventWatch, WatchError, WatchScope,
+};
+use crate::legacy::model::{CallStateChangeJson, ChannelStateChangeJson, DeviceStateChangeJson};
+
+/// Serializes `{"channel": channel, "data": data}`.
+fn envelope(channel: &str, data: impl Serialize) -> Option<Arc<str>> {
+    let message = json!({ "channel": channel, "data": data });
+    serde_json::to_string(&message).ok().map(Into::into)
+}
+
+/// Renders a call event as the `/v2/me/calls` message (spec §8.3) for one base URL.
+pub fn render_call_event(event: &CallEvent, base_url: &str) -> Option<Arc<str>> {
+    envelope(
+        CALLS_CHANNEL,
+        CallStateChangeJson::from_event(event, base_url),
+    )
+}
+
+/// Renders a device event as the `/v2/me/devices` message (spec §8.4) for one base URL.
+pub fn render_device_event(event: &DeviceEvent, base_url: &str) -> Option<Arc<str>> {
+    envelope(
+        DEVICES_CHANNEL,
+        DeviceStateChangeJson::from_device(&event.device, base_url),
+    )
+}
+
+/// Renders a device event as the `/v2/me/channels` message (spec §8.2) for one base URL.
+pub fn render_channel_event(event: &DeviceEvent, base_url: &str) -> Option<Arc<str>> {
+    envelope(
+        CHANNELS_CHANNEL,
+        ChannelStateChangeJson::from_device(&event.device, base_url),
+    )
+}
+
+/// Returns whether a device change is also a voice-channel change (`/v2/me/channels`).
+pub fn changes_channel(change: DeviceChange) -> bool {
+    match change {
+        DeviceChange::AgentState | DeviceChange::DoNotDisturb => true,
+        DeviceChange::Device => false,
+    }
+}
+
+/// Delivers one event to its user's subscribed sessions; returns how many messages were
+/// queued (a session subscribed to both channels of a device event counts twice).
+pub fn dispatch(registry: &BayeuxRegistry, event: &Event) -> usize {
+    match event {
+        Event::Call(call) => {
+            registry.publish_to_user(&call.call.user.name, CALLS_CHANNEL, |base| {
+                render_call_event(call, base)
+            })
+        }
+        Event::Device(device) => {
+            let user = &device.device.user.name;
+            let mut queued = registry.publish_to_user(user, DEVICES_CHANNEL, |base| {
+                render_device_event(device, base)
+            });
+            if changes_channel(device.change) {
+                queued += registry.publish_to_user(user, CHANNELS_CHANNEL, |base| {
+                    render_channel_event(device, base)
+                });
+            }
+            queued
+        }
+    }
+}
+
+/// Starts the bridge's watch (resuming after `from` when given); returns `None` (after
+/// logging) if the core refuses.
+pub fn start_watch(core: &CallControl, from: Option<u64>) -> Option<EventWatch> {
+    match core.watch_events_from(WatchScope::All, from) {
+        Ok(watch) => Some(watch),
+        Err(error) => {
+            tracing::error!(%error, "cometd bridge cannot watch the core");
+            None
+        }
+    }
+}
+
+/// Runs until `shutdown`. If the bridge falls behind the core's broadcast ring it resumes
+/// from the core's history; if that is gone too, every session is dropped (clients get
+/// `402` and re-handshake, which tells them to reload their calls and devices) rather
+/// than silently missing events.
+pub async fn run_bridge(
+    core: Arc<CallControl>,
+    registry: Arc<BayeuxRegistry>,
+    mut watch: EventWatch,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return,
+            next = watch.next() => next,
+        };
+        match next {
+            Ok(Some(event)) => {
+                dispatch(&registry, &event);
+            }
+            Ok(None) => return,
+            Err(WatchError::Lagged { last_delivered }) => {
+                tracing::warn!(last_delivered, "cometd bridge fell behind the core");
+                watch = match start_watch(&core, Some(last_delivered)) {
+                    Some(resumed) => resumed,
+                    None => {
+                        registry.remove_all(BayeuxRemoval::EventsLost);
+                        match start_watch(&core, None) {
+                            Some(fresh) => fresh,
+                            None => return,
+                        }
+                    }
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::cometd::registry::BayeuxNewSession;
+    use crate::cometd::session::BayeuxSession;
+    use crate::config::Config;
+    use crate::core::{DeviceRequest, WorkMode};
+    use crate::legacy::model::DeviceJson;
+
+    const BASE: &str = "http://gw.test";
+
+    struct Fixture {
+        core: Arc<CallControl>,
+        registry: BayeuxRegistry,
+        watch: EventWatch,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let state = crate::build_state(Config::demo(), CancellationToken::new()).unwrap();
+            let registry = BayeuxRegistry::new(state.config.cometd.clone());
+            let watch = start_watch(&state.core, None).unwrap();
+            Self {
+                core: state.core,
+                registry,
+                watch,
+            }
+        }
+
+        fn session(&self, user: &str, patterns: &[&str]) -> Arc<BayeuxSession> {
+            let session = self
+                .registry
+                .create(BayeuxNewSession {
+                    user: user.into(),
+                    browser_id: None,
+                    base_url: BASE.into(),
+                    http_session: None,
+                    ack: false,
+                })
+                .unwrap();
+            for pattern in patterns {
+                session.subscribe(pattern);
+            }
+            session
+        }
+
+        /// Runs a device operation as `user` and dispatches the one event it produces.
+        async fn operate(&mut self, user: &str, request: DeviceRequest) -> Arc<DeviceEvent> {
+            let who = self
+                .core
+                .directory()
+                .authenticate_basic(user, "demo", None)
+                .unwrap();
+            self.core.device_operation(&who, None, request).unwrap();
+            let event = self.watch.next().await.unwrap().unwrap();
+            dispatch(&self.registry, &event);
+            match event {
+                Event::Device(device) => device,
+                Event::Call(call) => panic!("expected a device event, got {call:?}"),
+            }
+        }
+    }
+
+    fn taken(session: &BayeuxSession) -> Vec<Value> {
+        let (messages, _) = session.take_for_connect();
+        messages
+            .iter()
+            .map(|m| serde_json::from_str(m).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_agent_state_change_goes_on_devices_then_channels_once_each_even_under_wildcards() {
+        let mut fx = Fixture::new();
+        let all = fx.session(
+            "agent1",
+            &["/v2/me/*", "/v2/me/**", "/v2/me/devices", "/v2/me/channels"],
+        );
+        let devices_only = fx.session("agent1", &["/v2/me/devices"]);
+        let calls_only = fx.session("agent1", &["/v2/me/calls"]);
+        let other_user = fx.session("agent2", &["/v2/me/**"]);
+        let ready = DeviceRequest::Ready {
+            work_mode: Some(WorkMode::AutoIn),
+        };
+        let event = fx.operate("agent1", ready).await;
+        assert_eq!(event.change, DeviceChange::AgentState);
+
+        let device = serde_json::to_value(DeviceJson::from_snapshot(&event.device, BASE)).unwrap();
+        let user_state = json!({
+            "id": "9430250E-0A1B-421F-B372-F29E69366DED",
+            "displayName": "Ready", "state": "Ready", "workMode": "AutoIn"
+        });
+        assert_eq!(device["userState"], user_state);
+        let expected = vec![
+            json!({"channel": "/v2/me/devices", "data": {
+                "messageType": "DeviceStateChangeMessage", "devices": [device]}}),
+            json!({"channel": "/v2/me/channels", "data": {
+                "messageType": "ChannelStateChangeMessageV2",
+                "channels": [{"channel": "voice", "dndState": "Off", "userState": user_state}]}}),
+        ];
+        assert_eq!(taken(&all), expected);
+        assert_eq!(taken(&devices_only), expected[..1].to_vec());
+        assert_eq!(taken(&calls_only), Vec::<Value>::new());
+        assert_eq!(taken(&other_user), Vec::<Value>::new());
+    }
+
+    #[tokio::test]
+    async fn do_not_disturb_is_a_channel_change_and_forwarding_is_not() {
+        let mut fx = Fixture::new();
+        let session = fx.session("agent2", &["/v2/me/devices", "/v2/me/channels"]);
+        let dnd = fx.operate("agent2", DeviceRequest::DoNotDisturbOn).await;
+        assert_eq!(dnd.change, DeviceChange::DoNotDisturb);
+        let got = taken(&session);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0]["data"]["devices"][0]["doNotDisturb"], "On");
+        assert_eq!(got[1]["data"]["channels"][0]["dndState"], "On");
+        assert_eq!(
+            got[1]["data"]["channels"][0]["userState"],
+            got[0]["data"]["devices"][0]["userState"]
+        );
+
+        let forward = DeviceRequest::ForwardCallsOn {
+            destination: "15002".into(),
+        };
+        let fwd = fx.operate("agent2", forward).await;
+        assert_eq!(fwd.change, DeviceChange::Device);
+        let got = taken(&session);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["channel"], "/v2/me/devices");
+        assert_eq!(got[0]["data"]["devices"][0]["forwardTo"], "15002");
+        assert!(got[0]["data"].get("notificationType").is_none());
+    }
+}

@@ -1,0 +1,190 @@
+//! The `long-polling` transport: `POST /api/v2/notifications[/{anything}]` with a JSON batch,
+//! answered `200 application/json;charset=UTF-8` with events first, then replies in request
+//! order (spec §4). Events travel only in responses that carry a `/meta/connect` reply,
+//! so the two connections a client keeps can never reorder them.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::{CONTENT_TYPE, HOST, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, Version};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::BayeuxEndpoint;
+use super::auth::{self, BayeuxCredentials};
+use super::message::{BayeuxMessage, BayeuxReply, join_batch};
+use super::protocol::{self, BayeuxConnect, BayeuxContext, BayeuxTransport};
+use super::registry::{BayeuxRegistry, random_id};
+use super::session::BayeuxSession;
+
+/// Name of the browser cookie CometD sets on the first handshake.
+pub const BROWSER_COOKIE: &str = "BAYEUX_BROWSER";
+/// Content type of every Bayeux response.
+pub const JSON_UTF8: &str = "application/json;charset=UTF-8";
+/// Status of a held connect superseded by a newer one of the same session. CometD uses 500
+/// (`duplicateMetaConnectHttpResponseCode`, any code ≥ 400 works for clients); 409 keeps 500
+/// meaning "server bug" in our logs.
+pub const DUPLICATE_CONNECT_STATUS: StatusCode = StatusCode::CONFLICT;
+
+/// Returns `http://host[:port]` as the client addressed us, for URIs in notifications.
+pub(crate) fn base_url(uri: &Uri, headers: &HeaderMap) -> String {
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| headers.get(HOST)?.to_str().ok().map(str::to_owned))
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'"')
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("http://{host}")
+}
+
+/// Handles one long-polling POST.
+pub(crate) async fn post(
+    State(endpoint): State<Arc<BayeuxEndpoint>>,
+    version: Version,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let config = endpoint.registry.config();
+    let batch = match BayeuxMessage::parse_batch(&body, config.max_batch) {
+        Ok(batch) => batch,
+        Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    };
+    let cookie = auth::cookie(&headers, BROWSER_COOKIE);
+    let minted = cookie.is_none().then(|| random_id(16));
+    let credentials = BayeuxCredentials::from_headers(&headers);
+    let base_url = base_url(&uri, &headers);
+    let ctx = BayeuxContext {
+        state: &endpoint.state,
+        registry: &endpoint.registry,
+        transport: BayeuxTransport::LongPolling,
+        credentials: &credentials,
+        base_url: &base_url,
+        browser_cookie: cookie.as_deref(),
+        browser_for_new: cookie.as_deref().or(minted.as_deref()),
+        bound: None,
+    };
+    let mut outcome = protocol::process(&ctx, &batch);
+    let mut parts = Vec::new();
+    if let Some(connect) = outcome.connect.take() {
+        let reply = &mut outcome.replies[connect.reply_index];
+        let held = hold(&endpoint, &connect, reply, cookie.as_deref(), version).await;
+        let Ok(shutdown) = held else {
+            return (
+                DUPLICATE_CONNECT_STATUS,
+                "superseded by a newer /meta/connect",
+            )
+                .into_response();
+        };
+        parts = protocol::finish_connect(&endpoint.registry, &connect, reply, shutdown);
+    }
+    parts.extend(outcome.replies.iter().map(BayeuxReply::to_json));
+    let mut response = (StatusCode::OK, join_batch(&parts)).into_response();
+    let response_headers = response.headers_mut();
+    response_headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    if outcome.handshake_ok
+        && let Some(minted) = minted
+        && let Ok(value) = format!("{BROWSER_COOKIE}={minted}; Path=/; HttpOnly").parse()
+    {
+        response_headers.insert(SET_COOKIE, value);
+    }
+    response
+}
+
+/// Why a held long-poll ended without an answer of its own.
+#[derive(Debug)]
+struct Superseded;
+
+/// Holds a connect as decided by the protocol; returns whether the gateway is shutting
+/// down, or `Superseded` when a newer connect of the same session took over.
+async fn hold(
+    endpoint: &BayeuxEndpoint,
+    connect: &BayeuxConnect,
+    reply: &mut BayeuxReply,
+    browser: Option<&str>,
+    version: Version,
+) -> Result<bool, Superseded> {
+    let Some(timeout) = connect.hold else {
+        return Ok(false);
+    };
+    let registry = &endpoint.registry;
+    let session = &connect.session;
+    let counted = match browser {
+        Some(browser) if version < Version::HTTP_2 => {
+            // A session re-polling while its own connect is held supersedes it (below)
+            // and takes over its slot; only other sessions count against the browser.
+            let takeover = session.is_held();
+            if !registry.try_hold_browser(browser, takeover) {
+                multiple_clients(registry, reply);
+                return Ok(false);
+            }
+            Some(browser)
+        }
+        _ => None,
+    };
+    let _guard = HoldGuard {
+        registry,
+        session,
+        browser: counted,
+    };
+    let token = session.begin_hold();
+    let deadline = Instant::now() + timeout;
+    let shutdown = &endpoint.state.shutdown;
+    loop {
+        let notified = session.notify().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if session.is_superseded(token) {
+            return Err(Superseded);
+        }
+        if session.removed().is_some() || session.queued() > 0 {
+            return Ok(false);
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep_until(deadline) => return Ok(false),
+            () = shutdown.cancelled() => return Ok(true),
+        }
+    }
+}
+
+/// Answers at once a connect that would exceed the browser's held long-polls (spec §4.6).
+fn multiple_clients(registry: &BayeuxRegistry, reply: &mut BayeuxReply) {
+    let interval = registry.config().multi_session_interval_ms;
+    if interval == 0 {
+        reply.set("successful", false.into());
+        reply.set(
+            "advice",
+            json!({"multiple-clients": true, "reconnect": "none"}),
+        );
+    } else {
+        reply.set(
+            "advice",
+            json!({"multiple-clients": true, "reconnect": "retry", "interval": interval}),
+        );
+    }
+}
+
+/// Undoes the bookkeeping of a held connect however it ends, including when the client
+/// goes away and the handler future is dropped.
+struct HoldGuard<'a> {
+    registry: &'a BayeuxRegistry,
+    session: &'a Arc<BayeuxSession>,
+    browser: Option<&'a str>,
+}
+
+impl Drop for HoldGuard<'_> {
+    fn drop(&mut self) {
+        let config = self.registry.config();
+        self.session.end_hold(Instant::now(), config.max_interval());
+        if let Some(browser) = self.browser {
+            self.registry.release_browser(browser);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The CometD (Bayeux 1.0) endpoint at `/api/v2/notifications`: GWS call, device and
+//! channel notifications for legacy desktops, over `long-polling` and `websocket`,
+//! following `shared/spec/bayeux.md`.
+//!
+//! # Pieces
+//! - [`protocol`]: meta channels, replies, advice and error strings, shared by both transports.
+//! - [`long_polling`] and [`websocket`]: the two transports on the same path.
+//! - [`registry`] and [`session`]: sessions by `clientId` and by user, queues, the sweeper.
+//! - [`bridge`]: one task reading the core's event stream and dispatching by user.
+//! - [`auth`]: the handshake accepts a `JSESSIONID` session or Basic credentials.
+//! - [`channel`]: names, wildcards (`/v2/me/*`, `/v2/me/**`) and what a user may read.
+//!
+//! The Bayeux logic is hand-written: no Rust crate implements a CometD-compatible server.
+//!
+//! # Bounds
+//! - Every session queue holds at most `cometd.max_queue` messages (default
+//!   [`DEFAULT_MAX_QUEUE`]); with the ack extension that includes sent but unacknowledged
+//!   ones. **At the limit the session is dropped**, with a `warn` log naming the client and
+//!   the reason (`queue limit reached`): its queue is freed at once, a held connect is
+//!   answered `402::Unknown client` with `advice.reconnect:"handshake"`, and so is the
+//!   client's next message. The client re-handshakes and re-subscribes, and knows it must
+//!   reload its calls, instead of silently missing the messages an "oldest dropped" policy
+//!   would lose.
+//! - A long-polling client that stops polling is swept `interval + maxInterval` after its
+//!   last connect reply (default 10 s); a held connect is never swept.
+//! - At most `cometd.max_sessions` sessions (default [`DEFAULT_MAX_SESSIONS`]); further
+//!   handshakes get `503::too_many_sessions`. Requests and WebSocket messages are capped at
+//!   `cometd.max_message_size` bytes and `cometd.max_batch` messages.
+//! - Subscriptions are limited to the few readable `/v2/me` channels, so their set is small.
+//!
+//! # Choices
+//! - Events go out with `/meta/connect` replies on long-polling; on a WebSocket they are
+//!   pushed at once unless the ack extension is on.
+//! - A held long-poll superseded by a newer connect of the same session gets HTTP 409.
+//! - Unparseable bodies get HTTP 400 (as CometD); every message of a parseable batch gets a
+//!   reply, failed ones with a Bayeux error string. A WebSocket frame that is not a batch
+//!   closes the socket with 1007.
+
+pub mod auth;
+pub mod bridge;
+pub mod channel;
+pub mod config;
+pub mod long_polling;
+pub mod message;
+pub mod protocol;
+pub mod registry;
+pub mod session;
+pub mod websocket;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, FromRequestParts as _, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::post;
+
+pub use config::{CometdConfig, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS};
+pub use registry::BayeuxRegistry;
+
+use crate::app::AppState;
+
+/// The path of the endpoint.
+pub const NOTIFICATIONS_PATH: &str = "/api/v2/notifications";
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct BayeuxEndpoint {
+    /// The gateway state.
+    pub state: AppState,
+    /// The sessions.
+    pub registry: Arc<BayeuxRegistry>,
+}
+
+/// Builds the endpoint's routes and starts its bridge and sweeper, which end on
+/// `state.shutdown`. Must be called inside a Tokio runtime.
+pub fn router(state: AppState) -> Router {
+    router_with_registry(state).0
+}
+
+/// Like [`router`], also returning the session registry (for tests and metrics).
+pub fn router_with_registry(state: AppState) -> (Router, Arc<BayeuxRegistry>) {
+    let config = state.config.cometd.clone();
+    let registry = Arc::new(BayeuxRegistry::new(config.clone()));
+    let shutdown = state.shutdown.clone();
+    if let Some(watch) = bridge::start_watch(&state.core, None) {
+        tokio::spawn(bridge::run_bridge(
+            state.core.clone(),
+            registry.clone(),
+            watch,
+            shutdown.clone(),
+        ));
+    }
+    tokio::spawn(registry.clone().run_sweeper(shutdown));
+    let endpoint = Arc::new(BayeuxEndpoint {
+        state,
+        registry: registry.clone(),
+    });
+    let routes = post(long_polling::post).get(get);
+    let router = Router::new()
+        .route(NOTIFICATIONS_PATH, routes.clone())
+        .route(&format!("{NOTIFICATIONS_PATH}/"), routes.clone())
+        .route(&format!("{NOTIFICATIONS_PATH}/{{*rest}}"), routes)
+        .layer(DefaultBodyLimit::max(config.max_message_size))
+        .with_state(endpoint);
+    (router, registry)
+}
+
+/// `GET`: a WebSocket upgrade when offered, else `400 Unknown Bayeux Transport` (no JSONP).
+async fn get(State(endpoint): State<Arc<BayeuxEndpoint>>, request: Request) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    if !endpoint.registry.config().websocket {
+        return (StatusCode::BAD_REQUEST, "Unknown Bayeux Transport").into_response();
+    }
+    match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => websocket::upgrade(endpoint, ws, &parts.uri, &parts.headers),
+        Err(_) => (StatusCode::BAD_REQUEST, "Unknown Bayeux Transport").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

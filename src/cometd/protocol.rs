@@ -1,0 +1,365 @@
+//! The transport-independent half of the Bayeux server: one batch of messages in, its
+//! replies out, plus what the transport must do about a `/meta/connect` (answer now or
+//! hold). Long-polling and WebSocket share it, so both speak exactly the same protocol.
+//!
+//! Hand-written on purpose: no Rust crate implements a Bayeux server faithfully enough
+//! for CometD 3 clients (held connects, `BAYEUX_BROWSER` trust, advice, ack).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::time::{Duration, Instant};
+
+use super::auth::BayeuxCredentials;
+use super::channel;
+use super::message::{self as msg, BayeuxMessage, BayeuxReply};
+use super::registry::{BayeuxNewSession, BayeuxRegistry};
+use super::session::{BayeuxRemoval, BayeuxSession};
+use crate::app::AppState;
+
+/// The transport a batch arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BayeuxTransport {
+    /// HTTP POST long-polling.
+    LongPolling,
+    /// Frames on a WebSocket.
+    WebSocket,
+}
+
+/// What the processor needs to know about the request.
+#[derive(Debug)]
+pub struct BayeuxContext<'a> {
+    /// Shared gateway state (sessions, core).
+    pub state: &'a AppState,
+    /// The CometD sessions.
+    pub registry: &'a BayeuxRegistry,
+    /// The transport.
+    pub transport: BayeuxTransport,
+    /// Credentials for a handshake.
+    pub credentials: &'a BayeuxCredentials,
+    /// `http://host` of the request.
+    pub base_url: &'a str,
+    /// Long-polling: the request's `BAYEUX_BROWSER` cookie, which must match the session's.
+    pub browser_cookie: Option<&'a str>,
+    /// The browser id a new session is recorded under.
+    pub browser_for_new: Option<&'a str>,
+    /// WebSocket: the session bound to the socket.
+    pub bound: Option<Arc<BayeuxSession>>,
+}
+
+/// A `/meta/connect` of the batch, for the transport to answer.
+#[derive(Debug)]
+pub struct BayeuxConnect {
+    /// The session.
+    pub session: Arc<BayeuxSession>,
+    /// Index of the connect reply in [`BayeuxOutcome::replies`].
+    pub reply_index: usize,
+    /// How long to hold it; `None` answers at once.
+    pub hold: Option<Duration>,
+}
+
+/// The result of one batch.
+#[derive(Debug, Default)]
+pub struct BayeuxOutcome {
+    /// Replies in request order.
+    pub replies: Vec<BayeuxReply>,
+    /// The (last) connect of the batch.
+    pub connect: Option<BayeuxConnect>,
+    /// The session a handshake created, or the last one a message resolved to.
+    pub session: Option<Arc<BayeuxSession>>,
+    /// Whether a handshake succeeded.
+    pub handshake_ok: bool,
+}
+
+/// Processes a batch.
+pub fn process(ctx: &BayeuxContext<'_>, batch: &[BayeuxMessage]) -> BayeuxOutcome {
+    let mut out = BayeuxOutcome::default();
+    let has_handshake = batch.iter().any(|m| m.channel() == Some("/meta/handshake"));
+    if has_handshake && batch.len() > 1 {
+        out.replies = batch
+            .iter()
+            .map(|m| BayeuxReply::to(m).error(msg::HANDSHAKE_NOT_ALONE))
+            .collect();
+        return out;
+    }
+    let lone = batch.len() == 1;
+    for message in batch {
+        let reply = one(ctx, message, lone, &mut out);
+        out.replies.push(reply);
+    }
+    out
+}
+
+fn one(
+    ctx: &BayeuxContext<'_>,
+    m: &BayeuxMessage,
+    lone: bool,
+    out: &mut BayeuxOutcome,
+) -> BayeuxReply {
+    if m.has_invalid_id() {
+        return BayeuxReply::to(m).error(msg::ID_INVALID);
+    }
+    let Some(name) = m.channel() else {
+        return BayeuxReply::to(m).error(msg::NO_CHANNEL);
+    };
+    if !channel::is_valid(name) {
+        return BayeuxReply::to(m).error(msg::CHANNEL_INVALID);
+    }
+    if name == "/meta/handshake" {
+        return handshake(ctx, m, out);
+    }
+    let Some(session) = resolve(ctx, m) else {
+        let reply = BayeuxReply::to(m).error(msg::UNKNOWN_CLIENT);
+        return if name == "/meta/connect" {
+            reply.with("advice", msg::handshake_advice())
+        } else {
+            reply
+        };
+    };
+    out.session = Some(session.clone());
+    if name == "/meta/connect" {
+        let (reply, hold) = connect(ctx, m, &session, lone);
+        if reply.is_successful() {
+            out.connect = Some(BayeuxConnect {
+                session,
+                reply_index: out.replies.len(),
+                hold,
+            });
+        }
+        return reply;
+    }
+    session.touch(Instant::now(), ctx.registry.config().max_interval());
+    match name {
+        "/meta/subscribe" => subscribe(m, &session),
+        "/meta/unsubscribe" => unsubscribe(m, &session),
+        "/meta/disconnect" => {
+            ctx.registry.remove(&session, BayeuxRemoval::Disconnected);
+            BayeuxReply::to(m).ok()
+        }
+        _ if channel::is_meta(name) => {
+            BayeuxReply::to(m).error(&format!("404:{name}:Unknown Channel"))
+        }
+        _ if channel::is_service(name) && !channel::is_wildcard(name) => BayeuxReply::to(m).ok(),
+        _ => BayeuxReply::to(m).error(msg::PUBLISH_DENIED),
+    }
+}
+
+/// Finds the session a message belongs to. Long-polling trusts a `clientId` only with the
+/// `BAYEUX_BROWSER` cookie it was handshaken with (CometD ≥ 3.0.6); a WebSocket uses the
+/// session bound to it, or adopts one by `clientId` (its first frame after an HTTP handshake).
+fn resolve(ctx: &BayeuxContext<'_>, m: &BayeuxMessage) -> Option<Arc<BayeuxSession>> {
+    let session = match (&ctx.bound, ctx.transport) {
+        (Some(bound), BayeuxTransport::WebSocket) => bound.clone(),
+        (None, BayeuxTransport::WebSocket) => ctx.registry.get(m.client_id()?)?,
+        (_, BayeuxTransport::LongPolling) => {
+            let session = ctx.registry.get(m.client_id()?)?;
+            if session.browser_id.is_none() || session.browser_id.as_deref() != ctx.browser_cookie {
+                return None;
+            }
+            session
+        }
+    };
+    session.removed().is_none().then_some(session)
+}
+
+fn handshake(ctx: &BayeuxContext<'_>, m: &BayeuxMessage, out: &mut BayeuxOutcome) -> BayeuxReply {
+    let config = ctx.registry.config();
+    let offered = config.connection_types();
+    if let Some(types) = m.connection_types()
+        && !types.iter().any(|t| offered.contains(t))
+    {
+        return BayeuxReply::to(m)
+            .error(msg::NO_COMMON_TRANSPORT)
+            .with("advice", json!({"reconnect": "none"}));
+    }
+    let Some(identity) = ctx.credentials.authenticate(ctx.state) else {
+        return BayeuxReply::to(m)
+            .error(msg::HANDSHAKE_DENIED)
+            .with("advice", json!({"reconnect": "none"}));
+    };
+    let ack = m.wants_ack();
+    let created = ctx.registry.create(BayeuxNewSession {
+        user: identity.user,
+        browser_id: ctx.browser_for_new.map(str::to_owned),
+        base_url: ctx.base_url.to_owned(),
+        http_session: identity.http_session,
+        ack,
+    });
+    let Ok(session) = created else {
+        tracing::warn!(
+            limit = config.max_sessions,
+            "bayeux handshake refused: session limit"
+        );
+        return BayeuxReply::to(m).error(msg::TOO_MANY_SESSIONS).with(
+            "advice",
+            json!({"reconnect": "handshake", "interval": 1000}),
+        );
+    };
+    let mut reply = BayeuxReply::to(m)
+        .ok()
+        .with("version", "1.0".into())
+        .with("minimumVersion", "1.0".into())
+        .with("clientId", Value::from(&*session.id))
+        .with("supportedConnectionTypes", json!(offered))
+        .with("advice", retry_advice(ctx));
+    if ack {
+        reply.set("ext", json!({"ack": true}));
+    }
+    out.session = Some(session);
+    out.handshake_ok = true;
+    reply
+}
+
+fn retry_advice(ctx: &BayeuxContext<'_>) -> Value {
+    let config = ctx.registry.config();
+    json!({"reconnect": "retry", "interval": config.interval_ms, "timeout": config.timeout_ms})
+}
+
+/// Answers a connect and decides whether to hold it (spec §4.3): only a lone connect of a
+/// session that was already connected, with nothing queued and a timeout above zero.
+fn connect(
+    ctx: &BayeuxContext<'_>,
+    m: &BayeuxMessage,
+    session: &Arc<BayeuxSession>,
+    lone: bool,
+) -> (BayeuxReply, Option<Duration>) {
+    if let Some(http_session) = &session.http_session
+        && ctx.state.sessions.get(http_session).is_none()
+    {
+        ctx.registry.remove(session, BayeuxRemoval::LoggedOut);
+        let reply = BayeuxReply::to(m)
+            .error(msg::UNKNOWN_CLIENT)
+            .with("advice", msg::handshake_advice());
+        return (reply, None);
+    }
+    if session.ack
+        && let Some(batch) = m.ack_batch()
+    {
+        session.acknowledge(batch);
+    }
+    let server_timeout = ctx.registry.config().timeout_ms;
+    let timeout = m
+        .advice_timeout()
+        .map_or(server_timeout, |t| t.min(server_timeout));
+    let first = !session.is_connected();
+    let hold = lone && !first && timeout > 0 && session.queued() == 0;
+    let mut reply = BayeuxReply::to(m).ok();
+    if first || m.has_advice() {
+        reply.set("advice", retry_advice(ctx));
+    }
+    (reply, hold.then(|| Duration::from_millis(timeout)))
+}
+
+/// Completes a connect reply once the transport stops holding it (or at once) and returns
+/// the queued messages to send before it. `shutdown` tells clients to come back later.
+pub fn finish_connect(
+    registry: &BayeuxRegistry,
+    connect: &BayeuxConnect,
+    reply: &mut BayeuxReply,
+    shutdown: bool,
+) -> Vec<Arc<str>> {
+    let session = &connect.session;
+    let config = registry.config();
+    match session.removed() {
+        Some(BayeuxRemoval::Disconnected) => {
+            reply.set("advice", json!({"reconnect": "none", "interval": -1}));
+            Vec::new()
+        }
+        Some(BayeuxRemoval::Shutdown) => {
+            reply.set(
+                "advice",
+                json!({"reconnect": "retry", "interval": config.max_interval_ms}),
+            );
+            Vec::new()
+        }
+        Some(_) => {
+            reply.set("successful", false.into());
+            reply.set("error", msg::UNKNOWN_CLIENT.into());
+            reply.set("advice", msg::handshake_advice());
+            Vec::new()
+        }
+        None => {
+            if shutdown {
+                reply.set(
+                    "advice",
+                    json!({"reconnect": "retry", "interval": config.max_interval_ms}),
+                );
+            }
+            let (messages, batch) = session.take_for_connect();
+            if let Some(batch) = batch {
+                reply.set("ext", json!({"ack": batch}));
+            }
+            session.connect_replied(Instant::now(), config.expiry_after_connect());
+            messages
+        }
+    }
+}
+
+/// Reads `subscription`: a channel name or an array of them.
+fn subscriptions(m: &BayeuxMessage) -> Result<Vec<&str>, &'static str> {
+    match m.subscription() {
+        None | Some(Value::Null) => Err(msg::SUBSCRIPTION_MISSING),
+        Some(Value::String(one)) => Ok(vec![one.as_str()]),
+        Some(Value::Array(many)) if !many.is_empty() => many
+            .iter()
+            .map(|v| v.as_str().ok_or(msg::SUBSCRIPTION_INVALID))
+            .collect(),
+        Some(_) => Err(msg::SUBSCRIPTION_INVALID),
+    }
+}
+
+fn with_subscription(m: &BayeuxMessage, reply: BayeuxReply) -> BayeuxReply {
+    match m.subscription() {
+        Some(s) => reply.with("subscription", s.clone()),
+        None => reply,
+    }
+}
+
+fn subscribe(m: &BayeuxMessage, session: &BayeuxSession) -> BayeuxReply {
+    let result = subscriptions(m).and_then(|names| {
+        names.into_iter().try_for_each(|name| {
+            if !channel::is_valid(name) {
+                Err(msg::SUBSCRIPTION_INVALID)
+            } else if channel::is_meta(name) {
+                Err(msg::SUBSCRIBE_FAILED)
+            } else if channel::is_service(name) {
+                Ok(()) // accepted and not recorded, as CometD does
+            } else if channel::is_readable(name) {
+                session.subscribe(name);
+                Ok(())
+            } else {
+                Err(msg::SUBSCRIBE_DENIED)
+            }
+        })
+    });
+    let reply = BayeuxReply::to(m);
+    with_subscription(
+        m,
+        match result {
+            Ok(()) => reply.ok(),
+            Err(error) => reply.error(error),
+        },
+    )
+}
+
+fn unsubscribe(m: &BayeuxMessage, session: &BayeuxSession) -> BayeuxReply {
+    let result = subscriptions(m).and_then(|names| {
+        names.into_iter().try_for_each(|name| {
+            if !channel::is_valid(name) {
+                Err(msg::SUBSCRIPTION_INVALID)
+            } else if channel::is_service(name) || session.unsubscribe(name) {
+                Ok(())
+            } else {
+                Err(msg::CHANNEL_MISSING)
+            }
+        })
+    });
+    let reply = BayeuxReply::to(m);
+    with_subscription(
+        m,
+        match result {
+            Ok(()) => reply.ok(),
+            Err(error) => reply.error(error),
+        },
+    )
+}

@@ -1,0 +1,250 @@
+//! The live Bayeux sessions: by `clientId`, by user (so one core event reaches only its
+//! user's sessions without scanning every session), and the per-browser count of held
+//! long-polls behind the `multiple-clients` advice. Also the sweeper.
+//!
+//! Bounds: at most `max_sessions` sessions; each session's queue is bounded (see
+//! [`super::session`]); the browser table only holds browsers with a held long-poll.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::config::CometdConfig;
+use super::session::{BayeuxOffer, BayeuxRemoval, BayeuxSession};
+
+/// Why a session could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BayeuxFull;
+
+/// What a new session starts with.
+#[derive(Debug, Clone)]
+pub struct BayeuxNewSession {
+    /// The user.
+    pub user: Arc<str>,
+    /// The browser cookie value (long-polling) or `None`.
+    pub browser_id: Option<String>,
+    /// `http://host` of the handshake request.
+    pub base_url: String,
+    /// The `JSESSIONID` used to authenticate, if any.
+    pub http_session: Option<String>,
+    /// Whether the client asked for the ack extension.
+    pub ack: bool,
+}
+
+#[derive(Debug, Default)]
+struct RegistryInner {
+    sessions: HashMap<Arc<str>, Arc<BayeuxSession>>,
+    by_user: HashMap<Arc<str>, HashMap<Arc<str>, Arc<BayeuxSession>>>,
+    browsers: HashMap<String, usize>,
+}
+
+/// The session table of one CometD endpoint.
+#[derive(Debug)]
+pub struct BayeuxRegistry {
+    config: CometdConfig,
+    inner: Mutex<RegistryInner>,
+}
+
+impl BayeuxRegistry {
+    /// Builds an empty registry.
+    pub fn new(config: CometdConfig) -> Self {
+        Self {
+            config,
+            inner: Mutex::new(RegistryInner::default()),
+        }
+    }
+
+    /// Returns the settings.
+    pub fn config(&self) -> &CometdConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RegistryInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a session with a fresh random `clientId`.
+    pub fn create(&self, new: BayeuxNewSession) -> Result<Arc<BayeuxSession>, BayeuxFull> {
+        let id: Arc<str> = random_id(24).into();
+        let session = Arc::new(BayeuxSession::new(
+            id.clone(),
+            new.user.clone(),
+            new.browser_id,
+            new.base_url,
+            new.http_session,
+            new.ack,
+            self.config.max_queue,
+            Instant::now() + self.config.max_interval(),
+        ));
+        let mut inner = self.lock();
+        if inner.sessions.len() >= self.config.max_sessions {
+            return Err(BayeuxFull);
+        }
+        inner.sessions.insert(id.clone(), session.clone());
+        inner
+            .by_user
+            .entry(new.user)
+            .or_default()
+            .insert(id, session.clone());
+        Ok(session)
+    }
+
+    /// Returns a live session.
+    pub fn get(&self, client_id: &str) -> Option<Arc<BayeuxSession>> {
+        self.lock().sessions.get(client_id).cloned()
+    }
+
+    /// Returns how many sessions are live.
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Returns whether no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ends a session: it leaves the tables, its queue is dropped and its transport woken.
+    pub fn remove(&self, session: &BayeuxSession, reason: BayeuxRemoval) -> bool {
+        {
+            let mut inner = self.lock();
+            inner.sessions.remove(&session.id);
+            if let Some(of_user) = inner.by_user.get_mut(&session.user) {
+                of_user.remove(&session.id);
+                if of_user.is_empty() {
+                    inner.by_user.remove(&session.user);
+                }
+            }
+        }
+        let removed = session.mark_removed(reason);
+        if removed {
+            match reason {
+                BayeuxRemoval::Disconnected | BayeuxRemoval::Expired => {
+                    tracing::debug!(client_id = %session.id, user = %session.user, reason = reason.as_str(), "bayeux session ended");
+                }
+                _ => {
+                    tracing::warn!(client_id = %session.id, user = %session.user, reason = reason.as_str(), "bayeux session dropped");
+                }
+            }
+        }
+        removed
+    }
+
+    /// Ends every session (shutdown, or events lost by the bridge).
+    pub fn remove_all(&self, reason: BayeuxRemoval) {
+        let all: Vec<_> = self.lock().sessions.values().cloned().collect();
+        for session in all {
+            self.remove(&session, reason);
+        }
+    }
+
+    /// Delivers a message on `channel` to every session of `user` subscribed to it.
+    /// `render` gets the session's base URL and is called once per distinct base URL.
+    /// A session whose queue is full is dropped (see the module docs of `cometd`).
+    pub fn publish_to_user(
+        &self,
+        user: &str,
+        channel: &str,
+        mut render: impl FnMut(&str) -> Option<Arc<str>>,
+    ) -> usize {
+        let sessions: Vec<Arc<BayeuxSession>> = match self.lock().by_user.get(user) {
+            Some(of_user) => of_user.values().cloned().collect(),
+            None => return 0,
+        };
+        let mut rendered: Vec<(&str, Option<Arc<str>>)> = Vec::new();
+        let mut delivered = 0;
+        for session in &sessions {
+            let json = match rendered.iter().find(|(base, _)| *base == session.base_url) {
+                Some((_, json)) => json.clone(),
+                None => {
+                    let json = render(&session.base_url);
+                    rendered.push((&session.base_url, json.clone()));
+                    json
+                }
+            };
+            let Some(json) = json else { continue };
+            match session.offer(channel, &json) {
+                BayeuxOffer::Queued => delivered += 1,
+                BayeuxOffer::Full => {
+                    self.remove(session, BayeuxRemoval::QueueFull);
+                }
+                BayeuxOffer::NotSubscribed | BayeuxOffer::Removed => {}
+            }
+        }
+        delivered
+    }
+
+    /// Counts a long-poll about to be held for `browser`; false when the browser already
+    /// holds as many as allowed (the caller answers with the `multiple-clients` advice).
+    /// `takeover` counts it anyway: it replaces a held long-poll that will release its count.
+    pub fn try_hold_browser(&self, browser: &str, takeover: bool) -> bool {
+        let mut inner = self.lock();
+        let held = inner.browsers.entry(browser.to_owned()).or_insert(0);
+        if !takeover && *held >= self.config.max_sessions_per_browser {
+            if *held == 0 {
+                inner.browsers.remove(browser);
+            }
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    /// Releases a long-poll counted by [`Self::try_hold_browser`].
+    pub fn release_browser(&self, browser: &str) {
+        let mut inner = self.lock();
+        if let Some(held) = inner.browsers.get_mut(browser) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                inner.browsers.remove(browser);
+            }
+        }
+    }
+
+    /// Removes the sessions that expired by `now`; returns how many.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let expired: Vec<_> = self
+            .lock()
+            .sessions
+            .values()
+            .filter(|s| s.is_expired(now))
+            .cloned()
+            .collect();
+        expired
+            .iter()
+            .filter(|s| self.remove(s, BayeuxRemoval::Expired))
+            .count()
+    }
+
+    /// Runs the sweeper every `sweep_period` until `shutdown`, then ends every session.
+    pub async fn run_sweeper(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.config.sweep_period());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticks.tick() => {
+                    self.sweep(Instant::now());
+                }
+            }
+        }
+        self.remove_all(BayeuxRemoval::Shutdown);
+    }
+}
+
+/// Returns `len` (at most 24) random base-36 characters. The bits come from two v4 UUIDs
+/// (the OS generator): XOR-ing the second, shifted, over the first covers the fixed version
+/// and variant bits, so the value carries 128 random bits before it is cut to `len` digits.
+pub(crate) fn random_id(len: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut bits = uuid::Uuid::new_v4().as_u128() ^ (uuid::Uuid::new_v4().as_u128() << 6);
+    (0..len.min(24))
+        .map(|_| {
+            let digit = (bits % 36) as usize;
+            bits /= 36;
+            char::from(ALPHABET[digit])
+        })
+        .collect()
+}

@@ -1,0 +1,368 @@
+//! One Bayeux session: its subscriptions, its bounded queue of undelivered (or, with the
+//! ack extension, unacknowledged) messages, its expiry, and the [`Notify`] that wakes
+//! whichever transport is waiting for it (a held long-poll or a WebSocket loop).
+//!
+//! Locking: a `std::sync::Mutex` per session, held only for queue and field updates, never
+//! across an `.await`; the registry lock may be taken before it, never after.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use tokio::time::{Duration, Instant};
+
+use super::channel;
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BayeuxRemoval {
+    /// The client sent `/meta/disconnect`.
+    Disconnected,
+    /// No connect arrived within `interval + maxInterval`.
+    Expired,
+    /// The session's queue reached its limit (the client stopped reading).
+    QueueFull,
+    /// The CometD bridge fell behind the core and events were lost.
+    EventsLost,
+    /// The HTTP session the handshake was authenticated with ended.
+    LoggedOut,
+    /// The gateway is shutting down.
+    Shutdown,
+}
+
+impl BayeuxRemoval {
+    /// Returns a short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disconnected => "disconnected",
+            Self::Expired => "expired",
+            Self::QueueFull => "queue limit reached",
+            Self::EventsLost => "events lost",
+            Self::LoggedOut => "http session ended",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What happened to a message offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BayeuxOffer {
+    /// Queued, and the waiting transport woken.
+    Queued,
+    /// The session has no subscription matching the channel.
+    NotSubscribed,
+    /// The queue is at its limit: the caller removes the session.
+    Full,
+    /// The session already ended.
+    Removed,
+}
+
+#[derive(Debug)]
+struct Queued {
+    /// Ack batch the message belongs to (meaningful only with the ack extension).
+    batch: u64,
+    json: Arc<str>,
+}
+
+#[derive(Debug)]
+struct SessionState {
+    subscriptions: BTreeSet<String>,
+    queue: VecDeque<Queued>,
+    /// The current ack batch: messages queued now are stamped with it (starts at 1).
+    batch: u64,
+    expire_at: Instant,
+    /// Whether a connect reply was sent; the first connect is never held.
+    connected: bool,
+    /// Connects currently held (long-poll or WebSocket); a held session never expires.
+    held: u32,
+    /// Increases with every held long-poll; an older holder that sees a newer token ends.
+    hold_token: u64,
+    /// Increases with every WebSocket that adopts the session; older sockets close.
+    socket_token: u64,
+    removed: Option<BayeuxRemoval>,
+}
+
+/// A Bayeux session (one `clientId`).
+#[derive(Debug)]
+pub struct BayeuxSession {
+    /// The `clientId`.
+    pub id: Arc<str>,
+    /// The user whose notifications the session receives.
+    pub user: Arc<str>,
+    /// The `BAYEUX_BROWSER` cookie the handshake carried or was given (long-polling trust).
+    pub browser_id: Option<String>,
+    /// `http://host` as the client reached us, for URIs in notifications.
+    pub base_url: String,
+    /// The `JSESSIONID` the handshake was authenticated with, if any.
+    pub http_session: Option<String>,
+    /// Whether the ack extension is on.
+    pub ack: bool,
+    max_queue: usize,
+    state: Mutex<SessionState>,
+    notify: Notify,
+}
+
+impl BayeuxSession {
+    /// Builds a session that expires `grace` from `now` unless a connect arrives.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: Arc<str>,
+        user: Arc<str>,
+        browser_id: Option<String>,
+        base_url: String,
+        http_session: Option<String>,
+        ack: bool,
+        max_queue: usize,
+        expire_at: Instant,
+    ) -> Self {
+        Self {
+            id,
+            user,
+            browser_id,
+            base_url,
+            http_session,
+            ack,
+            max_queue: max_queue.max(1),
+            state: Mutex::new(SessionState {
+                subscriptions: BTreeSet::new(),
+                queue: VecDeque::new(),
+                batch: 1,
+                expire_at,
+                connected: false,
+                held: 0,
+                hold_token: 0,
+                socket_token: 0,
+                removed: None,
+            }),
+            notify: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns the notifier woken on every queued message, removal and superseding hold.
+    pub(crate) fn notify(&self) -> &Notify {
+        &self.notify
+    }
+
+    /// Adds a subscription; returns false when it was already there.
+    pub(crate) fn subscribe(&self, pattern: &str) -> bool {
+        self.lock().subscriptions.insert(pattern.to_owned())
+    }
+
+    /// Removes a subscription; returns false when there was none.
+    pub(crate) fn unsubscribe(&self, pattern: &str) -> bool {
+        self.lock().subscriptions.remove(pattern)
+    }
+
+    /// Queues a message for `channel` if a subscription matches (once, however many do).
+    pub(crate) fn offer(&self, channel_name: &str, json: &Arc<str>) -> BayeuxOffer {
+        let mut state = self.lock();
+        if state.removed.is_some() {
+            return BayeuxOffer::Removed;
+        }
+        if !state
+            .subscriptions
+            .iter()
+            .any(|p| channel::matches(p, channel_name))
+        {
+            return BayeuxOffer::NotSubscribed;
+        }
+        if state.queue.len() >= self.max_queue {
+            return BayeuxOffer::Full;
+        }
+        let batch = state.batch;
+        state.queue.push_back(Queued {
+            batch,
+            json: json.clone(),
+        });
+        drop(state);
+        self.notify.notify_waiters();
+        BayeuxOffer::Queued
+    }
+
+    /// Returns how many messages are queued (including sent but unacknowledged ones).
+    pub fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Drops the messages the client acknowledged (batches up to `batch`).
+    pub(crate) fn acknowledge(&self, batch: u64) {
+        self.lock().queue.retain(|q| q.batch > batch);
+    }
+
+    /// Takes what a connect reply carries. Without ack the queue is drained; with ack every
+    /// unacknowledged message is sent (again) and stays queued until acknowledged, and the
+    /// batch number to put in the reply's `ext.ack` is returned.
+    pub(crate) fn take_for_connect(&self) -> (Vec<Arc<str>>, Option<u64>) {
+        let mut state = self.lock();
+        if self.ack {
+            let batch = state.batch;
+            state.batch += 1;
+            let messages = state.queue.iter().map(|q| q.json.clone()).collect();
+            (messages, Some(batch))
+        } else {
+            (state.queue.drain(..).map(|q| q.json).collect(), None)
+        }
+    }
+
+    /// Takes the messages a WebSocket pushes at once (none with ack: those wait for the
+    /// connect reply, which keeps the total order the extension promises).
+    pub(crate) fn take_pushable(&self) -> Vec<Arc<str>> {
+        if self.ack {
+            return Vec::new();
+        }
+        self.lock().queue.drain(..).map(|q| q.json).collect()
+    }
+
+    /// Returns whether the session ended, and why.
+    pub fn removed(&self) -> Option<BayeuxRemoval> {
+        self.lock().removed
+    }
+
+    /// Marks the session ended and wakes its transport; returns false if it already was.
+    pub(crate) fn mark_removed(&self, reason: BayeuxRemoval) -> bool {
+        let mut state = self.lock();
+        if state.removed.is_some() {
+            return false;
+        }
+        state.removed = Some(reason);
+        state.queue.clear();
+        state.subscriptions.clear();
+        drop(state);
+        self.notify.notify_waiters();
+        true
+    }
+
+    /// Returns whether a connect reply was already sent (so a new connect may be held).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.lock().connected
+    }
+
+    /// Records a non-connect message: the session lives at least `grace` longer.
+    pub(crate) fn touch(&self, now: Instant, grace: Duration) {
+        let mut state = self.lock();
+        state.expire_at = state.expire_at.max(now + grace);
+    }
+
+    /// Records a connect reply written at `now`: the session expires after `grace`.
+    pub(crate) fn connect_replied(&self, now: Instant, grace: Duration) {
+        let mut state = self.lock();
+        state.connected = true;
+        state.expire_at = now + grace;
+    }
+
+    /// Starts holding a connect and returns its token; an older held long-poll is woken
+    /// and sees it was superseded.
+    pub(crate) fn begin_hold(&self) -> u64 {
+        let mut state = self.lock();
+        state.held += 1;
+        state.hold_token += 1;
+        let token = state.hold_token;
+        drop(state);
+        self.notify.notify_waiters();
+        token
+    }
+
+    /// Ends a held connect at `now`, whatever ended it.
+    pub(crate) fn end_hold(&self, now: Instant, grace: Duration) {
+        let mut state = self.lock();
+        state.held = state.held.saturating_sub(1);
+        state.expire_at = state.expire_at.max(now + grace);
+    }
+
+    /// Returns whether a connect of this session is being held.
+    pub(crate) fn is_held(&self) -> bool {
+        self.lock().held > 0
+    }
+
+    /// Returns whether a newer long-poll superseded the one holding `token`.
+    pub(crate) fn is_superseded(&self, token: u64) -> bool {
+        self.lock().hold_token != token
+    }
+
+    /// Binds the session to a new WebSocket and returns its token.
+    pub(crate) fn adopt_socket(&self) -> u64 {
+        let mut state = self.lock();
+        state.socket_token += 1;
+        let token = state.socket_token;
+        drop(state);
+        self.notify.notify_waiters();
+        token
+    }
+
+    /// Returns whether another socket adopted the session after the one holding `token`.
+    pub(crate) fn socket_moved(&self, token: u64) -> bool {
+        self.lock().socket_token != token
+    }
+
+    /// Returns whether the session should be swept at `now`.
+    pub(crate) fn is_expired(&self, now: Instant) -> bool {
+        let state = self.lock();
+        state.held == 0 && state.removed.is_none() && now > state.expire_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(ack: bool, max_queue: usize) -> BayeuxSession {
+        let s = BayeuxSession::new(
+            "c".into(),
+            "u".into(),
+            None,
+            "http://h".into(),
+            None,
+            ack,
+            max_queue,
+            Instant::now(),
+        );
+        s.subscribe("/v2/me/*");
+        s.subscribe("/v2/me/calls");
+        s
+    }
+
+    #[test]
+    fn a_message_matching_two_subscriptions_is_queued_once() {
+        let s = session(false, 4);
+        assert_eq!(s.offer("/v2/me/calls", &"{}".into()), BayeuxOffer::Queued);
+        assert_eq!(
+            s.offer("/v2/other", &"{}".into()),
+            BayeuxOffer::NotSubscribed
+        );
+        assert_eq!(s.take_for_connect(), (vec![Arc::from("{}")], None));
+        assert_eq!(s.queued(), 0);
+    }
+
+    #[test]
+    fn the_queue_refuses_past_its_limit() {
+        let s = session(false, 2);
+        let m: Arc<str> = "{}".into();
+        assert_eq!(s.offer("/v2/me/calls", &m), BayeuxOffer::Queued);
+        assert_eq!(s.offer("/v2/me/calls", &m), BayeuxOffer::Queued);
+        assert_eq!(s.offer("/v2/me/calls", &m), BayeuxOffer::Full);
+        assert!(s.mark_removed(BayeuxRemoval::QueueFull));
+        assert_eq!(s.offer("/v2/me/calls", &m), BayeuxOffer::Removed);
+        assert_eq!(s.queued(), 0);
+    }
+
+    #[test]
+    fn with_ack_unacknowledged_messages_are_sent_again() {
+        let s = session(true, 8);
+        s.offer("/v2/me/calls", &"1".into());
+        let (first, batch) = s.take_for_connect();
+        assert_eq!((first.len(), batch), (1, Some(1)));
+        s.offer("/v2/me/calls", &"2".into());
+        // The reply with batch 1 was lost: the client still acknowledges 0.
+        s.acknowledge(0);
+        let (again, batch) = s.take_for_connect();
+        assert_eq!(again, vec![Arc::from("1"), Arc::from("2")]);
+        assert_eq!(batch, Some(2));
+        s.acknowledge(2);
+        assert_eq!(s.queued(), 0);
+        assert!(s.take_pushable().is_empty());
+    }
+}

@@ -1,0 +1,415 @@
+//! The call store: calls with their parties, the per-user index, the event log, and the
+//! commit step that turns a mutation into notifications.
+//!
+//! A mutation runs under the store lock in three steps: the views of every affected user
+//! are taken, the mutation changes the calls, and the views are taken again; each view
+//! that differs becomes one event, appended to the log in a fixed order (touched calls
+//! first, in the order the operation names them, then the users' other calls). Deriving
+//! notifications from view differences keeps them complete: a hold that gives the user's
+//! other call `SwapCalls` notifies that call too, without the hold knowing about it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::capabilities::ConsultKind;
+use super::devices::{
+    AgentState, DeviceChange, DeviceEvent, DeviceSnapshot, MonitorKind, MonitorScope, Monitoring,
+    WorkMode,
+};
+use super::directory::Directory;
+use super::error::{CoreError, CoreResult};
+use super::events::EventLog;
+use super::model::{
+    CallEvent, CallId, CallSnapshot, CallState, NotificationType, RecordingState, UserData,
+};
+
+mod settle;
+mod view;
+
+/// The user-data key that mirrors the recording state (spec §6.4).
+pub(crate) const GSIP_RECORD: &str = "GSIP_RECORD";
+
+/// Who a party is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// A user of the gateway, by name.
+    Agent(Arc<str>),
+    /// A number outside the switch.
+    External(String),
+}
+
+/// One party's leg of a call.
+#[derive(Debug, Clone)]
+pub(crate) struct Party {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) state: CallState,
+    pub(crate) muted: bool,
+    /// Set on a supervisor's monitoring leg.
+    pub(crate) monitor: Option<MonitorLeg>,
+    /// Whether a supervisor muted this (monitored) party.
+    pub(crate) supervisor_muted: bool,
+}
+
+/// A supervisor's monitoring leg on a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MonitorLeg {
+    pub(crate) kind: MonitorKind,
+    pub(crate) scope: MonitorScope,
+    /// The monitored user.
+    pub(crate) target: Arc<str>,
+}
+
+impl MonitorLeg {
+    /// Returns whether the other parties do not hear the supervisor.
+    pub(crate) fn is_silent(&self) -> bool {
+        self.kind != MonitorKind::BargeIn
+    }
+}
+
+/// The device and voice-channel settings of one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeviceRecord {
+    pub(crate) active: bool,
+    pub(crate) agent_state: AgentState,
+    pub(crate) work_mode: Option<WorkMode>,
+    pub(crate) dnd: bool,
+    pub(crate) forward_to: Option<String>,
+    pub(crate) monitoring: Option<Monitoring>,
+    /// For NextCall monitoring: whether the next call has been joined.
+    pub(crate) next_call_taken: bool,
+    /// Bumped on every agent-state change, so a wrap-up timer can tell it is stale.
+    pub(crate) generation: u64,
+}
+
+impl Default for DeviceRecord {
+    fn default() -> Self {
+        Self {
+            active: true,
+            agent_state: AgentState::NotReady,
+            work_mode: None,
+            dnd: false,
+            forward_to: None,
+            monitoring: None,
+            next_call_taken: false,
+            generation: 0,
+        }
+    }
+}
+
+impl Party {
+    pub(crate) fn new(endpoint: Endpoint, state: CallState) -> Self {
+        Self {
+            endpoint,
+            state,
+            muted: false,
+            monitor: None,
+            supervisor_muted: false,
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.state != CallState::Released
+    }
+
+    pub(crate) fn agent(&self) -> Option<&Arc<str>> {
+        match &self.endpoint {
+            Endpoint::Agent(name) => Some(name),
+            Endpoint::External(_) => None,
+        }
+    }
+}
+
+/// A consult in progress, recorded on the original call.
+#[derive(Debug, Clone)]
+pub(crate) struct Consult {
+    pub(crate) call: CallId,
+    pub(crate) kind: ConsultKind,
+    pub(crate) initiator: Arc<str>,
+}
+
+/// A call with every party's leg.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub(crate) id: CallId,
+    pub(crate) conn_id: String,
+    pub(crate) started: Instant,
+    pub(crate) dnis: String,
+    pub(crate) parties: Vec<Party>,
+    pub(crate) user_data: UserData,
+    pub(crate) recording: RecordingState,
+    /// For a consult call: the original call and what the consult is for.
+    pub(crate) parent: Option<(CallId, ConsultKind)>,
+    /// For an original call: the consult in progress.
+    pub(crate) consult: Option<Consult>,
+    /// The queue that delivered the call, if any.
+    pub(crate) queue: Option<String>,
+    pub(crate) conference_owner: Option<Arc<str>>,
+    pub(crate) ended: bool,
+}
+
+impl Call {
+    /// Returns the index of the user's party, preferring an active one.
+    pub(crate) fn party_of(&self, user: &str) -> Option<usize> {
+        let mine = |p: &Party| p.agent().is_some_and(|a| **a == *user);
+        self.parties
+            .iter()
+            .rposition(|p| mine(p) && p.is_active())
+            .or_else(|| self.parties.iter().rposition(mine))
+    }
+
+    /// Returns the index of the active party with this phone number or agent name.
+    pub(crate) fn active_party(&self, endpoint: &Endpoint) -> Option<usize> {
+        self.parties
+            .iter()
+            .position(|p| p.is_active() && p.endpoint == *endpoint)
+    }
+
+    /// Counts the active parties other than monitoring supervisors.
+    pub(crate) fn active_count(&self) -> usize {
+        self.parties
+            .iter()
+            .filter(|p| p.is_active() && p.monitor.is_none())
+            .count()
+    }
+
+    /// Returns the distinct users with a party on the call, in party order.
+    pub(crate) fn agents(&self) -> Vec<Arc<str>> {
+        let mut out: Vec<Arc<str>> = Vec::new();
+        for name in self.parties.iter().filter_map(Party::agent) {
+            if !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+}
+
+/// All calls, the user index and the event log; guarded by one mutex in the core.
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub(crate) calls: HashMap<CallId, Call>,
+    /// Active calls of each user, oldest first.
+    pub(crate) user_calls: HashMap<Arc<str>, Vec<CallId>>,
+    /// Ended calls kept for GetCall and SetCallDisposition, oldest first.
+    ended: VecDeque<CallId>,
+    ended_limit: usize,
+    pub(crate) log: EventLog,
+    next_conn: u64,
+    /// Device settings of users that changed them; others have the default.
+    pub(crate) devices: HashMap<Arc<str>, DeviceRecord>,
+}
+
+impl Store {
+    pub(crate) fn new(log: EventLog, ended_limit: usize) -> Self {
+        Self {
+            calls: HashMap::new(),
+            user_calls: HashMap::new(),
+            ended: VecDeque::new(),
+            ended_limit,
+            log,
+            next_conn: 0,
+            devices: HashMap::new(),
+        }
+    }
+
+    /// Creates an empty call with a fresh id.
+    pub(crate) fn new_call(&mut self, dnis: &str) -> CallId {
+        self.next_conn += 1;
+        let id = CallId::new(uuid::Uuid::new_v4().simple().to_string().to_uppercase());
+        let call = Call {
+            id: id.clone(),
+            conn_id: format!("{:016x}", 0x0071_0000_0000_0000_u64 + self.next_conn),
+            started: Instant::now(),
+            dnis: dnis.to_owned(),
+            parties: Vec::new(),
+            user_data: UserData::default(),
+            recording: RecordingState::Stopped,
+            parent: None,
+            consult: None,
+            queue: None,
+            conference_owner: None,
+            ended: false,
+        };
+        self.calls.insert(id.clone(), call);
+        id
+    }
+
+    pub(crate) fn call(&self, id: &CallId) -> CoreResult<&Call> {
+        self.calls
+            .get(id)
+            .ok_or_else(|| CoreError::CallNotFound(id.clone()))
+    }
+
+    pub(crate) fn call_mut(&mut self, id: &CallId) -> CoreResult<&mut Call> {
+        self.calls
+            .get_mut(id)
+            .ok_or_else(|| CoreError::CallNotFound(id.clone()))
+    }
+
+    /// Adds a party to a call and indexes it under its user.
+    pub(crate) fn add_party(
+        &mut self,
+        id: &CallId,
+        endpoint: Endpoint,
+        state: CallState,
+    ) -> CoreResult<()> {
+        if let Endpoint::Agent(name) = &endpoint {
+            let calls = self.user_calls.entry(name.clone()).or_default();
+            if !calls.contains(id) {
+                calls.push(id.clone());
+            }
+        }
+        self.call_mut(id)?.parties.push(Party::new(endpoint, state));
+        Ok(())
+    }
+
+    /// Lists the (call, user) pairs whose views an operation on `touched` may change:
+    /// every party of the touched calls, then every other active call of those users.
+    fn affected(&self, touched: &[CallId], users: &mut Vec<Arc<str>>) -> Vec<(CallId, Arc<str>)> {
+        let mut pairs = Vec::new();
+        for id in touched {
+            if let Some(call) = self.calls.get(id) {
+                for user in call.agents() {
+                    if !pairs.contains(&(id.clone(), user.clone())) {
+                        pairs.push((id.clone(), user.clone()));
+                    }
+                    if !users.contains(&user) {
+                        users.push(user);
+                    }
+                }
+            }
+        }
+        for user in users.iter() {
+            for id in self.user_calls.get(user).into_iter().flatten() {
+                let pair = (id.clone(), user.clone());
+                if !pairs.contains(&pair) {
+                    pairs.push(pair);
+                }
+            }
+        }
+        pairs
+    }
+
+    /// Runs a mutation and publishes the notifications it causes. The mutation returns the
+    /// calls it touched, in the order their notifications should go out; it must check
+    /// everything before it changes anything, so an error leaves the store as it was.
+    pub(crate) fn commit(
+        &mut self,
+        dir: &Directory,
+        touched_before: &[CallId],
+        mutation: impl FnOnce(&mut Store) -> CoreResult<Vec<CallId>>,
+    ) -> CoreResult<()> {
+        self.commit_with_users(dir, touched_before, &[], mutation)
+    }
+
+    /// Like [`Store::commit`], also watching the devices of `users` (device operations).
+    /// Device notifications go out before call notifications.
+    pub(crate) fn commit_with_users(
+        &mut self,
+        dir: &Directory,
+        touched_before: &[CallId],
+        extra_users: &[Arc<str>],
+        mutation: impl FnOnce(&mut Store) -> CoreResult<Vec<CallId>>,
+    ) -> CoreResult<()> {
+        let mut users = extra_users.to_vec();
+        let pairs = self.affected(touched_before, &mut users);
+        let before: HashMap<(CallId, Arc<str>), CallSnapshot> = pairs
+            .into_iter()
+            .filter_map(|(id, user)| {
+                let view = self.view(dir, self.calls.get(&id)?, &user)?;
+                Some(((id, user), view))
+            })
+            .collect();
+        let devices_before: HashMap<Arc<str>, DeviceSnapshot> = users
+            .iter()
+            .filter_map(|u| Some((u.clone(), self.device_view(dir, u)?)))
+            .collect();
+        let touched = mutation(self)?;
+        let mut settled = touched.clone();
+        self.settle(dir, &mut settled);
+        let pairs = self.affected(&settled, &mut users);
+        // Users that a settle step pulled in (a supervisor joining) may have device changes.
+        for user in users.clone() {
+            let Some(after) = self.device_view(dir, &user) else {
+                continue;
+            };
+            let change = match devices_before.get(&user) {
+                Some(before) if *before == after => continue,
+                Some(before)
+                    if before.active != after.active
+                        || before.agent_state != after.agent_state
+                        || before.work_mode != after.work_mode =>
+                {
+                    DeviceChange::AgentState
+                }
+                Some(before) if before.do_not_disturb != after.do_not_disturb => {
+                    DeviceChange::DoNotDisturb
+                }
+                Some(_) => DeviceChange::Device,
+                None => continue,
+            };
+            self.log.append_device(DeviceEvent {
+                sequence: 0,
+                change,
+                device: after,
+                committed_at: std::time::UNIX_EPOCH,
+            });
+        }
+        for (id, user) in pairs {
+            let Some(after) = self
+                .calls
+                .get(&id)
+                .and_then(|call| self.view(dir, call, &user))
+            else {
+                continue;
+            };
+            for notification in notifications(before.get(&(id.clone(), user.clone())), &after) {
+                self.log.append(CallEvent {
+                    sequence: 0,
+                    notification,
+                    call: after.clone(),
+                    digits: None,
+                    committed_at: std::time::UNIX_EPOCH,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Chooses the notifications for one view change (spec §8.3): a new view is a
+/// StatusChange; a recording change is a CallRecordingStateChange; a state change is a
+/// StatusChange, followed by ParticipantsUpdated when the parties changed too; otherwise a
+/// participants, user-data or remaining (capabilities, mute) change gives one event each
+/// of ParticipantsUpdated, AttachedDataChanged or StatusChange.
+fn notifications(before: Option<&CallSnapshot>, after: &CallSnapshot) -> Vec<NotificationType> {
+    use NotificationType as N;
+    let Some(before) = before else {
+        return vec![N::StatusChange];
+    };
+    if before.same_as(after) {
+        return vec![];
+    }
+    if before.recording_state != after.recording_state {
+        return vec![N::CallRecordingStateChange];
+    }
+    if before.monitored_user_muted != after.monitored_user_muted {
+        return vec![N::MonitoredUserMutedStateChange];
+    }
+    let participants_changed = before.participants != after.participants;
+    if before.state != after.state {
+        return if participants_changed && after.state != CallState::Released {
+            vec![N::StatusChange, N::ParticipantsUpdated]
+        } else {
+            vec![N::StatusChange]
+        };
+    }
+    if participants_changed {
+        vec![N::ParticipantsUpdated]
+    } else if before.user_data != after.user_data {
+        vec![N::AttachedDataChanged]
+    } else {
+        vec![N::StatusChange]
+    }
+}

@@ -1,0 +1,186 @@
+//! Authentication of legacy requests: Basic credentials or a `JSESSIONID` session cookie,
+//! and the optional CSRF check (spec §2).
+//!
+//! - A request with `Authorization: Basic` is checked against the directory (401/20 when
+//!   wrong, even if a valid cookie comes along). If it carries no valid session of the same
+//!   user, a session is opened in the shared [`SessionStore`](crate::session::SessionStore)
+//!   and the response sets `JSESSIONID=<id>; Path=/; HttpOnly`. The CometD endpoint trusts
+//!   the same sessions.
+//! - A request with only a valid session cookie acts as the session's user.
+//! - Anything else is refused with 401 `{"statusCode":20,"statusMessage":"Access denied"}`
+//!   and `WWW-Authenticate: Basic`.
+//! - With `legacy.csrf` on, GET responses carry `X-CSRF-HEADER: X-CSRF-TOKEN` and
+//!   `X-CSRF-TOKEN: <token of the session>`, and a POST (any unsafe method) must send that
+//!   header with an existing session: otherwise 403 `{"statusCode":3,"statusMessage":
+//!   "Missing or invalid Csrf token"}`, as GWS answers, before anything is changed. A POST
+//!   with Basic but no session cookie is refused too (GWS: "even if the token header is
+//!   sent"), and opens no session.
+//! - A handler that ends the session (EndContactCenterSession) marks its response with
+//!   [`EndedSession`]; the cookie is then cleared.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar};
+use axum_extra::headers::authorization::Basic;
+use axum_extra::headers::{Authorization, HeaderMapExt};
+
+use super::error::LegacyError;
+use crate::app::AppState;
+use crate::core::{CoreError, Principal};
+use crate::session::{SESSION_COOKIE, Session};
+
+/// Response header naming the header that carries the CSRF token.
+pub const CSRF_HEADER_HEADER: HeaderName = HeaderName::from_static("x-csrf-header");
+/// Header carrying the CSRF token, in GET responses and on POSTs.
+pub const CSRF_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-csrf-token");
+/// The message of a request without credentials, as GWS words it.
+const ACCESS_DENIED: &str = "Access denied";
+
+/// The authenticated caller of a legacy request, put in the request's extensions by
+/// [`authenticate`].
+#[derive(Debug, Clone)]
+pub struct LegacyCaller {
+    /// The caller's session.
+    pub session: Session,
+}
+
+impl LegacyCaller {
+    /// Returns who is calling.
+    pub fn principal(&self) -> &Principal {
+        &self.session.principal
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for LegacyCaller {
+    type Rejection = LegacyError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, LegacyError> {
+        parts
+            .extensions
+            .get::<LegacyCaller>()
+            .cloned()
+            .ok_or_else(|| CoreError::Unauthenticated(ACCESS_DENIED.into()).into())
+    }
+}
+
+/// Marks a response whose handler ended the caller's session.
+#[derive(Debug, Clone, Copy)]
+pub struct EndedSession;
+
+/// Authenticates a request, checks CSRF, runs the handler and sets the session cookie and
+/// CSRF headers on the response.
+pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match admit(&state, request).await {
+        Ok((request, session, fresh)) => {
+            let get = matches!(*request.method(), Method::GET | Method::HEAD);
+            let response = next.run(request).await;
+            finish(&state, response, &session, fresh, get)
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Finds or opens the caller's session; returns the request carrying it and whether the
+/// session is new.
+async fn admit(
+    state: &AppState,
+    mut request: Request,
+) -> Result<(Request, Session, bool), LegacyError> {
+    let headers = request.headers();
+    let cookie_session = CookieJar::from_headers(headers)
+        .get(SESSION_COOKIE)
+        .and_then(|cookie| state.sessions.get(cookie.value()));
+    let basic = headers
+        .typed_try_get::<Authorization<Basic>>()
+        .map_err(|_| CoreError::Unauthenticated("malformed Basic credentials".into()))?;
+    let (principal, existing) = match (basic, cookie_session) {
+        (Some(Authorization(basic)), session) => {
+            let principal = verify_basic(state, &basic).await?;
+            let same_user = session.filter(|s| s.principal == principal);
+            (principal, same_user)
+        }
+        (None, Some(session)) => (session.principal.clone(), Some(session)),
+        (None, None) => return Err(CoreError::Unauthenticated(ACCESS_DENIED.into()).into()),
+    };
+    if state.config.legacy.csrf
+        && !request.method().is_safe()
+        && !csrf_token_matches(existing.as_ref(), request.headers())
+    {
+        return Err(LegacyError::Csrf);
+    }
+    let fresh = existing.is_none();
+    let session = existing.unwrap_or_else(|| state.sessions.create(principal));
+    request.extensions_mut().insert(LegacyCaller {
+        session: session.clone(),
+    });
+    Ok((request, session, fresh))
+}
+
+/// Checks Basic credentials off the async workers: an argon2 hash takes tens of
+/// milliseconds the first time.
+async fn verify_basic(state: &AppState, basic: &Basic) -> Result<Principal, LegacyError> {
+    let core = state.core.clone();
+    let (user, password) = (basic.username().to_owned(), basic.password().to_owned());
+    let verified = tokio::task::spawn_blocking(move || {
+        core.directory().authenticate_basic(&user, &password, None)
+    })
+    .await
+    .map_err(|e| CoreError::Internal(format!("credential check failed: {e}")))?;
+    Ok(verified?)
+}
+
+fn csrf_token_matches(session: Option<&Session>, headers: &HeaderMap) -> bool {
+    let (Some(session), Some(sent)) = (session, headers.get(CSRF_TOKEN_HEADER)) else {
+        return false;
+    };
+    let (expected, sent) = (session.csrf_token.as_bytes(), sent.as_bytes());
+    // No early exit on the first differing byte.
+    expected.len() == sent.len()
+        && expected
+            .iter()
+            .zip(sent)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn finish(
+    state: &AppState,
+    mut response: Response,
+    session: &Session,
+    fresh: bool,
+    get: bool,
+) -> Response {
+    if response.extensions().get::<EndedSession>().is_some() {
+        let mut cookie = session_cookie(String::new());
+        cookie.make_removal();
+        append_cookie(response.headers_mut(), &cookie);
+        return response;
+    }
+    let headers = response.headers_mut();
+    if fresh {
+        append_cookie(headers, &session_cookie(session.id.clone()));
+    }
+    if state.config.legacy.csrf && get {
+        headers.insert(CSRF_HEADER_HEADER, HeaderValue::from_static("X-CSRF-TOKEN"));
+        if let Ok(token) = HeaderValue::from_str(&session.csrf_token) {
+            headers.insert(CSRF_TOKEN_HEADER, token);
+        }
+    }
+    response
+}
+
+fn session_cookie(value: String) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, value))
+        .path("/")
+        .http_only(true)
+        .build()
+}
+
+fn append_cookie(headers: &mut HeaderMap, cookie: &Cookie<'_>) {
+    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+        headers.append(header::SET_COOKIE, value);
+    }
+}

@@ -1,0 +1,165 @@
+//! Settings of the legacy GWS JSON front-end (the `[legacy]` table of the configuration).
+//!
+//! | TOML key | meaning | default |
+//! |---|---|---|
+//! | `legacy.allowed_origins` | CORS origins allowed to call the API from a browser: exact origins (`https://desk.example.com`) or one leading wildcard label (`https://*.example.com`); a bare `*` is refused | `[]` (spec §2: `allowedOrigins` defaults to empty) |
+//! | `legacy.csrf` | require the `X-CSRF-TOKEN` header on POST (spec §2) | [`DEFAULT_CSRF`] |
+//! | `legacy.session_idle_secs` | idle time after which a `JSESSIONID` session expires | [`DEFAULT_SESSION_IDLE_SECS`] |
+//! | `legacy.session_limit` | most live sessions; the least recently used goes first | [`DEFAULT_SESSION_LIMIT`] |
+//! | `legacy.max_body_bytes` | largest request body accepted (413 above it) | [`DEFAULT_MAX_BODY_BYTES`] |
+//! | `legacy.request_timeout_ms` | time a request may take, body upload included (408 after it) | [`DEFAULT_REQUEST_TIMEOUT_MS`] |
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default of `legacy.csrf`: off, as in GWS, where CSRF protection is an optional feature.
+pub const DEFAULT_CSRF: bool = false;
+/// Default idle timeout of a session, in seconds (a servlet container's 30 minutes).
+pub const DEFAULT_SESSION_IDLE_SECS: u64 = 30 * 60;
+/// Default maximum number of live sessions.
+pub const DEFAULT_SESSION_LIMIT: usize = crate::session::DEFAULT_SESSION_LIMIT;
+/// Default body limit: 64 KiB is far above any operation with a generous `userData`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default request timeout in milliseconds; core operations take microseconds, so this only
+/// bounds slow clients.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// How long a browser may cache a preflight answer (spec §2 `corsFilterCacheTimeToLive`).
+pub const CORS_MAX_AGE: Duration = Duration::from_secs(120);
+
+/// Settings of the legacy front-end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyConfig {
+    /// Origins allowed by CORS.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Whether POSTs need the CSRF token.
+    #[serde(default = "defaults::csrf")]
+    pub csrf: bool,
+    /// Session idle timeout in seconds.
+    #[serde(default = "defaults::session_idle_secs")]
+    pub session_idle_secs: u64,
+    /// Most live sessions.
+    #[serde(default = "defaults::session_limit")]
+    pub session_limit: usize,
+    /// Largest request body in bytes.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Request timeout in milliseconds.
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+mod defaults {
+    pub(super) fn csrf() -> bool {
+        super::DEFAULT_CSRF
+    }
+    pub(super) fn session_idle_secs() -> u64 {
+        super::DEFAULT_SESSION_IDLE_SECS
+    }
+    pub(super) fn session_limit() -> usize {
+        super::DEFAULT_SESSION_LIMIT
+    }
+    pub(super) fn max_body_bytes() -> usize {
+        super::DEFAULT_MAX_BODY_BYTES
+    }
+    pub(super) fn request_timeout_ms() -> u64 {
+        super::DEFAULT_REQUEST_TIMEOUT_MS
+    }
+}
+
+impl Default for LegacyConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            csrf: DEFAULT_CSRF,
+            session_idle_secs: DEFAULT_SESSION_IDLE_SECS,
+            session_limit: DEFAULT_SESSION_LIMIT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+        }
+    }
+}
+
+impl LegacyConfig {
+    /// Returns the session idle timeout.
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs(self.session_idle_secs)
+    }
+
+    /// Returns the request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Returns whether a browser origin may call the API.
+    ///
+    /// A pattern matches its exact origin; `scheme://*.domain` matches any origin of that
+    /// scheme whose host ends in `.domain` (one or more labels). A bare `*` matches nothing:
+    /// GWS forbids it, and with credentials a wildcard would let any site drive calls.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|pattern| origin_matches(pattern, origin))
+    }
+}
+
+fn origin_matches(pattern: &str, origin: &str) -> bool {
+    if pattern == "*" {
+        return false;
+    }
+    match pattern.split_once("://*.") {
+        Some((scheme, domain)) => origin
+            .strip_prefix(scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
+            .and_then(|host| host.strip_suffix(domain))
+            .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.') && !sub.contains('/')),
+        None => pattern.eq_ignore_ascii_case(origin),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(origins: &[&str]) -> LegacyConfig {
+        LegacyConfig {
+            allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+            ..LegacyConfig::default()
+        }
+    }
+
+    #[test]
+    fn exact_origins_match_only_themselves() {
+        let c = config(&["http://desk.example:8080"]);
+        assert!(c.origin_allowed("http://desk.example:8080"));
+        assert!(!c.origin_allowed("http://desk.example"));
+        assert!(!c.origin_allowed("https://desk.example:8080"));
+        assert!(!c.origin_allowed("http://desk.example:8080.evil.test"));
+    }
+
+    #[test]
+    fn wildcard_origins_match_subdomains_of_the_same_scheme() {
+        let c = config(&["https://*.example.com"]);
+        assert!(c.origin_allowed("https://desk.example.com"));
+        assert!(c.origin_allowed("https://a.b.example.com"));
+        assert!(!c.origin_allowed("https://example.com"));
+        assert!(!c.origin_allowed("https://evilexample.com"));
+        assert!(!c.origin_allowed("http://desk.example.com"));
+    }
+
+    #[test]
+    fn a_bare_star_and_the_default_allow_nothing() {
+        assert!(!config(&["*"]).origin_allowed("https://desk.example.com"));
+        assert!(!LegacyConfig::default().origin_allowed("https://desk.example.com"));
+    }
+
+    #[test]
+    fn the_table_parses_with_defaults() {
+        let c: LegacyConfig = toml::from_str("csrf = true").unwrap();
+        assert!(c.csrf);
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert!(toml::from_str::<LegacyConfig>("csrf_on = true").is_err());
+    }
+}

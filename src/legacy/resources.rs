@@ -1,0 +1,189 @@
+//! Handlers of the user, device, feature and diagnostics resources, and of the session
+//! operations posted to `/api/v2/me`.
+//!
+//! Choices where the spec is silent or marked inferred:
+//! - `GET /api/v2/me` answers `{"statusCode":0,"user":{...}}` (the singular-key rule of
+//!   spec §5.3). `subresources` may name `devices`, `features` and `calls` (or `*` for all
+//!   three); `channels` and `settings` are not served by this front-end yet and are left
+//!   out rather than faked.
+//! - Devices are the core's: `deviceState`, `userState`, `doNotDisturb`, `forwardTo`,
+//!   `capabilities` and `supervisorMonitoringState` read the same as over gRPC.
+//! - StartContactCenterSession takes `channels` (required, must include `voice`) and
+//!   `place` (when given it must be the user's own DN, the only place the embedded switch
+//!   knows) and makes the device Active, NotReady, through the core.
+//! - EndContactCenterSession makes the device Inactive through the core and ends the HTTP
+//!   session (spec §6.5); the cookie is cleared.
+//! - `GET /api/v2/features` lists the features of the caller's contact center (URIs, or
+//!   objects with `fields`); `GET /api/v2/features/{name}` answers 404/6 for a feature the
+//!   contact center lacks (spec §3.2: as if it did not exist).
+//! - `GET /api/v2/diagnostics/version` answers the gateway's version and needs credentials
+//!   like every other route.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use axum_extra::extract::WithRejection;
+use serde_json::{Value, json};
+
+use super::auth::{EndedSession, LegacyCaller};
+use super::error::LegacyError;
+use super::extract::{BaseUrl, Fields, LegacyBody, LegacyPath, LegacyQuery, split_list};
+use super::model::{CallJson, DeviceJson, FeatureJson, UserJson};
+use super::operation::LegacyOperation;
+use crate::app::AppState;
+use crate::core::{CoreError, DeviceRequest, User};
+
+/// The `{"statusCode":0}` reply of an accepted operation.
+pub fn accepted() -> Json<Value> {
+    Json(json!({ "statusCode": 0 }))
+}
+
+/// `GET /api/v2/me[?subresources=...]`.
+pub async fn get_me(
+    State(state): State<AppState>,
+    caller: LegacyCaller,
+    BaseUrl(base): BaseUrl,
+    WithRejection(query, _): LegacyQuery,
+) -> Result<Json<Value>, LegacyError> {
+    let user = state.core.acting_user(caller.principal())?;
+    let wanted = query
+        .get("subresources")
+        .map_or_else(Vec::new, |s| split_list(s));
+    let wants = |name: &str| wanted.iter().any(|w| w == "*" || w == name);
+    let mut json = UserJson::from_user(user, &base);
+    if wants("devices") {
+        json.devices = Some(devices_of(&state, &caller, &base)?);
+    }
+    if wants("features") {
+        json.features = Some(features_of(&state, user, &base));
+    }
+    if wants("calls") {
+        let calls = state.core.list_calls(caller.principal())?;
+        json.calls = Some(
+            calls
+                .iter()
+                .map(|c| CallJson::from_snapshot(c, &base))
+                .collect(),
+        );
+    }
+    Ok(Json(json!({ "statusCode": 0, "user": json })))
+}
+
+/// `POST /api/v2/me`: StartContactCenterSession, EndContactCenterSession.
+pub async fn post_me(
+    State(state): State<AppState>,
+    caller: LegacyCaller,
+    WithRejection(Json(body), _): LegacyBody,
+) -> Result<Response, LegacyError> {
+    let user = state.core.acting_user(caller.principal())?;
+    match LegacyOperation::from_body(&body)? {
+        LegacyOperation::StartContactCenterSession { channels, place } => {
+            if let Some(place) = place.filter(|p| **p != *user.phone_number) {
+                return Err(CoreError::NotFound(format!("place {place} not found")).into());
+            }
+            let request = DeviceRequest::StartContactCenterSession { channels };
+            state
+                .core
+                .device_operation(caller.principal(), None, request)?;
+            Ok(accepted().into_response())
+        }
+        LegacyOperation::EndContactCenterSession => {
+            let request = DeviceRequest::EndContactCenterSession;
+            state
+                .core
+                .device_operation(caller.principal(), None, request)?;
+            state.sessions.remove(&caller.session.id);
+            Ok((Extension(EndedSession), accepted()).into_response())
+        }
+        other => Err(other.misplaced().into()),
+    }
+}
+
+/// `GET /api/v2/me/devices[?fields=...]`.
+pub async fn list_devices(
+    State(state): State<AppState>,
+    caller: LegacyCaller,
+    BaseUrl(base): BaseUrl,
+    WithRejection(query, _): LegacyQuery,
+) -> Result<Json<Value>, LegacyError> {
+    let devices = devices_of(&state, &caller, &base)?;
+    let uris = devices.iter().map(|d| d.uri.clone()).collect();
+    Ok(Fields::from_query(&query).reply("devices", &devices, uris))
+}
+
+/// `GET /api/v2/me/devices/{id}`.
+pub async fn get_device(
+    State(state): State<AppState>,
+    caller: LegacyCaller,
+    BaseUrl(base): BaseUrl,
+    WithRejection(Path(id), _): LegacyPath,
+) -> Result<Json<Value>, LegacyError> {
+    let device = devices_of(&state, &caller, &base)?
+        .into_iter()
+        .find(|d| d.id == id)
+        .ok_or_else(|| CoreError::NotFound(format!("device {id} not found")))?;
+    Ok(Json(json!({ "statusCode": 0, "device": device })))
+}
+
+fn devices_of(
+    state: &AppState,
+    caller: &LegacyCaller,
+    base: &str,
+) -> Result<Vec<DeviceJson>, LegacyError> {
+    let devices = state.core.list_devices(caller.principal())?;
+    Ok(devices
+        .iter()
+        .map(|d| DeviceJson::from_snapshot(d, base))
+        .collect())
+}
+
+/// `GET /api/v2/features[?fields=...]`.
+pub async fn list_features(
+    State(state): State<AppState>,
+    caller: LegacyCaller,
+    BaseUrl(base): BaseUrl,
+    WithRejection(query, _): LegacyQuery,
+) -> Result<Json<Value>, LegacyError> {
+    let user = state.core.acting_user(caller.principal())?;
+    let features = features_of(&state, user, &base);
+    let uris = features.iter().map(|f| f.uri.clone()).collect();
+    Ok(Fields::from_query(&query).reply("features", &features, uris))
+}
+
+/// `GET /api/v2/features/{name}`.
+pub async fn get_feature(
+    State(state): State<AppState>,
+    caller: LegacyCaller,
+    BaseUrl(base): BaseUrl,
+    WithRejection(Path(name), _): LegacyPath,
+) -> Result<Json<Value>, LegacyError> {
+    let user = state.core.acting_user(caller.principal())?;
+    if !state
+        .core
+        .directory()
+        .has_feature(&user.contact_center, &name)
+    {
+        return Err(CoreError::NotFound(format!("feature {name} not found")).into());
+    }
+    let feature = FeatureJson::from_name(&name, &base);
+    Ok(Json(json!({ "statusCode": 0, "feature": feature })))
+}
+
+fn features_of(state: &AppState, user: &User, base: &str) -> Vec<FeatureJson> {
+    state
+        .core
+        .directory()
+        .contact_center(&user.contact_center)
+        .map(|cc| {
+            cc.features
+                .iter()
+                .map(|name| FeatureJson::from_name(name, base))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /api/v2/diagnostics/version`.
+pub async fn version(_caller: LegacyCaller) -> Json<Value> {
+    Json(json!({ "statusCode": 0, "version": env!("CARGO_PKG_VERSION") }))
+}

@@ -1,0 +1,53 @@
+// The seed scenario with Faye 1.4 (an independent Bayeux client). Same contract as
+// ../cometd9/scenario.mjs: node scenario.js <http base url> <long-polling|websocket> <JSESSIONID>
+// Faye handshakes over HTTP, then (websocket) opens a socket whose first frame is
+// /meta/connect with the existing clientId; it batches its first connect with the subscribe.
+"use strict";
+const faye = require("faye");
+const [base, transport, jsessionid] = process.argv.slice(2);
+if (!base || !transport || !jsessionid) {
+    console.log("FAIL usage: scenario.js <url> <long-polling|websocket> <jsessionid>");
+    process.exit(64);
+}
+const fail = (reason, code = 1) => {
+    console.log(`FAIL ${reason}`);
+    process.exit(code);
+};
+setTimeout(() => fail("timed out"), 20000).unref();
+
+const client = new faye.Client(`${base}/api/v2/notifications`, {timeout: 10, retry: 1});
+if (transport === "long-polling") {
+    client.disable("websocket");
+}
+// Faye keeps server cookies itself (tough-cookie); seed the login's session cookie.
+client._dispatcher.cookies.setCookieSync(`JSESSIONID=${jsessionid}; Path=/`, base);
+const seen = new Set();
+client.addExtension({
+    incoming(message, callback) {
+        if (message.channel === "/meta/handshake" && !message.successful) {
+            fail(`handshake: ${JSON.stringify(message)}`, 3);
+        }
+        if (message.channel === "/meta/connect" && message.connectionType) seen.add(message.connectionType);
+        callback(message);
+    },
+    outgoing(message, callback) {
+        if (message.channel === "/meta/connect") seen.add(message.connectionType);
+        callback(message);
+    },
+});
+
+const received = [];
+const subscription = client.subscribe("/v2/me/calls", data => {
+    received.push(data.notificationType);
+    if (data.notificationType === "CallRecordingStateChange" && data.call.recordingState === "Stopped") {
+        const message = {channel: "/v2/me/calls", data};
+        const result = {transport: [...seen].pop(), transports: [...seen], received, message};
+        console.log(`RESULT ${JSON.stringify(result)}`);
+        Promise.resolve(client.disconnect()).then(() => process.exit(0));
+        setTimeout(() => process.exit(0), 2000).unref();
+    }
+});
+subscription.then(
+    () => console.log(`READY ${transport}`),
+    error => fail(`subscribe: ${JSON.stringify(error)}`, 4),
+);
