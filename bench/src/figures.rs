@@ -12,6 +12,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use voice_gateway::grpc::pb;
 use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
 
+use crate::cometd::{Flavor, SessionFleet};
 use crate::grpc_load::{self, LoadResult, SlotPlan, grpc_frame};
 use crate::plan::Plan;
 use crate::process::{Server, free_addr};
@@ -74,6 +75,12 @@ pub struct Bench {
     pub missing: Vec<String>,
     /// Method notes and findings.
     pub notes: Vec<String>,
+    /// The Faye baseline's directory (with `server.js` and `node_modules`).
+    pub faye_dir: Option<PathBuf>,
+    /// Figure 4's CometD reading: bytes per session, RSS before and after (KiB).
+    session_memory: Option<(f64, u64, u64)>,
+    /// A gateway CometD message's data, the payload of Faye's messages.
+    payload: Option<serde_json::Value>,
 }
 
 fn kib(bytes: f64) -> String {
@@ -107,6 +114,9 @@ impl Bench {
             rows: Vec::new(),
             missing: Vec::new(),
             notes: Vec::new(),
+            faye_dir: None,
+            session_memory: None,
+            payload: None,
         })
     }
 
@@ -366,8 +376,8 @@ impl Bench {
         Ok(())
     }
 
-    /// Figures 3 and 4 on one fresh gateway: idle memory per stream, then latency at a fixed
-    /// event rate.
+    /// Figures 3 and 4 on one fresh gateway: idle memory per stream and per session, then
+    /// latency at a fixed event rate with both held.
     pub async fn fanout(&mut self) -> anyhow::Result<()> {
         let plan = self.plan.clone();
         let gw = self.spawn_gateway("gateway-fanout", Some(&self.config.clone()))?;
@@ -393,8 +403,24 @@ impl Bench {
             target: "≤ 8 KiB".into(),
             met: Some(per_stream <= 8.0 * 1024.0),
         });
-        fleet.set_recording(true);
         let sent = driver::SendTimes::default();
+        let sessions = if self.cometd_available(gw.http).await? {
+            let sessions =
+                SessionFleet::open(gw.http, 0..plan.sessions, Flavor::Gateway(sent.clone()))
+                    .await?;
+            tokio::time::sleep(plan.settle).await;
+            let rss_sessions = gw.server.rss_kib()?;
+            let per_session =
+                (rss_sessions.saturating_sub(rss_streams)) as f64 * 1024.0 / plan.sessions as f64;
+            self.session_memory = Some((per_session, rss_streams, rss_sessions));
+            Some(sessions)
+        } else {
+            None
+        };
+        fleet.set_recording(true);
+        if let Some(sessions) = &sessions {
+            sessions.set_recording(true);
+        }
         let driven = driver::drive(
             &gw.grpc_url(),
             &calls,
@@ -407,12 +433,17 @@ impl Bench {
         fleet.set_recording(false);
         let tally = fleet.close().await?;
         let latency = tally.latency.summary();
+        let rate = driven.ops_per_sec * 2.0;
         self.rows.push(Row {
             figure: "3. Fan-out (gRPC)".into(),
             measure: format!(
-                "commit → receipt, {} WatchCalls streams, {:.0} events/s for {:?}",
+                "commit → receipt, {} WatchCalls streams{}, {rate:.0} events/s for {:?}",
                 plan.streams,
-                driven.ops_per_sec * 2.0,
+                if sessions.is_some() {
+                    format!(" + {} CometD sessions held", plan.sessions)
+                } else {
+                    String::new()
+                },
                 plan.fanout_duration
             ),
             gateway: format!(
@@ -434,6 +465,166 @@ impl Bench {
             tally.failed_streams,
             tally.first_error.map(|e| format!(" (first: {e})")).unwrap_or_default()
         ));
+        if let Some(sessions) = sessions {
+            sessions.set_recording(false);
+            let seen = sessions.close().await?;
+            let latency = seen.latency.summary();
+            self.rows.push(Row {
+                figure: "3. Fan-out (CometD)".into(),
+                measure: format!(
+                    "operation sent → receipt (bounds commit → receipt), {} long-poll sessions{}, {rate:.0} events/s",
+                    plan.sessions,
+                    format_args!(" + {} WatchCalls held", plan.streams)
+                ),
+                gateway: format!(
+                    "p50 {:.2} ms, p99 {:.2} ms ({} messages)",
+                    latency.p50_ms, latency.p99_ms, latency.count
+                ),
+                baseline: "–".into(),
+                ratio: None,
+                value: latency.p99_ms,
+                target: "p99 < 50 ms".into(),
+                met: Some(latency.p99_ms < 50.0 && latency.count > 0),
+            });
+            self.notes.push(format!(
+                "Figure 3 (CometD): {} messages arrived while recording ({} events were for agents holding a session), {} sessions failed{}.",
+                seen.messages,
+                driven.ops * 2 * calls.iter().filter(|c| c.callee < plan.sessions).count() as u64 / calls.len() as u64,
+                seen.failed,
+                seen.first_error.map(|e| format!(" (first: {e})")).unwrap_or_default()
+            ));
+            self.payload = seen.sample;
+        } else {
+            self.missing.push(
+                "3./4. CometD: this gateway build has no `/api/v2/notifications` endpoint".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Returns whether the gateway serves the CometD endpoint.
+    async fn cometd_available(&self, http: SocketAddr) -> anyhow::Result<bool> {
+        let (status, _) = http_util::request(
+            http,
+            http::Method::POST,
+            "/api/v2/notifications/handshake",
+            &[("content-type", "application/json")],
+            Bytes::from_static(b"[]"),
+        )
+        .await?;
+        Ok(status != http::StatusCode::NOT_FOUND)
+    }
+
+    /// Figure 3 against Faye, and figure 4's CometD row with Faye's memory as baseline: the
+    /// same sessions on a fresh gateway and on Faye, idle RSS per session, then a saturating
+    /// driver (closed loop) for delivered messages/s and p99.
+    pub async fn cometd_vs_faye(&mut self) -> anyhow::Result<()> {
+        let plan = self.plan.clone();
+        let Some(faye_dir) = self
+            .faye_dir
+            .clone()
+            .filter(|d| d.join("node_modules/faye").is_dir())
+        else {
+            self.missing.push(
+                "3. Fan-out against Faye: Faye is not installed (`npm ci --prefix bench/faye`)"
+                    .into(),
+            );
+            return self.push_session_memory(None);
+        };
+        if self.session_memory.is_none() {
+            return Ok(());
+        }
+        // Faye first: its memory per session, then saturation.
+        let addr = free_addr()?;
+        let script = faye_dir.join("server.js");
+        let args = vec![script.display().to_string(), addr.port().to_string()];
+        let mut faye = Server::spawn("faye", Path::new("node"), &args, &[], &self.log_dir())?;
+        faye.wait_listening(&[addr], Duration::from_secs(30))?;
+        tokio::time::sleep(plan.settle).await;
+        let rss_before = faye.rss_kib()?;
+        let sessions = SessionFleet::open(addr, 0..plan.sessions, Flavor::Faye).await?;
+        tokio::time::sleep(plan.settle).await;
+        let rss_after = faye.rss_kib()?;
+        let faye_per_session =
+            rss_after.saturating_sub(rss_before) as f64 * 1024.0 / plan.sessions as f64;
+        self.push_session_memory(Some(faye_per_session))?;
+        let payload = self
+            .payload
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({"messageType": "CallStateChangeMessage"}));
+        let pairs = (plan.driven_calls).min(plan.sessions / 2).max(1);
+        let (faye_rate, faye_latency, faye_driven) = saturate(&plan, &sessions, |until| {
+            driver::saturate_faye(
+                addr,
+                pairs,
+                plan.saturation_in_flight,
+                until,
+                payload.clone(),
+            )
+        })
+        .await?;
+        sessions.close().await?;
+        drop(faye);
+
+        let gw = self.spawn_gateway("gateway-cometd", Some(&self.config.clone()))?;
+        let calls = setup::establish_calls(&gw.grpc_url(), pairs).await?;
+        let sent = driver::SendTimes::default();
+        let sessions =
+            SessionFleet::open(gw.http, 0..plan.sessions, Flavor::Gateway(sent.clone())).await?;
+        let url = gw.grpc_url();
+        let (gw_rate, gw_latency, gw_driven) = saturate(&plan, &sessions, |until| {
+            driver::saturate_gateway(&url, &calls, plan.saturation_in_flight, until, sent.clone())
+        })
+        .await?;
+        let seen = sessions.close().await?;
+        drop(gw);
+        let ratio = gw_rate / faye_rate.max(f64::MIN_POSITIVE);
+        self.rows.push(Row {
+            figure: "3. Fan-out vs Faye".into(),
+            measure: format!(
+                "delivered messages/s at saturation, {} long-poll sessions, {} in-flight operations (gateway) or publishes of 2 messages (Faye)",
+                plan.sessions, plan.saturation_in_flight
+            ),
+            gateway: format!("{gw_rate:.0} msg/s, p99 {:.2} ms", gw_latency.p99_ms),
+            baseline: format!("Faye 1.4.3: {faye_rate:.0} msg/s, p99 {:.2} ms", faye_latency.p99_ms),
+            ratio: Some(ratio),
+            value: ratio,
+            target: "≥ 5× at equal or better p99".into(),
+            met: Some(ratio >= 5.0 && gw_latency.p99_ms <= faye_latency.p99_ms),
+        });
+        self.notes.push(format!(
+            "Figure 3 vs Faye: {:?} warm-up then {:?} measured, the same Rust long-polling client for both (one HTTP/1.1 connection per session). Gateway: {} operations ({} failed), p50 {:.2} ms, {} sessions failed{}. Faye: {} publishes ({} failed), p50 {:.2} ms; each Faye message carries the gateway's own CallStateChangeMessage as data, so payloads match. Faye has no per-session identity, so each session subscribes to its user's channel `/v2/me/calls/<user>`; the gateway routes `/v2/me/calls` by the session's user.",
+            plan.unary.warmup,
+            plan.saturation_duration,
+            gw_driven.ops,
+            gw_driven.errors,
+            gw_latency.p50_ms,
+            seen.failed,
+            seen.first_error.map(|e| format!(" (first: {e})")).unwrap_or_default(),
+            faye_driven.ops,
+            faye_driven.errors,
+            faye_latency.p50_ms,
+        ));
+        Ok(())
+    }
+
+    fn push_session_memory(&mut self, faye_per_session: Option<f64>) -> anyhow::Result<()> {
+        let Some((per_session, before, after)) = self.session_memory else {
+            return Ok(());
+        };
+        self.rows.push(Row {
+            figure: "4. Memory".into(),
+            measure: format!(
+                "RSS per idle CometD long-poll session ({} sessions, one connection each, connect held)",
+                self.plan.sessions
+            ),
+            gateway: format!("{} ({before} → {after} KiB)", kib(per_session)),
+            baseline: faye_per_session.map_or_else(|| "–".into(), |f| format!("Faye 1.4.3: {}", kib(f))),
+            ratio: faye_per_session.map(|f| per_session / f),
+            value: per_session / 1024.0,
+            target: "≤ 16 KiB".into(),
+            met: Some(per_session <= 16.0 * 1024.0),
+        });
         Ok(())
     }
 
@@ -481,6 +672,37 @@ impl Bench {
         ));
         Ok(())
     }
+}
+
+/// Runs a saturating driver over `sessions`: warm-up, then a recorded window; returns the
+/// delivered messages/s, their latency and what the driver did.
+async fn saturate<F, Fut>(
+    plan: &Plan,
+    sessions: &SessionFleet,
+    drive: F,
+) -> anyhow::Result<(f64, crate::stats::LatencySummary, driver::DriveResult)>
+where
+    F: FnOnce(tokio::time::Instant) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<driver::DriveResult>>,
+{
+    let warmup = plan.unary.warmup;
+    let until = tokio::time::Instant::now() + warmup + plan.saturation_duration;
+    let driving = drive(until);
+    let window = async {
+        tokio::time::sleep(warmup).await;
+        sessions.reset_window();
+        sessions.set_recording(true);
+        tokio::time::sleep(plan.saturation_duration).await;
+        sessions.set_recording(false);
+    };
+    let (driven, ()) = tokio::join!(driving, window);
+    let driven = driven?;
+    let (messages, latency) = sessions.window().await;
+    Ok((
+        messages as f64 / plan.saturation_duration.as_secs_f64(),
+        latency,
+        driven,
+    ))
 }
 
 fn check_errors(what: &str, run: &LoadResult, first: Option<String>) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
 //! A closed-loop HTTP/1.1 keep-alive load generator (like `wrk -c C`): C connections, one
 //! request in flight on each, JSON POSTs. A request counts as done only on a 2xx whose
-//! body says `"code":0` (the GWS success status); anything else is an error. The same
+//! body says `"statusCode":0` (the GWS success status); anything else is an error. The same
 //! generator drives the gateway's legacy JSON API and the bare axum handler.
 
 use std::net::SocketAddr;
@@ -114,9 +114,7 @@ async fn post(
         String::from_utf8_lossy(&body)
     );
     let json: serde_json::Value = serde_json::from_slice(&body).context("a JSON body")?;
-    let code = json
-        .pointer("/status/code")
-        .and_then(serde_json::Value::as_i64);
-    anyhow::ensure!(code == Some(0), "status {code:?}");
+    let code = json.get("statusCode").and_then(serde_json::Value::as_i64);
+    anyhow::ensure!(code == Some(0), "statusCode {code:?}");
     Ok(())
 }

@@ -14,6 +14,7 @@
 //! - [`setup`]: the generated configuration and established calls; [`plan`]: counts and
 //!   durations; [`figures`]: the figures; [`report`]: BENCHMARKS.md.
 
+pub mod cometd;
 pub mod driver;
 pub mod figures;
 pub mod grpc_load;

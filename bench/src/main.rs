@@ -43,7 +43,11 @@ enum Command {
         /// Work directory (generated configuration, logs).
         #[arg(long, default_value = "target/bench")]
         work: PathBuf,
-        /// Run only these figure groups: `unary` (1 and 2), `fanout` (3 and 4), `startup` (5).
+        /// The Faye baseline's directory (`npm ci` installs it there).
+        #[arg(long, default_value = "bench/faye")]
+        faye_dir: PathBuf,
+        /// Run only these figure groups: `unary` (1 and 2), `fanout` (3 and 4), `faye`
+        /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// The command line to print in the report.
@@ -103,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
             work,
             command_line,
             only,
+            faye_dir,
         } => {
             let wanted = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
             let began = Instant::now();
@@ -133,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
             let plan = if smoke { Plan::smoke() } else { Plan::full() };
             let json = json.unwrap_or_else(|| work.join("bench-results.json"));
             let mut bench = Bench::new(plan, gateway, bench_exe, work)?;
+            bench.faye_dir = Some(faye_dir);
             if wanted("unary") {
                 eprintln!("voice-bench: figures 1 and 2 (gRPC unary, legacy JSON)");
                 bench.unary_and_json().await?;
@@ -140,6 +146,10 @@ async fn main() -> anyhow::Result<()> {
             if wanted("fanout") {
                 eprintln!("voice-bench: figures 3 and 4 (fan-out, memory)");
                 bench.fanout().await?;
+            }
+            if wanted("faye") {
+                eprintln!("voice-bench: figure 3 against Faye, figure 4 (CometD memory)");
+                bench.cometd_vs_faye().await?;
             }
             if wanted("startup") {
                 eprintln!("voice-bench: figure 5 (start-up)");

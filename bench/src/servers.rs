@@ -54,12 +54,12 @@ async fn bare_operation(
     if known {
         (
             axum::http::StatusCode::OK,
-            Json(serde_json::json!({ "status": { "code": 0 } })),
+            Json(serde_json::json!({ "statusCode": 0 })),
         )
     } else {
         (
             axum::http::StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({ "status": { "code": 2 } })),
+            Json(serde_json::json!({ "statusCode": 2 })),
         )
     }
 }

@@ -18,6 +18,8 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
         .arg(&markdown)
         .arg("--json")
         .arg(dir.join("report.json"))
+        .arg("--faye-dir")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("faye"))
         .arg("--work")
         .arg(dir.join("work"))
         .status()
@@ -48,6 +50,20 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
     assert!(memory.value > 0.0, "{memory:?}");
     let startup = row("5.");
     assert!(startup.value > 0.0, "{startup:?}");
+    // CometD rows need the endpoint (always built) and, for Faye, `npm ci` in bench/faye
+    // (done by scripts/install-test-clients).
+    let cometd = row("3. Fan-out (CometD)");
+    assert!(cometd.value > 0.0, "{cometd:?}");
+    if let Some(faye) = report
+        .rows
+        .iter()
+        .find(|r| r.figure == "3. Fan-out vs Faye")
+    {
+        assert!(
+            faye.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
+            "{faye:?}"
+        );
+    }
     for row in &report.rows {
         assert!(row.value.is_finite(), "{row:?}");
     }
