@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // compile_fds does not write file_descriptor_set_path: write it ourselves.
     std::fs::write(out_dir.join("voice_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
+        // 1 KiB codec buffers instead of 8 KiB: see src/grpc/codec.rs.
+        .codec_path("crate::grpc::codec::GatewayCodec")
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

@@ -2,6 +2,7 @@
 //! core operations and renders the results (`convert.rs`), plus reflection and health.
 
 pub mod auth;
+pub mod codec;
 pub mod convert;
 pub mod devices;
 pub mod service;
