@@ -50,6 +50,15 @@ enum Command {
         /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Hand-written profile findings copied into the report.
+        #[arg(long, default_value = "bench/FINDINGS.md")]
+        findings: PathBuf,
+        /// Override the number of WatchCalls streams of figures 3 and 4.
+        #[arg(long)]
+        streams: Option<usize>,
+        /// Override the number of CometD sessions of figures 3 and 4.
+        #[arg(long)]
+        sessions: Option<usize>,
         /// The command line to print in the report.
         #[arg(long, default_value = "bench/run")]
         command_line: String,
@@ -108,6 +117,9 @@ async fn main() -> anyhow::Result<()> {
             command_line,
             only,
             faye_dir,
+            streams,
+            sessions,
+            findings,
         } => {
             let wanted = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
             let began = Instant::now();
@@ -135,7 +147,9 @@ async fn main() -> anyhow::Result<()> {
                     is_binary: true,
                 }
             };
-            let plan = if smoke { Plan::smoke() } else { Plan::full() };
+            let mut plan = if smoke { Plan::smoke() } else { Plan::full() };
+            plan.streams = streams.unwrap_or(plan.streams);
+            plan.sessions = sessions.unwrap_or(plan.sessions);
             let json = json.unwrap_or_else(|| work.join("bench-results.json"));
             let mut bench = Bench::new(plan, gateway, bench_exe, work)?;
             bench.faye_dir = Some(faye_dir);
@@ -163,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
                 rows: bench.rows,
                 missing: bench.missing,
                 notes: bench.notes,
+                findings: std::fs::read_to_string(&findings).unwrap_or_default(),
             };
             std::fs::write(&out, report.to_markdown())
                 .with_context(|| format!("cannot write {}", out.display()))?;

@@ -107,6 +107,9 @@ pub struct Report {
     pub missing: Vec<String>,
     /// How each figure was measured, and findings.
     pub notes: Vec<String>,
+    /// Hand-written profile findings (`bench/FINDINGS.md`), copied verbatim.
+    #[serde(default)]
+    pub findings: String,
 }
 
 fn yes_no(met: Option<bool>) -> &'static str {
@@ -167,6 +170,10 @@ impl Report {
             for line in &self.notes {
                 let _ = writeln!(out, "- {line}");
             }
+        }
+        if !self.findings.is_empty() {
+            out.push('\n');
+            out.push_str(&self.findings);
         }
         out
     }
