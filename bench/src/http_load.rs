@@ -1,5 +1,6 @@
 //! A closed-loop HTTP/1.1 keep-alive load generator (like `wrk -c C`): C connections, one
-//! request in flight on each, JSON POSTs. A request counts as done only on a 2xx whose
+//! request in flight on each, JSON POSTs, each connection keeping the session cookie the
+//! server sets (as a desktop's cookie jar would). A request counts as done only on a 2xx whose
 //! body says `"statusCode":0` (the GWS success status); anything else is an error. The same
 //! generator drives the gateway's legacy JSON API and the bare axum handler.
 
@@ -57,6 +58,9 @@ async fn connection_loop(
     let mut tally = Tally::default();
     let host = addr.to_string();
     let mut turn = 0usize;
+    // Like any HTTP client with a cookie jar (browsers, desktops), keep the session cookie
+    // the server sets and send it back; the baseline sets none.
+    let mut cookie: Option<String> = None;
     loop {
         let began = Instant::now();
         if began >= window.end {
@@ -74,7 +78,12 @@ async fn connection_loop(
                 .headers_mut()
                 .insert("authorization", value.parse().expect("ascii authorization"));
         }
-        let outcome = post(&mut sender, request).await;
+        if let Some(value) = &cookie {
+            request
+                .headers_mut()
+                .insert("cookie", value.parse().expect("ascii cookie"));
+        }
+        let outcome = post(&mut sender, request, &mut cookie).await;
         let done = Instant::now();
         if !window.contains(done) {
             if outcome.is_err() && done >= window.end {
@@ -103,9 +112,15 @@ async fn connection_loop(
 async fn post(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     request: http::Request<Full<Bytes>>,
+    cookie: &mut Option<String>,
 ) -> anyhow::Result<()> {
     sender.ready().await?;
     let response = sender.send_request(request).await?;
+    for set in response.headers().get_all("set-cookie") {
+        if let Some(pair) = set.to_str().ok().and_then(|v| v.split(';').next()) {
+            *cookie = Some(pair.to_owned());
+        }
+    }
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     anyhow::ensure!(
