@@ -15,7 +15,7 @@
 //! - `callUri` and `callUuid` of SetCallDisposition are ignored: the URL names the call.
 //! - Other unknown fields are ignored, as JSON clients expect.
 //!
-//! Agent-state and device operations (spec §6.5, §6.6) are parsed by [`device_params`],
+//! Agent-state and device operations (spec §6.5, §6.6) are parsed by `device_params`,
 //! whose module docs list their parameter choices.
 
 mod device_params;
