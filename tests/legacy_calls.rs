@@ -160,7 +160,11 @@ async fn me_devices_features_and_version_render_what_the_gateway_serves() {
         .map(|f| f["name"].clone())
         .collect();
     assert!(names.contains(&json!("api-voice-recording")));
-    assert!(full["user"].get("channels").is_none());
+    let channel = &full["user"]["channels"][0];
+    assert_eq!(channel["channel"], "voice");
+    assert_eq!(channel["userState"], device["userState"]);
+    assert_eq!(channel["dndState"], "Off");
+    assert!(full["user"].get("settings").is_none());
 
     let id = device["id"].as_str().unwrap();
     let (_, devices) = a1.get("/api/v2/me/devices").await;

@@ -45,11 +45,12 @@ pub fn render_device_event(event: &DeviceEvent, base_url: &str) -> Option<Arc<st
     )
 }
 
-/// Renders a device event as the `/v2/me/channels` message (spec §8.2) for one base URL.
-pub fn render_channel_event(event: &DeviceEvent, base_url: &str) -> Option<Arc<str>> {
+/// Renders a device event as the `/v2/me/channels` message (spec §8.2); it holds no URI,
+/// so one rendering serves every base URL.
+pub fn render_channel_event(event: &DeviceEvent) -> Option<Arc<str>> {
     envelope(
         CHANNELS_CHANNEL,
-        ChannelStateChangeJson::from_device(&event.device, base_url),
+        ChannelStateChangeJson::from_device(&event.device),
     )
 }
 
@@ -76,9 +77,8 @@ pub fn dispatch(registry: &BayeuxRegistry, event: &Event) -> usize {
                 render_device_event(device, base)
             });
             if changes_channel(device.change) {
-                queued += registry.publish_to_user(user, CHANNELS_CHANNEL, |base| {
-                    render_channel_event(device, base)
-                });
+                queued += registry
+                    .publish_to_user(user, CHANNELS_CHANNEL, |_| render_channel_event(device));
             }
             queued
         }

@@ -1,6 +1,6 @@
 //! The `websocket` transport on the same path (spec §6): every text frame is a JSON batch
 //! both ways. The loop is generic over a [`Sink`] and a [`Stream`] so tests drive it
-//! without sockets; [`upgrade`] adapts axum's socket to it.
+//! without sockets; `upgrade` adapts axum's socket to it.
 //!
 //! The socket is bound to the session it handshook or adopted (by `clientId` in its first
 //! connect); later frames belong to that session. A `/meta/connect` is held as on

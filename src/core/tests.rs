@@ -414,3 +414,48 @@ fn next_call_monitoring_joins_the_next_call_and_ends_with_it() {
     assert!(core.list_devices(&sup).unwrap()[0].monitoring.is_none());
     assert_eq!(core.get_call(&sup, &id).unwrap().state, CallState::Released);
 }
+
+#[test]
+fn a_supervisor_mute_ends_with_the_monitoring() {
+    let (core, _rx) = core();
+    let (a1, a2, sup) = (
+        agent(&core, "agent1"),
+        agent(&core, "agent2"),
+        agent(&core, "supervisor1"),
+    );
+    let id = dial(&core, &a1, "15001").id;
+    core.execute(&a2, &id, CallOperation::Answer).unwrap();
+    let barge_in = DeviceRequest::Monitor {
+        kind: MonitorKind::BargeIn,
+        target: MonitorTarget::PhoneNumber("15000".into()),
+        mode: MonitorMode::AllCalls,
+        scope: MonitorScope::Call,
+    };
+    device(&core, &sup, barge_in.clone()).unwrap();
+    core.execute(&sup, &id, CallOperation::MuteMonitoredUser)
+        .unwrap();
+    assert!(core.get_call(&a1, &id).unwrap().monitored_user_muted);
+    let mut watch = core
+        .watch_events(WatchScope::User("agent1".into()))
+        .unwrap();
+
+    device(&core, &sup, DeviceRequest::CancelSupervisorMonitoring).unwrap();
+    let view = core.get_call(&a1, &id).unwrap();
+    assert!(
+        !view.monitored_user_muted,
+        "nobody is left to unmute the agent"
+    );
+    let mut told = false;
+    while let Some(Ok(Some(event))) = futures::FutureExt::now_or_never(watch.next()) {
+        if let Event::Call(event) = event {
+            told |= event.notification == NotificationType::MonitoredUserMutedStateChange
+                && !event.call.monitored_user_muted;
+        }
+    }
+    assert!(told, "the agent is told");
+    // A supervisor who starts monitoring again finds the agent unmuted.
+    device(&core, &sup, barge_in).unwrap();
+    let leg = core.get_call(&sup, &id).unwrap();
+    assert!(leg.monitoring && !leg.monitored_user_muted);
+    assert!(leg.capabilities.contains(&Operation::MuteMonitoredUser));
+}

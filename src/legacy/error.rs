@@ -13,10 +13,10 @@
 //! | feature not assigned to the contact center | 403 | 3 |
 //! | missing or wrong CSRF token (`Missing or invalid Csrf token`) | 403 | 3 |
 //! | CORS preflight from an origin that is not allowed | 403 | 3 |
-//! | another user's call | 403 | 5 |
+//! | another user's call, monitoring without the supervisor role | 403 | 5 |
 //! | unknown call, device, feature or route | 404 | 6 |
 //! | method not served on a known route | 405 | 3 |
-//! | resource in use (a device another supervisor monitors) | 409 | 19 |
+//! | resource in use (a busy number, a device another supervisor monitors) | 409 | 19 |
 //! | request took too long | 408 | 4 |
 //! | body larger than `legacy.max_body_bytes` | 413 | 2 |
 //! | `Content-Type` other than JSON on a POST | 415 | 2 |

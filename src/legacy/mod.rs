@@ -7,7 +7,10 @@
 //! |---|---|---|
 //! | GET | `/api/v2/me[?subresources=]` | the user ([`resources`]) |
 //! | POST | `/api/v2/me` | StartContactCenterSession, EndContactCenterSession |
-//! | GET | `/api/v2/me/devices[?fields=]`, `/api/v2/me/devices/{id}` | the user's device |
+//! | GET | `/api/v2/me/devices[?fields=]`, `/api/v2/me/devices/{id}`, `/api/v2/devices/{id}` | the user's device ([`devices`]) |
+//! | POST | `/api/v2/me/devices/{id}` | DoNotDisturbOn/Off, ForwardCallsOn/Off, ListenIn, Coach, BargeIn, CancelSupervisorMonitoring |
+//! | GET | `/api/v2/me/channels[?fields=]`, `/api/v2/me/channels/voice` | the voice channel |
+//! | POST | `/api/v2/me/channels/voice` | Ready, NotReady, AfterCallWork, AuxWork |
 //! | POST | `/api/v2/me/devices/{id}/calls` | Dial ([`calls`]) |
 //! | GET | `/api/v2/me/calls[?fields=]`, `/api/v2/me/calls/{id}` | calls |
 //! | POST | `/api/v2/me/calls/{id}` | every call operation of spec §6.1–§6.4 ([`operation`]) |
@@ -28,6 +31,7 @@ pub mod auth;
 pub mod calls;
 pub mod config;
 pub mod cors;
+pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod model;
@@ -54,8 +58,17 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/me",
             get(resources::get_me).post(resources::post_me),
         ),
-        ("/api/v2/me/devices", get(resources::list_devices)),
-        ("/api/v2/me/devices/{id}", get(resources::get_device)),
+        ("/api/v2/me/devices", get(devices::list_devices)),
+        (
+            "/api/v2/me/devices/{id}",
+            get(devices::get_device).post(devices::post_device),
+        ),
+        ("/api/v2/devices/{id}", get(devices::get_device)),
+        ("/api/v2/me/channels", get(devices::list_channels)),
+        (
+            "/api/v2/me/channels/voice",
+            get(devices::get_voice_channel).post(devices::post_voice_channel),
+        ),
         (
             "/api/v2/me/devices/{id}/calls",
             axum::routing::post(calls::dial),

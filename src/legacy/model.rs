@@ -1,6 +1,6 @@
 //! JSON shapes of the GWS v2 Voice API (spec §5): the call resource and participants, as
-//! both the JSON API and CometD notifications render them; the device, user and feature
-//! resources of the JSON API.
+//! both the JSON API and CometD notifications render them; the device, voice channel, user
+//! and feature resources of the JSON API.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -119,7 +119,7 @@ impl CallJson {
             capabilities: call.capabilities.iter().map(|op| op.as_str()).collect(),
             user_data: user_data_json(&call.user_data),
             duration: call.duration_secs.to_string(),
-            mute: if call.muted { "On" } else { "Off" },
+            mute: on_off(call.muted),
             recording_state: call.recording_state.map(|r| r.as_str()),
             supervisor_listening_in: call.supervisor_listening_in,
             monitored_user_muted: call.monitored_user_muted,
@@ -228,29 +228,36 @@ pub struct MonitoringJson {
     pub target_device_uri: String,
 }
 
-impl DeviceJson {
-    /// Renders a device as its user sees it.
-    pub fn from_snapshot(device: &DeviceSnapshot, base_url: &str) -> Self {
+impl UserStateJson {
+    /// Renders the agent state of a device (spec §5.4).
+    pub fn from_snapshot(device: &DeviceSnapshot) -> Self {
         let state = device.agent_state;
         let work_mode = match state {
             AgentState::Ready => device.work_mode.map(|w| w.as_str()),
             AgentState::AfterCallWork | AgentState::AuxWork => Some(state.as_str()),
             AgentState::NotReady => None,
         };
+        Self {
+            id: state.id(),
+            display_name: state.display_name(),
+            state: state.state_name(),
+            work_mode,
+        }
+    }
+}
+
+impl DeviceJson {
+    /// Renders a device as its user sees it.
+    pub fn from_snapshot(device: &DeviceSnapshot, base_url: &str) -> Self {
         let id = &device.user.device_id;
         Self {
             id: id.to_string(),
             device_state: if device.active { "Active" } else { "Inactive" },
-            user_state: UserStateJson {
-                id: state.id(),
-                display_name: state.display_name(),
-                state: state.state_name(),
-                work_mode,
-            },
+            user_state: UserStateJson::from_snapshot(device),
             phone_number: device.user.phone_number.to_string(),
             e164_number: device.user.phone_number.to_string(),
             telephony_network: "Private",
-            do_not_disturb: if device.do_not_disturb { "On" } else { "Off" },
+            do_not_disturb: on_off(device.do_not_disturb),
             forward_to: device.forward_to.clone(),
             capabilities: device.capabilities.iter().map(|op| op.as_str()).collect(),
             supervisor_monitoring_state: device.monitoring.as_ref().map(|m| MonitoringJson {
@@ -263,6 +270,10 @@ impl DeviceJson {
             path: format!("/devices/{id}"),
         }
     }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "On" } else { "Off" }
 }
 
 /// The `data` of a `DeviceStateChangeMessage` notification on `/v2/me/devices` (spec
@@ -286,16 +297,52 @@ impl DeviceStateChangeJson {
     }
 }
 
-/// One channel of a `ChannelStateChangeMessageV2` (spec §8.2).
+/// The state of a media channel, as a `ChannelStateChangeMessageV2` entry (spec §8.2)
+/// shows it: the gateway serves `voice` only, whose state is the user's device's.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelStateJson {
-    /// The media channel: always `voice` (the gateway has no other).
+    /// The media channel: always `voice`.
     pub channel: &'static str,
     /// `On` / `Off`: the device's do-not-disturb.
     pub dnd_state: &'static str,
     /// The agent state, the same object as the device's `userState`.
     pub user_state: UserStateJson,
+}
+
+impl ChannelStateJson {
+    /// Renders the voice channel of a user from their device.
+    pub fn voice(device: &DeviceSnapshot) -> Self {
+        Self {
+            channel: "voice",
+            dnd_state: on_off(device.do_not_disturb),
+            user_state: UserStateJson::from_snapshot(device),
+        }
+    }
+}
+
+/// A media channel resource (`/api/v2/me/channels`): the channel state plus its links.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelJson {
+    /// The channel's state.
+    #[serde(flatten)]
+    pub state: ChannelStateJson,
+    /// Absolute URI, `http://host/api/v2/me/channels/voice`.
+    pub uri: String,
+    /// `/channels/voice`.
+    pub path: String,
+}
+
+impl ChannelJson {
+    /// Renders the voice channel of a user from their device.
+    pub fn voice(device: &DeviceSnapshot, base_url: &str) -> Self {
+        Self {
+            state: ChannelStateJson::voice(device),
+            uri: format!("{base_url}/api/v2/me/channels/voice"),
+            path: "/channels/voice".to_owned(),
+        }
+    }
 }
 
 /// The `data` of a `ChannelStateChangeMessageV2` notification on `/v2/me/channels`
@@ -310,17 +357,11 @@ pub struct ChannelStateChangeJson {
 }
 
 impl ChannelStateChangeJson {
-    /// Renders the voice channel of a device; `userState` and `dndState` come from the
-    /// device rendering, so both messages of one change agree.
-    pub fn from_device(device: &DeviceSnapshot, base_url: &str) -> Self {
-        let device = DeviceJson::from_snapshot(device, base_url);
+    /// Renders the voice channel of a device after an agent-state or DND change.
+    pub fn from_device(device: &DeviceSnapshot) -> Self {
         Self {
             message_type: "ChannelStateChangeMessageV2",
-            channels: vec![ChannelStateJson {
-                channel: "voice",
-                dnd_state: device.do_not_disturb,
-                user_state: device.user_state,
-            }],
+            channels: vec![ChannelStateJson::voice(device)],
         }
     }
 }
@@ -350,6 +391,9 @@ pub struct UserJson {
     /// The user's devices, when `subresources` names them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<DeviceJson>>,
+    /// The user's channels, when `subresources` names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<ChannelJson>>,
     /// The contact center's features, when `subresources` names them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub features: Option<Vec<FeatureJson>>,
@@ -372,6 +416,7 @@ impl UserJson {
             uri: format!("{base_url}/api/v2/me"),
             path: "/me".to_owned(),
             devices: None,
+            channels: None,
             features: None,
             calls: None,
         }

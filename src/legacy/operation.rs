@@ -14,11 +14,17 @@
 //!   cannot honour them, and silently dropping them would place a different call.
 //! - `callUri` and `callUuid` of SetCallDisposition are ignored: the URL names the call.
 //! - Other unknown fields are ignored, as JSON clients expect.
+//!
+//! Agent-state and device operations (spec §6.5, §6.6) are parsed by `device_params`,
+//! whose module docs list their parameter choices.
+
+mod device_params;
 
 use serde_json::{Map, Value};
 
 use crate::core::{
-    CallId, CallOperation, CoreError, CoreResult, Destination, DialRequest, UserData, UserDataValue,
+    CallId, CallOperation, CoreError, CoreResult, Destination, DeviceRequest, DialRequest,
+    MonitorKind, UserData, UserDataValue,
 };
 
 /// A parsed legacy operation.
@@ -37,6 +43,12 @@ pub enum LegacyOperation {
     Dial(DialRequest),
     /// An operation on a call.
     Call(CallOperation),
+    /// An agent-state operation, posted to the voice channel (Ready, NotReady,
+    /// AfterCallWork, AuxWork).
+    AgentState(DeviceRequest),
+    /// An operation on the user's device (do-not-disturb, forwarding, supervisor
+    /// monitoring).
+    Device(DeviceRequest),
 }
 
 impl LegacyOperation {
@@ -45,6 +57,7 @@ impl LegacyOperation {
         let p = Params(body);
         let name = p.required_str("operationName")?;
         use CallOperation as C;
+        use DeviceRequest as D;
         let op = match name {
             "StartContactCenterSession" => Self::StartContactCenterSession {
                 channels: p.channels()?,
@@ -99,6 +112,24 @@ impl LegacyOperation {
             "SwitchToBargeIn" => Self::Call(C::SwitchToBargeIn),
             "MuteMonitoredUser" => Self::Call(C::MuteMonitoredUser),
             "UnmuteMonitoredUser" => Self::Call(C::UnmuteMonitoredUser),
+            "Ready" => Self::AgentState(D::Ready {
+                work_mode: p.work_mode()?,
+            }),
+            "NotReady" => Self::AgentState(D::NotReady),
+            "AfterCallWork" => Self::AgentState(D::AfterCallWork {
+                wrap_up: p.wrap_up_time()?,
+            }),
+            "AuxWork" => Self::AgentState(D::AuxWork),
+            "DoNotDisturbOn" => Self::Device(D::DoNotDisturbOn),
+            "DoNotDisturbOff" => Self::Device(D::DoNotDisturbOff),
+            "ForwardCallsOn" => Self::Device(D::ForwardCallsOn {
+                destination: p.forward_destination()?,
+            }),
+            "ForwardCallsOff" => Self::Device(D::ForwardCallsOff),
+            "ListenIn" => Self::Device(p.monitor(MonitorKind::ListenIn)?),
+            "Coach" => Self::Device(p.monitor(MonitorKind::Coach)?),
+            "BargeIn" => Self::Device(p.monitor(MonitorKind::BargeIn)?),
+            "CancelSupervisorMonitoring" => Self::Device(D::CancelSupervisorMonitoring),
             other => return Err(CoreError::UnknownOperation(other.to_owned())),
         };
         Ok(op)
@@ -111,6 +142,7 @@ impl LegacyOperation {
             Self::EndContactCenterSession => "EndContactCenterSession",
             Self::Dial(_) => "Dial",
             Self::Call(op) => op.operation().as_str(),
+            Self::AgentState(request) | Self::Device(request) => request.operation().as_str(),
         }
     }
 
@@ -126,21 +158,34 @@ impl LegacyOperation {
 
 /// Extracts a call id from a call URI, a path or a bare id.
 pub fn call_id_from_uri(name: &'static str, uri: &str) -> CoreResult<CallId> {
+    id_from_uri(name, uri, "call").map(CallId::new)
+}
+
+/// Extracts a device id from a device URI (`http://host/api/v2/devices/{id}`, as a call's
+/// `deviceUri` names it, or `.../api/v2/me/devices/{id}`), a `/devices/{id}` path or a bare
+/// id.
+pub fn device_id_from_uri(name: &'static str, uri: &str) -> CoreResult<String> {
+    id_from_uri(name, uri, "device").map(str::to_owned)
+}
+
+/// Returns the last segment after `/{kind}s/` of a URI or path, or a bare id. The host of
+/// an absolute URI is not compared with ours: proxies rewrite it.
+fn id_from_uri<'a>(name: &'static str, uri: &'a str, kind: &str) -> CoreResult<&'a str> {
     let path = match uri.split_once("://") {
         Some((_, rest)) => rest.find('/').map_or("", |slash| &rest[slash..]),
         None => uri,
     };
-    let id = match path.rsplit_once("/calls/") {
+    let id = match path.rsplit_once(&format!("/{kind}s/")) {
         Some((_, id)) => id.trim_end_matches('/'),
         None => path,
     };
     if id.is_empty() || id.contains(['/', '?', '#']) || id.chars().any(char::is_whitespace) {
         return Err(CoreError::invalid(
             name,
-            format!("{uri:?} is not a call URI, a /calls/{{id}} path or a call id"),
+            format!("{uri:?} is not a {kind} URI, a /{kind}s/{{id}} path or a {kind} id"),
         ));
     }
-    Ok(CallId::new(id))
+    Ok(id)
 }
 
 /// Typed access to the body's parameters.

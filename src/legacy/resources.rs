@@ -1,13 +1,11 @@
-//! Handlers of the user, device, feature and diagnostics resources, and of the session
-//! operations posted to `/api/v2/me`.
+//! Handlers of the user, feature and diagnostics resources, and of the session operations
+//! posted to `/api/v2/me`. Devices and channels are in [`devices`](super::devices).
 //!
 //! Choices where the spec is silent or marked inferred:
 //! - `GET /api/v2/me` answers `{"statusCode":0,"user":{...}}` (the singular-key rule of
-//!   spec §5.3). `subresources` may name `devices`, `features` and `calls` (or `*` for all
-//!   three); `channels` and `settings` are not served by this front-end yet and are left
-//!   out rather than faked.
-//! - Devices are the core's: `deviceState`, `userState`, `doNotDisturb`, `forwardTo`,
-//!   `capabilities` and `supervisorMonitoringState` read the same as over gRPC.
+//!   spec §5.3). `subresources` may name `devices`, `channels`, `features` and `calls` (or
+//!   `*` for all four), embedded as full objects; `settings` is not served by this
+//!   front-end and is left out rather than faked.
 //! - StartContactCenterSession takes `channels` (required, must include `voice`) and
 //!   `place` (when given it must be the user's own DN, the only place the embedded switch
 //!   knows) and makes the device Active, NotReady, through the core.
@@ -26,9 +24,10 @@ use axum_extra::extract::WithRejection;
 use serde_json::{Value, json};
 
 use super::auth::{EndedSession, LegacyCaller};
+use super::devices::{channels_of, devices_of};
 use super::error::LegacyError;
 use super::extract::{BaseUrl, Fields, LegacyBody, LegacyPath, LegacyQuery, split_list};
-use super::model::{CallJson, DeviceJson, FeatureJson, UserJson};
+use super::model::{CallJson, FeatureJson, UserJson};
 use super::operation::LegacyOperation;
 use crate::app::AppState;
 use crate::core::{CoreError, DeviceRequest, User};
@@ -53,6 +52,9 @@ pub async fn get_me(
     let mut json = UserJson::from_user(user, &base);
     if wants("devices") {
         json.devices = Some(devices_of(&state, &caller, &base)?);
+    }
+    if wants("channels") {
+        json.channels = Some(channels_of(&state, &caller, &base)?);
     }
     if wants("features") {
         json.features = Some(features_of(&state, user, &base));
@@ -97,44 +99,6 @@ pub async fn post_me(
         }
         other => Err(other.misplaced().into()),
     }
-}
-
-/// `GET /api/v2/me/devices[?fields=...]`.
-pub async fn list_devices(
-    State(state): State<AppState>,
-    caller: LegacyCaller,
-    BaseUrl(base): BaseUrl,
-    WithRejection(query, _): LegacyQuery,
-) -> Result<Json<Value>, LegacyError> {
-    let devices = devices_of(&state, &caller, &base)?;
-    let uris = devices.iter().map(|d| d.uri.clone()).collect();
-    Ok(Fields::from_query(&query).reply("devices", &devices, uris))
-}
-
-/// `GET /api/v2/me/devices/{id}`.
-pub async fn get_device(
-    State(state): State<AppState>,
-    caller: LegacyCaller,
-    BaseUrl(base): BaseUrl,
-    WithRejection(Path(id), _): LegacyPath,
-) -> Result<Json<Value>, LegacyError> {
-    let device = devices_of(&state, &caller, &base)?
-        .into_iter()
-        .find(|d| d.id == id)
-        .ok_or_else(|| CoreError::NotFound(format!("device {id} not found")))?;
-    Ok(Json(json!({ "statusCode": 0, "device": device })))
-}
-
-fn devices_of(
-    state: &AppState,
-    caller: &LegacyCaller,
-    base: &str,
-) -> Result<Vec<DeviceJson>, LegacyError> {
-    let devices = state.core.list_devices(caller.principal())?;
-    Ok(devices
-        .iter()
-        .map(|d| DeviceJson::from_snapshot(d, base))
-        .collect())
 }
 
 /// `GET /api/v2/features[?fields=...]`.

@@ -9,13 +9,15 @@ use crate::core::model::{CallId, CallState, RecordingState, UserDataValue};
 
 impl Store {
     /// Brings touched calls to rest after a mutation: supervisors that follow an agent leave
-    /// with it, calls with fewer than two parties end, monitoring supervisors join calls
-    /// their target has established, and released legs leave the user index.
+    /// with it, calls with fewer than two parties end, a supervisor's mute of the monitored
+    /// user ends with the monitoring, monitoring supervisors join calls their target has
+    /// established, and released legs leave the user index.
     pub(super) fn settle(&mut self, dir: &Directory, touched: &mut [CallId]) {
         for id in touched.iter() {
             self.release_orphan_monitors(id);
             self.end_if_over(id);
             self.finish_next_call_monitoring(id);
+            self.lift_orphan_mutes(id);
             self.attach_monitors(dir, id);
             self.unindex_released(id);
         }
@@ -99,6 +101,27 @@ impl Store {
             let device = self.device_mut(&supervisor);
             device.monitoring = None;
             device.next_call_taken = false;
+        }
+    }
+
+    /// Unmutes parties no active monitoring leg targets any more: only the supervisor who
+    /// muted them could unmute them, and that supervisor has left (cancelled, hung up, or
+    /// followed the agent out). Runs before new legs attach, so they find the party unmuted.
+    fn lift_orphan_mutes(&mut self, id: &CallId) {
+        let Some(call) = self.calls.get_mut(id) else {
+            return;
+        };
+        let monitored: Vec<Arc<str>> = call
+            .parties
+            .iter()
+            .filter(|p| p.is_active())
+            .filter_map(|p| Some(p.monitor.as_ref()?.target.clone()))
+            .collect();
+        for party in &mut call.parties {
+            let still_monitored = party.agent().is_some_and(|a| monitored.contains(a));
+            if party.supervisor_muted && !still_monitored {
+                party.supervisor_muted = false;
+            }
         }
     }
 
