@@ -281,6 +281,18 @@ impl Directory {
         })
     }
 
+    /// Returns whether checking these Basic credentials is cheap: a clear secret, an
+    /// unknown user, or an argon2 secret verified before. Callers use it to run only the
+    /// slow first argon2 check off the async workers.
+    pub fn is_cheap_to_verify(&self, name: &str, password: &str) -> bool {
+        match self.users.get(name).map(|u| &u.password) {
+            None | Some(Secret::Clear(_)) => true,
+            Some(Secret::Argon2(_)) => self
+                .lock_verified()
+                .contains(&format!("u:{name}:{password}")),
+        }
+    }
+
     /// Authenticates a service account's bearer token, acting for `act_as` when given.
     pub fn authenticate_bearer(&self, token: &str, act_as: Option<&str>) -> CoreResult<Principal> {
         let account = self
