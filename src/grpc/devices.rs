@@ -155,7 +155,7 @@ macro_rules! device_service {
         #[tonic::async_trait]
         impl DeviceService for GrpcDeviceControl {
             $(
-                #[instrument(skip(self, request))]
+                #[instrument(level = "debug", skip(self, request))]
                 async fn $method(&self, request: Request<pb::$request>) -> Result<Response<pb::$response>, Status> {
                     let device = self.run(request, |$m: pb::$request| $convert)?;
                     Ok(Response::new(pb::$response { device }))
@@ -194,7 +194,7 @@ device_service! {
     cancel_supervisor_monitoring(CancelSupervisorMonitoringRequest) -> CancelSupervisorMonitoringResponse, |_m| Ok((None, DeviceRequest::CancelSupervisorMonitoring));
     ;
 
-    #[instrument(skip(self, request))]
+    #[instrument(level = "debug", skip(self, request))]
     async fn list_devices(
         &self,
         request: Request<pb::ListDevicesRequest>,
@@ -206,7 +206,7 @@ device_service! {
 
     type WatchDevicesStream = WatchDevicesStream;
 
-    #[instrument(skip(self, request))]
+    #[instrument(level = "debug", skip(self, request))]
     async fn watch_devices(
         &self,
         request: Request<pb::WatchDevicesRequest>,

@@ -1,5 +1,8 @@
 //! The `voice.v1` gRPC front-end: a thin adapter that authenticates, converts requests into
 //! core operations and renders the results (`convert.rs`), plus reflection and health.
+//!
+//! Per-RPC tracing spans are at `debug` level: at the default `info` filter an enabled span
+//! costs an allocation and field formatting on every request.
 
 pub mod auth;
 pub mod codec;

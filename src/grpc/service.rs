@@ -57,7 +57,7 @@ macro_rules! call_service {
         #[tonic::async_trait]
         impl CallService for GrpcCallControl {
             $(
-                #[instrument(skip(self, request), fields(call_id))]
+                #[instrument(level = "debug", skip(self, request), fields(call_id))]
                 async fn $method(&self, request: Request<pb::$request>) -> Result<Response<pb::$response>, Status> {
                     let call = self.call_operation(request)?;
                     Ok(Response::new(pb::$response { call }))
@@ -100,7 +100,7 @@ call_service! {
     mute_monitored_user(MuteMonitoredUserRequest) -> MuteMonitoredUserResponse;
     unmute_monitored_user(UnmuteMonitoredUserRequest) -> UnmuteMonitoredUserResponse;
     ;
-    #[instrument(skip(self, request))]
+    #[instrument(level = "debug", skip(self, request))]
     async fn dial(&self, request: Request<pb::DialRequest>) -> Result<Response<pb::DialResponse>, Status> {
         let (who, message) = self.authenticate(request)?;
         let dial = DialRequest {
@@ -115,14 +115,14 @@ call_service! {
         Ok(Response::new(pb::DialResponse { call: Some(pb::Call::from(&call)) }))
     }
 
-    #[instrument(skip(self, request))]
+    #[instrument(level = "debug", skip(self, request))]
     async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::GetCallResponse>, Status> {
         let (who, message) = self.authenticate(request)?;
         let call = self.core.get_call(&who, &call_id(message.call_id, "call_id")?)?;
         Ok(Response::new(pb::GetCallResponse { call: Some(pb::Call::from(&call)) }))
     }
 
-    #[instrument(skip(self, request))]
+    #[instrument(level = "debug", skip(self, request))]
     async fn list_calls(&self, request: Request<pb::ListCallsRequest>) -> Result<Response<pb::ListCallsResponse>, Status> {
         let (who, _) = self.authenticate(request)?;
         let calls = self.core.list_calls(&who)?.iter().map(pb::Call::from).collect();
@@ -131,7 +131,7 @@ call_service! {
 
     type WatchCallsStream = WatchCallsStream;
 
-    #[instrument(skip(self, request))]
+    #[instrument(level = "debug", skip(self, request))]
     async fn watch_calls(&self, request: Request<pb::WatchCallsRequest>) -> Result<Response<WatchCallsStream>, Status> {
         let (who, message) = self.authenticate(request)?;
         let scope = self.core.watch_scope(&who, message.contact_center)?;
@@ -164,7 +164,7 @@ impl GrpcSimulator {
 
 #[tonic::async_trait]
 impl SimulatorService for GrpcSimulator {
-    #[instrument(skip(self, request))]
+    #[instrument(level = "debug", skip(self, request))]
     async fn inbound_call(
         &self,
         request: Request<pb::InboundCallRequest>,
@@ -181,7 +181,7 @@ impl SimulatorService for GrpcSimulator {
         }))
     }
 
-    #[instrument(skip(self, request))]
+    #[instrument(level = "debug", skip(self, request))]
     async fn external_hangup(
         &self,
         request: Request<pb::ExternalHangupRequest>,
