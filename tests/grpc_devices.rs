@@ -174,27 +174,7 @@ async fn do_not_disturb_fails_calls_and_forwarding_rings_the_target() {
 async fn supervisor_listens_in_barges_in_mutes_unmutes_and_cancels() {
     let gw = TestGateway::spawn().await;
     let (mut calls, mut devices) = (gw.calls().await, gw.devices().await);
-    let dial = pb::DialRequest {
-        destination: "15001".into(),
-        ..Default::default()
-    };
-    let id = calls
-        .dial(as_user("agent1", dial))
-        .await
-        .unwrap()
-        .into_inner()
-        .call
-        .unwrap()
-        .id;
-    calls
-        .answer(as_user(
-            "agent2",
-            pb::AnswerRequest {
-                call_id: id.clone(),
-            },
-        ))
-        .await
-        .unwrap();
+    let id = established_call(&mut calls).await;
     let mut sup_devices = device_watch(&gw, "supervisor1").await;
     let mut sup_calls = call_watch(&gw, "supervisor1").await;
     let mut agent_calls = call_watch(&gw, "agent1").await;

@@ -7,32 +7,6 @@ use pb::call_service_client::CallServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
-/// Dials 15001 from agent1 and lets agent2 answer; returns the call id.
-async fn established_call(client: &mut CallServiceClient<Channel>) -> String {
-    let dial = pb::DialRequest {
-        destination: "15001".into(),
-        ..Default::default()
-    };
-    let id = client
-        .dial(as_user("agent1", dial))
-        .await
-        .unwrap()
-        .into_inner()
-        .call
-        .unwrap()
-        .id;
-    client
-        .answer(as_user(
-            "agent2",
-            pb::AnswerRequest {
-                call_id: id.clone(),
-            },
-        ))
-        .await
-        .unwrap();
-    id
-}
-
 /// Returns agent1's view of a call without its duration, to compare before and after.
 async fn view(client: &mut CallServiceClient<Channel>, user: &str, id: &str) -> pb::Call {
     let mut call = client

@@ -198,3 +198,29 @@ pub async fn next_device_event(
         other => panic!("expected a device event, got {other:?}"),
     }
 }
+
+/// Dials 15001 from agent1 and lets agent2 answer; returns the call id.
+pub async fn established_call(client: &mut CallServiceClient<Channel>) -> String {
+    let dial = pb::DialRequest {
+        destination: "15001".into(),
+        ..Default::default()
+    };
+    let id = client
+        .dial(as_user("agent1", dial))
+        .await
+        .unwrap()
+        .into_inner()
+        .call
+        .unwrap()
+        .id;
+    client
+        .answer(as_user(
+            "agent2",
+            pb::AnswerRequest {
+                call_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    id
+}
