@@ -321,16 +321,27 @@ impl Store {
                 Some(((id, user), view))
             })
             .collect();
-        let devices_before: HashMap<Arc<str>, DeviceSnapshot> = users
+        // A call operation changes a device only by ending a supervisor's monitoring, so
+        // besides the users a device operation names, only monitoring supervisors are
+        // diffed: the per-request path skips the device views of everyone else.
+        let mut device_users = extra_users.to_vec();
+        device_users.extend(
+            users
+                .iter()
+                .filter(|u| {
+                    !extra_users.contains(u)
+                        && self.devices.get(*u).is_some_and(|d| d.monitoring.is_some())
+                })
+                .cloned(),
+        );
+        let devices_before: HashMap<Arc<str>, DeviceSnapshot> = device_users
             .iter()
             .filter_map(|u| Some((u.clone(), self.device_view(dir, u)?)))
             .collect();
         let touched = mutation(self)?;
-        let mut settled = touched.clone();
-        self.settle(dir, &mut settled);
-        let pairs = self.affected(&settled, &mut users);
-        // Users that a settle step pulled in (a supervisor joining) may have device changes.
-        for user in users.clone() {
+        self.settle(dir, &touched);
+        let pairs = self.affected(&touched, &mut users);
+        for user in device_users {
             let Some(after) = self.device_view(dir, &user) else {
                 continue;
             };

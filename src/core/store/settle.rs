@@ -12,7 +12,7 @@ impl Store {
     /// with it, calls with fewer than two parties end, a supervisor's mute of the monitored
     /// user ends with the monitoring, monitoring supervisors join calls their target has
     /// established, and released legs leave the user index.
-    pub(super) fn settle(&mut self, dir: &Directory, touched: &mut [CallId]) {
+    pub(super) fn settle(&mut self, dir: &Directory, touched: &[CallId]) {
         for id in touched.iter() {
             self.release_orphan_monitors(id);
             self.end_if_over(id);
