@@ -14,9 +14,6 @@ use crate::core::{CallId, Destination, Operation};
 /// How many forwarding hops a call follows before the switch gives up.
 const MAX_FORWARD_HOPS: usize = 5;
 
-/// Default delay before a simulated external party answers.
-pub const DEFAULT_EXTERNAL_ANSWER_DELAY: Duration = Duration::from_millis(1000);
-
 /// The in-process PBX.
 #[derive(Debug)]
 pub struct EmbeddedSwitch {
