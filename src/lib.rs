@@ -104,21 +104,38 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let state = build_state(config, shutdown.clone())?;
-    let grpc = grpc::build_router(&state).await;
+    let grpc = grpc::routes(&state).await;
     let http = build_http(&state);
     let not_found = || async { (axum::http::StatusCode::NOT_FOUND, "not found") };
     match listeners.http {
         None => {
-            let app = http.merge(grpc).fallback(not_found);
+            let app = http.merge(grpc.into_axum_router()).fallback(not_found);
             serve(listeners.grpc, app, shutdown).await
         }
         Some(http_listener) => {
-            let grpc_server = serve(listeners.grpc, grpc.fallback(not_found), shutdown.clone());
+            let grpc_server = serve_grpc(listeners.grpc, grpc, shutdown.clone());
             let http_server = serve(http_listener, http.fallback(not_found), shutdown);
             let (a, b) = tokio::join!(grpc_server, http_server);
             a.and(b)
         }
     }
+}
+
+/// Serves a gRPC-only listener with tonic's own server: HTTP/2 only (no protocol
+/// sniffing), tonic's connection settings, and unknown methods answered with gRPC
+/// `UNIMPLEMENTED`. Per request it costs less than the shared HTTP stack, which the one-port
+/// mode needs for HTTP/1.1 and WebSocket (BENCHMARKS.md, figure 1).
+async fn serve_grpc(
+    listener: TcpListener,
+    routes: tonic::service::Routes,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
+        .context("gRPC server failed")
 }
 
 async fn serve(
@@ -130,7 +147,11 @@ async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
+    // `into_make_service` hands each connection a clone of the router (one reference
+    // count); serving the `Router` itself runs `with_state(())` per connection, which
+    // clones every route's boxed service: about 29 KiB per idle long-poll connection
+    // (BENCHMARKS.md, figure 4 profile).
+    axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("server failed")

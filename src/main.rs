@@ -11,6 +11,12 @@ use tokio_util::sync::CancellationToken;
 use voice_gateway::config::{Config, hash_secret};
 use voice_gateway::{Listeners, run};
 
+/// mimalloc instead of glibc malloc: the request path allocates many small, short-lived
+/// buffers across two worker threads, where glibc spent about a fifth of the CPU in
+/// `malloc`/`free`/`malloc_consolidate` (BENCHMARKS.md, figure 1 profile).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Default gRPC listen address.
 const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50051";
 /// Default HTTP listen address.

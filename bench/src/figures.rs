@@ -88,8 +88,12 @@ fn kib(bytes: f64) -> String {
 }
 
 fn rps(result: &LoadResult) -> String {
+    let cpu = result
+        .server_cpu_us
+        .map(|us| format!(", server CPU {us:.1} µs/req"))
+        .unwrap_or_default();
     format!(
-        "{:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)",
+        "{:.0} req/s (p50 {:.2} ms, p99 {:.2} ms{cpu})",
         result.rps, result.latency.p50_ms, result.latency.p99_ms
     )
 }
@@ -225,11 +229,13 @@ impl Bench {
             .collect();
         let (mut gw_runs, mut bare_runs) = (Vec::new(), Vec::new());
         for _ in 0..plan.rounds {
-            let (bare_run, bare_error) = grpc_load::run(bare_addr, plan.unary, &bare_plans).await?;
+            let (bare_run, bare_error) =
+                grpc_load::run(bare_addr, Some(bare.pid()), plan.unary, &bare_plans).await?;
             check_errors("bare tonic", &bare_run, bare_error)?;
             bare_runs.push(bare_run);
             reset_recording(&gw.grpc_url(), calls).await?;
-            let (gw_run, gw_error) = grpc_load::run(gw.grpc, plan.unary, &gateway_plans).await?;
+            let (gw_run, gw_error) =
+                grpc_load::run(gw.grpc, Some(gw.server.pid()), plan.unary, &gateway_plans).await?;
             check_errors("gateway gRPC", &gw_run, gw_error)?;
             gw_runs.push(gw_run);
         }
@@ -338,11 +344,13 @@ impl Bench {
             .collect();
         let (mut gw_runs, mut bare_runs) = (Vec::new(), Vec::new());
         for _ in 0..plan.rounds {
-            let (bare_run, bare_error) = http_load::run(bare_addr, plan.json, &json_plans).await?;
+            let (bare_run, bare_error) =
+                http_load::run(bare_addr, Some(bare.pid()), plan.json, &json_plans).await?;
             check_errors("bare axum", &bare_run, bare_error)?;
             bare_runs.push(bare_run);
             reset_recording(&gw.grpc_url(), calls).await?;
-            let (gw_run, gw_error) = http_load::run(gw.http, plan.json, &json_plans).await?;
+            let (gw_run, gw_error) =
+                http_load::run(gw.http, Some(gw.server.pid()), plan.json, &json_plans).await?;
             check_errors("gateway JSON", &gw_run, gw_error)?;
             gw_runs.push(gw_run);
         }

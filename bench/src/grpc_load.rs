@@ -48,6 +48,9 @@ pub struct LoadResult {
     pub rps: f64,
     /// Latency of the successful requests.
     pub latency: LatencySummary,
+    /// The server process's CPU time (user + system) in the measured window divided by
+    /// the successful requests, in µs; `None` when the server's pid is unknown.
+    pub server_cpu_us: Option<f64>,
 }
 
 /// Frames a protobuf message as a gRPC message (uncompressed).
@@ -76,6 +79,18 @@ impl Window {
         }
     }
 
+    /// Spawns a task that returns the CPU seconds process `pid` used inside the window.
+    pub(crate) fn cpu_of(self, pid: Option<u32>) -> tokio::task::JoinHandle<Option<f64>> {
+        tokio::spawn(async move {
+            let pid = pid?;
+            tokio::time::sleep_until(self.start.into()).await;
+            let before = crate::process::cpu_seconds(pid).ok()?;
+            tokio::time::sleep_until(self.end.into()).await;
+            let after = crate::process::cpu_seconds(pid).ok()?;
+            Some(after - before)
+        })
+    }
+
     pub(crate) fn contains(&self, at: Instant) -> bool {
         at >= self.start && at < self.end
     }
@@ -100,21 +115,29 @@ impl Tally {
         }
     }
 
-    pub(crate) fn result(self, shape: &LoadShape) -> (LoadResult, Option<String>) {
+    pub(crate) fn result(
+        self,
+        shape: &LoadShape,
+        server_cpu: Option<f64>,
+    ) -> (LoadResult, Option<String>) {
         let result = LoadResult {
             requests: self.ok,
             errors: self.errors,
             rps: self.ok as f64 / shape.duration.as_secs_f64(),
             latency: self.latency.summary(),
+            server_cpu_us: server_cpu
+                .filter(|_| self.ok > 0)
+                .map(|secs| secs * 1e6 / self.ok as f64),
         };
         (result, self.first_error)
     }
 }
 
 /// Runs the load; `plans` has one entry per slot (`connections * in_flight`), reused
-/// cyclically if shorter.
+/// cyclically if shorter. With the server's `pid`, its CPU time per request is measured too.
 pub async fn run(
     addr: SocketAddr,
+    pid: Option<u32>,
     shape: LoadShape,
     plans: &[SlotPlan],
 ) -> anyhow::Result<(LoadResult, Option<String>)> {
@@ -136,6 +159,7 @@ pub async fn run(
         senders.push(sender);
     }
     let window = Window::new(&shape);
+    let cpu = window.cpu_of(pid);
     let mut tasks = Vec::new();
     for (c, sender) in senders.iter().enumerate() {
         for m in 0..shape.in_flight {
@@ -149,7 +173,7 @@ pub async fn run(
     for task in tasks {
         tally.merge(task.await?);
     }
-    Ok(tally.result(&shape))
+    Ok(tally.result(&shape, cpu.await?))
 }
 
 async fn slot(

@@ -18,6 +18,7 @@ use crate::grpc_load::{LoadResult, LoadShape, SlotPlan, Tally, Window};
 /// Runs the load; `plans` has one entry per connection, reused cyclically if shorter.
 pub async fn run(
     addr: SocketAddr,
+    pid: Option<u32>,
     shape: LoadShape,
     plans: &[SlotPlan],
 ) -> anyhow::Result<(LoadResult, Option<String>)> {
@@ -34,6 +35,7 @@ pub async fn run(
         senders.push(sender);
     }
     let window = Window::new(&shape);
+    let cpu = window.cpu_of(pid);
     let tasks: Vec<_> = senders
         .into_iter()
         .enumerate()
@@ -46,7 +48,7 @@ pub async fn run(
     for task in tasks {
         tally.merge(task.await?);
     }
-    Ok(tally.result(&shape))
+    Ok(tally.result(&shape, cpu.await?))
 }
 
 async fn connection_loop(

@@ -13,6 +13,11 @@ use voice_bench::process::{exe_dir, raise_open_file_limit};
 use voice_bench::report::{Machine, Report};
 use voice_bench::servers;
 
+/// The same allocator as the gateway binary, so the baselines served from this binary (bare
+/// tonic, bare axum) are compared on equal terms.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The benchmark suite of voice-gateway.
 #[derive(Debug, Parser)]
 struct Cli {

@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 
 use super::devices::DeviceEvent;
 use super::error::{CoreError, CoreResult};
-use super::model::{CallEvent, UserRef};
+use super::model::{CallEvent, CallId, CallSnapshot, UserRef};
 
 /// One entry of the event stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +256,22 @@ impl EventLog {
         self.committed.store(self.last, Ordering::Release);
     }
 
+    /// Returns the call as `user` saw it in the newest event after sequence `after` for
+    /// that call, if the history holds one: the view an operation just committed, so the
+    /// operation can answer with it instead of taking the view again.
+    pub(crate) fn latest_view(&self, after: u64, id: &CallId, user: &str) -> Option<CallSnapshot> {
+        self.history
+            .iter()
+            .rev()
+            .take_while(|event| event.sequence() > after)
+            .find_map(|event| match event {
+                Event::Call(e) if e.call.id == *id && *e.call.user.name == *user => {
+                    Some(e.call.clone())
+                }
+                _ => None,
+            })
+    }
+
     /// Numbers and publishes a call event.
     pub(crate) fn append(&mut self, mut event: CallEvent) -> Arc<CallEvent> {
         self.last += 1;
@@ -465,12 +481,12 @@ mod tests {
             notification: NotificationType::StatusChange,
             call: CallSnapshot {
                 id: CallId::new("c"),
-                conn_id: String::new(),
+                conn_id: "".into(),
                 state: CallState::Dialing,
                 call_type: CallType::Internal,
                 capabilities: vec![],
                 participants: vec![],
-                dnis: String::new(),
+                dnis: "".into(),
                 user_data: UserData::default(),
                 duration_secs: 0,
                 muted: false,

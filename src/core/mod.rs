@@ -216,6 +216,7 @@ impl CallControl {
         self.switch
             .submit(call_id, operation)
             .map_err(switch_error)?;
+        let committed = store.log.last_sequence();
         let created = ops::execute(
             &mut store,
             &self.directory,
@@ -228,7 +229,10 @@ impl CallControl {
             self.switch
                 .external_leg(created.as_ref().unwrap_or(call_id), number);
         }
-        store.view_of(&self.directory, call_id, &user.name)
+        match store.log.latest_view(committed, call_id, &user.name) {
+            Some(view) => Ok(view),
+            None => store.view_of(&self.directory, call_id, &user.name),
+        }
     }
 
     /// Returns one call as the user sees it.

@@ -238,13 +238,17 @@ impl From<&str> for UserDataValue {
 
 /// Attached data of a call, in insertion order. A key may repeat: GWS `AttachUserData`
 /// adds keys even when they exist (spec §6.3).
+///
+/// The pairs are shared copy-on-write: every view and event of a call carries its user
+/// data, and a view is taken several times per operation, so a clone is a reference-count
+/// increment and only a change copies the pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserData(Vec<(String, UserDataValue)>);
+pub struct UserData(Arc<Vec<(String, UserDataValue)>>);
 
 impl UserData {
     /// Builds user data from pairs.
     pub fn from_pairs(pairs: Vec<(String, UserDataValue)>) -> Self {
-        Self(pairs)
+        Self(Arc::new(pairs))
     }
 
     /// Returns the pairs in order.
@@ -264,42 +268,51 @@ impl UserData {
 
     /// Appends pairs, keeping existing keys (AttachUserData).
     pub fn attach(&mut self, pairs: &UserData) {
-        self.0.extend(pairs.0.iter().cloned());
+        Arc::make_mut(&mut self.0).extend(pairs.0.iter().cloned());
     }
 
     /// Adds or replaces pairs (UpdateUserData): a key that exists keeps its first position,
     /// takes the new value and loses its duplicates.
     pub fn update(&mut self, pairs: &UserData) {
-        for (key, value) in &pairs.0 {
+        for (key, value) in pairs.0.iter() {
             self.set(key, value.clone());
         }
     }
 
     /// Sets one key, replacing every pair with that key.
     pub fn set(&mut self, key: &str, value: UserDataValue) {
-        match self.0.iter().position(|(k, _)| k == key) {
+        let mut matching = self.0.iter().filter(|(k, _)| k == key);
+        if matching.next().is_some_and(|(_, v)| *v == value) && matching.next().is_none() {
+            return;
+        }
+        let pairs = Arc::make_mut(&mut self.0);
+        match pairs.iter().position(|(k, _)| k == key) {
             Some(first) => {
-                self.0[first].1 = value;
+                pairs[first].1 = value;
                 let mut index = 0;
-                self.0.retain(|(k, _)| {
+                pairs.retain(|(k, _)| {
                     index += 1;
                     index - 1 == first || k != key
                 });
             }
-            None => self.0.push((key.to_owned(), value)),
+            None => pairs.push((key.to_owned(), value)),
         }
     }
 
     /// Removes every pair with the key; returns whether any was there.
     pub fn remove(&mut self, key: &str) -> bool {
-        let before = self.0.len();
-        self.0.retain(|(k, _)| k != key);
-        before != self.0.len()
+        if !self.0.iter().any(|(k, _)| k == key) {
+            return false;
+        }
+        Arc::make_mut(&mut self.0).retain(|(k, _)| k != key);
+        true
     }
 
     /// Removes all pairs.
     pub fn clear(&mut self) {
-        self.0.clear();
+        if !self.0.is_empty() {
+            Arc::make_mut(&mut self.0).clear();
+        }
     }
 }
 
@@ -307,9 +320,9 @@ impl UserData {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Participant {
     /// The party's number.
-    pub phone_number: String,
+    pub phone_number: Arc<str>,
     /// E.164 form for external numbers (`+` and digits); empty for internal DNs.
-    pub e164_number: String,
+    pub e164_number: Arc<str>,
 }
 
 impl Participant {
@@ -325,7 +338,7 @@ impl Participant {
         if n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()) && !self.e164_number.is_empty() {
             format!("({}) {}-{}", &n[..3], &n[3..6], &n[6..])
         } else {
-            n.clone()
+            n.to_string()
         }
     }
 }
@@ -349,7 +362,7 @@ pub struct CallSnapshot {
     /// Call id (also the call UUID).
     pub id: CallId,
     /// 16-hex connection id.
-    pub conn_id: String,
+    pub conn_id: Arc<str>,
     /// The user's state.
     pub state: CallState,
     /// Kind of call from the user's side.
@@ -359,7 +372,7 @@ pub struct CallSnapshot {
     /// The other parties that are still on the call.
     pub participants: Vec<Participant>,
     /// The dialed number.
-    pub dnis: String,
+    pub dnis: Arc<str>,
     /// Attached data.
     pub user_data: UserData,
     /// Seconds since the call started.
@@ -384,9 +397,40 @@ impl CallSnapshot {
     /// Returns whether the view equals another apart from the duration, which changes
     /// with time alone and so never makes a notification.
     pub fn same_as(&self, other: &CallSnapshot) -> bool {
-        let mut a = self.clone();
-        a.duration_secs = other.duration_secs;
-        a == *other
+        // Destructured so that a new field cannot be forgotten here.
+        let CallSnapshot {
+            id,
+            conn_id,
+            state,
+            call_type,
+            capabilities,
+            participants,
+            dnis,
+            user_data,
+            duration_secs: _,
+            muted,
+            recording_state,
+            supervisor_listening_in,
+            monitored_user_muted,
+            monitoring,
+            parent_call_id,
+            user,
+        } = self;
+        *state == other.state
+            && *recording_state == other.recording_state
+            && *capabilities == other.capabilities
+            && *muted == other.muted
+            && *supervisor_listening_in == other.supervisor_listening_in
+            && *monitored_user_muted == other.monitored_user_muted
+            && *monitoring == other.monitoring
+            && *call_type == other.call_type
+            && *id == other.id
+            && *conn_id == other.conn_id
+            && *participants == other.participants
+            && *dnis == other.dnis
+            && *user_data == other.user_data
+            && *parent_call_id == other.parent_call_id
+            && *user == other.user
     }
 }
 

@@ -104,7 +104,7 @@ fn dial_answer_record_hold_and_consult_transfer() {
     assert_eq!(done.state, CallState::Released);
     assert!(core.list_calls(&a1).unwrap().is_empty());
     let a2_view = core.get_call(&a2, &id).unwrap();
-    assert_eq!(a2_view.participants[0].phone_number, "15002");
+    assert_eq!(&*a2_view.participants[0].phone_number, "15002");
     let a3_view = core.get_call(&a3, &id).unwrap();
     assert_eq!(a3_view.state, CallState::Established);
 }
@@ -151,7 +151,7 @@ fn external_parties_answer_through_the_switch() {
     let a1 = agent(&core, "agent1");
     let call = dial(&core, &a1, "9165550104");
     assert_eq!(call.call_type, CallType::Outbound);
-    assert_eq!(call.participants[0].e164_number, "+19165550104");
+    assert_eq!(&*call.participants[0].e164_number, "+19165550104");
     assert_eq!(
         call.participants[0].formatted_phone_number(),
         "(916) 555-0104"
@@ -313,7 +313,7 @@ fn do_not_disturb_and_forwarding_route_calls() {
     assert_eq!(fwd.forward_to.as_deref(), Some("15002"));
     assert!(fwd.capabilities.contains(&DeviceOperation::ForwardCallsOff));
     let call = core.dial(&a1, to_a2()).unwrap();
-    assert_eq!(call.dnis, "15001");
+    assert_eq!(&*call.dnis, "15001");
     assert_eq!(core.list_calls(&a3).unwrap()[0].state, CallState::Ringing);
     assert!(core.list_calls(&a2).unwrap().is_empty());
 }

@@ -226,10 +226,10 @@ impl From<NotificationType> for pb::NotificationType {
 impl From<&Participant> for pb::Participant {
     fn from(p: &Participant) -> Self {
         Self {
-            phone_number: p.phone_number.clone(),
+            phone_number: p.phone_number.to_string(),
             digits: p.digits().to_owned(),
             formatted_phone_number: p.formatted_phone_number(),
-            e164_number: p.e164_number.clone(),
+            e164_number: p.e164_number.to_string(),
         }
     }
 }
@@ -253,7 +253,7 @@ impl From<&CallSnapshot> for pb::Call {
         Self {
             id: call.id.to_string(),
             call_uuid: call.id.to_string(),
-            conn_id: call.conn_id.clone(),
+            conn_id: call.conn_id.to_string(),
             state: pb::CallState::from(call.state).into(),
             call_type: pb::CallType::from(call.call_type).into(),
             capabilities: call
@@ -266,7 +266,7 @@ impl From<&CallSnapshot> for pb::Call {
                 .iter()
                 .map(pb::Participant::from)
                 .collect(),
-            dnis: call.dnis.clone(),
+            dnis: call.dnis.to_string(),
             user_data: user_data_to_pb(&call.user_data),
             duration_seconds: i64::try_from(call.duration_secs).unwrap_or(i64::MAX),
             muted: call.muted,

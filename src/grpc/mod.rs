@@ -28,9 +28,14 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("voice_descriptor");
 }
 
+/// Builds the gRPC routes as an axum router (for serving gRPC and HTTP on one port).
+pub async fn build_router(state: &AppState) -> Router {
+    routes(state).await.into_axum_router()
+}
+
 /// Builds the gRPC routes: CallService, DeviceService, SimulatorService, reflection (v1 and v1alpha, so
 /// every grpcurl can list and describe) and health.
-pub async fn build_router(state: &AppState) -> Router {
+pub async fn routes(state: &AppState) -> tonic::service::Routes {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<CallServiceServer<GrpcCallControl>>()
@@ -61,5 +66,4 @@ pub async fn build_router(state: &AppState) -> Router {
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .into_axum_router()
 }

@@ -41,10 +41,10 @@ pub struct ParticipantJson {
 impl From<&Participant> for ParticipantJson {
     fn from(p: &Participant) -> Self {
         Self {
-            phone_number: p.phone_number.clone(),
+            phone_number: p.phone_number.to_string(),
             digits: p.digits().to_owned(),
             formatted_phone_number: p.formatted_phone_number(),
-            e164_number: p.e164_number.clone(),
+            e164_number: p.e164_number.to_string(),
         }
     }
 }
@@ -106,10 +106,10 @@ impl CallJson {
         let parent = call.parent_call_id.as_ref().map(ToString::to_string);
         Self {
             call_uuid: id.clone(),
-            conn_id: call.conn_id.clone(),
+            conn_id: call.conn_id.to_string(),
             state: call.state.as_str(),
             call_type: call.call_type.as_str(),
-            dnis: call.dnis.clone(),
+            dnis: call.dnis.to_string(),
             device_uri: format!("{base_url}/api/v2/devices/{}", call.user.device_id),
             participants: call
                 .participants

@@ -132,9 +132,9 @@ pub(crate) struct Consult {
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
     pub(crate) id: CallId,
-    pub(crate) conn_id: String,
+    pub(crate) conn_id: Arc<str>,
     pub(crate) started: Instant,
-    pub(crate) dnis: String,
+    pub(crate) dnis: Arc<str>,
     pub(crate) parties: Vec<Party>,
     pub(crate) user_data: UserData,
     pub(crate) recording: RecordingState,
@@ -219,9 +219,9 @@ impl Store {
         let id = CallId::new(uuid::Uuid::new_v4().simple().to_string().to_uppercase());
         let call = Call {
             id: id.clone(),
-            conn_id: format!("{:016x}", 0x0071_0000_0000_0000_u64 + self.next_conn),
+            conn_id: format!("{:016x}", 0x0071_0000_0000_0000_u64 + self.next_conn).into(),
             started: Instant::now(),
-            dnis: dnis.to_owned(),
+            dnis: dnis.into(),
             parties: Vec::new(),
             user_data: UserData::default(),
             recording: RecordingState::Stopped,
@@ -314,7 +314,8 @@ impl Store {
     ) -> CoreResult<()> {
         let mut users = extra_users.to_vec();
         let pairs = self.affected(touched_before, &mut users);
-        let before: HashMap<(CallId, Arc<str>), CallSnapshot> = pairs
+        // A handful of pairs per operation: a vector searched linearly beats hashing.
+        let before: Vec<((CallId, Arc<str>), CallSnapshot)> = pairs
             .into_iter()
             .filter_map(|(id, user)| {
                 let view = self.view(dir, self.calls.get(&id)?, &user)?;
@@ -375,7 +376,15 @@ impl Store {
             else {
                 continue;
             };
-            for notification in notifications(before.get(&(id.clone(), user.clone())), &after) {
+            let previous = before
+                .iter()
+                .find(|((i, u), _)| *i == id && *u == user)
+                .map(|(_, view)| view);
+            let kinds = notifications(previous, &after);
+            let Some((last, first)) = kinds.split_last() else {
+                continue;
+            };
+            for &notification in first {
                 self.log.append(CallEvent {
                     sequence: 0,
                     notification,
@@ -384,6 +393,13 @@ impl Store {
                     committed_at: std::time::UNIX_EPOCH,
                 });
             }
+            self.log.append(CallEvent {
+                sequence: 0,
+                notification: *last,
+                call: after,
+                digits: None,
+                committed_at: std::time::UNIX_EPOCH,
+            });
         }
         Ok(())
     }
@@ -394,33 +410,36 @@ impl Store {
 /// StatusChange, followed by ParticipantsUpdated when the parties changed too; otherwise a
 /// participants, user-data or remaining (capabilities, mute) change gives one event each
 /// of ParticipantsUpdated, AttachedDataChanged or StatusChange.
-fn notifications(before: Option<&CallSnapshot>, after: &CallSnapshot) -> Vec<NotificationType> {
+fn notifications(
+    before: Option<&CallSnapshot>,
+    after: &CallSnapshot,
+) -> &'static [NotificationType] {
     use NotificationType as N;
     let Some(before) = before else {
-        return vec![N::StatusChange];
+        return &[N::StatusChange];
     };
     if before.same_as(after) {
-        return vec![];
+        return &[];
     }
     if before.recording_state != after.recording_state {
-        return vec![N::CallRecordingStateChange];
+        return &[N::CallRecordingStateChange];
     }
     if before.monitored_user_muted != after.monitored_user_muted {
-        return vec![N::MonitoredUserMutedStateChange];
+        return &[N::MonitoredUserMutedStateChange];
     }
     let participants_changed = before.participants != after.participants;
     if before.state != after.state {
         return if participants_changed && after.state != CallState::Released {
-            vec![N::StatusChange, N::ParticipantsUpdated]
+            &[N::StatusChange, N::ParticipantsUpdated]
         } else {
-            vec![N::StatusChange]
+            &[N::StatusChange]
         };
     }
     if participants_changed {
-        vec![N::ParticipantsUpdated]
+        &[N::ParticipantsUpdated]
     } else if before.user_data != after.user_data {
-        vec![N::AttachedDataChanged]
+        &[N::AttachedDataChanged]
     } else {
-        vec![N::StatusChange]
+        &[N::StatusChange]
     }
 }

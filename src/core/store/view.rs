@@ -215,20 +215,19 @@ fn participant(dir: &Directory, endpoint: &Endpoint) -> Participant {
         Endpoint::Agent(name) => Participant {
             phone_number: dir
                 .user(name)
-                .map(|u| u.phone_number.to_string())
-                .unwrap_or_default(),
-            e164_number: String::new(),
+                .map_or_else(|| "".into(), |u| u.phone_number.clone()),
+            e164_number: "".into(),
         },
         Endpoint::External(number) => {
             let e164 = if number.starts_with('+') {
-                number.clone()
+                number.as_str().into()
             } else if number.len() == 10 {
-                format!("+1{number}")
+                format!("+1{number}").into()
             } else {
-                format!("+{number}")
+                format!("+{number}").into()
             };
             Participant {
-                phone_number: number.clone(),
+                phone_number: number.as_str().into(),
                 e164_number: e164,
             }
         }
