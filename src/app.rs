@@ -1,6 +1,7 @@
-//! What every front-end handler shares: the core behind one `Arc`, the HTTP sessions, the
-//! configuration and the shutdown token.
+//! What every front-end handler shares: the core, the HTTP sessions, the configuration and
+//! the shutdown token, behind one `Arc`.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -9,9 +10,16 @@ use crate::config::Config;
 use crate::core::CallControl;
 use crate::session::SessionStore;
 
-/// State shared by the gRPC, legacy and CometD front-ends.
+/// State shared by the gRPC, legacy and CometD front-ends. Cloning it is one reference
+/// count: axum's `State` extractor and the middleware clone it several times per request,
+/// and a `CancellationToken` clone or drop takes a lock shared by every clone (that showed
+/// as 8 % of the JSON front-end's CPU in BENCHMARKS.md, figure 2).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
     /// The call-control core.
     pub core: Arc<CallControl>,
     /// Legacy HTTP sessions (`JSESSIONID`), also trusted by the CometD handshake.
@@ -20,4 +28,19 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Cancelled when the gateway shuts down; long-lived streams and polls end on it.
     pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Wraps the shared fields.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }

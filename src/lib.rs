@@ -73,7 +73,7 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             }
         }
     });
-    Ok(AppState {
+    Ok(AppState::new(app::Shared {
         core,
         sessions: Arc::new(SessionStore::new(
             config.legacy.session_idle(),
@@ -81,7 +81,7 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         )),
         config: Arc::new(config),
         shutdown,
-    })
+    }))
 }
 
 /// Builds the HTTP side: health, and the legacy front-ends as they are added.

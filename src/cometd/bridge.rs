@@ -160,7 +160,7 @@ mod tests {
             let registry = BayeuxRegistry::new(state.config.cometd.clone());
             let watch = start_watch(&state.core, None).unwrap();
             Self {
-                core: state.core,
+                core: state.core.clone(),
                 registry,
                 watch,
             }

@@ -51,26 +51,32 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let config = endpoint.registry.config();
-    let batch = match BayeuxMessage::parse_batch(&body, config.max_batch) {
-        Ok(batch) => batch,
-        Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    // Everything the request borrowed lives in this block, so a held connect keeps none
+    // of it: `body` shares hyper's read buffer, and a long-poll is held for up to
+    // `timeout_ms` on each of thousands of idle connections (BENCHMARKS.md, figure 4).
+    let (mut outcome, minted, cookie) = {
+        let config = endpoint.registry.config();
+        let batch = match BayeuxMessage::parse_batch(&body, config.max_batch) {
+            Ok(batch) => batch,
+            Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+        };
+        let cookie = auth::cookie(&headers, BROWSER_COOKIE);
+        let minted = cookie.is_none().then(|| random_id(16));
+        let credentials = BayeuxCredentials::from_headers(&headers);
+        let base_url = base_url(&uri, &headers);
+        let ctx = BayeuxContext {
+            state: &endpoint.state,
+            registry: &endpoint.registry,
+            transport: BayeuxTransport::LongPolling,
+            credentials: &credentials,
+            base_url: &base_url,
+            browser_cookie: cookie.as_deref(),
+            browser_for_new: cookie.as_deref().or(minted.as_deref()),
+            bound: None,
+        };
+        (protocol::process(&ctx, &batch), minted, cookie)
     };
-    let cookie = auth::cookie(&headers, BROWSER_COOKIE);
-    let minted = cookie.is_none().then(|| random_id(16));
-    let credentials = BayeuxCredentials::from_headers(&headers);
-    let base_url = base_url(&uri, &headers);
-    let ctx = BayeuxContext {
-        state: &endpoint.state,
-        registry: &endpoint.registry,
-        transport: BayeuxTransport::LongPolling,
-        credentials: &credentials,
-        base_url: &base_url,
-        browser_cookie: cookie.as_deref(),
-        browser_for_new: cookie.as_deref().or(minted.as_deref()),
-        bound: None,
-    };
-    let mut outcome = protocol::process(&ctx, &batch);
+    drop((body, headers, uri));
     let mut parts = Vec::new();
     if let Some(connect) = outcome.connect.take() {
         let reply = &mut outcome.replies[connect.reply_index];

@@ -128,7 +128,8 @@ struct Mailbox {
 }
 
 impl Mailbox {
-    /// Queues an event; returns `false` (and ends the mailbox) when it is full.
+    /// Queues an event without waking the watcher (see [`Wakes`]); returns `false` (and
+    /// ends the mailbox) when it is full.
     fn push(&self, event: &Event, buffer: usize) -> bool {
         let mut state = lock(&self.state);
         if state.end.is_some() {
@@ -140,8 +141,6 @@ impl Mailbox {
         } else {
             state.end = Some(End::Lagged);
         }
-        drop(state);
-        self.notify.notify_one();
         kept
     }
 
@@ -197,14 +196,47 @@ impl Routes {
         }
     }
 
-    /// Pushes an event to the mailboxes of one key; full ones are ended and unregistered.
-    fn dispatch(&mut self, key: &RouteKey, event: &Event, buffer: usize) {
+    /// Pushes an event to the mailboxes of one key and records them in `wakes`; full ones
+    /// are ended and unregistered.
+    fn dispatch(&mut self, key: &RouteKey, event: &Event, buffer: usize, wakes: &mut Wakes) {
         let Some(list) = self.by_key.get_mut(key) else {
             return;
         };
-        list.retain(|(_, mailbox)| mailbox.push(event, buffer));
+        list.retain(|(_, mailbox)| {
+            let kept = mailbox.push(event, buffer);
+            wakes.add(mailbox);
+            kept
+        });
         if list.is_empty() {
             self.by_key.remove(key);
+        }
+    }
+}
+
+/// Watchers to wake once the store lock is released.
+///
+/// Waking a watcher can wake a sleeping runtime worker (a futex call); done under the store
+/// lock, it made every commit hold the lock that much longer, and the other worker waited
+/// for it (BENCHMARKS.md, figure 1 and 2 profiles). So appends only fill mailboxes and
+/// collect them here; the core's store guard wakes them after unlocking.
+#[derive(Debug, Default)]
+pub(crate) struct Wakes(Vec<Arc<Mailbox>>);
+
+impl Wakes {
+    fn add(&mut self, mailbox: &Arc<Mailbox>) {
+        if !self.0.iter().any(|m| Arc::ptr_eq(m, mailbox)) {
+            self.0.push(mailbox.clone());
+        }
+    }
+
+    /// Wakes every collected watcher (dropping does the same).
+    pub(crate) fn wake(self) {}
+}
+
+impl Drop for Wakes {
+    fn drop(&mut self) {
+        for mailbox in self.0.drain(..) {
+            mailbox.notify.notify_one();
         }
     }
 }
@@ -219,6 +251,8 @@ pub(crate) struct EventLog {
     routes: Arc<Mutex<Routes>>,
     /// `last`, published after the event reached every mailbox (see [`EventWatch::position`]).
     committed: Arc<AtomicU64>,
+    /// Mailboxes filled since the last [`EventLog::take_wakes`].
+    wakes: Wakes,
 }
 
 impl EventLog {
@@ -230,7 +264,14 @@ impl EventLog {
             buffer: buffer.max(1),
             routes: Arc::default(),
             committed: Arc::default(),
+            wakes: Wakes::default(),
         }
+    }
+
+    /// Returns the watchers to wake for the events appended since the last call; the
+    /// caller wakes them once it has released the store lock.
+    pub(crate) fn take_wakes(&mut self) -> Wakes {
+        std::mem::take(&mut self.wakes)
     }
 
     /// Returns the last committed sequence number (0 before the first event).
@@ -244,14 +285,21 @@ impl EventLog {
         }
         self.history.push_back(event.clone());
         let user = event.user();
+        let wakes = &mut self.wakes;
         let mut routes = lock(&self.routes);
-        routes.dispatch(&RouteKey::User(user.name.clone()), &event, self.buffer);
+        routes.dispatch(
+            &RouteKey::User(user.name.clone()),
+            &event,
+            self.buffer,
+            wakes,
+        );
         routes.dispatch(
             &RouteKey::ContactCenter(user.contact_center.clone()),
             &event,
             self.buffer,
+            wakes,
         );
-        routes.dispatch(&RouteKey::All, &event, self.buffer);
+        routes.dispatch(&RouteKey::All, &event, self.buffer, wakes);
         drop(routes);
         self.committed.store(self.last, Ordering::Release);
     }
@@ -633,7 +681,13 @@ mod tests {
         let writer = log.clone();
         let waiter = tokio::spawn(async move { watch.next().await });
         tokio::task::yield_now().await;
-        lock(&writer).append(event("a"));
+        // As the core does: append under the lock, wake after releasing it.
+        let wakes = {
+            let mut log = lock(&writer);
+            log.append(event("a"));
+            log.take_wakes()
+        };
+        wakes.wake();
         let got = waiter.await.unwrap().unwrap().unwrap();
         assert_eq!(got.sequence, 1);
     }

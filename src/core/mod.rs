@@ -8,7 +8,8 @@
 //!
 //! Locking: one `std::sync::Mutex` guards the store. Every operation is short and never
 //! awaits under it; events are appended to the log under the same lock, so the sequence
-//! order is the commit order.
+//! order is the commit order. Watchers are woken after the lock is released
+//! (`StoreGuard`).
 
 mod capabilities;
 mod device_api;
@@ -99,6 +100,35 @@ pub struct CallControl {
     after_call_work_state: AgentState,
 }
 
+/// The store lock, held; on release it wakes the watchers whose mailboxes the commits
+/// under it filled, so no wake-up (which may wake a sleeping runtime worker) happens while
+/// the lock is held.
+struct StoreGuard<'a>(Option<MutexGuard<'a, Store>>);
+
+impl std::ops::Deref for StoreGuard<'_> {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for StoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        self.0.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for StoreGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(mut store) = self.0.take() {
+            let wakes = store.log.take_wakes();
+            drop(store);
+            wakes.wake();
+        }
+    }
+}
+
 impl CallControl {
     /// Builds the core over a directory and a switch.
     pub fn new(directory: Directory, switch: Arc<dyn Switch>, limits: CoreLimits) -> Self {
@@ -121,12 +151,14 @@ impl CallControl {
         self.switch.name()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Store> {
+    fn lock(&self) -> StoreGuard<'_> {
         // A panic under the lock leaves the store as the last completed step made it;
         // operations check before they change, so the data is still consistent.
-        self.store
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        StoreGuard(Some(
+            self.store
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        ))
     }
 
     /// Returns the user a request acts as.
