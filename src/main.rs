@@ -13,7 +13,9 @@ use voice_gateway::{Listeners, run};
 
 /// mimalloc instead of glibc malloc: the request path allocates many small, short-lived
 /// buffers across two worker threads, where glibc spent about a fifth of the CPU in
-/// `malloc`/`free`/`malloc_consolidate` (BENCHMARKS.md, figure 1 profile).
+/// `malloc`/`free`/`malloc_consolidate` (BENCHMARKS.md, figure 1 profile). Built with
+/// `no_thp`: with transparent huge pages its arenas made the idle demo gateway 22 MiB
+/// resident instead of 9.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

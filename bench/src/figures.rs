@@ -561,7 +561,7 @@ impl Bench {
             .clone()
             .unwrap_or_else(|| serde_json::json!({"messageType": "CallStateChangeMessage"}));
         let pairs = (plan.driven_calls).min(plan.sessions / 2).max(1);
-        let (faye_rate, faye_latency, faye_driven) = saturate(&plan, &sessions, |until| {
+        let faye_run = saturate(&plan, &sessions, faye.pid(), |until| {
             driver::saturate_faye(
                 addr,
                 pairs,
@@ -580,12 +580,15 @@ impl Bench {
         let sessions =
             SessionFleet::open(gw.http, 0..plan.sessions, Flavor::Gateway(sent.clone())).await?;
         let url = gw.grpc_url();
-        let (gw_rate, gw_latency, gw_driven) = saturate(&plan, &sessions, |until| {
+        let gw_run = saturate(&plan, &sessions, gw.server.pid(), |until| {
             driver::saturate_gateway(&url, &calls, plan.saturation_in_flight, until, sent.clone())
         })
         .await?;
         let seen = sessions.close().await?;
         drop(gw);
+        let (gw_rate, gw_latency, gw_driven) = (gw_run.rate, gw_run.latency, gw_run.driven);
+        let (faye_rate, faye_latency, faye_driven) =
+            (faye_run.rate, faye_run.latency, faye_run.driven);
         let ratio = gw_rate / faye_rate.max(f64::MIN_POSITIVE);
         self.rows.push(Row {
             figure: "3. Fan-out vs Faye".into(),
@@ -593,8 +596,16 @@ impl Bench {
                 "delivered messages/s at saturation, {} long-poll sessions, {} in-flight operations (gateway) or publishes of 2 messages (Faye)",
                 plan.sessions, plan.saturation_in_flight
             ),
-            gateway: format!("{gw_rate:.0} msg/s, p99 {:.2} ms", gw_latency.p99_ms),
-            baseline: format!("Faye 1.4.3: {faye_rate:.0} msg/s, p99 {:.2} ms", faye_latency.p99_ms),
+            gateway: format!(
+                "{gw_rate:.0} msg/s, p99 {:.2} ms{}",
+                gw_latency.p99_ms,
+                cpu_per_message(gw_run.cpu_us_per_message)
+            ),
+            baseline: format!(
+                "Faye 1.4.3: {faye_rate:.0} msg/s, p99 {:.2} ms{}",
+                faye_latency.p99_ms,
+                cpu_per_message(faye_run.cpu_us_per_message)
+            ),
             ratio: Some(ratio),
             value: ratio,
             target: "≥ 5× at equal or better p99".into(),
@@ -684,11 +695,26 @@ impl Bench {
 
 /// Runs a saturating driver over `sessions`: warm-up, then a recorded window; returns the
 /// delivered messages/s, their latency and what the driver did.
+/// What a saturating run measured.
+struct Saturation {
+    /// Delivered messages per second.
+    rate: f64,
+    /// Delivery latency.
+    latency: crate::stats::LatencySummary,
+    /// The driver's tally.
+    driven: driver::DriveResult,
+    /// The server's CPU time per delivered message, µs (when it could be read).
+    cpu_us_per_message: Option<f64>,
+}
+
+/// Drives a server to saturation; `pid` is the server process, whose CPU time in the
+/// measured window is divided by the delivered messages.
 async fn saturate<F, Fut>(
     plan: &Plan,
     sessions: &SessionFleet,
+    pid: u32,
     drive: F,
-) -> anyhow::Result<(f64, crate::stats::LatencySummary, driver::DriveResult)>
+) -> anyhow::Result<Saturation>
 where
     F: FnOnce(tokio::time::Instant) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<driver::DriveResult>>,
@@ -700,17 +726,29 @@ where
         tokio::time::sleep(warmup).await;
         sessions.reset_window();
         sessions.set_recording(true);
+        let before = crate::process::cpu_seconds(pid).ok();
         tokio::time::sleep(plan.saturation_duration).await;
         sessions.set_recording(false);
+        let after = crate::process::cpu_seconds(pid).ok();
+        before.zip(after).map(|(b, a)| a - b)
     };
-    let (driven, ()) = tokio::join!(driving, window);
+    let (driven, cpu) = tokio::join!(driving, window);
     let driven = driven?;
     let (messages, latency) = sessions.window().await;
-    Ok((
-        messages as f64 / plan.saturation_duration.as_secs_f64(),
+    Ok(Saturation {
+        rate: messages as f64 / plan.saturation_duration.as_secs_f64(),
         latency,
         driven,
-    ))
+        cpu_us_per_message: cpu
+            .filter(|_| messages > 0)
+            .map(|secs| secs * 1e6 / messages as f64),
+    })
+}
+
+/// Formats a CPU time per message, or nothing.
+fn cpu_per_message(us: Option<f64>) -> String {
+    us.map(|us| format!(", server CPU {us:.1} µs/msg"))
+        .unwrap_or_default()
 }
 
 fn check_errors(what: &str, run: &LoadResult, first: Option<String>) -> anyhow::Result<()> {

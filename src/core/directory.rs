@@ -6,7 +6,9 @@
 //! sending Basic credentials with every request pays the deliberately slow hash once, not
 //! per request.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
+
+use crate::core::FastMap;
 use std::sync::{Arc, Mutex};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
@@ -137,9 +139,9 @@ pub struct Principal {
 /// Users, contact centers and service accounts, fixed at start-up.
 #[derive(Debug)]
 pub struct Directory {
-    users: HashMap<Arc<str>, User>,
-    by_number: HashMap<Arc<str>, Arc<str>>,
-    centers: HashMap<Arc<str>, ContactCenter>,
+    users: FastMap<Arc<str>, User>,
+    by_number: FastMap<Arc<str>, Arc<str>>,
+    centers: FastMap<Arc<str>, ContactCenter>,
     service_accounts: Vec<ServiceAccount>,
     verified: Mutex<HashSet<String>>,
 }
@@ -152,9 +154,9 @@ impl Directory {
         service_accounts: Vec<ServiceAccount>,
     ) -> CoreResult<Self> {
         let mut dir = Self {
-            users: HashMap::new(),
-            by_number: HashMap::new(),
-            centers: HashMap::new(),
+            users: FastMap::default(),
+            by_number: FastMap::default(),
+            centers: FastMap::default(),
             service_accounts,
             verified: Mutex::new(HashSet::new()),
         };
@@ -266,7 +268,7 @@ impl Directory {
         let user = self
             .users
             .get(name)
-            .filter(|u| self.verify(&u.password, &format!("u:{name}:{password}"), password))
+            .filter(|u| self.verify(&u.password, || format!("u:{name}:{password}"), password))
             .ok_or_else(|| CoreError::Unauthenticated("invalid user name or password".into()))?;
         if let Some(other) = act_as.filter(|other| *other != name) {
             return Err(CoreError::PermissionDenied(format!(
@@ -298,7 +300,7 @@ impl Directory {
         let account = self
             .service_accounts
             .iter()
-            .find(|a| self.verify(&a.token, &format!("t:{}:{token}", a.name), token))
+            .find(|a| self.verify(&a.token, || format!("t:{}:{token}", a.name), token))
             .ok_or_else(|| CoreError::Unauthenticated("invalid bearer token".into()))?;
         let user = match act_as {
             None => None,
@@ -324,11 +326,14 @@ impl Directory {
         })
     }
 
-    fn verify(&self, secret: &Secret, cache_key: &str, given: &str) -> bool {
+    /// Checks a secret; `cache_key` names the verified-secrets cache entry (built only for
+    /// hashed secrets, so a clear one costs no allocation per request).
+    fn verify(&self, secret: &Secret, cache_key: impl FnOnce() -> String, given: &str) -> bool {
         match secret {
             Secret::Clear(clear) => constant_time_eq(clear.as_bytes(), given.as_bytes()),
             Secret::Argon2(hash) => {
-                if self.lock_verified().contains(cache_key) {
+                let cache_key = cache_key();
+                if self.lock_verified().contains(&cache_key) {
                     return true;
                 }
                 let ok = PasswordHash::new(hash).is_ok_and(|parsed| {
@@ -341,7 +346,7 @@ impl Directory {
                     if verified.len() >= VERIFIED_CACHE_LIMIT {
                         verified.clear();
                     }
-                    verified.insert(cache_key.to_owned());
+                    verified.insert(cache_key);
                 }
                 ok
             }

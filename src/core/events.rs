@@ -20,7 +20,9 @@
 //! taken before a mailbox lock; dropping a watch takes only the routes lock. None is held
 //! across an `.await`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::core::FastMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -174,7 +176,7 @@ impl RouteKey {
 #[derive(Debug, Default)]
 struct Routes {
     next_id: u64,
-    by_key: HashMap<RouteKey, Vec<(u64, Arc<Mailbox>)>>,
+    by_key: FastMap<RouteKey, Vec<(u64, Arc<Mailbox>)>>,
 }
 
 impl Routes {

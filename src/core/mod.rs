@@ -11,6 +11,11 @@
 //! order is the commit order. Watchers are woken after the lock is released
 //! (`StoreGuard`).
 
+/// The hash map of the core's indexes (calls, users, contact centers, watchers): foldhash,
+/// seeded per process, instead of SipHash. Every request hashes several ids and names under
+/// the store lock; the keys are ids the gateway made or names from its configuration.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 mod capabilities;
 mod device_api;
 mod device_ops;

@@ -9,6 +9,8 @@
 //! other call `SwapCalls` notifies that call too, without the hold knowing about it.
 
 use std::collections::{HashMap, VecDeque};
+
+use crate::core::FastMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -188,28 +190,28 @@ impl Call {
 /// All calls, the user index and the event log; guarded by one mutex in the core.
 #[derive(Debug)]
 pub(crate) struct Store {
-    pub(crate) calls: HashMap<CallId, Call>,
+    pub(crate) calls: FastMap<CallId, Call>,
     /// Active calls of each user, oldest first.
-    pub(crate) user_calls: HashMap<Arc<str>, Vec<CallId>>,
+    pub(crate) user_calls: FastMap<Arc<str>, Vec<CallId>>,
     /// Ended calls kept for GetCall and SetCallDisposition, oldest first.
     ended: VecDeque<CallId>,
     ended_limit: usize,
     pub(crate) log: EventLog,
     next_conn: u64,
     /// Device settings of users that changed them; others have the default.
-    pub(crate) devices: HashMap<Arc<str>, DeviceRecord>,
+    pub(crate) devices: FastMap<Arc<str>, DeviceRecord>,
 }
 
 impl Store {
     pub(crate) fn new(log: EventLog, ended_limit: usize) -> Self {
         Self {
-            calls: HashMap::new(),
-            user_calls: HashMap::new(),
+            calls: FastMap::default(),
+            user_calls: FastMap::default(),
             ended: VecDeque::new(),
             ended_limit,
             log,
             next_conn: 0,
-            devices: HashMap::new(),
+            devices: FastMap::default(),
         }
     }
 
