@@ -138,21 +138,66 @@ async fn serve_grpc(
         .context("gRPC server failed")
 }
 
+/// The largest HTTP/1.1 request head the HTTP listener accepts (hyper answers 431 beyond
+/// it): 8 KiB, the default of Jetty, which GWS itself runs on. It also caps hyper's read
+/// buffer: with hyper's default (~400 KiB) the buffer of a connection that posted a body
+/// grows from 8 to 16 KiB, and every idle CometD long-poll keeps one (BENCHMARKS.md,
+/// figure 4).
+pub const MAX_HTTP1_HEAD: usize = 8 * 1024;
+
+/// Serves an axum router until `shutdown`, then stops accepting, lets each connection
+/// finish its in-flight request (`graceful_shutdown`), and returns when all are closed.
+///
+/// Written out rather than `axum::serve` because that offers no way to configure hyper's
+/// HTTP/1.1 connection ([`MAX_HTTP1_HEAD`]); it is axum's own loop (hyper-util's auto
+/// builder: HTTP/1.1 with upgrades for WebSocket, and HTTP/2), with the router cloned per
+/// connection as one reference count.
 async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|tcp| {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::ServiceExt as _;
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_HTTP1_HEAD);
+    builder.http2().enable_connect_protocol();
+    let builder = Arc::new(builder);
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (tcp, _) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a moment, as axum does.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
         let _ = tcp.set_nodelay(true);
-    });
-    // `into_make_service` hands each connection a clone of the router (one reference
-    // count); serving the `Router` itself runs `with_state(())` per connection, which
-    // clones every route's boxed service: about 29 KiB per idle long-poll connection
-    // (BENCHMARKS.md, figure 4 profile).
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("server failed")
+        let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
+            |request: axum::http::Request<hyper::body::Incoming>| {
+                request.map(axum::body::Body::new)
+            },
+        ));
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+    Ok(())
 }
