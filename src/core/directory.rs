@@ -295,12 +295,41 @@ impl Directory {
         }
     }
 
+    /// Returns the service account a token matches without an argon2 check (a clear token,
+    /// or a hashed one verified before), if any.
+    fn cheap_bearer_match(&self, token: &str) -> Option<&ServiceAccount> {
+        self.service_accounts.iter().find(|a| match &a.token {
+            Secret::Clear(clear) => constant_time_eq(clear.as_bytes(), token.as_bytes()),
+            Secret::Argon2(_) => self
+                .lock_verified()
+                .contains(&format!("t:{}:{token}", a.name)),
+        })
+    }
+
+    /// Returns whether checking this bearer token is cheap: it matches a clear token or a
+    /// hashed one verified before, or no token is hashed. Like [`Directory::is_cheap_to_verify`].
+    pub fn is_cheap_to_verify_bearer(&self, token: &str) -> bool {
+        self.cheap_bearer_match(token).is_some()
+            || !self
+                .service_accounts
+                .iter()
+                .any(|a| matches!(a.token, Secret::Argon2(_)))
+    }
+
     /// Authenticates a service account's bearer token, acting for `act_as` when given.
+    ///
+    /// Tokens that match cheaply are tried first, so a token verified before costs no
+    /// argon2 check however many hashed accounts are configured; only an unknown token
+    /// (or one not yet verified) is checked against the hashed ones.
     pub fn authenticate_bearer(&self, token: &str, act_as: Option<&str>) -> CoreResult<Principal> {
         let account = self
-            .service_accounts
-            .iter()
-            .find(|a| self.verify(&a.token, || format!("t:{}:{token}", a.name), token))
+            .cheap_bearer_match(token)
+            .or_else(|| {
+                self.service_accounts.iter().find(|a| {
+                    matches!(a.token, Secret::Argon2(_))
+                        && self.verify(&a.token, || format!("t:{}:{token}", a.name), token)
+                })
+            })
             .ok_or_else(|| CoreError::Unauthenticated("invalid bearer token".into()))?;
         let user = match act_as {
             None => None,

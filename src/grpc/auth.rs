@@ -23,13 +23,33 @@ pub fn authenticate(directory: &Directory, metadata: &MetadataMap) -> Result<Pri
     let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
     if scheme.eq_ignore_ascii_case("basic") {
         let (user, password) = decode_basic(value.trim())?;
-        directory.authenticate_basic(&user, &password, act_as)
+        let cheap = directory.is_cheap_to_verify(&user, &password);
+        off_worker_unless(cheap, || {
+            directory.authenticate_basic(&user, &password, act_as)
+        })
     } else if scheme.eq_ignore_ascii_case("bearer") {
-        directory.authenticate_bearer(value.trim(), act_as)
+        let token = value.trim();
+        let cheap = directory.is_cheap_to_verify_bearer(token);
+        off_worker_unless(cheap, || directory.authenticate_bearer(token, act_as))
     } else {
         Err(CoreError::Unauthenticated(format!(
             "unsupported authorization scheme {scheme}: use Basic or Bearer"
         )))
+    }
+}
+
+/// Runs a credential check. An argon2 check (a first one for these credentials, or a
+/// wrong secret) takes tens of milliseconds of CPU: on the multi-threaded runtime it runs in
+/// `block_in_place`, so the worker's other tasks (streams, other requests) move to another
+/// worker meanwhile. Clear and already-verified secrets are checked inline.
+fn off_worker_unless<T>(cheap: bool, check: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let multi_thread =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if cheap || !multi_thread {
+        check()
+    } else {
+        tokio::task::block_in_place(check)
     }
 }
 
@@ -107,6 +127,54 @@ mod tests {
                 ])
             ),
             Err(CoreError::PermissionDenied(_))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashed_secrets_are_checked_once_then_cheaply() {
+        use crate::config::hash_secret;
+        let mut config = Config::demo();
+        let agent = config
+            .users
+            .iter_mut()
+            .find(|u| u.name == "agent1")
+            .unwrap();
+        agent.password = None;
+        agent.password_hash = Some(hash_secret("s3cret").unwrap());
+        // Two hashed accounts: the token of the second is never checked against the first
+        // once it has been verified.
+        let mut accounts = config.service_accounts.clone();
+        accounts[0].token = None;
+        accounts[0].token_hash = Some(hash_secret("tok-a").unwrap());
+        let mut second = accounts[0].clone();
+        second.name = "second".into();
+        second.token_hash = Some(hash_secret("tok-b").unwrap());
+        accounts.push(second);
+        config.service_accounts = accounts;
+        let dir = config.directory().unwrap();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("agent1:s3cret")
+        );
+        assert!(!dir.is_cheap_to_verify("agent1", "s3cret"));
+        let who = authenticate(&dir, &metadata(&[("authorization", &basic)])).unwrap();
+        assert_eq!(who.user.as_deref(), Some("agent1"));
+        assert!(dir.is_cheap_to_verify("agent1", "s3cret"));
+        let wrong = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("agent1:nope")
+        );
+        assert!(matches!(
+            authenticate(&dir, &metadata(&[("authorization", &wrong)])),
+            Err(CoreError::Unauthenticated(_))
+        ));
+        assert!(!dir.is_cheap_to_verify_bearer("tok-b"));
+        let who = authenticate(&dir, &metadata(&[("authorization", "Bearer tok-b")])).unwrap();
+        assert_eq!(who.service_account.as_deref(), Some("second"));
+        assert!(dir.is_cheap_to_verify_bearer("tok-b"));
+        assert!(matches!(
+            authenticate(&dir, &metadata(&[("authorization", "Bearer tok-c")])),
+            Err(CoreError::Unauthenticated(_))
         ));
     }
 }
