@@ -2,10 +2,13 @@
 //! which accepts a handshake from a client holding a valid session.
 //!
 //! Bounds: sessions expire after `idle_timeout` without use; at most `limit` live at once.
-//! When a new session would exceed the limit, expired sessions are dropped first and then
-//! the least recently used one, so a client minting sessions cannot grow memory.
+//! When a new session would exceed the limit, the least recently used one is dropped (an
+//! expired session is always less recently used than a live one), so a client minting
+//! sessions cannot grow memory. The store is an LRU list (the `lru` crate): creating,
+//! using and evicting a session cost the same however many sessions exist; the first
+//! version scanned them all on every creation at the limit (BENCHMARKS.md, figure 2).
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -38,9 +41,8 @@ struct Entry {
 /// The live sessions.
 #[derive(Debug)]
 pub struct SessionStore {
-    sessions: Mutex<HashMap<String, Entry>>,
+    sessions: Mutex<lru::LruCache<String, Entry>>,
     idle_timeout: Duration,
-    limit: usize,
 }
 
 impl Default for SessionStore {
@@ -53,13 +55,14 @@ impl SessionStore {
     /// Builds an empty store.
     pub fn new(idle_timeout: Duration, limit: usize) -> Self {
         Self {
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(limit).unwrap_or(NonZeroUsize::MIN),
+            )),
             idle_timeout,
-            limit: limit.max(1),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, lru::LruCache<String, Entry>> {
         self.sessions
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -72,25 +75,12 @@ impl SessionStore {
             principal,
             csrf_token: uuid::Uuid::new_v4().to_string(),
         };
-        let now = Instant::now();
-        let mut sessions = self.lock();
-        if sessions.len() >= self.limit {
-            let idle = self.idle_timeout;
-            sessions.retain(|_, e| now.duration_since(e.last_used) < idle);
-        }
-        if sessions.len() >= self.limit
-            && let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k.clone())
-        {
-            sessions.remove(&oldest);
-        }
-        sessions.insert(
+        // At the limit, `push` drops the least recently used session.
+        self.lock().push(
             session.id.clone(),
             Entry {
                 session: session.clone(),
-                last_used: now,
+                last_used: Instant::now(),
             },
         );
         session
@@ -102,7 +92,7 @@ impl SessionStore {
         let mut sessions = self.lock();
         let entry = sessions.get_mut(id)?;
         if now.duration_since(entry.last_used) >= self.idle_timeout {
-            sessions.remove(id);
+            sessions.pop(id);
             return None;
         }
         entry.last_used = now;
@@ -111,7 +101,7 @@ impl SessionStore {
 
     /// Ends a session.
     pub fn remove(&self, id: &str) -> bool {
-        self.lock().remove(id).is_some()
+        self.lock().pop(id).is_some()
     }
 
     /// Returns how many sessions are held.
