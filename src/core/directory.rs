@@ -7,12 +7,11 @@
 //! per request.
 
 use std::collections::{BTreeSet, HashSet};
-
-use crate::core::FastMap;
 use std::sync::{Arc, Mutex};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 
+use super::FastMap;
 use super::error::{CoreError, CoreResult};
 use super::model::UserRef;
 

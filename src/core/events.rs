@@ -21,13 +21,12 @@
 //! across an `.await`.
 
 use std::collections::VecDeque;
-
-use crate::core::FastMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
+use super::FastMap;
 use super::devices::DeviceEvent;
 use super::error::{CoreError, CoreResult};
 use super::model::{CallEvent, CallId, CallSnapshot, UserRef};
@@ -225,10 +224,10 @@ impl Routes {
 pub(crate) struct Wakes(Vec<Arc<Mailbox>>);
 
 impl Wakes {
+    /// Records a mailbox; one filled twice is woken twice, which is harmless (`Notify`
+    /// keeps at most one permit) and cheaper than looking for it.
     fn add(&mut self, mailbox: &Arc<Mailbox>) {
-        if !self.0.iter().any(|m| Arc::ptr_eq(m, mailbox)) {
-            self.0.push(mailbox.clone());
-        }
+        self.0.push(mailbox.clone());
     }
 
     /// Wakes every collected watcher (dropping does the same).

@@ -9,11 +9,10 @@
 //! other call `SwapCalls` notifies that call too, without the hold knowing about it.
 
 use std::collections::{HashMap, VecDeque};
-
-use crate::core::FastMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::FastMap;
 use super::capabilities::ConsultKind;
 use super::devices::{
     AgentState, DeviceChange, DeviceEvent, DeviceSnapshot, MonitorKind, MonitorScope, Monitoring,
