@@ -268,30 +268,39 @@ impl Directory {
             .users
             .get(name)
             .filter(|u| self.verify(&u.password, || format!("u:{name}:{password}"), password))
-            .ok_or_else(|| CoreError::Unauthenticated("invalid user name or password".into()))?;
-        if let Some(other) = act_as.filter(|other| *other != name) {
-            return Err(CoreError::PermissionDenied(format!(
-                "user {name} may not act as {other}"
-            )));
-        }
-        Ok(Principal {
-            user: Some(user.name.clone()),
-            contact_center: user.contact_center.clone(),
-            service_account: None,
-            admin: user.roles.contains(&Role::Admin),
-        })
+            .ok_or_else(invalid_password)?;
+        basic_principal(user, act_as)
     }
 
-    /// Returns whether checking these Basic credentials is cheap: a clear secret, an
-    /// unknown user, or an argon2 secret verified before. Callers use it to run only the
-    /// slow first argon2 check off the async workers.
-    pub fn is_cheap_to_verify(&self, name: &str, password: &str) -> bool {
-        match self.users.get(name).map(|u| &u.password) {
-            None | Some(Secret::Clear(_)) => true,
-            Some(Secret::Argon2(_)) => self
-                .lock_verified()
-                .contains(&format!("u:{name}:{password}")),
-        }
+    /// Authenticates Basic credentials when that needs no argon2 check (a clear secret, an
+    /// unknown user, or an argon2 secret verified before); `None` when it does, so the
+    /// caller runs [`Directory::authenticate_basic`] off the async workers. One lookup
+    /// either way: the per-request path does not check twice.
+    pub fn authenticate_basic_cheaply(
+        &self,
+        name: &str,
+        password: &str,
+        act_as: Option<&str>,
+    ) -> Option<CoreResult<Principal>> {
+        let Some(user) = self.users.get(name) else {
+            return Some(Err(invalid_password()));
+        };
+        let known = match &user.password {
+            Secret::Clear(clear) => constant_time_eq(clear.as_bytes(), password.as_bytes()),
+            Secret::Argon2(_)
+                if self
+                    .lock_verified()
+                    .contains(&format!("u:{name}:{password}")) =>
+            {
+                true
+            }
+            Secret::Argon2(_) => return None,
+        };
+        Some(if known {
+            basic_principal(user, act_as)
+        } else {
+            Err(invalid_password())
+        })
     }
 
     /// Returns the service account a token matches without an argon2 check (a clear token,
@@ -303,16 +312,6 @@ impl Directory {
                 .lock_verified()
                 .contains(&format!("t:{}:{token}", a.name)),
         })
-    }
-
-    /// Returns whether checking this bearer token is cheap: it matches a clear token or a
-    /// hashed one verified before, or no token is hashed. Like [`Directory::is_cheap_to_verify`].
-    pub fn is_cheap_to_verify_bearer(&self, token: &str) -> bool {
-        self.cheap_bearer_match(token).is_some()
-            || !self
-                .service_accounts
-                .iter()
-                .any(|a| matches!(a.token, Secret::Argon2(_)))
     }
 
     /// Authenticates a service account's bearer token, acting for `act_as` when given.
@@ -329,7 +328,36 @@ impl Directory {
                         && self.verify(&a.token, || format!("t:{}:{token}", a.name), token)
                 })
             })
-            .ok_or_else(|| CoreError::Unauthenticated("invalid bearer token".into()))?;
+            .ok_or_else(invalid_token)?;
+        self.bearer_principal(account, act_as)
+    }
+
+    /// Like [`Directory::authenticate_basic_cheaply`], for a bearer token: `None` when only
+    /// an argon2 check against the hashed tokens can tell.
+    pub fn authenticate_bearer_cheaply(
+        &self,
+        token: &str,
+        act_as: Option<&str>,
+    ) -> Option<CoreResult<Principal>> {
+        match self.cheap_bearer_match(token) {
+            Some(account) => Some(self.bearer_principal(account, act_as)),
+            None if self
+                .service_accounts
+                .iter()
+                .any(|a| matches!(a.token, Secret::Argon2(_))) =>
+            {
+                None
+            }
+            None => Some(Err(invalid_token())),
+        }
+    }
+
+    /// The principal of a service account acting for `act_as`, a user of its contact center.
+    fn bearer_principal(
+        &self,
+        account: &ServiceAccount,
+        act_as: Option<&str>,
+    ) -> CoreResult<Principal> {
         let user = match act_as {
             None => None,
             Some(name) => {
@@ -386,6 +414,31 @@ impl Directory {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+fn invalid_password() -> CoreError {
+    CoreError::Unauthenticated("invalid user name or password".into())
+}
+
+fn invalid_token() -> CoreError {
+    CoreError::Unauthenticated("invalid bearer token".into())
+}
+
+/// The principal of a user authenticated with its own credentials; `act_as` may only name
+/// the user itself.
+fn basic_principal(user: &User, act_as: Option<&str>) -> CoreResult<Principal> {
+    if let Some(other) = act_as.filter(|other| **other != *user.name) {
+        return Err(CoreError::PermissionDenied(format!(
+            "user {} may not act as {other}",
+            user.name
+        )));
+    }
+    Ok(Principal {
+        user: Some(user.name.clone()),
+        contact_center: user.contact_center.clone(),
+        service_account: None,
+        admin: user.roles.contains(&Role::Admin),
+    })
 }
 
 /// Compares two secrets without an early exit on the first differing byte.

@@ -23,14 +23,16 @@ pub fn authenticate(directory: &Directory, metadata: &MetadataMap) -> Result<Pri
     let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
     if scheme.eq_ignore_ascii_case("basic") {
         let (user, password) = decode_basic(value.trim())?;
-        let cheap = directory.is_cheap_to_verify(&user, &password);
-        off_worker_unless(cheap, || {
-            directory.authenticate_basic(&user, &password, act_as)
-        })
+        directory
+            .authenticate_basic_cheaply(&user, &password, act_as)
+            .unwrap_or_else(|| {
+                off_worker(|| directory.authenticate_basic(&user, &password, act_as))
+            })
     } else if scheme.eq_ignore_ascii_case("bearer") {
         let token = value.trim();
-        let cheap = directory.is_cheap_to_verify_bearer(token);
-        off_worker_unless(cheap, || directory.authenticate_bearer(token, act_as))
+        directory
+            .authenticate_bearer_cheaply(token, act_as)
+            .unwrap_or_else(|| off_worker(|| directory.authenticate_bearer(token, act_as)))
     } else {
         Err(CoreError::Unauthenticated(format!(
             "unsupported authorization scheme {scheme}: use Basic or Bearer"
@@ -38,18 +40,18 @@ pub fn authenticate(directory: &Directory, metadata: &MetadataMap) -> Result<Pri
     }
 }
 
-/// Runs a credential check. An argon2 check (a first one for these credentials, or a
-/// wrong secret) takes tens of milliseconds of CPU: on the multi-threaded runtime it runs in
+/// Runs an argon2 credential check (a first one for these credentials, or a wrong secret),
+/// which takes tens of milliseconds of CPU: on the multi-threaded runtime in
 /// `block_in_place`, so the worker's other tasks (streams, other requests) move to another
-/// worker meanwhile. Clear and already-verified secrets are checked inline.
-fn off_worker_unless<T>(cheap: bool, check: impl FnOnce() -> T) -> T {
+/// worker meanwhile. Clear and already-verified secrets never come here.
+fn off_worker<T>(check: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     let multi_thread =
         Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if cheap || !multi_thread {
-        check()
-    } else {
+    if multi_thread {
         tokio::task::block_in_place(check)
+    } else {
+        check()
     }
 }
 
@@ -156,10 +158,16 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("agent1:s3cret")
         );
-        assert!(!dir.is_cheap_to_verify("agent1", "s3cret"));
+        assert!(
+            dir.authenticate_basic_cheaply("agent1", "s3cret", None)
+                .is_none()
+        );
         let who = authenticate(&dir, &metadata(&[("authorization", &basic)])).unwrap();
         assert_eq!(who.user.as_deref(), Some("agent1"));
-        assert!(dir.is_cheap_to_verify("agent1", "s3cret"));
+        assert!(
+            dir.authenticate_basic_cheaply("agent1", "s3cret", None)
+                .is_some()
+        );
         let wrong = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("agent1:nope")
@@ -168,10 +176,10 @@ mod tests {
             authenticate(&dir, &metadata(&[("authorization", &wrong)])),
             Err(CoreError::Unauthenticated(_))
         ));
-        assert!(!dir.is_cheap_to_verify_bearer("tok-b"));
+        assert!(dir.authenticate_bearer_cheaply("tok-b", None).is_none());
         let who = authenticate(&dir, &metadata(&[("authorization", "Bearer tok-b")])).unwrap();
         assert_eq!(who.service_account.as_deref(), Some("second"));
-        assert!(dir.is_cheap_to_verify_bearer("tok-b"));
+        assert!(dir.authenticate_bearer_cheaply("tok-b", None).is_some());
         assert!(matches!(
             authenticate(&dir, &metadata(&[("authorization", "Bearer tok-c")])),
             Err(CoreError::Unauthenticated(_))

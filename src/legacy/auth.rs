@@ -123,8 +123,10 @@ async fn admit(
 /// so only that one runs off the async workers.
 async fn verify_basic(state: &AppState, basic: &Basic) -> Result<Principal, LegacyError> {
     let directory = state.core.directory();
-    if directory.is_cheap_to_verify(basic.username(), basic.password()) {
-        return Ok(directory.authenticate_basic(basic.username(), basic.password(), None)?);
+    if let Some(checked) =
+        directory.authenticate_basic_cheaply(basic.username(), basic.password(), None)
+    {
+        return Ok(checked?);
     }
     let core = state.core.clone();
     let (user, password) = (basic.username().to_owned(), basic.password().to_owned());
