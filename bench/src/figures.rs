@@ -227,18 +227,22 @@ impl Bench {
                 )],
             })
             .collect();
-        let (mut gw_runs, mut bare_runs) = (Vec::new(), Vec::new());
-        for _ in 0..plan.rounds {
-            let (bare_run, bare_error) =
-                grpc_load::run(bare_addr, Some(bare.pid()), plan.unary, &bare_plans).await?;
-            check_errors("bare tonic", &bare_run, bare_error)?;
-            bare_runs.push(bare_run);
-            reset_recording(&gw.grpc_url(), calls).await?;
-            let (gw_run, gw_error) =
-                grpc_load::run(gw.grpc, Some(gw.server.pid()), plan.unary, &gateway_plans).await?;
-            check_errors("gateway gRPC", &gw_run, gw_error)?;
-            gw_runs.push(gw_run);
-        }
+        let (gw_runs, bare_runs) = alternate(
+            plan.rounds,
+            async || {
+                let (run, error) =
+                    grpc_load::run(bare_addr, Some(bare.pid()), plan.unary, &bare_plans).await?;
+                check_errors("bare tonic", run, error)
+            },
+            async || {
+                reset_recording(&gw.grpc_url(), calls).await?;
+                let (run, error) =
+                    grpc_load::run(gw.grpc, Some(gw.server.pid()), plan.unary, &gateway_plans)
+                        .await?;
+                check_errors("gateway gRPC", run, error)
+            },
+        )
+        .await?;
         drop(bare);
         let gw_mid = median_run(&gw_runs);
         let bare_mid = median_run(&bare_runs);
@@ -280,12 +284,7 @@ impl Bench {
             plan.rounds,
             plan.unary.duration,
             plan.unary.warmup,
-            gw_runs
-                .iter()
-                .zip(&bare_runs)
-                .map(|(g, b)| format!("{:.0} / {:.0}", g.rps, b.rps))
-                .collect::<Vec<_>>()
-                .join(", ")
+            run_pairs(&gw_runs, &bare_runs)
         ));
         Ok(())
     }
@@ -342,18 +341,21 @@ impl Bench {
                 }
             })
             .collect();
-        let (mut gw_runs, mut bare_runs) = (Vec::new(), Vec::new());
-        for _ in 0..plan.rounds {
-            let (bare_run, bare_error) =
-                http_load::run(bare_addr, Some(bare.pid()), plan.json, &json_plans).await?;
-            check_errors("bare axum", &bare_run, bare_error)?;
-            bare_runs.push(bare_run);
-            reset_recording(&gw.grpc_url(), calls).await?;
-            let (gw_run, gw_error) =
-                http_load::run(gw.http, Some(gw.server.pid()), plan.json, &json_plans).await?;
-            check_errors("gateway JSON", &gw_run, gw_error)?;
-            gw_runs.push(gw_run);
-        }
+        let (gw_runs, bare_runs) = alternate(
+            plan.rounds,
+            async || {
+                let (run, error) =
+                    http_load::run(bare_addr, Some(bare.pid()), plan.json, &json_plans).await?;
+                check_errors("bare axum", run, error)
+            },
+            async || {
+                reset_recording(&gw.grpc_url(), calls).await?;
+                let (run, error) =
+                    http_load::run(gw.http, Some(gw.server.pid()), plan.json, &json_plans).await?;
+                check_errors("gateway JSON", run, error)
+            },
+        )
+        .await?;
         drop(bare);
         let gw_mid = median_run(&gw_runs);
         let bare_mid = median_run(&bare_runs);
@@ -374,12 +376,7 @@ impl Bench {
         self.notes.push(format!(
             "Figure 2: {} rounds, bare axum then gateway in turn, median shown. All runs (gateway / bare req/s): {}.",
             plan.rounds,
-            gw_runs
-                .iter()
-                .zip(&bare_runs)
-                .map(|(g, b)| format!("{:.0} / {:.0}", g.rps, b.rps))
-                .collect::<Vec<_>>()
-                .join(", ")
+            run_pairs(&gw_runs, &bare_runs)
         ));
         Ok(())
     }
@@ -751,7 +748,33 @@ fn cpu_per_message(us: Option<f64>) -> String {
         .unwrap_or_default()
 }
 
-fn check_errors(what: &str, run: &LoadResult, first: Option<String>) -> anyhow::Result<()> {
+/// Runs the baseline, then the gateway, `rounds` times in turn (so both see the same drift
+/// of a shared machine); returns the gateway's runs and the baseline's.
+async fn alternate(
+    rounds: usize,
+    mut baseline: impl AsyncFnMut() -> anyhow::Result<LoadResult>,
+    mut gateway: impl AsyncFnMut() -> anyhow::Result<LoadResult>,
+) -> anyhow::Result<(Vec<LoadResult>, Vec<LoadResult>)> {
+    let (mut gw_runs, mut bare_runs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        bare_runs.push(baseline().await?);
+        gw_runs.push(gateway().await?);
+    }
+    Ok((gw_runs, bare_runs))
+}
+
+/// Lists the req/s of each round as `gateway / baseline`.
+fn run_pairs(gw_runs: &[LoadResult], bare_runs: &[LoadResult]) -> String {
+    gw_runs
+        .iter()
+        .zip(bare_runs)
+        .map(|(g, b)| format!("{:.0} / {:.0}", g.rps, b.rps))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Fails on a run without successes or with more than 0.1 % errors; returns the run.
+fn check_errors(what: &str, run: LoadResult, first: Option<String>) -> anyhow::Result<LoadResult> {
     anyhow::ensure!(
         run.requests > 0,
         "{what}: no successful request ({first:?})"
@@ -763,7 +786,7 @@ fn check_errors(what: &str, run: &LoadResult, first: Option<String>) -> anyhow::
         run.errors,
         first.unwrap_or_default()
     );
-    Ok(())
+    Ok(run)
 }
 
 fn median_run(runs: &[LoadResult]) -> LoadResult {
