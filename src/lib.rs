@@ -9,11 +9,13 @@
 //! - `grpc`: the `voice.v1` gRPC front-end, a thin adapter over the core.
 //! - [`legacy`]: the GWS v2 JSON front-end (`operationName` POSTs), a thin adapter too.
 //! - [`cometd`]: the CometD (Bayeux) notifications endpoint, fed by one bridge task.
+//! - [`auth`]: one authenticator for every front (bounded, cached, throttled checks).
 //! - [`app`]: the state every front-end shares; [`session`]: legacy HTTP sessions.
 //! - [`config`]: the typed configuration and the built-in demo.
 //! - `run` wires them together over listeners the caller bound.
 
 pub mod app;
+pub mod auth;
 pub mod backend;
 pub mod cometd;
 pub mod config;
@@ -73,8 +75,10 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             }
         }
     });
+    let auth = Arc::new(auth::Authenticator::new(core.clone(), &config.auth));
     Ok(AppState::new(app::Shared {
         core,
+        auth,
         sessions: Arc::new(SessionStore::new(
             config.legacy.session_idle(),
             config.legacy.session_limit,
@@ -166,7 +170,7 @@ async fn serve(
     let builder = Arc::new(builder);
     let connections = tokio_util::task::TaskTracker::new();
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -179,9 +183,13 @@ async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
+        let client = auth::ClientAddr(peer.ip());
         let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
-            |request: axum::http::Request<hyper::body::Incoming>| {
-                request.map(axum::body::Body::new)
+            move |request: axum::http::Request<hyper::body::Incoming>| {
+                let mut request = request.map(axum::body::Body::new);
+                // The client's address, for the sign-in throttle.
+                request.extensions_mut().insert(client);
+                request
             },
         ));
         let builder = builder.clone();

@@ -60,6 +60,7 @@ pub use config::{CometdConfig, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS};
 pub use registry::BayeuxRegistry;
 
 use crate::app::AppState;
+use crate::auth::ClientAddr;
 
 /// The path of the endpoint.
 pub const NOTIFICATIONS_PATH: &str = "/api/v2/notifications";
@@ -114,7 +115,10 @@ async fn get(State(endpoint): State<Arc<BayeuxEndpoint>>, request: Request) -> R
         return (StatusCode::BAD_REQUEST, "Unknown Bayeux Transport").into_response();
     }
     match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(ws) => websocket::upgrade(endpoint, ws, &parts.uri, &parts.headers),
+        Ok(ws) => {
+            let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+            websocket::upgrade(endpoint, ws, &parts.uri, &parts.headers, client)
+        }
         Err(_) => (StatusCode::BAD_REQUEST, "Unknown Bayeux Transport").into_response(),
     }
 }

@@ -37,7 +37,8 @@ pub use devices::{
     MonitorMode, MonitorScope, Monitoring, WorkMode,
 };
 pub use directory::{
-    ContactCenter, Directory, Principal, Role, Secret, ServiceAccount, User, stable_id,
+    ContactCenter, Directory, Principal, Role, Secret, ServiceAccount, User, constant_time_eq,
+    invalid_password, invalid_token, stable_id, user_principal,
 };
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use events::{CallWatch, DeviceWatch, Event, EventWatch, WatchError, WatchScope};

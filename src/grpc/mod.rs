@@ -56,12 +56,21 @@ pub async fn routes(state: &AppState) -> tonic::service::Routes {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the voice.v1 descriptor set is valid");
-    let calls = GrpcCallControl::new(state.core.clone(), state.shutdown.clone());
-    let devices = GrpcDeviceControl::new(state.core.clone(), state.shutdown.clone());
+    let calls = GrpcCallControl::new(
+        state.core.clone(),
+        state.auth.clone(),
+        state.shutdown.clone(),
+    );
+    let devices = GrpcDeviceControl::new(
+        state.core.clone(),
+        state.auth.clone(),
+        state.shutdown.clone(),
+    );
     tonic::service::Routes::new(CallServiceServer::new(calls))
         .add_service(DeviceServiceServer::new(devices))
         .add_service(SimulatorServiceServer::new(GrpcSimulator::new(
             state.core.clone(),
+            state.auth.clone(),
         )))
         .add_service(health)
         .add_service(reflection_v1)
