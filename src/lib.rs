@@ -5,7 +5,8 @@
 //! - [`core`]: the product. Users, contact centers and features; calls with the GWS state
 //!   machine and capabilities; the numbered event stream. It never imports tonic, prost,
 //!   axum, http or serde_json.
-//! - [`backend`]: the switch port the core drives, and the embedded switch (a small PBX).
+//! - [`backend`]: the implementations of the core's ports ([`core::port`]): the embedded
+//!   switch (a small PBX).
 //! - `grpc`: the `voice.v1` gRPC front-end, a thin adapter over the core.
 //! - [`legacy`]: the GWS v2 JSON front-end (`operationName` POSTs), a thin adapter too.
 //! - [`cometd`]: the CometD (Bayeux) notifications endpoint, fed by one bridge task.

@@ -5,7 +5,7 @@ use super::{
     CallControl, CoreError, CoreResult, DeviceRequest, DeviceSnapshot, DeviceWatch, EventWatch,
     Principal, User, WatchScope, device_ops, feature,
 };
-use crate::backend::LineSettings;
+use super::port::LineSettings;
 
 /// The start of a device watch.
 #[derive(Debug)]

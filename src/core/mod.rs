@@ -26,6 +26,7 @@ mod events;
 mod model;
 mod operation;
 mod ops;
+pub mod port;
 mod store;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,7 +52,7 @@ pub use operation::{
 };
 pub use operation::{DeviceRequest, MonitorTarget};
 
-use crate::backend::{Switch, SwitchError, SwitchEvent};
+use port::{Switch, SwitchError, SwitchEvent};
 use events::EventLog;
 use store::Store;
 
@@ -436,8 +437,8 @@ impl CallControl {
             .route(&user.phone_number, destination)
             .map_err(switch_error)?
         {
-            crate::backend::Route::External(number) => Ok(store::Endpoint::External(number)),
-            crate::backend::Route::Internal(number) => {
+            port::Route::External(number) => Ok(store::Endpoint::External(number)),
+            port::Route::Internal(number) => {
                 let target = self.directory.user_by_number(&number).ok_or_else(|| {
                     CoreError::NotFound(format!("phone number {number} not found"))
                 })?;
