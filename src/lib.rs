@@ -56,7 +56,7 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         tracing::warn!("demo credentials are active: passwords or tokens are configured in clear");
     }
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let numbers: Vec<String> = directory.phone_numbers().map(str::to_owned).collect();
+    let numbers = directory.phone_numbers();
     let switch = Arc::new(EmbeddedSwitch::new(
         numbers,
         config.switch.external_answer_delay(),

@@ -1,11 +1,13 @@
 //! The device side of [`CallControl`]: device and voice-channel operations, device
 //! lists and device watches.
 
+use std::sync::Arc;
+
+use super::port::LineSettings;
 use super::{
     CallControl, CoreError, CoreResult, DeviceRequest, DeviceSnapshot, DeviceWatch, EventWatch,
     Principal, User, WatchScope, device_ops, feature,
 };
-use super::port::LineSettings;
 
 /// The start of a device watch.
 #[derive(Debug)]
@@ -28,6 +30,7 @@ impl CallControl {
         request: DeviceRequest,
     ) -> CoreResult<DeviceSnapshot> {
         let user = self.acting_user(who)?;
+        let user = &*user;
         if !self
             .directory
             .has_feature(&user.contact_center, feature::VOICE)
@@ -73,6 +76,7 @@ impl CallControl {
     /// Returns the user's devices (one per user).
     pub fn list_devices(&self, who: &Principal) -> CoreResult<Vec<DeviceSnapshot>> {
         let user = self.acting_user(who)?;
+        let user = &*user;
         Ok(self
             .lock()
             .device_view(&self.directory, &user.name)
@@ -91,9 +95,10 @@ impl CallControl {
         let watch = DeviceWatch(store.log.watch_events(scope.clone(), from)?);
         let sequence = from.unwrap_or(store.log.last_sequence());
         let snapshot = from.is_none().then(|| {
-            let mut users: Vec<&User> = self
+            let mut users: Vec<Arc<User>> = self
                 .directory
                 .users()
+                .into_iter()
                 .filter(|u| match &scope {
                     WatchScope::User(name) => u.name == *name,
                     WatchScope::ContactCenter(cc) => u.contact_center == *cc,

@@ -5,7 +5,7 @@
 //! bounded, cached and throttled.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 
@@ -20,6 +20,8 @@ pub enum Secret {
     Clear(String),
     /// An argon2 PHC string (`$argon2id$...`).
     Argon2(String),
+    /// None held here: the upstream GWS checks it (bridge mode).
+    Upstream,
 }
 
 impl Secret {
@@ -38,6 +40,7 @@ impl Secret {
                     .verify_password(given.as_bytes(), &parsed)
                     .is_ok()
             }),
+            Self::Upstream => false,
         }
     }
 }
@@ -143,12 +146,62 @@ pub struct Principal {
     pub admin: bool,
 }
 
-/// Users, contact centers and service accounts, fixed at start-up.
+/// The users and contact centers of a [`Directory`].
+#[derive(Debug, Default)]
+struct Tables {
+    users: FastMap<Arc<str>, Arc<User>>,
+    by_number: FastMap<Arc<str>, Arc<str>>,
+    centers: FastMap<Arc<str>, Arc<ContactCenter>>,
+}
+
+impl Tables {
+    fn add_center(&mut self, center: ContactCenter) -> CoreResult<()> {
+        if self.centers.contains_key(&center.name) {
+            return Err(CoreError::invalid(
+                "contact_center",
+                format!("{} is defined twice", center.name),
+            ));
+        }
+        self.centers.insert(center.name.clone(), Arc::new(center));
+        Ok(())
+    }
+
+    fn add_user(&mut self, user: User) -> CoreResult<()> {
+        if !self.centers.contains_key(&user.contact_center) {
+            return Err(CoreError::invalid(
+                "user",
+                format!(
+                    "{} names unknown contact center {}",
+                    user.name, user.contact_center
+                ),
+            ));
+        }
+        if self.by_number.contains_key(&user.phone_number) {
+            return Err(CoreError::invalid(
+                "user",
+                format!("phone number {} is used twice", user.phone_number),
+            ));
+        }
+        if self.users.contains_key(&user.name) {
+            return Err(CoreError::invalid(
+                "user",
+                format!("{} is defined twice", user.name),
+            ));
+        }
+        self.by_number
+            .insert(user.phone_number.clone(), user.name.clone());
+        self.users.insert(user.name.clone(), Arc::new(user));
+        Ok(())
+    }
+}
+
+/// Users, contact centers and service accounts. In embedded mode they are fixed at
+/// start-up; in bridge mode users and their contact centers are learnt from the upstream
+/// when they sign in ([`Directory::learn`]). Lookups return shared handles, so no
+/// caller holds the directory's lock.
 #[derive(Debug)]
 pub struct Directory {
-    users: FastMap<Arc<str>, User>,
-    by_number: FastMap<Arc<str>, Arc<str>>,
-    centers: FastMap<Arc<str>, ContactCenter>,
+    tables: RwLock<Tables>,
     service_accounts: Vec<ServiceAccount>,
 }
 
@@ -159,53 +212,15 @@ impl Directory {
         users: Vec<User>,
         service_accounts: Vec<ServiceAccount>,
     ) -> CoreResult<Self> {
-        let mut dir = Self {
-            users: FastMap::default(),
-            by_number: FastMap::default(),
-            centers: FastMap::default(),
-            service_accounts,
-        };
+        let mut tables = Tables::default();
         for center in centers {
-            if dir
-                .centers
-                .insert(center.name.clone(), center.clone())
-                .is_some()
-            {
-                return Err(CoreError::invalid(
-                    "contact_center",
-                    format!("{} is defined twice", center.name),
-                ));
-            }
+            tables.add_center(center)?;
         }
         for user in users {
-            if !dir.centers.contains_key(&user.contact_center) {
-                return Err(CoreError::invalid(
-                    "user",
-                    format!(
-                        "{} names unknown contact center {}",
-                        user.name, user.contact_center
-                    ),
-                ));
-            }
-            if dir
-                .by_number
-                .insert(user.phone_number.clone(), user.name.clone())
-                .is_some()
-            {
-                return Err(CoreError::invalid(
-                    "user",
-                    format!("phone number {} is used twice", user.phone_number),
-                ));
-            }
-            if dir.users.insert(user.name.clone(), user.clone()).is_some() {
-                return Err(CoreError::invalid(
-                    "user",
-                    format!("{} is defined twice", user.name),
-                ));
-            }
+            tables.add_user(user)?;
         }
-        for account in &dir.service_accounts {
-            if !dir.centers.contains_key(&account.contact_center) {
+        for account in &service_accounts {
+            if !tables.centers.contains_key(&account.contact_center) {
                 return Err(CoreError::invalid(
                     "service_account",
                     format!(
@@ -215,51 +230,87 @@ impl Directory {
                 ));
             }
         }
-        Ok(dir)
+        Ok(Self {
+            tables: RwLock::new(tables),
+            service_accounts,
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        // The tables are replaced entry by entry: a panic elsewhere cannot leave them torn.
+        self.tables
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds or replaces a user and its contact center as an upstream reported them (bridge
+    /// mode). A phone number another user had moves to this one.
+    pub fn learn(&self, user: User, center: ContactCenter) {
+        let mut tables = self
+            .tables
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(old) = tables.users.get(&user.name).cloned() {
+            tables.by_number.remove(&old.phone_number);
+        }
+        tables
+            .by_number
+            .insert(user.phone_number.clone(), user.name.clone());
+        tables.centers.insert(center.name.clone(), Arc::new(center));
+        tables.users.insert(user.name.clone(), Arc::new(user));
     }
 
     /// Returns every user.
-    pub fn users(&self) -> impl Iterator<Item = &User> {
-        self.users.values()
+    pub fn users(&self) -> Vec<Arc<User>> {
+        self.read().users.values().cloned().collect()
     }
 
     /// Returns a user by name.
-    pub fn user(&self, name: &str) -> Option<&User> {
-        self.users.get(name)
+    pub fn user(&self, name: &str) -> Option<Arc<User>> {
+        self.read().users.get(name).cloned()
     }
 
     /// Returns the user whose phone number this is.
-    pub fn user_by_number(&self, number: &str) -> Option<&User> {
-        self.by_number
-            .get(number)
-            .and_then(|name| self.users.get(name))
+    pub fn user_by_number(&self, number: &str) -> Option<Arc<User>> {
+        let tables = self.read();
+        let name = tables.by_number.get(number)?;
+        tables.users.get(name).cloned()
     }
 
     /// Returns the user whose device this is.
-    pub fn user_by_device(&self, device_id: &str) -> Option<&User> {
-        self.users.values().find(|u| &*u.device_id == device_id)
+    pub fn user_by_device(&self, device_id: &str) -> Option<Arc<User>> {
+        self.read()
+            .users
+            .values()
+            .find(|u| &*u.device_id == device_id)
+            .cloned()
     }
 
-    /// Returns every configured phone number.
-    pub fn phone_numbers(&self) -> impl Iterator<Item = &str> {
-        self.by_number.keys().map(|n| &**n)
+    /// Returns every known phone number.
+    pub fn phone_numbers(&self) -> Vec<String> {
+        self.read()
+            .by_number
+            .keys()
+            .map(|n| n.to_string())
+            .collect()
     }
 
     /// Returns a contact center by name.
-    pub fn contact_center(&self, name: &str) -> Option<&ContactCenter> {
-        self.centers.get(name)
+    pub fn contact_center(&self, name: &str) -> Option<Arc<ContactCenter>> {
+        self.read().centers.get(name).cloned()
     }
 
     /// Returns whether the user's contact center has a feature.
     pub fn has_feature(&self, contact_center: &str, feature: &str) -> bool {
-        self.centers
+        self.read()
+            .centers
             .get(contact_center)
             .is_some_and(|c| c.features.contains(feature))
     }
 
     /// Returns whether any configured secret is held in clear (demo credentials).
     pub fn has_clear_secrets(&self) -> bool {
-        self.users.values().any(|u| u.password.is_clear())
+        self.read().users.values().any(|u| u.password.is_clear())
             || self.service_accounts.iter().any(|a| a.token.is_clear())
     }
 
@@ -285,11 +336,10 @@ impl Directory {
         act_as: Option<&str>,
     ) -> CoreResult<Principal> {
         let user = self
-            .users
-            .get(name)
+            .user(name)
             .filter(|u| u.password.matches(password))
             .ok_or_else(invalid_password)?;
-        user_principal(user, act_as)
+        user_principal(&user, act_as)
     }
 
     /// Authenticates a service account's bearer token, acting for `act_as` when given: the
@@ -313,8 +363,7 @@ impl Directory {
             None => None,
             Some(name) => {
                 let user = self
-                    .users
-                    .get(name)
+                    .user(name)
                     .filter(|u| u.contact_center == account.contact_center)
                     .ok_or_else(|| {
                         CoreError::PermissionDenied(format!(

@@ -52,8 +52,8 @@ pub use operation::{
 };
 pub use operation::{DeviceRequest, MonitorTarget};
 
-use port::{Switch, SwitchError, SwitchEvent};
 use events::EventLog;
+use port::{Switch, SwitchError, SwitchEvent};
 use store::Store;
 
 /// Default number of events kept for resume.
@@ -169,7 +169,7 @@ impl CallControl {
     }
 
     /// Returns the user a request acts as.
-    pub fn acting_user(&self, who: &Principal) -> CoreResult<&User> {
+    pub fn acting_user(&self, who: &Principal) -> CoreResult<Arc<User>> {
         let name = who
             .user
             .as_deref()
@@ -197,6 +197,7 @@ impl CallControl {
     /// Places a call from the user's device; returns the new call as the caller sees it.
     pub fn dial(&self, who: &Principal, request: DialRequest) -> CoreResult<CallSnapshot> {
         let user = self.acting_user(who)?;
+        let user = &*user;
         self.require_features(user, Operation::Dial)?;
         request.validate()?;
         if let Some(device) = request.device_id.as_deref()
@@ -233,6 +234,7 @@ impl CallControl {
         op: CallOperation,
     ) -> CoreResult<CallSnapshot> {
         let user = self.acting_user(who)?;
+        let user = &*user;
         let operation = op.operation();
         self.require_features(user, operation)?;
         op.validate()?;
@@ -277,12 +279,14 @@ impl CallControl {
     /// Returns one call as the user sees it.
     pub fn get_call(&self, who: &Principal, call_id: &CallId) -> CoreResult<CallSnapshot> {
         let user = self.acting_user(who)?;
+        let user = &*user;
         self.lock().view_of(&self.directory, call_id, &user.name)
     }
 
     /// Returns the user's calls that are not released, oldest first.
     pub fn list_calls(&self, who: &Principal) -> CoreResult<Vec<CallSnapshot>> {
         let user = self.acting_user(who)?;
+        let user = &*user;
         Ok(self.lock().active_views(&self.directory, &user.name))
     }
 
@@ -379,7 +383,7 @@ impl CallControl {
             )));
         }
         let mut store = self.lock();
-        let id = ops::inbound(&mut store, &self.directory, from, user, queue, user_data)?;
+        let id = ops::inbound(&mut store, &self.directory, from, &user, queue, user_data)?;
         store.view_of(&self.directory, &id, &user.name)
     }
 
