@@ -29,6 +29,7 @@ impl CallControl {
         device_id: Option<&str>,
         request: DeviceRequest,
     ) -> CoreResult<DeviceSnapshot> {
+        self.embedded_only("a local device operation")?;
         let user = self.acting_user(who)?;
         let user = &*user;
         if !self

@@ -123,6 +123,17 @@ pub enum CoreError {
         /// How long attempts are refused.
         retry_after: Duration,
     },
+    /// The upstream GWS refused an operation (bridge mode): its own `statusCode` and
+    /// message, reported unchanged on every front, with the class the bridge read from it.
+    #[error("{message}")]
+    Upstream {
+        /// The class of the refusal (from the upstream's HTTP status and statusCode).
+        kind: ErrorKind,
+        /// The upstream's `statusCode`.
+        status_code: u32,
+        /// The upstream's `statusMessage`.
+        message: String,
+    },
     /// An unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -144,6 +155,7 @@ impl CoreError {
             Self::HistoryGone { .. } | Self::SequenceAhead { .. } => ErrorKind::OutOfRange,
             Self::Unavailable(_) | Self::Busy { .. } => ErrorKind::Unavailable,
             Self::Throttled { .. } => ErrorKind::ResourceExhausted,
+            Self::Upstream { kind, .. } => *kind,
             Self::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -180,6 +192,7 @@ impl CoreError {
             Self::FeatureMissing { .. } => 3,
             Self::Unavailable(_) | Self::Busy { .. } | Self::Internal(_) => 4,
             Self::Throttled { .. } => 3,
+            Self::Upstream { status_code, .. } => *status_code,
             Self::PermissionDenied(_) => 5,
             Self::CallNotFound(_) | Self::NotFound(_) => 6,
             Self::InUse(_) => 19,

@@ -16,6 +16,7 @@
 /// the store lock; the keys are ids the gateway made or names from its configuration.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+mod bridge;
 mod capabilities;
 mod device_api;
 mod device_ops;
@@ -31,6 +32,7 @@ mod store;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use bridge::{DEFAULT_REPLY_WAIT, Reply};
 pub use capabilities::{CapabilityInput, ConsultKind, ConsultRole, capabilities};
 pub use device_api::DeviceWatchStart;
 pub use devices::{
@@ -105,6 +107,8 @@ pub struct CallControl {
     switch: Arc<dyn Switch>,
     store: Mutex<Store>,
     after_call_work_state: AgentState,
+    /// Bridge mode: the upstream that owns the calls; `None` in embedded mode.
+    bridge: Option<bridge::Bridge>,
 }
 
 /// The store lock, held; on release it wakes the watchers whose mailboxes the commits
@@ -145,6 +149,7 @@ impl CallControl {
             switch,
             store: Mutex::new(Store::new(log, limits.ended_calls)),
             after_call_work_state: limits.after_call_work_state,
+            bridge: None,
         }
     }
 
@@ -196,6 +201,7 @@ impl CallControl {
 
     /// Places a call from the user's device; returns the new call as the caller sees it.
     pub fn dial(&self, who: &Principal, request: DialRequest) -> CoreResult<CallSnapshot> {
+        self.embedded_only("a local Dial")?;
         let user = self.acting_user(who)?;
         let user = &*user;
         self.require_features(user, Operation::Dial)?;
@@ -233,6 +239,7 @@ impl CallControl {
         call_id: &CallId,
         op: CallOperation,
     ) -> CoreResult<CallSnapshot> {
+        self.embedded_only("a local call operation")?;
         let user = self.acting_user(who)?;
         let user = &*user;
         let operation = op.operation();
@@ -326,20 +333,19 @@ impl CallControl {
             WatchScope::User(user) => vec![user.clone()],
             WatchScope::ContactCenter(cc) => {
                 let mut users: Vec<Arc<str>> = store
-                    .user_calls
-                    .keys()
+                    .users_with_calls()
+                    .into_iter()
                     .filter(|u| {
                         self.directory
                             .user(u)
                             .is_some_and(|u| u.contact_center == *cc)
                     })
-                    .cloned()
                     .collect();
                 users.sort();
                 users
             }
             WatchScope::All => {
-                let mut users: Vec<Arc<str>> = store.user_calls.keys().cloned().collect();
+                let mut users: Vec<Arc<str>> = store.users_with_calls();
                 users.sort();
                 users
             }
@@ -365,6 +371,7 @@ impl CallControl {
         queue: Option<String>,
         user_data: UserData,
     ) -> CoreResult<CallSnapshot> {
+        self.embedded_only("the simulator")?;
         if !who.admin {
             return Err(CoreError::PermissionDenied(
                 "only admins may inject inbound calls".into(),
@@ -395,6 +402,7 @@ impl CallControl {
         call_id: &CallId,
         number: &str,
     ) -> CoreResult<CallSnapshot> {
+        self.embedded_only("the simulator")?;
         if !who.admin {
             return Err(CoreError::PermissionDenied(
                 "only admins may drive the simulator".into(),

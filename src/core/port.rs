@@ -5,10 +5,20 @@
 //! a switch decides where a dialed number goes, carries out the telephony, and reports what
 //! happens on its own (a remote party answering or hanging up). Methods are called with the
 //! core's store lock held, so they must not block.
+//!
+//! [`Upstream`]: bridge mode. A GWS server upstream owns the calls and decides (state,
+//! capabilities, errors); the core hands each operation to it and mirrors what it reports
+//! (`CallControl::mirror_call`, `mirror_device`, `mirror_resync`). The fronts call the same
+//! `CallControl::submit_*` methods in both modes and cannot tell which port is behind them.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
-use super::{CallId, Destination, Operation};
+use super::{
+    CallId, CallOperation, CoreResult, Destination, DeviceRequest, DialRequest, Operation, User,
+};
 
 /// Where a dialed destination goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,4 +98,73 @@ pub trait Switch: Send + Sync + fmt::Debug + 'static {
 
     /// Starts an agent's wrap-up timer; the switch reports [`SwitchEvent::WrapUpEnded`].
     fn wrap_up(&self, user: &str, generation: u64, after: std::time::Duration);
+}
+
+/// The future an [`Upstream`] returns.
+pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An upstream call-control server that owns the calls (bridge mode).
+///
+/// Each method hands one operation to the upstream for `user` and returns once the upstream
+/// accepted it (`Ok`) or refused it (the refusal as a [`CoreError`](super::CoreError) with
+/// the upstream's `statusCode`). What the operation changed arrives separately, as reports
+/// the core mirrors; the core waits a bounded time for them before it answers.
+pub trait Upstream: Send + Sync + fmt::Debug + 'static {
+    /// Returns a short name for logs.
+    fn name(&self) -> &'static str;
+
+    /// Checks a user's password with the upstream (GWS: `GET /api/v2/me` with Basic
+    /// credentials), learns the user into the directory, and opens (or renews) the
+    /// upstream session the user's operations and notifications go through.
+    fn sign_in(&self, user: String, password: String) -> PortFuture<'_, CoreResult<Arc<User>>>;
+
+    /// Places a call.
+    fn dial(&self, user: Arc<User>, request: DialRequest) -> PortFuture<'_, CoreResult<()>>;
+
+    /// Carries out an operation on a call.
+    fn execute(
+        &self,
+        user: Arc<User>,
+        call: CallId,
+        operation: CallOperation,
+    ) -> PortFuture<'_, CoreResult<()>>;
+
+    /// Carries out an operation on the user's device or voice channel.
+    fn device_operation(
+        &self,
+        user: Arc<User>,
+        request: DeviceRequest,
+    ) -> PortFuture<'_, CoreResult<()>>;
+
+    /// Returns whether the upstream is reachable now (health, fail-fast).
+    fn is_available(&self) -> bool;
+}
+
+/// The switch of bridge mode: there is none (the upstream owns the telephony), and the
+/// embedded state machine that would drive one is never run; anything asked of it is refused.
+#[derive(Debug)]
+pub(crate) struct Unplugged;
+
+impl Switch for Unplugged {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+
+    fn route(&self, _from: &str, _destination: &Destination) -> Result<Route, SwitchError> {
+        Err(SwitchError::Unavailable(
+            "no embedded switch in bridge mode".into(),
+        ))
+    }
+
+    fn submit(&self, _call: &CallId, _operation: Operation) -> Result<(), SwitchError> {
+        Err(SwitchError::Unavailable(
+            "no embedded switch in bridge mode".into(),
+        ))
+    }
+
+    fn external_leg(&self, _call: &CallId, _number: &str) {}
+
+    fn configure_line(&self, _number: &str, _settings: LineSettings) {}
+
+    fn wrap_up(&self, _user: &str, _generation: u64, _after: std::time::Duration) {}
 }

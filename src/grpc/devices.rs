@@ -15,7 +15,7 @@ use super::stream::{WatchStream, watch_stream};
 use crate::auth::Authenticator;
 use crate::core::{
     AgentState, CallControl, CoreError, DeviceEvent, DeviceRequest, DeviceSnapshot, MonitorKind,
-    MonitorMode, MonitorScope, MonitorTarget, Principal, WorkMode,
+    MonitorMode, MonitorScope, MonitorTarget, Principal, Reply, WorkMode,
 };
 
 impl From<&DeviceSnapshot> for pb::Device {
@@ -149,8 +149,9 @@ impl GrpcDeviceControl {
         let (device, request) = convert(message)?;
         let device = self
             .core
-            .device_operation(&who, device.as_deref(), request)?;
-        Ok(Some(pb::Device::from(&device)))
+            .submit_device_operation(&who, device.as_deref(), request, Reply::Report)
+            .await?;
+        Ok(device.as_ref().map(pb::Device::from))
     }
 }
 

@@ -14,7 +14,7 @@ use super::pb::call_service_server::CallService;
 use super::pb::simulator_service_server::SimulatorService;
 use super::stream::{WatchStream, watch_stream};
 use crate::auth::Authenticator;
-use crate::core::{CallControl, CallEvent, Destination, DialRequest, Principal};
+use crate::core::{CallControl, CallEvent, Destination, DialRequest, Principal, Reply};
 
 /// The gRPC call-control service.
 #[derive(Debug, Clone)]
@@ -51,8 +51,11 @@ impl GrpcCallControl {
         let (who, message) = self.authenticate(request).await?;
         let CallRequest { call_id, operation } = CallRequest::try_from(message)?;
         tracing::Span::current().record("call_id", call_id.as_str());
-        let call = self.core.execute(&who, &call_id, operation)?;
-        Ok(Some(pb::Call::from(&call)))
+        let call = self
+            .core
+            .submit_call_operation(&who, &call_id, operation, Reply::Report)
+            .await?;
+        Ok(call.as_ref().map(pb::Call::from))
     }
 }
 
@@ -121,8 +124,8 @@ call_service! {
             },
             device_id: (!message.device_id.is_empty()).then_some(message.device_id),
         };
-        let call = self.core.dial(&who, dial)?;
-        Ok(Response::new(pb::DialResponse { call: Some(pb::Call::from(&call)) }))
+        let call = self.core.submit_dial(&who, dial, Reply::Report).await?;
+        Ok(Response::new(pb::DialResponse { call: call.as_ref().map(pb::Call::from) }))
     }
 
     #[instrument(level = "debug", skip(self, request))]

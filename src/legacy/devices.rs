@@ -39,7 +39,7 @@ use super::model::{ChannelJson, DeviceJson};
 use super::operation::LegacyOperation;
 use super::resources::accepted;
 use crate::app::AppState;
-use crate::core::CoreError;
+use crate::core::{CoreError, Reply};
 
 /// `GET /api/v2/me/devices[?fields=...]`.
 pub async fn list_devices(
@@ -80,7 +80,8 @@ pub async fn post_device(
     };
     state
         .core
-        .device_operation(caller.principal(), Some(&id), request)?;
+        .submit_device_operation(caller.principal(), Some(&id), request, Reply::Acceptance)
+        .await?;
     Ok(accepted())
 }
 
@@ -121,7 +122,8 @@ pub async fn post_voice_channel(
     };
     state
         .core
-        .device_operation(caller.principal(), None, request)?;
+        .submit_device_operation(caller.principal(), None, request, Reply::Acceptance)
+        .await?;
     Ok(accepted())
 }
 

@@ -76,7 +76,12 @@ impl LegacyError {
     /// Returns the HTTP status.
     pub fn http_status(&self) -> StatusCode {
         match self {
-            Self::Core(CoreError::InUse(_)) => StatusCode::CONFLICT,
+            Self::Core(
+                CoreError::InUse(_)
+                | CoreError::Upstream {
+                    status_code: 19, ..
+                },
+            ) => StatusCode::CONFLICT,
             Self::Core(error) => match error.kind() {
                 ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
                 ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
