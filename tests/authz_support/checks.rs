@@ -52,8 +52,9 @@ pub enum Check {
     Public,
     /// HTTP: no route; anyone, with or without credentials, gets 404 `statusCode` 6.
     Unrouted,
-    /// No credentials, a wrong password, a malformed header, an unknown token (gRPC) or an
-    /// unknown session cookie (HTTP), on the owner's own resources: [`UNAUTHENTICATED`].
+    /// No credentials, a wrong password, a malformed header, and over gRPC an unknown token,
+    /// over HTTP an unknown session cookie or a wrong password next to the owner's live
+    /// session cookie, all on the owner's own resources: [`UNAUTHENTICATED`].
     NeedsAuth,
     /// gRPC: another user's Basic credentials naming the owner in `x-voice-user`, and the
     /// service account naming a user of another contact center: [`NOT_PERMITTED`].
@@ -77,8 +78,8 @@ pub enum Check {
     /// session's `BAYEUX_BROWSER` cookie, naming a session's `clientId` gets
     /// `402::Unknown client`.
     BayeuxOwnSession,
-    /// CometD: a session may not subscribe to channels outside its user's `/v2/me` family,
-    /// nor publish to one.
+    /// CometD: a session may subscribe only to its user's `/v2/me` channels, and publish
+    /// to none.
     BayeuxOwnChannels,
 }
 

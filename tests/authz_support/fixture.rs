@@ -71,10 +71,10 @@ impl Fixture {
     /// Starts the gateway with `config` and puts the fixture's state in place.
     pub async fn start(config: voice_gateway::config::Config) -> Self {
         let gw = TestGateway::spawn_with(|c| *c = config).await;
-        let channel = tonic::transport::Endpoint::from_shared(gw.grpc_url())
-            .unwrap()
-            .connect()
+        let endpoint = tonic::transport::Endpoint::from_shared(gw.grpc_url()).unwrap();
+        let channel = tokio::time::timeout(WAIT, endpoint.connect())
             .await
+            .expect("a gRPC connection within the wait")
             .unwrap();
         let mut fixture = Self {
             calls: CallServiceClient::new(channel.clone()),
@@ -88,7 +88,11 @@ impl Fixture {
                 .build()
                 .unwrap(),
         };
-        fixture.set_up().await;
+        // Several calls and waits, each for an answer from the gateway.
+        let limit = WAIT * 3;
+        tokio::time::timeout(limit, fixture.set_up())
+            .await
+            .unwrap_or_else(|_| panic!("the fixture was not in place within {limit:?}"));
         fixture
     }
 
