@@ -89,10 +89,15 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }))
 }
 
-/// Builds the HTTP side: health, and the legacy front-ends as they are added.
+/// The path of the HTTP health check, answered to anyone.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// Builds the HTTP side: health, the legacy JSON API ([`legacy::routes`]) and the CometD
+/// endpoint ([`cometd::PATHS`]). A route added here must be listed the same way, so that
+/// `tests/authz_audit.rs` checks it.
 pub fn build_http(state: &AppState) -> Router {
     Router::new()
-        .route("/healthz", axum::routing::get(http_health))
+        .route(HEALTH_PATH, axum::routing::get(http_health))
         .merge(legacy::router(state.clone()))
         .merge(cometd::router(state.clone()))
 }
