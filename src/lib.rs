@@ -13,6 +13,7 @@
 //! - [`auth`]: one authenticator for every front (bounded, cached, throttled checks).
 //! - [`app`]: the state every front-end shares; [`session`]: legacy HTTP sessions.
 //! - [`config`]: the typed configuration and the built-in demo.
+//! - [`upstream`]: clients of an upstream GWS for bridge mode (the Bayeux client).
 //! - `run` wires them together over listeners the caller bound.
 
 pub mod app;
@@ -24,6 +25,7 @@ pub mod core;
 pub mod grpc;
 pub mod legacy;
 pub mod session;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -48,13 +50,58 @@ pub struct Listeners {
     pub http: Option<TcpListener>,
 }
 
-/// Builds the shared state: the directory, the embedded switch, the core, and the task
-/// that feeds switch events into the core until `shutdown`.
+/// Builds the shared state: the directory, the core over the embedded switch or, with
+/// `upstream.url`, over the bridge to an upstream GWS, and the authenticator.
 pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Result<AppState> {
     let directory = config.directory().context("invalid configuration")?;
     if directory.has_clear_secrets() {
         tracing::warn!("demo credentials are active: passwords or tokens are configured in clear");
     }
+    let core = match &config.upstream.url {
+        Some(url) => {
+            if !config.users.is_empty() {
+                tracing::info!(
+                    ignored = config.users.len(),
+                    "bridge mode: users come from the upstream; the configured users are ignored"
+                );
+            }
+            let bridge = backend::bridge::GwsBridge::new(&config.upstream, shutdown.clone())?;
+            let port = Arc::new(backend::bridge::GwsPort(bridge.clone()));
+            let core = Arc::new(CallControl::bridged(
+                directory,
+                port,
+                config.core_limits()?,
+                config.upstream.reply_wait(),
+            ));
+            bridge.attach(&core);
+            tracing::info!(upstream = %url, "bridge mode: calls are owned by the upstream GWS");
+            core
+        }
+        None => embedded_core(&config, directory, &shutdown)?,
+    };
+    let auth = Arc::new(auth::Authenticator::new(core.clone(), &config.auth));
+    Ok(AppState::new(app::Shared {
+        core,
+        auth,
+        sessions: Arc::new(SessionStore::new(
+            config.legacy.session_idle(),
+            config.legacy.session_limit,
+        )),
+        config: Arc::new(config),
+        shutdown,
+    }))
+}
+
+/// The path of the HTTP health check, answered to anyone.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// Builds the core over the embedded switch, and the task that feeds switch events into
+/// the core until `shutdown`.
+fn embedded_core(
+    config: &Config,
+    directory: core::Directory,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<CallControl>> {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let numbers = directory.phone_numbers();
     let switch = Arc::new(EmbeddedSwitch::new(
@@ -76,21 +123,8 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             }
         }
     });
-    let auth = Arc::new(auth::Authenticator::new(core.clone(), &config.auth));
-    Ok(AppState::new(app::Shared {
-        core,
-        auth,
-        sessions: Arc::new(SessionStore::new(
-            config.legacy.session_idle(),
-            config.legacy.session_limit,
-        )),
-        config: Arc::new(config),
-        shutdown,
-    }))
+    Ok(core)
 }
-
-/// The path of the HTTP health check, answered to anyone.
-pub const HEALTH_PATH: &str = "/healthz";
 
 /// Builds the HTTP side: health, the legacy JSON API ([`legacy::routes`]) and the CometD
 /// endpoint ([`cometd::PATHS`]). A route added here must be listed the same way, so that

@@ -25,6 +25,9 @@
 //! carry the delay in the `grpc-retry-pushback-ms` trailer; a CometD handshake gets
 //! `503::…` or `429::…` with advice `{"reconnect":"handshake","interval":ms}`.
 //!
+//! In bridge mode step 3 is a sign-in at the upstream GWS instead of an argon2 check (the
+//! gateway holds no password): same slots, same wait, same throttle, same cache.
+//!
 //! The client address is the TCP peer ([`ClientAddr`], put in each request's extensions by
 //! the HTTP listener; tonic's own listener reports it itself). Behind a load balancer every
 //! client has the balancer's address; set `auth.max_failures_per_address = 0` there, or the
@@ -272,6 +275,11 @@ impl Authenticator {
         act_as: Option<&str>,
         client: Option<IpAddr>,
     ) -> CoreResult<Principal> {
+        if let Some(upstream) = self.core.upstream() {
+            return self
+                .basic_upstream(upstream.clone(), name, password, act_as, client)
+                .await;
+        }
         let directory = self.core.directory();
         let Some(user) = directory.user(name) else {
             self.throttle.failed(None, client, Instant::now());
@@ -321,6 +329,60 @@ impl Authenticator {
             self.throttle.failed(Some(&user.name), client, now);
             Err(invalid_password())
         }
+    }
+
+    /// Bridge mode: the upstream checks the password (and learns the user); a success is
+    /// remembered like a hash check's, so a desktop sending Basic with every request costs
+    /// the upstream one sign-in, not one per request. Upstream sign-ins share the check
+    /// slots, so a flood of wrong passwords cannot flood the upstream either.
+    async fn basic_upstream(
+        &self,
+        upstream: Arc<dyn crate::core::port::Upstream>,
+        name: &str,
+        password: &str,
+        act_as: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> CoreResult<Principal> {
+        let directory = self.core.directory();
+        let key = self.verified.key(AccountKind::User, name, password);
+        let known = directory.user(name);
+        if let Some(user) = &known
+            && self.verified.contains(&key, Instant::now())
+        {
+            return user_principal(user, act_as);
+        }
+        if let Some(locked) = self.throttle.user_locked(name, Instant::now()) {
+            return Err(throttled(locked));
+        }
+        let slot = self.slot().await?;
+        let signed_in = upstream.sign_in(name.to_owned(), password.to_owned()).await;
+        drop(slot);
+        let now = Instant::now();
+        match signed_in {
+            Ok(user) => {
+                self.verified.insert(key, now);
+                self.throttle.succeeded(name);
+                user_principal(&user, act_as)
+            }
+            Err(error @ CoreError::Unauthenticated(_)) => {
+                self.throttle
+                    .failed(known.as_ref().map(|u| &u.name), client, now);
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Takes one of the check slots, waiting at most `check_wait`.
+    async fn slot(&self) -> CoreResult<tokio::sync::OwnedSemaphorePermit> {
+        let busy = || CoreError::Busy {
+            what: "credential checking",
+            retry_after: BUSY_RETRY_AFTER,
+        };
+        tokio::time::timeout(self.check_wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())
     }
 
     async fn bearer(
@@ -385,14 +447,7 @@ impl Authenticator {
         &self,
         check: impl FnOnce(&CallControl) -> T + Send + 'static,
     ) -> CoreResult<T> {
-        let busy = || CoreError::Busy {
-            what: "credential checking",
-            retry_after: BUSY_RETRY_AFTER,
-        };
-        let slot = tokio::time::timeout(self.check_wait, self.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| busy())?
-            .map_err(|_| busy())?;
+        let slot = self.slot().await?;
         let core = self.core.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;

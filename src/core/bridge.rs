@@ -4,15 +4,15 @@
 //! `submit_device_operation` run the embedded state machine in embedded mode (the
 //! synchronous `dial`, `execute` and `device_operation`), and in bridge mode:
 //!
-//! 1. check locally only what the mirror already knows for certain: the acting user, the
-//!    parameters, that the call is one of the user's (else NOT_FOUND, as embedded mode
+//! 1. check locally only what the mirror already knows for certain, in embedded mode's
+//!    order: the acting user, the contact center's features (as the upstream listed them
+//!    at sign-in), the parameters, that the call is one of the user's (else NOT_FOUND, as embedded mode
 //!    answers) and that the operation is in the call's `capabilities` *as the upstream last
 //!    reported them* (else FAILED_PRECONDITION);
 //! 2. hand the operation to the [`Upstream`], which answers with the upstream's acceptance
 //!    or its refusal (its `statusCode` carried unchanged to every front);
 //! 3. wait, at most `upstream.reply_wait_ms` (2 s by default), for the upstream's
-//!    notification that reflects the operation (only for [`Reply::Report`]: the JSON API
-//!    answers at acceptance, as GWS does) — the next event of that user about that
+//!    notification that reflects the operation — the next event of that user about that
 //!    call (a device event for device operations; a call the user did not have before for
 //!    Dial) — and answer with the call in it, so a reply carries the upstream's call.
 //!
@@ -39,14 +39,16 @@ use super::{CallControl, CoreError, CoreLimits, CoreResult, Directory, Principal
 /// Default bound on the wait for the upstream's notification of an operation.
 pub const DEFAULT_REPLY_WAIT: Duration = Duration::from_secs(2);
 
-/// What a `submit_*` caller wants back.
+/// What a caller of [`CallControl::submit_dial`] wants back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
     /// The call or device as the upstream reported it after the operation (gRPC replies
     /// carry it): in bridge mode, wait for the report (bounded).
     Report,
-    /// Only that the operation was accepted (the GWS JSON API answers `{"statusCode":0}`
-    /// and the change follows as a notification): in bridge mode, do not wait.
+    /// Only that the operation was accepted (the GWS JSON API answers `{"statusCode":0}`).
+    /// Bridge mode still waits (bounded) for the report, so a client that reads after the
+    /// reply sees its change as in embedded mode; at the bound it answers success anyway
+    /// (the upstream accepted it) where [`Reply::Report`] fails a Dial.
     Acceptance,
 }
 
@@ -103,7 +105,7 @@ impl CallControl {
     }
 
     /// Places a call through the active port; returns the new call as the caller sees it.
-    /// `None` only for [`Reply::Acceptance`] in bridge mode.
+    /// `None` only for [`Reply::Acceptance`] in bridge mode, at the bound.
     pub async fn submit_dial(
         &self,
         who: &Principal,
@@ -114,6 +116,7 @@ impl CallControl {
             return self.dial(who, request).map(Some);
         };
         let user = self.acting_user(who)?;
+        self.require_features(&user, Operation::Dial)?;
         request.validate()?;
         if let Some(device) = request.device_id.as_deref()
             && device != &*user.device_id
@@ -136,12 +139,10 @@ impl CallControl {
             )
         };
         bridge.upstream.dial(user, request).await?;
-        if reply == Reply::Acceptance {
-            return Ok(None);
-        }
         let wait = bridge.reply_wait;
         match next_call(&mut watch, wait, |call| !known.contains(&call.id)).await {
             Some(call) => Ok(Some(call)),
+            None if reply == Reply::Acceptance => Ok(None),
             None => Err(CoreError::Unavailable(format!(
                 "the upstream accepted Dial but reported no new call within {} ms; the call will appear on the watch",
                 wait.as_millis()
@@ -151,19 +152,19 @@ impl CallControl {
 
     /// Carries out an operation on a call through the active port; returns the call as the
     /// user sees it after.
-    /// `None` only for [`Reply::Acceptance`] in bridge mode.
+    /// At the bound it answers with the call as mirrored now (see the module docs).
     pub async fn submit_call_operation(
         &self,
         who: &Principal,
         call_id: &CallId,
         op: CallOperation,
-        reply: Reply,
-    ) -> CoreResult<Option<CallSnapshot>> {
+    ) -> CoreResult<CallSnapshot> {
         let Some(bridge) = self.upstream_ready()? else {
-            return self.execute(who, call_id, op).map(Some);
+            return self.execute(who, call_id, op);
         };
         let user = self.acting_user(who)?;
         let operation = op.operation();
+        self.require_features(&user, operation)?;
         op.validate()?;
         let mut watch = {
             let store = self.lock();
@@ -185,28 +186,24 @@ impl CallControl {
             .upstream
             .execute(user.clone(), call_id.clone(), op)
             .await?;
-        if reply == Reply::Acceptance {
-            return Ok(None);
-        }
         let reported = next_call(&mut watch, bridge.reply_wait, |call| call.id == *call_id).await;
         match reported {
-            Some(call) => Ok(Some(call)),
-            None => self.get_call(who, call_id).map(Some),
+            Some(call) => Ok(call),
+            None => self.get_call(who, call_id),
         }
     }
 
     /// Carries out an operation on the user's device through the active port; returns the
     /// device after it.
-    /// `None` only for [`Reply::Acceptance`] in bridge mode.
+    /// At the bound it answers with the device as mirrored now.
     pub async fn submit_device_operation(
         &self,
         who: &Principal,
         device_id: Option<&str>,
         request: DeviceRequest,
-        reply: Reply,
-    ) -> CoreResult<Option<DeviceSnapshot>> {
+    ) -> CoreResult<DeviceSnapshot> {
         let Some(bridge) = self.upstream_ready()? else {
-            return self.device_operation(who, device_id, request).map(Some);
+            return self.device_operation(who, device_id, request);
         };
         let user = self.acting_user(who)?;
         if let Some(device) = device_id
@@ -228,16 +225,12 @@ impl CallControl {
             .upstream
             .device_operation(user.clone(), request)
             .await?;
-        if reply == Reply::Acceptance {
-            return Ok(None);
-        }
         let reported = tokio::time::timeout(bridge.reply_wait, watch.next()).await;
         if let Ok(Ok(Some(event))) = reported {
-            return Ok(Some(event.device.clone()));
+            return Ok(event.device.clone());
         }
         self.lock()
             .device_view(&self.directory, &user.name)
-            .map(Some)
             .ok_or_else(|| CoreError::NotFound(format!("the device of user {}", user.name)))
     }
 

@@ -15,7 +15,7 @@ use super::stream::{WatchStream, watch_stream};
 use crate::auth::Authenticator;
 use crate::core::{
     AgentState, CallControl, CoreError, DeviceEvent, DeviceRequest, DeviceSnapshot, MonitorKind,
-    MonitorMode, MonitorScope, MonitorTarget, Principal, Reply, WorkMode,
+    MonitorMode, MonitorScope, MonitorTarget, Principal, WorkMode,
 };
 
 impl From<&DeviceSnapshot> for pb::Device {
@@ -149,9 +149,9 @@ impl GrpcDeviceControl {
         let (device, request) = convert(message)?;
         let device = self
             .core
-            .submit_device_operation(&who, device.as_deref(), request, Reply::Report)
+            .submit_device_operation(&who, device.as_deref(), request)
             .await?;
-        Ok(device.as_ref().map(pb::Device::from))
+        Ok(Some(pb::Device::from(&device)))
     }
 }
 

@@ -53,9 +53,9 @@ impl GrpcCallControl {
         tracing::Span::current().record("call_id", call_id.as_str());
         let call = self
             .core
-            .submit_call_operation(&who, &call_id, operation, Reply::Report)
+            .submit_call_operation(&who, &call_id, operation)
             .await?;
-        Ok(call.as_ref().map(pb::Call::from))
+        Ok(Some(pb::Call::from(&call)))
     }
 }
 

@@ -62,7 +62,7 @@ pub async fn post_call(
     };
     state
         .core
-        .submit_call_operation(caller.principal(), &CallId::new(id), op, Reply::Acceptance)
+        .submit_call_operation(caller.principal(), &CallId::new(id), op)
         .await?;
     Ok(accepted())
 }

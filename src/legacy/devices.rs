@@ -39,7 +39,7 @@ use super::model::{ChannelJson, DeviceJson};
 use super::operation::LegacyOperation;
 use super::resources::accepted;
 use crate::app::AppState;
-use crate::core::{CoreError, Reply};
+use crate::core::CoreError;
 
 /// `GET /api/v2/me/devices[?fields=...]`.
 pub async fn list_devices(
@@ -80,7 +80,7 @@ pub async fn post_device(
     };
     state
         .core
-        .submit_device_operation(caller.principal(), Some(&id), request, Reply::Acceptance)
+        .submit_device_operation(caller.principal(), Some(&id), request)
         .await?;
     Ok(accepted())
 }
@@ -122,7 +122,7 @@ pub async fn post_voice_channel(
     };
     state
         .core
-        .submit_device_operation(caller.principal(), None, request, Reply::Acceptance)
+        .submit_device_operation(caller.principal(), None, request)
         .await?;
     Ok(accepted())
 }

@@ -30,7 +30,7 @@ use super::extract::{BaseUrl, Fields, LegacyBody, LegacyPath, LegacyQuery, split
 use super::model::{CallJson, FeatureJson, UserJson};
 use super::operation::LegacyOperation;
 use crate::app::AppState;
-use crate::core::{CoreError, DeviceRequest, Reply, User};
+use crate::core::{CoreError, DeviceRequest, User};
 
 /// The `{"statusCode":0}` reply of an accepted operation.
 pub fn accepted() -> Json<Value> {
@@ -88,7 +88,7 @@ pub async fn post_me(
             let request = DeviceRequest::StartContactCenterSession { channels };
             state
                 .core
-                .submit_device_operation(caller.principal(), None, request, Reply::Acceptance)
+                .submit_device_operation(caller.principal(), None, request)
                 .await?;
             Ok(accepted().into_response())
         }
@@ -96,7 +96,7 @@ pub async fn post_me(
             let request = DeviceRequest::EndContactCenterSession;
             state
                 .core
-                .submit_device_operation(caller.principal(), None, request, Reply::Acceptance)
+                .submit_device_operation(caller.principal(), None, request)
                 .await?;
             state.sessions.remove(&caller.session.id);
             Ok((Extension(EndedSession), accepted()).into_response())
