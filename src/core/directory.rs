@@ -352,6 +352,21 @@ impl Directory {
         }
     }
 
+    /// Returns the principal of the service account `name`, acting for `act_as` when given,
+    /// for a caller authenticated without its token (a verified client certificate).
+    pub fn service_account_principal(
+        &self,
+        name: &str,
+        act_as: Option<&str>,
+    ) -> CoreResult<Principal> {
+        let account = self
+            .service_accounts
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| CoreError::Unauthenticated(format!("unknown service account {name}")))?;
+        self.bearer_principal(account, act_as)
+    }
+
     /// The principal of a service account acting for `act_as`, a user of its contact center.
     fn bearer_principal(
         &self,

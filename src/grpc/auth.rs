@@ -12,6 +12,22 @@ use crate::core::{CoreError, Directory, Principal};
 /// Metadata key naming the user a service account acts for.
 pub const ACT_AS_USER: &str = "x-voice-user";
 
+/// Authenticates the caller of a request: as the service account of the client certificate
+/// the gRPC listener verified (mutual TLS, [`crate::tls`]) when the request sends no
+/// `authorization` metadata, else from its metadata ([`authenticate`]).
+pub fn authenticate_request<T>(
+    directory: &Directory,
+    request: &tonic::Request<T>,
+) -> Result<Principal, CoreError> {
+    let metadata = request.metadata();
+    if metadata.get("authorization").is_none()
+        && let Some(account) = crate::tls::client_cert_account(request.extensions())
+    {
+        return directory.service_account_principal(account, text(metadata, ACT_AS_USER)?);
+    }
+    authenticate(directory, metadata)
+}
+
 /// Authenticates the caller from request metadata.
 pub fn authenticate(directory: &Directory, metadata: &MetadataMap) -> Result<Principal, CoreError> {
     let act_as = text(metadata, ACT_AS_USER)?;

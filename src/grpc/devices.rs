@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::auth::authenticate;
+use super::auth::authenticate_request;
 use super::pb;
 use super::pb::device_service_server::DeviceService;
 use super::stream::{WatchStream, watch_stream};
@@ -125,7 +125,7 @@ impl GrpcDeviceControl {
     }
 
     fn authenticate<T>(&self, request: Request<T>) -> Result<(Principal, T), Status> {
-        let who = authenticate(self.core.directory(), request.metadata())?;
+        let who = authenticate_request(self.core.directory(), &request)?;
         Ok((who, request.into_inner()))
     }
 

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::auth::authenticate;
+use super::auth::authenticate_request;
 use super::convert::{CallRequest, call_id, user_data};
 use super::pb;
 use super::pb::call_service_server::CallService;
@@ -29,7 +29,7 @@ impl GrpcCallControl {
     }
 
     fn authenticate<T>(&self, request: Request<T>) -> Result<(Principal, T), Status> {
-        let who = authenticate(self.core.directory(), request.metadata())?;
+        let who = authenticate_request(self.core.directory(), &request)?;
         Ok((who, request.into_inner()))
     }
 
@@ -169,7 +169,7 @@ impl SimulatorService for GrpcSimulator {
         &self,
         request: Request<pb::InboundCallRequest>,
     ) -> Result<Response<pb::InboundCallResponse>, Status> {
-        let who = authenticate(self.core.directory(), request.metadata())?;
+        let who = authenticate_request(self.core.directory(), &request)?;
         let message = request.into_inner();
         let queue = (!message.queue.is_empty()).then_some(message.queue);
         let data = user_data(message.user_data)?;
@@ -186,7 +186,7 @@ impl SimulatorService for GrpcSimulator {
         &self,
         request: Request<pb::ExternalHangupRequest>,
     ) -> Result<Response<pb::ExternalHangupResponse>, Status> {
-        let who = authenticate(self.core.directory(), request.metadata())?;
+        let who = authenticate_request(self.core.directory(), &request)?;
         let message = request.into_inner();
         let call_id = call_id(message.call_id, "call_id")?;
         let call = self.core.external_hangup(&who, &call_id, &message.number)?;
