@@ -12,12 +12,12 @@
 //!   does not match the certificate stops the gateway with an error naming the file.
 //! - **Handshakes.** Each runs in its connection's own task with a bounded time
 //!   (`tls.handshake_timeout_ms`, 10 s): a client that fails or stalls its handshake costs
-//!   one task for at most that long and disturbs no other connection ([`accept`]).
+//!   one task for at most that long and disturbs no other connection (`accept.rs`).
 //! - **Mutual TLS.** `tls.client_ca_file` makes the gRPC listener require a client
 //!   certificate signed by one of its CAs; a connection without one, or with one from
 //!   another CA, is refused in the handshake. A verified certificate whose subject common
 //!   name or SAN DNS name equals a service account's `client_cert` stands for that account
-//!   ([`identity`]): its requests need no `authorization` metadata and act, like the
+//!   (`identity.rs`): its requests need no `authorization` metadata and act, like the
 //!   account's bearer token, for the user named in `x-voice-user` (or for none). A request
 //!   that does send `authorization` is judged by it alone. A verified certificate that maps
 //!   to no account gives no identity: its requests need ordinary credentials. The HTTP
