@@ -23,10 +23,15 @@
 //! | `agent.after_call_work_state` | state after a timed AfterCallWork: `Ready` or `NotReady` | `Ready` |
 //! | `[[contact_centers]]` | `name`, `features` | |
 //! | `[[users]]` | `name`, `contact_center`, `phone_number`, `password_hash` (argon2) or `password` (clear, demo only), `roles`, `first_name`, `last_name` | |
-//! | `[[service_accounts]]` | `name`, `contact_center`, `token_hash` or `token` | |
+//! | `[[service_accounts]]` | `name`, `contact_center`, `token_hash` or `token`, `client_cert` (a client certificate's subject CN or SAN DNS name, for mutual TLS) | |
+//! | `tls.cert_file`, `tls.key_file` | PEM certificate chain and key: both listeners serve TLS | none: plain text |
+//! | `tls.client_ca_file` | PEM CA(s): the gRPC listener requires client certificates they signed | none |
+//! | `tls.grpc`, `tls.http` | which listeners serve TLS | `true`, `true` |
+//! | `tls.handshake_timeout_ms` | time a client has to finish its TLS handshake | [`crate::tls::config::DEFAULT_HANDSHAKE_TIMEOUT_MS`] |
 //!
 //! Listen addresses are not in the file: they come from the command line or the
-//! environment (see the binary's `--help`).
+//! environment (see the binary's `--help`). File paths in `[tls]` are relative to the
+//! configuration file's folder, or absolute (see [`crate::tls`]).
 
 use crate::core::AgentState;
 use std::collections::BTreeSet;
@@ -79,6 +84,9 @@ pub struct Config {
     /// Bridge mode: the upstream GWS (none: the embedded switch).
     #[serde(default)]
     pub upstream: crate::backend::bridge::UpstreamConfig,
+    /// TLS on the listeners; `None` serves plain text.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// Embedded switch settings.
@@ -227,6 +235,10 @@ pub struct ServiceAccountConfig {
     pub token: Option<String>,
     /// Argon2 PHC hash of the token.
     pub token_hash: Option<String>,
+    /// The subject common name or SAN DNS name of a client certificate (signed by
+    /// `tls.client_ca_file`) that authenticates as this account on the gRPC listener.
+    #[serde(default)]
+    pub client_cert: Option<String>,
 }
 
 impl Config {
@@ -243,11 +255,21 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads a TOML file.
+    /// Reads a TOML file; relative paths in it (`[tls]`) are taken from its folder.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+        let mut config = Self::parse(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+        if let (Some(tls), Some(folder)) = (&mut config.tls, path.parent()) {
+            tls.resolve_paths(folder);
+        }
+        Ok(config)
+    }
+
+    /// Returns whether any user or service account is configured.
+    pub fn has_credentials(&self) -> bool {
+        !self.users.is_empty() || !self.service_accounts.is_empty()
     }
 
     /// Returns the core's limits and agent settings.

@@ -14,6 +14,7 @@
 //! - [`app`]: the state every front-end shares; [`session`]: legacy HTTP sessions.
 //! - [`config`]: the typed configuration and the built-in demo.
 //! - [`upstream`]: clients of an upstream GWS for bridge mode (the Bayeux client).
+//! - [`tls`]: TLS on the listeners and the client certificates of mutual TLS.
 //! - `run` wires them together over listeners the caller bound.
 
 pub mod app;
@@ -25,6 +26,7 @@ pub mod core;
 pub mod grpc;
 pub mod legacy;
 pub mod session;
+pub mod tls;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use crate::backend::embedded::EmbeddedSwitch;
 use crate::config::Config;
 use crate::core::CallControl;
 use crate::session::SessionStore;
+use crate::tls::{GrpcTls, Handshaker, ServerTls};
 
 /// The listeners the gateway serves, bound by the caller (tests bind port 0).
 #[derive(Debug)]
@@ -141,12 +144,26 @@ async fn http_health() -> axum::Json<serde_json::Value> {
 }
 
 /// Serves the gateway until `shutdown` is cancelled, then stops accepting, ends streams
-/// and long-polls, and returns once in-flight requests have finished.
+/// and long-polls, and returns once in-flight requests have finished. TLS is loaded from
+/// `config.tls` first (see [`run_with_tls`]).
 pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let tls = ServerTls::from_config(&config, listeners.http.is_none())?;
+    run_with_tls(config, tls, listeners, shutdown).await
+}
+
+/// Like [`run`], with the TLS already loaded by [`ServerTls::from_config`] (the binary
+/// loads it before binding, so a bad certificate stops it before any listener exists).
+pub async fn run_with_tls(
+    config: Config,
+    tls: ServerTls,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    warn_clear_listeners(&config, &tls, &listeners);
     let state = build_state(config, shutdown.clone())?;
     let grpc = grpc::routes(&state).await;
     let http = build_http(&state);
@@ -154,13 +171,31 @@ pub async fn run(
     match listeners.http {
         None => {
             let app = http.merge(grpc.into_axum_router()).fallback(not_found);
-            serve(listeners.grpc, app, shutdown).await
+            serve(listeners.grpc, app, tls.http, shutdown).await
         }
         Some(http_listener) => {
-            let grpc_server = serve_grpc(listeners.grpc, grpc, shutdown.clone());
-            let http_server = serve(http_listener, http.fallback(not_found), shutdown);
+            let grpc_server = serve_grpc(listeners.grpc, grpc, tls.grpc, shutdown.clone());
+            let http_server = serve(http_listener, http.fallback(not_found), tls.http, shutdown);
             let (a, b) = tokio::join!(grpc_server, http_server);
             a.and(b)
+        }
+    }
+}
+
+/// Warns for each listener serving plain text on a non-loopback address with credentials
+/// configured ([`tls::warn_if_clear`]).
+fn warn_clear_listeners(config: &Config, tls: &ServerTls, listeners: &Listeners) {
+    let credentials = config.has_credentials();
+    let warn = |name: &str, listener: &TcpListener, on: bool| {
+        if let Ok(addr) = listener.local_addr() {
+            tls::warn_if_clear(name, addr, on, credentials);
+        }
+    };
+    match &listeners.http {
+        None => warn("grpc+http", &listeners.grpc, tls.http.is_some()),
+        Some(http) => {
+            warn("grpc", &listeners.grpc, tls.grpc.is_some());
+            warn("http", http, tls.http.is_some());
         }
     }
 }
@@ -168,18 +203,29 @@ pub async fn run(
 /// Serves a gRPC-only listener with tonic's own server: HTTP/2 only (no protocol
 /// sniffing), tonic's connection settings, and unknown methods answered with gRPC
 /// `UNIMPLEMENTED`. Per request it costs less than the shared HTTP stack, which the one-port
-/// mode needs for HTTP/1.1 and WebSocket (BENCHMARKS.md, figure 1).
+/// mode needs for HTTP/1.1 and WebSocket (BENCHMARKS.md, figure 1). With `tls`, tonic takes
+/// connections whose handshake is done ([`GrpcTls::incoming`]); their requests carry the
+/// client certificate's service account ([`tls::TlsPeer`]).
 async fn serve_grpc(
     listener: TcpListener,
     routes: tonic::service::Routes,
+    tls: Option<GrpcTls>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
-        .context("gRPC server failed")
+    let server = tonic::transport::Server::builder().add_routes(routes);
+    let signal = shutdown.clone().cancelled_owned();
+    let served = match tls {
+        None => {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            server.serve_with_incoming_shutdown(incoming, signal).await
+        }
+        Some(tls) => {
+            let incoming = tls.incoming(listener, shutdown);
+            server.serve_with_incoming_shutdown(incoming, signal).await
+        }
+    };
+    served.context("gRPC server failed")
 }
 
 /// The largest HTTP/1.1 request head the HTTP listener accepts (hyper answers 431 beyond
@@ -195,13 +241,16 @@ pub const MAX_HTTP1_HEAD: usize = 8 * 1024;
 /// Written out rather than `axum::serve` because that offers no way to configure hyper's
 /// HTTP/1.1 connection ([`MAX_HTTP1_HEAD`]); it is axum's own loop (hyper-util's auto
 /// builder: HTTP/1.1 with upgrades for WebSocket, and HTTP/2), with the router cloned per
-/// connection as one reference count.
+/// connection as one reference count. With `tls`, each connection's task first runs the
+/// handshake (bounded in time; a failed one ends only that task).
 async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<Handshaker>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_util::either::Either;
     use tower::ServiceExt as _;
 
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -234,8 +283,22 @@ async fn serve(
         ));
         let builder = builder.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            let io = match tls {
+                None => Either::Left(tcp),
+                Some(tls) => tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    // The handshake and the stream are boxed so that a plain-text
+                    // connection's task stays as small as before (1.7 KiB; BENCHMARKS.md,
+                    // figure 4 counts idle long-polls): inline they made it 3.2 KiB.
+                    established = Box::pin(tls.accept(tcp)) => match established {
+                        Some(stream) => Either::Right(Box::new(stream)),
+                        None => return,
+                    },
+                },
+            };
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             tokio::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => return,

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use voice_gateway::config::{Config, hash_secret};
-use voice_gateway::{Listeners, run};
+use voice_gateway::tls::ServerTls;
+use voice_gateway::{Listeners, run_with_tls};
 
 /// mimalloc instead of glibc malloc: the request path allocates many small, short-lived
 /// buffers across two worker threads, where glibc spent about a fifth of the CPU in
@@ -89,10 +90,13 @@ async fn main() -> anyhow::Result<()> {
             .validate()
             .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
     }
+    // TLS files are read and checked before any listener binds.
+    let one_port = cli.http_listen == cli.grpc_listen;
+    let tls = ServerTls::from_config(&config, one_port)?;
     let grpc = TcpListener::bind(cli.grpc_listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.grpc_listen))?;
-    let http = if cli.http_listen == cli.grpc_listen {
+    let http = if one_port {
         None
     } else {
         Some(
@@ -101,10 +105,16 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", cli.http_listen))?,
         )
     };
-    tracing::info!(grpc = %cli.grpc_listen, http = %cli.http_listen, "voice-gateway serving");
+    tracing::info!(
+        grpc = %cli.grpc_listen,
+        http = %cli.http_listen,
+        grpc_tls = tls.grpc.is_some() || (one_port && tls.http.is_some()),
+        http_tls = tls.http.is_some(),
+        "voice-gateway serving"
+    );
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
-    run(config, Listeners { grpc, http }, shutdown).await?;
+    run_with_tls(config, tls, Listeners { grpc, http }, shutdown).await?;
     tracing::info!("voice-gateway stopped");
     Ok(())
 }

@@ -248,6 +248,11 @@ impl Authenticator {
         }
     }
 
+    /// Returns the directory the authenticator checks against.
+    pub fn directory(&self) -> &crate::core::Directory {
+        self.core.directory()
+    }
+
     /// Authenticates credentials from `client` (when known), acting for `act_as`.
     pub async fn authenticate(
         &self,

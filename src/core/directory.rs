@@ -353,6 +353,19 @@ impl Directory {
         self.service_account_principal(account, act_as)
     }
 
+    /// Returns the principal of the service account `name`, acting for `act_as` when given,
+    /// for a caller authenticated without its token (a verified client certificate).
+    pub fn named_service_account_principal(
+        &self,
+        name: &str,
+        act_as: Option<&str>,
+    ) -> CoreResult<Principal> {
+        let account = self
+            .service_account(name)
+            .ok_or_else(|| CoreError::Unauthenticated(format!("unknown service account {name}")))?;
+        self.service_account_principal(account, act_as)
+    }
+
     /// The principal of a service account acting for `act_as`, a user of its contact center.
     pub fn service_account_principal(
         &self,

@@ -15,12 +15,23 @@ use crate::core::{CoreError, Principal};
 /// Metadata key naming the user a service account acts for.
 pub const ACT_AS_USER: &str = "x-voice-user";
 
-/// Authenticates the caller of a request from its metadata and peer address, through the
-/// shared [`Authenticator`] (bounded, cached and throttled checks).
+/// Authenticates the caller of a request: as the service account of the client certificate
+/// the gRPC listener verified (mutual TLS, [`crate::tls`]) when the request sends no
+/// `authorization` metadata, else from its metadata and peer address through the shared
+/// [`Authenticator`] (bounded, cached and throttled checks).
 pub async fn authenticate<T>(
     auth: &Authenticator,
     request: &Request<T>,
 ) -> Result<Principal, CoreError> {
+    let metadata = request.metadata();
+    if metadata.get("authorization").is_none()
+        && let Some(account) = crate::tls::client_cert_account(request.extensions())
+    {
+        // Mutual TLS: the listener verified the client certificate; it names the account.
+        return auth
+            .directory()
+            .named_service_account_principal(account, text(metadata, ACT_AS_USER)?);
+    }
     let (credentials, act_as, client) = read(request)?;
     auth.authenticate(&credentials, act_as.as_deref(), client)
         .await
@@ -40,10 +51,12 @@ fn read<T>(
     })?;
     let credentials = Credentials::parse(header)?;
     // tonic's own listener records the peer; the shared HTTP listener puts ClientAddr.
+    let extensions = request.extensions();
     let client = request
         .remote_addr()
+        .or_else(|| extensions.get::<crate::tls::TlsPeer>()?.remote_addr)
         .map(|addr| addr.ip())
-        .or_else(|| request.extensions().get::<ClientAddr>().map(|c| c.0));
+        .or_else(|| extensions.get::<ClientAddr>().map(|c| c.0));
     Ok((credentials, act_as, client))
 }
 

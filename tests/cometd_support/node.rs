@@ -35,10 +35,16 @@ pub struct NodeClient {
 impl NodeClient {
     /// Starts `node <script> <args...>` in `tests/interop/<client>`.
     pub fn start(client: &str, script: &str, args: &[&str]) -> Self {
+        Self::start_with_env(client, script, args, &[])
+    }
+
+    /// Like [`Self::start`], with extra environment variables (`NODE_EXTRA_CA_CERTS`).
+    pub fn start_with_env(client: &str, script: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = interop_dir(client);
         let mut child = Command::new("node")
             .arg(dir.join(script))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
