@@ -11,6 +11,7 @@
 //! - [`cometd`]: the CometD (Bayeux) notifications endpoint, fed by one bridge task.
 //! - [`app`]: the state every front-end shares; [`session`]: legacy HTTP sessions.
 //! - [`config`]: the typed configuration and the built-in demo.
+//! - [`upstream`]: clients of an upstream GWS for bridge mode (the Bayeux client); crates only.
 //! - `run` wires them together over listeners the caller bound.
 
 pub mod app;
@@ -21,6 +22,7 @@ pub mod core;
 pub mod grpc;
 pub mod legacy;
 pub mod session;
+pub mod upstream;
 
 use std::sync::Arc;
 
