@@ -214,8 +214,10 @@ impl Runner {
             _ => return Err(Broken::again(wire::malformed("handshake without clientId"))),
         };
         if !wire::offers_long_polling(&reply) {
-            let error = wire::malformed("the server does not offer long-polling");
-            return Err(Broken::again(error));
+            return Err(Broken::again(BayeuxClientError::Refused {
+                request: "handshake".into(),
+                error: "long-polling is not among supportedConnectionTypes".into(),
+            }));
         }
         let rest = self.subscribe(&client_id).await?;
         let session = Session {
