@@ -184,6 +184,20 @@ impl Runner {
     /// Handshakes and subscribes; returns the session and what else the subscribe reply
     /// carried (deliveries a server may add).
     async fn establish(&mut self) -> Result<(Session, Vec<Object>), Broken> {
+        let (client_id, ack) = self.handshake().await?;
+        let rest = self.subscribe(&client_id).await?;
+        tracing::debug!(%client_id, ack, "bayeux session up");
+        let session = Session {
+            client_id,
+            ack,
+            batch: 0,
+            immediate: true,
+        };
+        Ok((session, rest))
+    }
+
+    /// Handshakes; returns the `clientId` and whether the ack extension is on.
+    async fn handshake(&mut self) -> Result<(String, bool), Broken> {
         let id = self.id();
         let mut handshake = json!({
             "id": id, "channel": HANDSHAKE, "version": "1.0", "minimumVersion": "1.0",
@@ -209,9 +223,9 @@ impl Runner {
                 },
             );
         }
-        let client_id = match reply.get("clientId") {
-            Some(Value::String(id)) if !id.is_empty() => id.clone(),
-            _ => return Err(Broken::again(wire::malformed("handshake without clientId"))),
+        let client_id = reply.get("clientId").and_then(Value::as_str);
+        let Some(client_id) = client_id.filter(|id| !id.is_empty()) else {
+            return Err(Broken::again(wire::malformed("handshake without clientId")));
         };
         if !wire::offers_long_polling(&reply) {
             return Err(Broken::again(BayeuxClientError::Refused {
@@ -219,15 +233,10 @@ impl Runner {
                 error: "long-polling is not among supportedConnectionTypes".into(),
             }));
         }
-        let rest = self.subscribe(&client_id).await?;
-        let session = Session {
-            client_id,
-            ack: self.options.ack && wire::ack_enabled(&reply),
-            batch: 0,
-            immediate: true,
-        };
-        tracing::debug!(client_id = %session.client_id, ack = session.ack, "bayeux session up");
-        Ok((session, rest))
+        Ok((
+            client_id.to_owned(),
+            self.options.ack && wire::ack_enabled(&reply),
+        ))
     }
 
     /// Subscribes to every channel in one batch, checking each reply.
