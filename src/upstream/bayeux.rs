@@ -77,6 +77,7 @@ mod backoff;
 mod runner;
 mod wire;
 
+use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::{COOKIE, HeaderMap, HeaderName, HeaderValue};
@@ -159,7 +160,7 @@ pub fn http_client(options: &BayeuxOptions) -> reqwest::Result<reqwest::Client> 
 }
 
 /// A client ready to start: endpoint, HTTP client, channels, cookies and options.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BayeuxClient {
     endpoint: reqwest::Url,
     http: reqwest::Client,
@@ -211,7 +212,9 @@ impl BayeuxClient {
 
     /// Adds a header sent with every request (e.g. `Authorization`); a `Cookie` header is
     /// split into cookies instead, so that only one `Cookie` header goes out.
-    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+    pub fn header(mut self, name: HeaderName, mut value: HeaderValue) -> Self {
+        // Caller headers are credentials as a rule: keep them out of debug output.
+        value.set_sensitive(true);
         if name == COOKIE {
             for (n, v) in wire::cookie_pairs(value.to_str().unwrap_or_default()) {
                 self = self.cookie(n, v);
@@ -239,6 +242,22 @@ impl BayeuxClient {
             stop,
             task: tokio::spawn(runner.run()),
         }
+    }
+}
+
+impl fmt::Debug for BayeuxClient {
+    /// Shows header and cookie names only: their values are credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BayeuxClient")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("channels", &self.channels)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field(
+                "cookies",
+                &self.cookies.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("options", &self.options)
+            .finish()
     }
 }
 

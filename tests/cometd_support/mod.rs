@@ -38,6 +38,8 @@ pub struct BayeuxGateway {
 impl BayeuxGateway {
     /// Starts the demo gateway with short CometD timings, then `adjust`.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        // reqwest has TLS without a built-in provider: the tests' clients need one.
+        voice_gateway::upstream::bayeux::install_crypto_provider();
         let mut config = Config::demo();
         config.switch.external_answer_ms = 50;
         config.cometd.timeout_ms = 5_000;

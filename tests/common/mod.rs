@@ -31,6 +31,8 @@ impl TestGateway {
 
     /// Starts the demo gateway after `adjust` has changed its configuration.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        // reqwest has TLS without a built-in provider: the tests' clients need one.
+        voice_gateway::upstream::bayeux::install_crypto_provider();
         let mut config = Config::demo();
         config.switch.external_answer_ms = 50;
         adjust(&mut config);
@@ -57,6 +59,7 @@ impl TestGateway {
 
     /// Starts the demo gateway serving gRPC and HTTP on one port.
     pub async fn spawn_single_port() -> Self {
+        voice_gateway::upstream::bayeux::install_crypto_provider();
         let mut config = Config::demo();
         config.switch.external_answer_ms = 50;
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -123,38 +123,11 @@ impl Runner {
     pub(super) async fn run(mut self) {
         let mut session: Option<Session> = None;
         let stopped = loop {
-            let step = match session.as_mut() {
-                Some(live) => self.connect(live).await,
-                None => match self.establish().await {
-                    Ok((new, rest)) => {
-                        let client_id = new.client_id.clone();
-                        session = Some(new);
-                        self.announce(client_id, rest).await
-                    }
-                    Err(broken) => Err(broken),
-                },
+            let Err(broken) = self.step(&mut session).await else {
+                continue;
             };
-            match step {
-                Ok(()) => {}
-                Err(Broken::Closed) => break None,
-                Err(Broken::Stop(error)) => {
-                    session = None;
-                    break Some(error);
-                }
-                Err(Broken::Rehandshake { error, report }) => {
-                    session = None;
-                    if self.back_off(error, report).await.is_err() {
-                        break None;
-                    }
-                }
-                Err(Broken::RetryConnect(error)) => {
-                    if let Some(live) = session.as_mut() {
-                        live.immediate = true;
-                    }
-                    if self.back_off(error, true).await.is_err() {
-                        break None;
-                    }
-                }
+            if let Err(stopped) = self.recover(broken, &mut session).await {
+                break stopped;
             }
         };
         if let Some(error) = stopped {
@@ -165,6 +138,44 @@ impl Runner {
         }
     }
 
+    /// One step: a connect on the live session, or a new session.
+    async fn step(&mut self, session: &mut Option<Session>) -> Result<(), Broken> {
+        if let Some(live) = session.as_mut() {
+            return self.connect(live).await;
+        }
+        let (new, rest) = self.establish().await?;
+        let client_id = new.client_id.clone();
+        *session = Some(new);
+        self.announce(client_id, rest).await
+    }
+
+    /// Backs off after a broken step, dropping the session unless its connect is to be
+    /// retried. Fails with the error to stop with, or `None` when the client is closed.
+    async fn recover(
+        &mut self,
+        broken: Broken,
+        session: &mut Option<Session>,
+    ) -> Result<(), Option<BayeuxClientError>> {
+        let (error, report) = match broken {
+            Broken::Closed => return Err(None),
+            Broken::Stop(error) => {
+                *session = None;
+                return Err(Some(error));
+            }
+            Broken::Rehandshake { error, report } => {
+                *session = None;
+                (error, report)
+            }
+            Broken::RetryConnect(error) => {
+                if let Some(live) = session.as_mut() {
+                    live.immediate = true;
+                }
+                (error, true)
+            }
+        };
+        self.back_off(error, report).await.map_err(|_| None)
+    }
+
     fn id(&mut self) -> String {
         self.next_id += 1;
         self.next_id.to_string()
@@ -173,6 +184,20 @@ impl Runner {
     /// Handshakes and subscribes; returns the session and what else the subscribe reply
     /// carried (deliveries a server may add).
     async fn establish(&mut self) -> Result<(Session, Vec<Object>), Broken> {
+        let (client_id, ack) = self.handshake().await?;
+        let rest = self.subscribe(&client_id).await?;
+        tracing::debug!(%client_id, ack, "bayeux session up");
+        let session = Session {
+            client_id,
+            ack,
+            batch: 0,
+            immediate: true,
+        };
+        Ok((session, rest))
+    }
+
+    /// Handshakes; returns the `clientId` and whether the ack extension is on.
+    async fn handshake(&mut self) -> Result<(String, bool), Broken> {
         let id = self.id();
         let mut handshake = json!({
             "id": id, "channel": HANDSHAKE, "version": "1.0", "minimumVersion": "1.0",
@@ -198,23 +223,20 @@ impl Runner {
                 },
             );
         }
-        let client_id = match reply.get("clientId") {
-            Some(Value::String(id)) if !id.is_empty() => id.clone(),
-            _ => return Err(Broken::again(wire::malformed("handshake without clientId"))),
+        let client_id = reply.get("clientId").and_then(Value::as_str);
+        let Some(client_id) = client_id.filter(|id| !id.is_empty()) else {
+            return Err(Broken::again(wire::malformed("handshake without clientId")));
         };
         if !wire::offers_long_polling(&reply) {
-            let error = wire::malformed("the server does not offer long-polling");
-            return Err(Broken::again(error));
+            return Err(Broken::again(BayeuxClientError::Refused {
+                request: "handshake".into(),
+                error: "long-polling is not among supportedConnectionTypes".into(),
+            }));
         }
-        let rest = self.subscribe(&client_id).await?;
-        let session = Session {
-            client_id,
-            ack: self.options.ack && wire::ack_enabled(&reply),
-            batch: 0,
-            immediate: true,
-        };
-        tracing::debug!(client_id = %session.client_id, ack = session.ack, "bayeux session up");
-        Ok((session, rest))
+        Ok((
+            client_id.to_owned(),
+            self.options.ack && wire::ack_enabled(&reply),
+        ))
     }
 
     /// Subscribes to every channel in one batch, checking each reply.
@@ -273,7 +295,7 @@ impl Runner {
         if session.immediate {
             message["advice"] = json!({"timeout": 0});
         } else {
-            delay += self.advice.timeout;
+            delay = delay.saturating_add(self.advice.timeout);
         }
         if session.ack {
             message["ext"] = json!({"ack": session.batch});

@@ -1,6 +1,7 @@
 //! The client's side of the wire: one POST of a batch and its reply, reading replies and
 //! deliveries out of a batch, the server's `advice`, and the per-client cookies.
 
+use std::fmt;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -182,6 +183,10 @@ pub(super) fn is_subscribable(channel: &str) -> bool {
         })
 }
 
+/// The longest `interval` or `timeout` taken from advice: a server advising more is
+/// broken, and an hour still lets it recover.
+const MAX_ADVICE: Duration = Duration::from_secs(3600);
+
 /// What the server wants next, from a reply's `advice.reconnect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Reconnect {
@@ -223,11 +228,12 @@ impl Advice {
             .get(LONG_POLLING)
             .and_then(Value::as_object)
             .unwrap_or(advice);
+        let millis = |ms: u64| Duration::from_millis(ms).min(MAX_ADVICE);
         if let Some(interval) = advice.get("interval").and_then(Value::as_i64) {
-            self.interval = Duration::from_millis(interval.max(0).unsigned_abs());
+            self.interval = millis(interval.max(0).unsigned_abs());
         }
         if let Some(timeout) = advice.get("timeout").and_then(Value::as_u64) {
-            self.timeout = Duration::from_millis(timeout);
+            self.timeout = millis(timeout);
         }
         match advice.get("reconnect").and_then(Value::as_str) {
             Some("handshake") => Reconnect::Handshake,
@@ -247,14 +253,31 @@ pub(super) fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// One client's cookies, sent to its one endpoint: no domain or path scoping is needed.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct CookieJar {
     cookies: Vec<(String, String)>,
 }
 
+impl fmt::Debug for CookieJar {
+    /// Lists the names only: the values are credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.cookies.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
 impl CookieJar {
-    /// Sets a cookie, replacing one of the same name.
+    /// Sets a cookie, replacing one of the same name; a pair that cannot go in a header is
+    /// skipped, so that one bad cookie never silences the others.
     pub(super) fn set(&mut self, name: &str, value: &str) {
+        if HeaderValue::from_str(&format!("{name}={value}")).is_err() || name.contains(['=', ';']) {
+            tracing::warn!(
+                cookie = name,
+                "bayeux client skips a cookie unfit for a header"
+            );
+            return;
+        }
         self.remove(name);
         self.cookies.push((name.to_owned(), value.to_owned()));
     }
@@ -386,6 +409,7 @@ mod tests {
         for (name, value) in cookie_pairs("JSESSIONID=abc; theme = dark") {
             jar.set(name, value);
         }
+        jar.set("bad", "a\u{7f}b");
         let mut headers = HeaderMap::new();
         headers.append(
             SET_COOKIE,
@@ -396,5 +420,6 @@ mod tests {
         jar.store(&headers);
         assert_eq!(jar.header().unwrap(), "BAYEUX_BROWSER=b1; JSESSIONID=def");
         assert!(CookieJar::default().header().is_none());
+        assert_eq!(format!("{jar:?}"), r#"["BAYEUX_BROWSER", "JSESSIONID"]"#);
     }
 }
