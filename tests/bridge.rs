@@ -241,3 +241,143 @@ async fn upstream_refusals_reach_the_bridge_clients_with_embedded_codes() {
         (StatusCode::NOT_FOUND, Some(6))
     );
 }
+
+/// U as a real process (so that it can be killed, not shut down politely): the demo
+/// gateway with its HTTP listener on `port`. Returns once it logged that it serves.
+async fn upstream_process(port: u16) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the gateway binary starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("voice-gateway serving") {
+                return;
+            }
+        }
+        panic!("the upstream gateway exited before serving");
+    })
+    .await
+    .expect("the upstream gateway serves within 10 s");
+    // Keep draining its log so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+/// Polls the bridge's gRPC health for CallService until it is `want`, for at most `bound`.
+async fn health_becomes(bridge: &TestGateway, want: i32, bound: std::time::Duration) {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Endpoint::from_shared(bridge.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let ask = HealthCheckRequest {
+        service: "voice.v1.CallService".into(),
+    };
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let status = health.check(ask.clone()).await.unwrap().into_inner().status;
+        if status == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health stayed {status}, not {want}, for {bound:?}"
+        );
+        // Polling a status, as a load balancer does; bounded by the deadline above.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
+    const SERVING: i32 = 1;
+    const NOT_SERVING: i32 = 2;
+    let bound = std::time::Duration::from_secs(10);
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut upstream = upstream_process(port).await;
+    let url = format!("http://127.0.0.1:{port}");
+    let bridge = TestGateway::spawn_with(move |c| c.upstream.url = Some(url)).await;
+    let mut calls = bridge.calls().await;
+    let mut watch = calls
+        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    snapshot(&mut watch).await;
+    let id = calls
+        .dial(as_user(
+            "agent1",
+            pb::DialRequest {
+                destination: "15001".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .call
+        .unwrap()
+        .id;
+    next_event(&mut watch).await;
+
+    // U is killed mid-call (SIGKILL: no goodbye to its clients).
+    upstream.kill().await.unwrap();
+    health_becomes(&bridge, NOT_SERVING, bound).await;
+    let status = calls
+        .hangup(as_user(
+            "agent1",
+            pb::HangupRequest {
+                call_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(common::gws_status(&status), 4);
+    let (status, body) = Agent::new(&bridge.http_url(), "agent1")
+        .post(
+            &format!("/api/v2/me/calls/{id}"),
+            json!({"operationName": "Hangup"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["statusCode"].as_u64()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some(4))
+    );
+
+    // U comes back empty on the same address: the bridge recovers by itself, and the
+    // watcher that stayed connected learns that the call is gone.
+    let _upstream = upstream_process(port).await;
+    health_becomes(&bridge, SERVING, bound).await;
+    let released = tokio::time::timeout(bound, async {
+        loop {
+            let call = next_event(&mut watch).await.call.unwrap();
+            if call.id == id && call.state() == pb::CallState::Released {
+                return call;
+            }
+        }
+    })
+    .await
+    .expect("the vanished call is reported Released");
+    assert!(released.capabilities.is_empty());
+    let listed = calls
+        .list_calls(as_user("agent1", pb::ListCallsRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .calls;
+    assert!(listed.is_empty(), "{listed:?}");
+}
