@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::core::CallControl;
 use crate::session::SessionStore;
@@ -22,6 +23,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     /// The call-control core.
     pub core: Arc<CallControl>,
+    /// Checks credentials for every front.
+    pub auth: Arc<Authenticator>,
     /// Legacy HTTP sessions (`JSESSIONID`), also trusted by the CometD handshake.
     pub sessions: Arc<SessionStore>,
     /// The configuration the gateway started with.

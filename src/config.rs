@@ -18,6 +18,8 @@
 //! | `cometd.multi_session_interval_ms` | interval advised to a browser's extra sessions | [`crate::cometd::config::DEFAULT_MULTI_SESSION_INTERVAL_MS`] |
 //! | `cometd.max_sessions` | live CometD sessions | [`crate::cometd::config::DEFAULT_MAX_SESSIONS`] |
 //! | `cometd.websocket` | offer the `websocket` transport | `true` |
+//! | `upstream.*` | bridge mode: the upstream GWS URL, its CA, timeouts, session bounds (users then come from the upstream; `[[users]]` are ignored) | see [`crate::backend::bridge::UpstreamConfig`] |
+//! | `auth.*` | credential checks: concurrency, wait, failed-sign-in throttle, cache of successful checks | see [`crate::auth::AuthConfig`] |
 //! | `agent.after_call_work_state` | state after a timed AfterCallWork: `Ready` or `NotReady` | `Ready` |
 //! | `[[contact_centers]]` | `name`, `features` | |
 //! | `[[users]]` | `name`, `contact_center`, `phone_number`, `password_hash` (argon2) or `password` (clear, demo only), `roles`, `first_name`, `last_name` | |
@@ -71,6 +73,12 @@ pub struct Config {
     /// The CometD endpoint.
     #[serde(default)]
     pub cometd: crate::cometd::CometdConfig,
+    /// Credential checking: concurrency, throttle, cache.
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
+    /// Bridge mode: the upstream GWS (none: the embedded switch).
+    #[serde(default)]
+    pub upstream: crate::backend::bridge::UpstreamConfig,
 }
 
 /// Embedded switch settings.
@@ -229,7 +237,10 @@ impl Config {
 
     /// Parses TOML text.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        Ok(toml::from_str(text)?)
+        let config: Self = toml::from_str(text)?;
+        config.auth.validate().map_err(anyhow::Error::msg)?;
+        config.upstream.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
     }
 
     /// Reads a TOML file.
@@ -266,7 +277,13 @@ impl Config {
             })
             .collect();
         let mut users = Vec::new();
-        for u in &self.users {
+        // In bridge mode users come from the upstream as they sign in.
+        let configured = if self.upstream.url.is_some() {
+            &[][..]
+        } else {
+            &self.users[..]
+        };
+        for u in configured {
             let roles = u
                 .roles
                 .iter()

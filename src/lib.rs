@@ -5,15 +5,19 @@
 //! - [`core`]: the product. Users, contact centers and features; calls with the GWS state
 //!   machine and capabilities; the numbered event stream. It never imports tonic, prost,
 //!   axum, http or serde_json.
-//! - [`backend`]: the switch port the core drives, and the embedded switch (a small PBX).
+//! - [`backend`]: the implementations of the core's ports ([`core::port`]): the embedded
+//!   switch (a small PBX).
 //! - `grpc`: the `voice.v1` gRPC front-end, a thin adapter over the core.
 //! - [`legacy`]: the GWS v2 JSON front-end (`operationName` POSTs), a thin adapter too.
 //! - [`cometd`]: the CometD (Bayeux) notifications endpoint, fed by one bridge task.
+//! - [`auth`]: one authenticator for every front (bounded, cached, throttled checks).
 //! - [`app`]: the state every front-end shares; [`session`]: legacy HTTP sessions.
 //! - [`config`]: the typed configuration and the built-in demo.
+//! - [`upstream`]: clients of an upstream GWS for bridge mode (the Bayeux client).
 //! - `run` wires them together over listeners the caller bound.
 
 pub mod app;
+pub mod auth;
 pub mod backend;
 pub mod cometd;
 pub mod config;
@@ -21,6 +25,7 @@ pub mod core;
 pub mod grpc;
 pub mod legacy;
 pub mod session;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -45,15 +50,60 @@ pub struct Listeners {
     pub http: Option<TcpListener>,
 }
 
-/// Builds the shared state: the directory, the embedded switch, the core, and the task
-/// that feeds switch events into the core until `shutdown`.
+/// Builds the shared state: the directory, the core over the embedded switch or, with
+/// `upstream.url`, over the bridge to an upstream GWS, and the authenticator.
 pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Result<AppState> {
     let directory = config.directory().context("invalid configuration")?;
     if directory.has_clear_secrets() {
         tracing::warn!("demo credentials are active: passwords or tokens are configured in clear");
     }
+    let core = match &config.upstream.url {
+        Some(url) => {
+            if !config.users.is_empty() {
+                tracing::info!(
+                    ignored = config.users.len(),
+                    "bridge mode: users come from the upstream; the configured users are ignored"
+                );
+            }
+            let bridge = backend::bridge::GwsBridge::new(&config.upstream, shutdown.clone())?;
+            let port = Arc::new(backend::bridge::GwsPort(bridge.clone()));
+            let core = Arc::new(CallControl::bridged(
+                directory,
+                port,
+                config.core_limits()?,
+                config.upstream.reply_wait(),
+            ));
+            bridge.attach(&core);
+            tracing::info!(upstream = %url, "bridge mode: calls are owned by the upstream GWS");
+            core
+        }
+        None => embedded_core(&config, directory, &shutdown)?,
+    };
+    let auth = Arc::new(auth::Authenticator::new(core.clone(), &config.auth));
+    Ok(AppState::new(app::Shared {
+        core,
+        auth,
+        sessions: Arc::new(SessionStore::new(
+            config.legacy.session_idle(),
+            config.legacy.session_limit,
+        )),
+        config: Arc::new(config),
+        shutdown,
+    }))
+}
+
+/// The path of the HTTP health check, answered to anyone.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// Builds the core over the embedded switch, and the task that feeds switch events into
+/// the core until `shutdown`.
+fn embedded_core(
+    config: &Config,
+    directory: core::Directory,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<CallControl>> {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let numbers: Vec<String> = directory.phone_numbers().map(str::to_owned).collect();
+    let numbers = directory.phone_numbers();
     let switch = Arc::new(EmbeddedSwitch::new(
         numbers,
         config.switch.external_answer_delay(),
@@ -73,21 +123,15 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             }
         }
     });
-    Ok(AppState::new(app::Shared {
-        core,
-        sessions: Arc::new(SessionStore::new(
-            config.legacy.session_idle(),
-            config.legacy.session_limit,
-        )),
-        config: Arc::new(config),
-        shutdown,
-    }))
+    Ok(core)
 }
 
-/// Builds the HTTP side: health, and the legacy front-ends as they are added.
+/// Builds the HTTP side: health, the legacy JSON API ([`legacy::routes`]) and the CometD
+/// endpoint ([`cometd::PATHS`]). A route added here must be listed the same way, so that
+/// `tests/authz_audit.rs` checks it.
 pub fn build_http(state: &AppState) -> Router {
     Router::new()
-        .route("/healthz", axum::routing::get(http_health))
+        .route(HEALTH_PATH, axum::routing::get(http_health))
         .merge(legacy::router(state.clone()))
         .merge(cometd::router(state.clone()))
 }
@@ -166,7 +210,7 @@ async fn serve(
     let builder = Arc::new(builder);
     let connections = tokio_util::task::TaskTracker::new();
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -179,9 +223,13 @@ async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
+        let client = auth::ClientAddr(peer.ip());
         let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
-            |request: axum::http::Request<hyper::body::Incoming>| {
-                request.map(axum::body::Body::new)
+            move |request: axum::http::Request<hyper::body::Incoming>| {
+                let mut request = request.map(axum::body::Body::new);
+                // The client's address, for the sign-in throttle.
+                request.extensions_mut().insert(client);
+                request
             },
         ));
         let builder = builder.clone();

@@ -40,6 +40,10 @@ struct Cli {
     /// TOML configuration file; without it the built-in demo configuration is used.
     #[arg(long, env = "VOICE_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
+    /// Bridge mode: the upstream GWS (`http://host:port` or `https://...`) that owns the
+    /// calls, instead of the embedded switch; overrides `upstream.url` of the config.
+    #[arg(long, env = "VOICE_GATEWAY_UPSTREAM")]
+    upstream: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -74,10 +78,17 @@ async fn main() -> anyhow::Result<()> {
         }
         None => {}
     }
-    let config = match &cli.config {
+    let mut config = match &cli.config {
         Some(path) => Config::from_file(path)?,
         None => Config::demo(),
     };
+    if let Some(url) = cli.upstream {
+        config.upstream.url = Some(url);
+        config
+            .upstream
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
+    }
     let grpc = TcpListener::bind(cli.grpc_listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.grpc_listen))?;

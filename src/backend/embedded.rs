@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{LineSettings, Route, Switch, SwitchError, SwitchEvent};
+use crate::core::port::{LineSettings, Route, Switch, SwitchError, SwitchEvent};
 use crate::core::{CallId, Destination, Operation};
 
 /// How many forwarding hops a call follows before the switch gives up.

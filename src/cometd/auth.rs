@@ -1,14 +1,18 @@
 //! Who may handshake: a client holding a valid GWS session cookie (`JSESSIONID`, minted
-//! by the legacy JSON adapter), or one sending Basic credentials. Cookies are read from
-//! the long-poll request, or from the WebSocket upgrade request for the socket's lifetime.
+//! by the legacy JSON adapter), or one sending Basic credentials. Cookies and credentials
+//! are read from the long-poll request, or from the WebSocket upgrade request for the
+//! socket's lifetime; the transport authenticates a batch that holds a handshake before the
+//! protocol processes it, so the (possibly slow) check never runs inside the protocol.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE};
-use base64::Engine as _;
 
 use crate::app::AppState;
+use crate::auth::Credentials;
+use crate::core::CoreError;
 use crate::session::SESSION_COOKIE;
 
 /// The credentials a request carries.
@@ -16,8 +20,10 @@ use crate::session::SESSION_COOKIE;
 pub struct BayeuxCredentials {
     /// The `JSESSIONID` cookie.
     pub http_session: Option<String>,
-    /// Basic user name and password.
-    pub basic: Option<(String, String)>,
+    /// The `Authorization` header, when it parses.
+    pub authorization: Option<Credentials>,
+    /// The client's address, for the sign-in throttle.
+    pub client: Option<IpAddr>,
 }
 
 /// An authenticated handshake: the user, and the HTTP session it rode on.
@@ -29,52 +35,51 @@ pub struct BayeuxIdentity {
     pub http_session: Option<String>,
 }
 
+/// The outcome of authenticating a handshake.
+pub type BayeuxAuth = Result<BayeuxIdentity, CoreError>;
+
 impl BayeuxCredentials {
-    /// Reads the session cookie and the `Authorization: Basic` header.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
-        let basic = headers
+    /// Reads the session cookie and the `Authorization` header of a request from `client`.
+    pub fn from_headers(headers: &HeaderMap, client: Option<IpAddr>) -> Self {
+        let authorization = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Basic ")
-                    .or_else(|| v.strip_prefix("basic "))
-            })
-            .and_then(|b64| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .ok()
-            })
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|pair| {
-                let (user, password) = pair.split_once(':')?;
-                Some((user.to_owned(), password.to_owned()))
-            });
+            .and_then(|v| Credentials::parse(v).ok());
         Self {
             http_session: cookie(headers, SESSION_COOKIE),
-            basic,
+            authorization,
+            client,
         }
     }
 
-    /// Authenticates: a live HTTP session first, then Basic. Only a principal naming a user
-    /// may read `/v2/me/**`, so service accounts are refused.
-    pub fn authenticate(&self, state: &AppState) -> Option<BayeuxIdentity> {
+    /// Authenticates: a live HTTP session first, then Basic credentials through the
+    /// gateway's [`Authenticator`](crate::auth::Authenticator) (bounded, cached and
+    /// throttled like every other front). Only a principal naming a user may read
+    /// `/v2/me/**`, so service accounts are refused.
+    pub async fn authenticate(&self, state: &AppState) -> BayeuxAuth {
         if let Some(id) = &self.http_session
             && let Some(session) = state.sessions.get(id)
             && let Some(user) = session.principal.user
         {
-            return Some(BayeuxIdentity {
+            return Ok(BayeuxIdentity {
                 user,
                 http_session: Some(session.id),
             });
         }
-        let (name, password) = self.basic.as_ref()?;
+        let Some(credentials @ Credentials::Basic { .. }) = &self.authorization else {
+            return Err(CoreError::Unauthenticated(
+                "no valid session cookie or Basic credentials".into(),
+            ));
+        };
         let principal = state
-            .core
-            .directory()
-            .authenticate_basic(name, password, None)
-            .ok()?;
-        Some(BayeuxIdentity {
-            user: principal.user?,
+            .auth
+            .authenticate(credentials, None, self.client)
+            .await?;
+        let user = principal
+            .user
+            .ok_or_else(|| CoreError::Unauthenticated("no user".into()))?;
+        Ok(BayeuxIdentity {
+            user,
             http_session: None,
         })
     }

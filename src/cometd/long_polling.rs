@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::header::{CONTENT_TYPE, HOST, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use super::message::{BayeuxMessage, BayeuxReply, join_batch};
 use super::protocol::{self, BayeuxConnect, BayeuxContext, BayeuxTransport};
 use super::registry::{BayeuxRegistry, random_id};
 use super::session::BayeuxSession;
+use crate::auth::ClientAddr;
 
 /// Name of the browser cookie CometD sets on the first handshake.
 pub const BROWSER_COOKIE: &str = "BAYEUX_BROWSER";
@@ -46,6 +47,7 @@ pub(crate) fn base_url(uri: &Uri, headers: &HeaderMap) -> String {
 /// Handles one long-polling POST.
 pub(crate) async fn post(
     State(endpoint): State<Arc<BayeuxEndpoint>>,
+    client: Option<Extension<ClientAddr>>,
     version: Version,
     uri: Uri,
     headers: HeaderMap,
@@ -62,13 +64,19 @@ pub(crate) async fn post(
         };
         let cookie = auth::cookie(&headers, BROWSER_COOKIE);
         let minted = cookie.is_none().then(|| random_id(16));
-        let credentials = BayeuxCredentials::from_headers(&headers);
+        let identity = if protocol::has_handshake(&batch) {
+            let client = client.map(|Extension(ClientAddr(ip))| ip);
+            let credentials = BayeuxCredentials::from_headers(&headers, client);
+            Some(credentials.authenticate(&endpoint.state).await)
+        } else {
+            None
+        };
         let base_url = base_url(&uri, &headers);
         let ctx = BayeuxContext {
             state: &endpoint.state,
             registry: &endpoint.registry,
             transport: BayeuxTransport::LongPolling,
-            credentials: &credentials,
+            identity: identity.as_ref(),
             base_url: &base_url,
             browser_cookie: cookie.as_deref(),
             browser_for_new: cookie.as_deref().or(minted.as_deref()),

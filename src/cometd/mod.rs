@@ -60,9 +60,19 @@ pub use config::{CometdConfig, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS};
 pub use registry::BayeuxRegistry;
 
 use crate::app::AppState;
+use crate::auth::ClientAddr;
 
 /// The path of the endpoint.
 pub const NOTIFICATIONS_PATH: &str = "/api/v2/notifications";
+
+/// Every path the endpoint serves: the path itself and anything below it (CometD JS appends
+/// `/handshake`, `/connect`, ...). Each answers `POST` (long-polling) and `GET` (a WebSocket
+/// upgrade) and nothing else; the router is built from this list.
+pub const PATHS: [&str; 3] = [
+    NOTIFICATIONS_PATH,
+    "/api/v2/notifications/",
+    "/api/v2/notifications/{*rest}",
+];
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -98,10 +108,11 @@ pub fn router_with_registry(state: AppState) -> (Router, Arc<BayeuxRegistry>) {
         registry: registry.clone(),
     });
     let routes = post(long_polling::post).get(get);
-    let router = Router::new()
-        .route(NOTIFICATIONS_PATH, routes.clone())
-        .route(&format!("{NOTIFICATIONS_PATH}/"), routes.clone())
-        .route(&format!("{NOTIFICATIONS_PATH}/{{*rest}}"), routes)
+    let router = PATHS
+        .into_iter()
+        .fold(Router::new(), |router, path| {
+            router.route(path, routes.clone())
+        })
         .layer(DefaultBodyLimit::max(config.max_message_size))
         .with_state(endpoint);
     (router, registry)
@@ -114,7 +125,10 @@ async fn get(State(endpoint): State<Arc<BayeuxEndpoint>>, request: Request) -> R
         return (StatusCode::BAD_REQUEST, "Unknown Bayeux Transport").into_response();
     }
     match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(ws) => websocket::upgrade(endpoint, ws, &parts.uri, &parts.headers),
+        Ok(ws) => {
+            let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+            websocket::upgrade(endpoint, ws, &parts.uri, &parts.headers, client)
+        }
         Err(_) => (StatusCode::BAD_REQUEST, "Unknown Bayeux Transport").into_response(),
     }
 }

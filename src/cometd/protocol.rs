@@ -10,12 +10,13 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::time::{Duration, Instant};
 
-use super::auth::BayeuxCredentials;
+use super::auth::BayeuxAuth;
 use super::channel;
 use super::message::{self as msg, BayeuxMessage, BayeuxReply};
 use super::registry::{BayeuxNewSession, BayeuxRegistry};
 use super::session::{BayeuxRemoval, BayeuxSession};
 use crate::app::AppState;
+use crate::core::{CoreError, ErrorKind};
 
 /// The transport a batch arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +36,9 @@ pub struct BayeuxContext<'a> {
     pub registry: &'a BayeuxRegistry,
     /// The transport.
     pub transport: BayeuxTransport,
-    /// Credentials for a handshake.
-    pub credentials: &'a BayeuxCredentials,
+    /// The authentication of the batch's handshake, when it has one (see
+    /// [`has_handshake`]); `None` refuses a handshake.
+    pub identity: Option<&'a BayeuxAuth>,
     /// `http://host` of the request.
     pub base_url: &'a str,
     /// Long-polling: the request's `BAYEUX_BROWSER` cookie, which must match the session's.
@@ -71,11 +73,15 @@ pub struct BayeuxOutcome {
     pub handshake_ok: bool,
 }
 
+/// Returns whether a batch holds a handshake, which the transport must authenticate first.
+pub fn has_handshake(batch: &[BayeuxMessage]) -> bool {
+    batch.iter().any(|m| m.channel() == Some("/meta/handshake"))
+}
+
 /// Processes a batch.
 pub fn process(ctx: &BayeuxContext<'_>, batch: &[BayeuxMessage]) -> BayeuxOutcome {
     let mut out = BayeuxOutcome::default();
-    let has_handshake = batch.iter().any(|m| m.channel() == Some("/meta/handshake"));
-    if has_handshake && batch.len() > 1 {
+    if has_handshake(batch) && batch.len() > 1 {
         out.replies = batch
             .iter()
             .map(|m| BayeuxReply::to(m).error(msg::HANDSHAKE_NOT_ALONE))
@@ -172,10 +178,14 @@ fn handshake(ctx: &BayeuxContext<'_>, m: &BayeuxMessage, out: &mut BayeuxOutcome
             .error(msg::NO_COMMON_TRANSPORT)
             .with("advice", json!({"reconnect": "none"}));
     }
-    let Some(identity) = ctx.credentials.authenticate(ctx.state) else {
-        return BayeuxReply::to(m)
-            .error(msg::HANDSHAKE_DENIED)
-            .with("advice", json!({"reconnect": "none"}));
+    let identity = match ctx.identity {
+        Some(Ok(identity)) => identity.clone(),
+        Some(Err(error)) => return refused(m, error),
+        None => {
+            return BayeuxReply::to(m)
+                .error(msg::HANDSHAKE_DENIED)
+                .with("advice", json!({"reconnect": "none"}));
+        }
     };
     let ack = m.wants_ack();
     let created = ctx.registry.create(BayeuxNewSession {
@@ -208,6 +218,26 @@ fn handshake(ctx: &BayeuxContext<'_>, m: &BayeuxMessage, out: &mut BayeuxOutcome
     out.session = Some(session);
     out.handshake_ok = true;
     reply
+}
+
+/// The reply to a handshake whose authentication failed: a busy gateway (`503`) or a
+/// throttled sign-in (`429`) advise a new handshake after the delay, as CometD clients
+/// follow; wrong credentials are final (`403`, reconnect `none`).
+fn refused(m: &BayeuxMessage, error: &CoreError) -> BayeuxReply {
+    let code = match error.kind() {
+        ErrorKind::Unavailable => 503,
+        ErrorKind::ResourceExhausted => 429,
+        _ => {
+            return BayeuxReply::to(m)
+                .error(msg::HANDSHAKE_DENIED)
+                .with("advice", json!({"reconnect": "none"}));
+        }
+    };
+    let interval = error.retry_after().map_or(1000, |d| d.as_millis() as u64);
+    BayeuxReply::to(m).error(&format!("{code}::{error}")).with(
+        "advice",
+        json!({"reconnect": "handshake", "interval": interval}),
+    )
 }
 
 fn retry_advice(ctx: &BayeuxContext<'_>) -> Value {

@@ -126,7 +126,11 @@ impl FakeSocket {
         let info = BayeuxSocketInfo {
             credentials: auth::BayeuxCredentials {
                 http_session: None,
-                basic: Some(("agent1".into(), "demo".into())),
+                authorization: Some(crate::auth::Credentials::Basic {
+                    user: "agent1".into(),
+                    password: "demo".into(),
+                }),
+                client: None,
             },
             base_url: "http://gw.test".into(),
             browser_cookie: None,

@@ -9,6 +9,7 @@
 //! `maxInterval` unless a new socket or long-poll picks it up. A socket whose session moved
 //! to another socket is closed with 1000 "Cancel".
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -61,9 +62,10 @@ pub(crate) fn upgrade(
     ws: WebSocketUpgrade,
     uri: &Uri,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
 ) -> Response {
     let info = BayeuxSocketInfo {
-        credentials: BayeuxCredentials::from_headers(headers),
+        credentials: BayeuxCredentials::from_headers(headers, client),
         base_url: base_url(uri, headers),
         browser_cookie: auth::cookie(headers, BROWSER_COOKIE),
     };
@@ -208,11 +210,16 @@ async fn on_batch<Si>(
 where
     Si: Sink<BayeuxFrameOut> + Unpin,
 {
+    let identity = if protocol::has_handshake(batch) {
+        Some(info.credentials.authenticate(&endpoint.state).await)
+    } else {
+        None
+    };
     let ctx = BayeuxContext {
         state: &endpoint.state,
         registry: &endpoint.registry,
         transport: BayeuxTransport::WebSocket,
-        credentials: &info.credentials,
+        identity: identity.as_ref(),
         base_url: &info.base_url,
         browser_cookie: info.browser_cookie.as_deref(),
         browser_for_new: info.browser_cookie.as_deref(),

@@ -1,11 +1,13 @@
 //! The device side of [`CallControl`]: device and voice-channel operations, device
 //! lists and device watches.
 
+use std::sync::Arc;
+
+use super::port::LineSettings;
 use super::{
     CallControl, CoreError, CoreResult, DeviceRequest, DeviceSnapshot, DeviceWatch, EventWatch,
     Principal, User, WatchScope, device_ops, feature,
 };
-use crate::backend::LineSettings;
 
 /// The start of a device watch.
 #[derive(Debug)]
@@ -27,7 +29,9 @@ impl CallControl {
         device_id: Option<&str>,
         request: DeviceRequest,
     ) -> CoreResult<DeviceSnapshot> {
+        self.embedded_only("a local device operation")?;
         let user = self.acting_user(who)?;
+        let user = &*user;
         if !self
             .directory
             .has_feature(&user.contact_center, feature::VOICE)
@@ -73,6 +77,7 @@ impl CallControl {
     /// Returns the user's devices (one per user).
     pub fn list_devices(&self, who: &Principal) -> CoreResult<Vec<DeviceSnapshot>> {
         let user = self.acting_user(who)?;
+        let user = &*user;
         Ok(self
             .lock()
             .device_view(&self.directory, &user.name)
@@ -91,9 +96,10 @@ impl CallControl {
         let watch = DeviceWatch(store.log.watch_events(scope.clone(), from)?);
         let sequence = from.unwrap_or(store.log.last_sequence());
         let snapshot = from.is_none().then(|| {
-            let mut users: Vec<&User> = self
+            let mut users: Vec<Arc<User>> = self
                 .directory
                 .users()
+                .into_iter()
                 .filter(|u| match &scope {
                     WatchScope::User(name) => u.name == *name,
                     WatchScope::ContactCenter(cc) => u.contact_center == *cc,

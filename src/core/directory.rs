@@ -1,22 +1,17 @@
 //! Users, contact centers, service accounts and authentication.
 //!
-//! Passwords and tokens are held as argon2 hashes or, for the demo only, in clear.
-//! A successful argon2 verification is remembered in memory (keyed by the account and the
-//! secret that passed, at most [`VERIFIED_CACHE_LIMIT`] entries) so that an agent desktop
-//! sending Basic credentials with every request pays the deliberately slow hash once, not
-//! per request.
+//! Passwords and tokens are held as argon2 hashes or, for the demo only, in clear. The
+//! checks here are the plain, uncached ones; `crate::auth` is where the fronts' checks are
+//! bounded, cached and throttled.
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 
 use super::FastMap;
 use super::error::{CoreError, CoreResult};
 use super::model::UserRef;
-
-/// How many verified secrets are remembered before the cache starts over.
-const VERIFIED_CACHE_LIMIT: usize = 4096;
 
 /// A stored secret.
 #[derive(Debug, Clone)]
@@ -25,12 +20,28 @@ pub enum Secret {
     Clear(String),
     /// An argon2 PHC string (`$argon2id$...`).
     Argon2(String),
+    /// None held here: the upstream GWS checks it (bridge mode).
+    Upstream,
 }
 
 impl Secret {
     /// Returns whether the secret is held in clear.
     pub fn is_clear(&self) -> bool {
         matches!(self, Self::Clear(_))
+    }
+
+    /// Checks a presented secret: a constant-time comparison for a clear one, a full argon2
+    /// verification (slow on purpose) for a hashed one.
+    pub fn matches(&self, given: &str) -> bool {
+        match self {
+            Self::Clear(clear) => constant_time_eq(clear.as_bytes(), given.as_bytes()),
+            Self::Argon2(hash) => PasswordHash::new(hash).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(given.as_bytes(), &parsed)
+                    .is_ok()
+            }),
+            Self::Upstream => false,
+        }
     }
 }
 
@@ -135,14 +146,63 @@ pub struct Principal {
     pub admin: bool,
 }
 
-/// Users, contact centers and service accounts, fixed at start-up.
+/// The users and contact centers of a [`Directory`].
+#[derive(Debug, Default)]
+struct Tables {
+    users: FastMap<Arc<str>, Arc<User>>,
+    by_number: FastMap<Arc<str>, Arc<str>>,
+    centers: FastMap<Arc<str>, Arc<ContactCenter>>,
+}
+
+impl Tables {
+    fn add_center(&mut self, center: ContactCenter) -> CoreResult<()> {
+        if self.centers.contains_key(&center.name) {
+            return Err(CoreError::invalid(
+                "contact_center",
+                format!("{} is defined twice", center.name),
+            ));
+        }
+        self.centers.insert(center.name.clone(), Arc::new(center));
+        Ok(())
+    }
+
+    fn add_user(&mut self, user: User) -> CoreResult<()> {
+        if !self.centers.contains_key(&user.contact_center) {
+            return Err(CoreError::invalid(
+                "user",
+                format!(
+                    "{} names unknown contact center {}",
+                    user.name, user.contact_center
+                ),
+            ));
+        }
+        if self.by_number.contains_key(&user.phone_number) {
+            return Err(CoreError::invalid(
+                "user",
+                format!("phone number {} is used twice", user.phone_number),
+            ));
+        }
+        if self.users.contains_key(&user.name) {
+            return Err(CoreError::invalid(
+                "user",
+                format!("{} is defined twice", user.name),
+            ));
+        }
+        self.by_number
+            .insert(user.phone_number.clone(), user.name.clone());
+        self.users.insert(user.name.clone(), Arc::new(user));
+        Ok(())
+    }
+}
+
+/// Users, contact centers and service accounts. In embedded mode they are fixed at
+/// start-up; in bridge mode users and their contact centers are learnt from the upstream
+/// when they sign in ([`Directory::learn`]). Lookups return shared handles, so no
+/// caller holds the directory's lock.
 #[derive(Debug)]
 pub struct Directory {
-    users: FastMap<Arc<str>, User>,
-    by_number: FastMap<Arc<str>, Arc<str>>,
-    centers: FastMap<Arc<str>, ContactCenter>,
+    tables: RwLock<Tables>,
     service_accounts: Vec<ServiceAccount>,
-    verified: Mutex<HashSet<String>>,
 }
 
 impl Directory {
@@ -152,54 +212,15 @@ impl Directory {
         users: Vec<User>,
         service_accounts: Vec<ServiceAccount>,
     ) -> CoreResult<Self> {
-        let mut dir = Self {
-            users: FastMap::default(),
-            by_number: FastMap::default(),
-            centers: FastMap::default(),
-            service_accounts,
-            verified: Mutex::new(HashSet::new()),
-        };
+        let mut tables = Tables::default();
         for center in centers {
-            if dir
-                .centers
-                .insert(center.name.clone(), center.clone())
-                .is_some()
-            {
-                return Err(CoreError::invalid(
-                    "contact_center",
-                    format!("{} is defined twice", center.name),
-                ));
-            }
+            tables.add_center(center)?;
         }
         for user in users {
-            if !dir.centers.contains_key(&user.contact_center) {
-                return Err(CoreError::invalid(
-                    "user",
-                    format!(
-                        "{} names unknown contact center {}",
-                        user.name, user.contact_center
-                    ),
-                ));
-            }
-            if dir
-                .by_number
-                .insert(user.phone_number.clone(), user.name.clone())
-                .is_some()
-            {
-                return Err(CoreError::invalid(
-                    "user",
-                    format!("phone number {} is used twice", user.phone_number),
-                ));
-            }
-            if dir.users.insert(user.name.clone(), user.clone()).is_some() {
-                return Err(CoreError::invalid(
-                    "user",
-                    format!("{} is defined twice", user.name),
-                ));
-            }
+            tables.add_user(user)?;
         }
-        for account in &dir.service_accounts {
-            if !dir.centers.contains_key(&account.contact_center) {
+        for account in &service_accounts {
+            if !tables.centers.contains_key(&account.contact_center) {
                 return Err(CoreError::invalid(
                     "service_account",
                     format!(
@@ -209,55 +230,105 @@ impl Directory {
                 ));
             }
         }
-        Ok(dir)
+        Ok(Self {
+            tables: RwLock::new(tables),
+            service_accounts,
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        // The tables are replaced entry by entry: a panic elsewhere cannot leave them torn.
+        self.tables
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds or replaces a user and its contact center as an upstream reported them (bridge
+    /// mode). A phone number another user had moves to this one.
+    pub fn learn(&self, user: User, center: ContactCenter) {
+        let mut tables = self
+            .tables
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(old) = tables.users.get(&user.name).cloned() {
+            tables.by_number.remove(&old.phone_number);
+        }
+        tables
+            .by_number
+            .insert(user.phone_number.clone(), user.name.clone());
+        tables.centers.insert(center.name.clone(), Arc::new(center));
+        tables.users.insert(user.name.clone(), Arc::new(user));
     }
 
     /// Returns every user.
-    pub fn users(&self) -> impl Iterator<Item = &User> {
-        self.users.values()
+    pub fn users(&self) -> Vec<Arc<User>> {
+        self.read().users.values().cloned().collect()
     }
 
     /// Returns a user by name.
-    pub fn user(&self, name: &str) -> Option<&User> {
-        self.users.get(name)
+    pub fn user(&self, name: &str) -> Option<Arc<User>> {
+        self.read().users.get(name).cloned()
     }
 
     /// Returns the user whose phone number this is.
-    pub fn user_by_number(&self, number: &str) -> Option<&User> {
-        self.by_number
-            .get(number)
-            .and_then(|name| self.users.get(name))
+    pub fn user_by_number(&self, number: &str) -> Option<Arc<User>> {
+        let tables = self.read();
+        let name = tables.by_number.get(number)?;
+        tables.users.get(name).cloned()
     }
 
     /// Returns the user whose device this is.
-    pub fn user_by_device(&self, device_id: &str) -> Option<&User> {
-        self.users.values().find(|u| &*u.device_id == device_id)
+    pub fn user_by_device(&self, device_id: &str) -> Option<Arc<User>> {
+        self.read()
+            .users
+            .values()
+            .find(|u| &*u.device_id == device_id)
+            .cloned()
     }
 
-    /// Returns every configured phone number.
-    pub fn phone_numbers(&self) -> impl Iterator<Item = &str> {
-        self.by_number.keys().map(|n| &**n)
+    /// Returns every known phone number.
+    pub fn phone_numbers(&self) -> Vec<String> {
+        self.read()
+            .by_number
+            .keys()
+            .map(|n| n.to_string())
+            .collect()
     }
 
     /// Returns a contact center by name.
-    pub fn contact_center(&self, name: &str) -> Option<&ContactCenter> {
-        self.centers.get(name)
+    pub fn contact_center(&self, name: &str) -> Option<Arc<ContactCenter>> {
+        self.read().centers.get(name).cloned()
     }
 
     /// Returns whether the user's contact center has a feature.
     pub fn has_feature(&self, contact_center: &str, feature: &str) -> bool {
-        self.centers
+        self.read()
+            .centers
             .get(contact_center)
             .is_some_and(|c| c.features.contains(feature))
     }
 
     /// Returns whether any configured secret is held in clear (demo credentials).
     pub fn has_clear_secrets(&self) -> bool {
-        self.users.values().any(|u| u.password.is_clear())
+        self.read().users.values().any(|u| u.password.is_clear())
             || self.service_accounts.iter().any(|a| a.token.is_clear())
     }
 
+    /// Returns the service accounts.
+    pub fn service_accounts(&self) -> &[ServiceAccount] {
+        &self.service_accounts
+    }
+
+    /// Returns a service account by name.
+    pub fn service_account(&self, name: &str) -> Option<&ServiceAccount> {
+        self.service_accounts.iter().find(|a| a.name == name)
+    }
+
     /// Authenticates Basic credentials; `act_as` may only name the user itself.
+    ///
+    /// This is the full check: for a hashed password it runs argon2 (tens of milliseconds
+    /// of CPU and 19 MiB), every time. The fronts go through `crate::auth::Authenticator`,
+    /// which bounds, caches and throttles these checks.
     pub fn authenticate_basic(
         &self,
         name: &str,
@@ -265,95 +336,25 @@ impl Directory {
         act_as: Option<&str>,
     ) -> CoreResult<Principal> {
         let user = self
-            .users
-            .get(name)
-            .filter(|u| self.verify(&u.password, || format!("u:{name}:{password}"), password))
+            .user(name)
+            .filter(|u| u.password.matches(password))
             .ok_or_else(invalid_password)?;
-        basic_principal(user, act_as)
+        user_principal(&user, act_as)
     }
 
-    /// Authenticates Basic credentials when that needs no argon2 check (a clear secret, an
-    /// unknown user, or an argon2 secret verified before); `None` when it does, so the
-    /// caller runs [`Directory::authenticate_basic`] off the async workers. One lookup
-    /// either way: the per-request path does not check twice.
-    pub fn authenticate_basic_cheaply(
-        &self,
-        name: &str,
-        password: &str,
-        act_as: Option<&str>,
-    ) -> Option<CoreResult<Principal>> {
-        let Some(user) = self.users.get(name) else {
-            return Some(Err(invalid_password()));
-        };
-        let known = match &user.password {
-            Secret::Clear(clear) => constant_time_eq(clear.as_bytes(), password.as_bytes()),
-            Secret::Argon2(_)
-                if self
-                    .lock_verified()
-                    .contains(&format!("u:{name}:{password}")) =>
-            {
-                true
-            }
-            Secret::Argon2(_) => return None,
-        };
-        Some(if known {
-            basic_principal(user, act_as)
-        } else {
-            Err(invalid_password())
-        })
-    }
-
-    /// Returns the service account a token matches without an argon2 check (a clear token,
-    /// or a hashed one verified before), if any.
-    fn cheap_bearer_match(&self, token: &str) -> Option<&ServiceAccount> {
-        self.service_accounts.iter().find(|a| match &a.token {
-            Secret::Clear(clear) => constant_time_eq(clear.as_bytes(), token.as_bytes()),
-            Secret::Argon2(_) => self
-                .lock_verified()
-                .contains(&format!("t:{}:{token}", a.name)),
-        })
-    }
-
-    /// Authenticates a service account's bearer token, acting for `act_as` when given.
-    ///
-    /// Tokens that match cheaply are tried first, so a token verified before costs no
-    /// argon2 check however many hashed accounts are configured; only an unknown token
-    /// (or one not yet verified) is checked against the hashed ones.
+    /// Authenticates a service account's bearer token, acting for `act_as` when given: the
+    /// full check, against every account (see [`Directory::authenticate_basic`]).
     pub fn authenticate_bearer(&self, token: &str, act_as: Option<&str>) -> CoreResult<Principal> {
         let account = self
-            .cheap_bearer_match(token)
-            .or_else(|| {
-                self.service_accounts.iter().find(|a| {
-                    matches!(a.token, Secret::Argon2(_))
-                        && self.verify(&a.token, || format!("t:{}:{token}", a.name), token)
-                })
-            })
+            .service_accounts
+            .iter()
+            .find(|a| a.token.matches(token))
             .ok_or_else(invalid_token)?;
-        self.bearer_principal(account, act_as)
-    }
-
-    /// Like [`Directory::authenticate_basic_cheaply`], for a bearer token: `None` when only
-    /// an argon2 check against the hashed tokens can tell.
-    pub fn authenticate_bearer_cheaply(
-        &self,
-        token: &str,
-        act_as: Option<&str>,
-    ) -> Option<CoreResult<Principal>> {
-        match self.cheap_bearer_match(token) {
-            Some(account) => Some(self.bearer_principal(account, act_as)),
-            None if self
-                .service_accounts
-                .iter()
-                .any(|a| matches!(a.token, Secret::Argon2(_))) =>
-            {
-                None
-            }
-            None => Some(Err(invalid_token())),
-        }
+        self.service_account_principal(account, act_as)
     }
 
     /// The principal of a service account acting for `act_as`, a user of its contact center.
-    fn bearer_principal(
+    pub fn service_account_principal(
         &self,
         account: &ServiceAccount,
         act_as: Option<&str>,
@@ -362,8 +363,7 @@ impl Directory {
             None => None,
             Some(name) => {
                 let user = self
-                    .users
-                    .get(name)
+                    .user(name)
                     .filter(|u| u.contact_center == account.contact_center)
                     .ok_or_else(|| {
                         CoreError::PermissionDenied(format!(
@@ -381,52 +381,22 @@ impl Directory {
             admin: true,
         })
     }
-
-    /// Checks a secret; `cache_key` names the verified-secrets cache entry (built only for
-    /// hashed secrets, so a clear one costs no allocation per request).
-    fn verify(&self, secret: &Secret, cache_key: impl FnOnce() -> String, given: &str) -> bool {
-        match secret {
-            Secret::Clear(clear) => constant_time_eq(clear.as_bytes(), given.as_bytes()),
-            Secret::Argon2(hash) => {
-                let cache_key = cache_key();
-                if self.lock_verified().contains(&cache_key) {
-                    return true;
-                }
-                let ok = PasswordHash::new(hash).is_ok_and(|parsed| {
-                    Argon2::default()
-                        .verify_password(given.as_bytes(), &parsed)
-                        .is_ok()
-                });
-                if ok {
-                    let mut verified = self.lock_verified();
-                    if verified.len() >= VERIFIED_CACHE_LIMIT {
-                        verified.clear();
-                    }
-                    verified.insert(cache_key);
-                }
-                ok
-            }
-        }
-    }
-
-    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.verified
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
-fn invalid_password() -> CoreError {
+/// The refusal of a wrong user name or password; one message for both, so a reply does
+/// not tell which user names exist.
+pub fn invalid_password() -> CoreError {
     CoreError::Unauthenticated("invalid user name or password".into())
 }
 
-fn invalid_token() -> CoreError {
+/// The refusal of an unknown bearer token.
+pub fn invalid_token() -> CoreError {
     CoreError::Unauthenticated("invalid bearer token".into())
 }
 
 /// The principal of a user authenticated with its own credentials; `act_as` may only name
 /// the user itself.
-fn basic_principal(user: &User, act_as: Option<&str>) -> CoreResult<Principal> {
+pub fn user_principal(user: &User, act_as: Option<&str>) -> CoreResult<Principal> {
     if let Some(other) = act_as.filter(|other| **other != *user.name) {
         return Err(CoreError::PermissionDenied(format!(
             "user {} may not act as {other}",
@@ -442,7 +412,7 @@ fn basic_principal(user: &User, act_as: Option<&str>) -> CoreResult<Principal> {
 }
 
 /// Compares two secrets without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -1,6 +1,8 @@
 //! Errors of the core, each with a small [`ErrorKind`] that the front-ends map to their own
 //! vocabulary (gRPC code, HTTP status) and the GWS `statusCode` both fronts report.
 
+use std::time::Duration;
+
 use super::model::{CallId, CallState, Operation};
 
 /// Broad class of a [`CoreError`]; each front-end maps it to its own status.
@@ -18,8 +20,10 @@ pub enum ErrorKind {
     InvalidArgument,
     /// A position in the event stream is no longer (or not yet) available.
     OutOfRange,
-    /// The switch cannot take the request now.
+    /// The switch cannot take the request now, or the gateway is too busy to check it.
     Unavailable,
+    /// The caller made too many failed attempts and must wait before trying again.
+    ResourceExhausted,
     /// A bug or an unexpected failure inside the gateway.
     Internal,
 }
@@ -102,6 +106,34 @@ pub enum CoreError {
     /// The switch cannot take requests.
     #[error("{0}")]
     Unavailable(String),
+    /// The gateway is too busy to take this request now (e.g. every credential check slot
+    /// is taken); the caller may retry after `retry_after`.
+    #[error("{what} is busy; retry after {} ms", retry_after.as_millis())]
+    Busy {
+        /// What is busy, e.g. `credential checking`.
+        what: &'static str,
+        /// When a retry has a chance.
+        retry_after: Duration,
+    },
+    /// Too many failed attempts: attempts are refused without a check for `retry_after`.
+    #[error("{reason}; retry after {} s", retry_after.as_secs().max(1))]
+    Throttled {
+        /// What was throttled, e.g. `too many failed sign-in attempts for user agent1`.
+        reason: String,
+        /// How long attempts are refused.
+        retry_after: Duration,
+    },
+    /// The upstream GWS refused an operation (bridge mode): its own `statusCode` and
+    /// message, reported unchanged on every front, with the class the bridge read from it.
+    #[error("{message}")]
+    Upstream {
+        /// The class of the refusal (from the upstream's HTTP status and statusCode).
+        kind: ErrorKind,
+        /// The upstream's `statusCode`.
+        status_code: u32,
+        /// The upstream's `statusMessage`.
+        message: String,
+    },
     /// An unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -121,8 +153,21 @@ impl CoreError {
             | Self::InvalidParameter { .. }
             | Self::UnknownOperation(_) => ErrorKind::InvalidArgument,
             Self::HistoryGone { .. } | Self::SequenceAhead { .. } => ErrorKind::OutOfRange,
-            Self::Unavailable(_) => ErrorKind::Unavailable,
+            Self::Unavailable(_) | Self::Busy { .. } => ErrorKind::Unavailable,
+            Self::Throttled { .. } => ErrorKind::ResourceExhausted,
+            Self::Upstream { kind, .. } => *kind,
             Self::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Returns how long the caller should wait before retrying, for the errors that say so
+    /// (HTTP `Retry-After`, gRPC `grpc-retry-pushback-ms`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Busy { retry_after, .. } | Self::Throttled { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
         }
     }
 
@@ -131,7 +176,10 @@ impl CoreError {
     /// Where the GWS sources are silent we use the spec's proposed mapping (§3.2): a
     /// missing parameter is 1, an invalid one or an operation outside the capabilities is 2,
     /// a missing feature is 3, a missing permission 5, an unknown resource 6, a busy number
-    /// or a device another supervisor monitors 19 (resource in use), missing credentials 20, and an unavailable switch or internal failure 4.
+    /// or a device another supervisor monitors 19 (resource in use), missing credentials 20,
+    /// and an unavailable switch, a busy gateway or an internal failure 4. A throttled
+    /// sign-in is 3 (operation forbidden, for now): not 20, which tells a desktop that the
+    /// password is wrong and should be asked for again.
     pub fn status_code(&self) -> u32 {
         match self {
             Self::MissingParameter(_) => 1,
@@ -142,7 +190,9 @@ impl CoreError {
             | Self::HistoryGone { .. }
             | Self::SequenceAhead { .. } => 2,
             Self::FeatureMissing { .. } => 3,
-            Self::Unavailable(_) | Self::Internal(_) => 4,
+            Self::Unavailable(_) | Self::Busy { .. } | Self::Internal(_) => 4,
+            Self::Throttled { .. } => 3,
+            Self::Upstream { status_code, .. } => *status_code,
             Self::PermissionDenied(_) => 5,
             Self::CallNotFound(_) | Self::NotFound(_) => 6,
             Self::InUse(_) => 19,

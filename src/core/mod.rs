@@ -16,6 +16,7 @@
 /// the store lock; the keys are ids the gateway made or names from its configuration.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+mod bridge;
 mod capabilities;
 mod device_api;
 mod device_ops;
@@ -26,10 +27,12 @@ mod events;
 mod model;
 mod operation;
 mod ops;
+pub mod port;
 mod store;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use bridge::{DEFAULT_REPLY_WAIT, Reply};
 pub use capabilities::{CapabilityInput, ConsultKind, ConsultRole, capabilities};
 pub use device_api::DeviceWatchStart;
 pub use devices::{
@@ -37,7 +40,8 @@ pub use devices::{
     MonitorMode, MonitorScope, Monitoring, WorkMode,
 };
 pub use directory::{
-    ContactCenter, Directory, Principal, Role, Secret, ServiceAccount, User, stable_id,
+    ContactCenter, Directory, Principal, Role, Secret, ServiceAccount, User, constant_time_eq,
+    invalid_password, invalid_token, stable_id, user_principal,
 };
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use events::{CallWatch, DeviceWatch, Event, EventWatch, WatchError, WatchScope};
@@ -50,8 +54,8 @@ pub use operation::{
 };
 pub use operation::{DeviceRequest, MonitorTarget};
 
-use crate::backend::{Switch, SwitchError, SwitchEvent};
 use events::EventLog;
+use port::{Switch, SwitchError, SwitchEvent};
 use store::Store;
 
 /// Default number of events kept for resume.
@@ -103,6 +107,8 @@ pub struct CallControl {
     switch: Arc<dyn Switch>,
     store: Mutex<Store>,
     after_call_work_state: AgentState,
+    /// Bridge mode: the upstream that owns the calls; `None` in embedded mode.
+    bridge: Option<bridge::Bridge>,
 }
 
 /// The store lock, held; on release it wakes the watchers whose mailboxes the commits
@@ -143,6 +149,7 @@ impl CallControl {
             switch,
             store: Mutex::new(Store::new(log, limits.ended_calls)),
             after_call_work_state: limits.after_call_work_state,
+            bridge: None,
         }
     }
 
@@ -167,7 +174,7 @@ impl CallControl {
     }
 
     /// Returns the user a request acts as.
-    pub fn acting_user(&self, who: &Principal) -> CoreResult<&User> {
+    pub fn acting_user(&self, who: &Principal) -> CoreResult<Arc<User>> {
         let name = who
             .user
             .as_deref()
@@ -194,7 +201,9 @@ impl CallControl {
 
     /// Places a call from the user's device; returns the new call as the caller sees it.
     pub fn dial(&self, who: &Principal, request: DialRequest) -> CoreResult<CallSnapshot> {
+        self.embedded_only("a local Dial")?;
         let user = self.acting_user(who)?;
+        let user = &*user;
         self.require_features(user, Operation::Dial)?;
         request.validate()?;
         if let Some(device) = request.device_id.as_deref()
@@ -230,7 +239,9 @@ impl CallControl {
         call_id: &CallId,
         op: CallOperation,
     ) -> CoreResult<CallSnapshot> {
+        self.embedded_only("a local call operation")?;
         let user = self.acting_user(who)?;
+        let user = &*user;
         let operation = op.operation();
         self.require_features(user, operation)?;
         op.validate()?;
@@ -275,12 +286,14 @@ impl CallControl {
     /// Returns one call as the user sees it.
     pub fn get_call(&self, who: &Principal, call_id: &CallId) -> CoreResult<CallSnapshot> {
         let user = self.acting_user(who)?;
+        let user = &*user;
         self.lock().view_of(&self.directory, call_id, &user.name)
     }
 
     /// Returns the user's calls that are not released, oldest first.
     pub fn list_calls(&self, who: &Principal) -> CoreResult<Vec<CallSnapshot>> {
         let user = self.acting_user(who)?;
+        let user = &*user;
         Ok(self.lock().active_views(&self.directory, &user.name))
     }
 
@@ -320,20 +333,19 @@ impl CallControl {
             WatchScope::User(user) => vec![user.clone()],
             WatchScope::ContactCenter(cc) => {
                 let mut users: Vec<Arc<str>> = store
-                    .user_calls
-                    .keys()
+                    .users_with_calls()
+                    .into_iter()
                     .filter(|u| {
                         self.directory
                             .user(u)
                             .is_some_and(|u| u.contact_center == *cc)
                     })
-                    .cloned()
                     .collect();
                 users.sort();
                 users
             }
             WatchScope::All => {
-                let mut users: Vec<Arc<str>> = store.user_calls.keys().cloned().collect();
+                let mut users: Vec<Arc<str>> = store.users_with_calls();
                 users.sort();
                 users
             }
@@ -359,6 +371,7 @@ impl CallControl {
         queue: Option<String>,
         user_data: UserData,
     ) -> CoreResult<CallSnapshot> {
+        self.embedded_only("the simulator")?;
         if !who.admin {
             return Err(CoreError::PermissionDenied(
                 "only admins may inject inbound calls".into(),
@@ -377,7 +390,7 @@ impl CallControl {
             )));
         }
         let mut store = self.lock();
-        let id = ops::inbound(&mut store, &self.directory, from, user, queue, user_data)?;
+        let id = ops::inbound(&mut store, &self.directory, from, &user, queue, user_data)?;
         store.view_of(&self.directory, &id, &user.name)
     }
 
@@ -389,6 +402,7 @@ impl CallControl {
         call_id: &CallId,
         number: &str,
     ) -> CoreResult<CallSnapshot> {
+        self.embedded_only("the simulator")?;
         if !who.admin {
             return Err(CoreError::PermissionDenied(
                 "only admins may drive the simulator".into(),
@@ -435,8 +449,8 @@ impl CallControl {
             .route(&user.phone_number, destination)
             .map_err(switch_error)?
         {
-            crate::backend::Route::External(number) => Ok(store::Endpoint::External(number)),
-            crate::backend::Route::Internal(number) => {
+            port::Route::External(number) => Ok(store::Endpoint::External(number)),
+            port::Route::Internal(number) => {
                 let target = self.directory.user_by_number(&number).ok_or_else(|| {
                     CoreError::NotFound(format!("phone number {number} not found"))
                 })?;

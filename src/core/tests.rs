@@ -13,10 +13,7 @@ fn core() -> (CallControl, mpsc::UnboundedReceiver<SwitchEvent>) {
     let config = Config::demo();
     let directory = config.directory().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    let numbers = directory
-        .phone_numbers()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
+    let numbers = directory.phone_numbers();
     let switch = Arc::new(EmbeddedSwitch::new(numbers, Duration::ZERO, tx));
     (
         CallControl::new(directory, switch, CoreLimits::default()),

@@ -13,6 +13,8 @@ use crate::core::{
 
 /// Metadata key (a trailer on errors) carrying the GWS statusCode of a failure.
 pub const GWS_STATUS_CODE: &str = "gws-status-code";
+/// Trailer telling a refused client how long to wait before retrying, in milliseconds.
+pub const RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 
 impl From<CoreError> for Status {
     fn from(error: CoreError) -> Self {
@@ -24,10 +26,17 @@ impl From<CoreError> for Status {
             ErrorKind::InvalidArgument => Code::InvalidArgument,
             ErrorKind::OutOfRange => Code::OutOfRange,
             ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::ResourceExhausted => Code::ResourceExhausted,
             ErrorKind::Internal => Code::Internal,
         };
         let mut metadata = MetadataMap::new();
         metadata.insert(GWS_STATUS_CODE, MetadataValue::from(error.status_code()));
+        if let Some(after) = error.retry_after() {
+            // gRPC's own retry pushback (the retry design A6): clients with a retry policy
+            // wait this long; others can read it.
+            let millis = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+            metadata.insert(RETRY_PUSHBACK_MS, MetadataValue::from(millis));
+        }
         Status::with_metadata(code, error.to_string(), metadata)
     }
 }

@@ -12,6 +12,7 @@ use super::auth::authenticate;
 use super::pb;
 use super::pb::device_service_server::DeviceService;
 use super::stream::{WatchStream, watch_stream};
+use crate::auth::Authenticator;
 use crate::core::{
     AgentState, CallControl, CoreError, DeviceEvent, DeviceRequest, DeviceSnapshot, MonitorKind,
     MonitorMode, MonitorScope, MonitorTarget, Principal, WorkMode,
@@ -115,31 +116,41 @@ fn device_id(id: String) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct GrpcDeviceControl {
     core: Arc<CallControl>,
+    auth: Arc<Authenticator>,
     shutdown: CancellationToken,
 }
 
 impl GrpcDeviceControl {
     /// Builds the service over the core; streams end when `shutdown` is cancelled.
-    pub fn new(core: Arc<CallControl>, shutdown: CancellationToken) -> Self {
-        Self { core, shutdown }
+    pub fn new(
+        core: Arc<CallControl>,
+        auth: Arc<Authenticator>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            core,
+            auth,
+            shutdown,
+        }
     }
 
-    fn authenticate<T>(&self, request: Request<T>) -> Result<(Principal, T), Status> {
-        let who = authenticate(self.core.directory(), request.metadata())?;
+    async fn authenticate<T>(&self, request: Request<T>) -> Result<(Principal, T), Status> {
+        let who = authenticate(&self.auth, &request).await?;
         Ok((who, request.into_inner()))
     }
 
     /// Runs one device operation: authenticate, convert, execute, render.
-    fn run<T>(
+    async fn run<T>(
         &self,
         request: Request<T>,
         convert: impl FnOnce(T) -> Result<(Option<String>, DeviceRequest), CoreError>,
     ) -> Result<Option<pb::Device>, Status> {
-        let (who, message) = self.authenticate(request)?;
+        let (who, message) = self.authenticate(request).await?;
         let (device, request) = convert(message)?;
         let device = self
             .core
-            .device_operation(&who, device.as_deref(), request)?;
+            .submit_device_operation(&who, device.as_deref(), request)
+            .await?;
         Ok(Some(pb::Device::from(&device)))
     }
 }
@@ -157,7 +168,7 @@ macro_rules! device_service {
             $(
                 #[instrument(level = "debug", skip(self, request))]
                 async fn $method(&self, request: Request<pb::$request>) -> Result<Response<pb::$response>, Status> {
-                    let device = self.run(request, |$m: pb::$request| $convert)?;
+                    let device = self.run(request, |$m: pb::$request| $convert).await?;
                     Ok(Response::new(pb::$response { device }))
                 }
             )*
@@ -199,7 +210,7 @@ device_service! {
         &self,
         request: Request<pb::ListDevicesRequest>,
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
-        let (who, _) = self.authenticate(request)?;
+        let (who, _) = self.authenticate(request).await?;
         let devices = self.core.list_devices(&who)?.iter().map(pb::Device::from).collect();
         Ok(Response::new(pb::ListDevicesResponse { devices }))
     }
@@ -211,7 +222,7 @@ device_service! {
         &self,
         request: Request<pb::WatchDevicesRequest>,
     ) -> Result<Response<WatchDevicesStream>, Status> {
-        let (who, message) = self.authenticate(request)?;
+        let (who, message) = self.authenticate(request).await?;
         let scope = self.core.watch_scope(&who, message.contact_center)?;
         let start = self.core.watch_devices(scope, message.from_sequence)?;
         let snapshot = start.snapshot.map(|devices| pb::WatchDevicesResponse {

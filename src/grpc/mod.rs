@@ -46,6 +46,13 @@ pub async fn routes(state: &AppState) -> tonic::service::Routes {
     reporter
         .set_serving::<DeviceServiceServer<GrpcDeviceControl>>()
         .await;
+    if let Some(upstream) = state.core.upstream().cloned() {
+        tokio::spawn(track_upstream(
+            reporter.clone(),
+            upstream,
+            state.shutdown.clone(),
+        ));
+    }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -56,14 +63,59 @@ pub async fn routes(state: &AppState) -> tonic::service::Routes {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the voice.v1 descriptor set is valid");
-    let calls = GrpcCallControl::new(state.core.clone(), state.shutdown.clone());
-    let devices = GrpcDeviceControl::new(state.core.clone(), state.shutdown.clone());
+    let calls = GrpcCallControl::new(
+        state.core.clone(),
+        state.auth.clone(),
+        state.shutdown.clone(),
+    );
+    let devices = GrpcDeviceControl::new(
+        state.core.clone(),
+        state.auth.clone(),
+        state.shutdown.clone(),
+    );
     tonic::service::Routes::new(CallServiceServer::new(calls))
         .add_service(DeviceServiceServer::new(devices))
         .add_service(SimulatorServiceServer::new(GrpcSimulator::new(
             state.core.clone(),
+            state.auth.clone(),
         )))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
+}
+
+/// How often bridge mode's gRPC health follows the upstream's availability.
+const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Bridge mode: reports the voice services NOT_SERVING while the upstream is unreachable,
+/// and SERVING again once it answers, until `shutdown`.
+async fn track_upstream(
+    reporter: tonic_health::server::HealthReporter,
+    upstream: std::sync::Arc<dyn crate::core::port::Upstream>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(HEALTH_POLL) => {}
+        }
+        let now = upstream.is_available();
+        if now == serving {
+            continue;
+        }
+        serving = now;
+        let status = if now {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for service in [
+            <CallServiceServer<GrpcCallControl> as tonic::server::NamedService>::NAME,
+            <DeviceServiceServer<GrpcDeviceControl> as tonic::server::NamedService>::NAME,
+            <SimulatorServiceServer<GrpcSimulator> as tonic::server::NamedService>::NAME,
+        ] {
+            reporter.set_service_status(service, status).await;
+        }
+    }
 }

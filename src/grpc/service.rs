@@ -13,35 +13,48 @@ use super::pb;
 use super::pb::call_service_server::CallService;
 use super::pb::simulator_service_server::SimulatorService;
 use super::stream::{WatchStream, watch_stream};
-use crate::core::{CallControl, CallEvent, Destination, DialRequest, Principal};
+use crate::auth::Authenticator;
+use crate::core::{CallControl, CallEvent, Destination, DialRequest, Principal, Reply};
 
 /// The gRPC call-control service.
 #[derive(Debug, Clone)]
 pub struct GrpcCallControl {
     core: Arc<CallControl>,
+    auth: Arc<Authenticator>,
     shutdown: CancellationToken,
 }
 
 impl GrpcCallControl {
     /// Builds the service over the core; streams end when `shutdown` is cancelled.
-    pub fn new(core: Arc<CallControl>, shutdown: CancellationToken) -> Self {
-        Self { core, shutdown }
+    pub fn new(
+        core: Arc<CallControl>,
+        auth: Arc<Authenticator>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            core,
+            auth,
+            shutdown,
+        }
     }
 
-    fn authenticate<T>(&self, request: Request<T>) -> Result<(Principal, T), Status> {
-        let who = authenticate(self.core.directory(), request.metadata())?;
+    async fn authenticate<T>(&self, request: Request<T>) -> Result<(Principal, T), Status> {
+        let who = authenticate(&self.auth, &request).await?;
         Ok((who, request.into_inner()))
     }
 
     /// Runs one call operation: authenticate, convert, execute, render.
-    fn call_operation<T>(&self, request: Request<T>) -> Result<Option<pb::Call>, Status>
+    async fn call_operation<T>(&self, request: Request<T>) -> Result<Option<pb::Call>, Status>
     where
         CallRequest: TryFrom<T, Error = crate::core::CoreError>,
     {
-        let (who, message) = self.authenticate(request)?;
+        let (who, message) = self.authenticate(request).await?;
         let CallRequest { call_id, operation } = CallRequest::try_from(message)?;
         tracing::Span::current().record("call_id", call_id.as_str());
-        let call = self.core.execute(&who, &call_id, operation)?;
+        let call = self
+            .core
+            .submit_call_operation(&who, &call_id, operation)
+            .await?;
         Ok(Some(pb::Call::from(&call)))
     }
 }
@@ -59,7 +72,7 @@ macro_rules! call_service {
             $(
                 #[instrument(level = "debug", skip(self, request), fields(call_id))]
                 async fn $method(&self, request: Request<pb::$request>) -> Result<Response<pb::$response>, Status> {
-                    let call = self.call_operation(request)?;
+                    let call = self.call_operation(request).await?;
                     Ok(Response::new(pb::$response { call }))
                 }
             )*
@@ -102,7 +115,7 @@ call_service! {
     ;
     #[instrument(level = "debug", skip(self, request))]
     async fn dial(&self, request: Request<pb::DialRequest>) -> Result<Response<pb::DialResponse>, Status> {
-        let (who, message) = self.authenticate(request)?;
+        let (who, message) = self.authenticate(request).await?;
         let dial = DialRequest {
             destination: Destination {
                 number: message.destination,
@@ -111,20 +124,20 @@ call_service! {
             },
             device_id: (!message.device_id.is_empty()).then_some(message.device_id),
         };
-        let call = self.core.dial(&who, dial)?;
-        Ok(Response::new(pb::DialResponse { call: Some(pb::Call::from(&call)) }))
+        let call = self.core.submit_dial(&who, dial, Reply::Report).await?;
+        Ok(Response::new(pb::DialResponse { call: call.as_ref().map(pb::Call::from) }))
     }
 
     #[instrument(level = "debug", skip(self, request))]
     async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::GetCallResponse>, Status> {
-        let (who, message) = self.authenticate(request)?;
+        let (who, message) = self.authenticate(request).await?;
         let call = self.core.get_call(&who, &call_id(message.call_id, "call_id")?)?;
         Ok(Response::new(pb::GetCallResponse { call: Some(pb::Call::from(&call)) }))
     }
 
     #[instrument(level = "debug", skip(self, request))]
     async fn list_calls(&self, request: Request<pb::ListCallsRequest>) -> Result<Response<pb::ListCallsResponse>, Status> {
-        let (who, _) = self.authenticate(request)?;
+        let (who, _) = self.authenticate(request).await?;
         let calls = self.core.list_calls(&who)?.iter().map(pb::Call::from).collect();
         Ok(Response::new(pb::ListCallsResponse { calls }))
     }
@@ -133,7 +146,7 @@ call_service! {
 
     #[instrument(level = "debug", skip(self, request))]
     async fn watch_calls(&self, request: Request<pb::WatchCallsRequest>) -> Result<Response<WatchCallsStream>, Status> {
-        let (who, message) = self.authenticate(request)?;
+        let (who, message) = self.authenticate(request).await?;
         let scope = self.core.watch_scope(&who, message.contact_center)?;
         let start = self.core.watch(scope, message.from_sequence)?;
         let snapshot = start.snapshot.map(|calls| pb::WatchCallsResponse {
@@ -153,12 +166,13 @@ call_service! {
 #[derive(Debug, Clone)]
 pub struct GrpcSimulator {
     core: Arc<CallControl>,
+    auth: Arc<Authenticator>,
 }
 
 impl GrpcSimulator {
     /// Builds the service over the core.
-    pub fn new(core: Arc<CallControl>) -> Self {
-        Self { core }
+    pub fn new(core: Arc<CallControl>, auth: Arc<Authenticator>) -> Self {
+        Self { core, auth }
     }
 }
 
@@ -169,7 +183,7 @@ impl SimulatorService for GrpcSimulator {
         &self,
         request: Request<pb::InboundCallRequest>,
     ) -> Result<Response<pb::InboundCallResponse>, Status> {
-        let who = authenticate(self.core.directory(), request.metadata())?;
+        let who = authenticate(&self.auth, &request).await?;
         let message = request.into_inner();
         let queue = (!message.queue.is_empty()).then_some(message.queue);
         let data = user_data(message.user_data)?;
@@ -186,7 +200,7 @@ impl SimulatorService for GrpcSimulator {
         &self,
         request: Request<pb::ExternalHangupRequest>,
     ) -> Result<Response<pb::ExternalHangupResponse>, Status> {
-        let who = authenticate(self.core.directory(), request.metadata())?;
+        let who = authenticate(&self.auth, &request).await?;
         let message = request.into_inner();
         let call_id = call_id(message.call_id, "call_id")?;
         let call = self.core.external_hangup(&who, &call_id, &message.number)?;

@@ -1,8 +1,9 @@
 //! Authentication of legacy requests: Basic credentials or a `JSESSIONID` session cookie,
 //! and the optional CSRF check (spec §2).
 //!
-//! - A request with `Authorization: Basic` is checked against the directory (401/20 when
-//!   wrong, even if a valid cookie comes along). If it carries no valid session of the same
+//! - A request with `Authorization: Basic` is checked by the gateway's
+//!   [`Authenticator`](crate::auth::Authenticator) (401/20 when wrong, even if a valid
+//!   cookie comes along; 429 or 503 with `Retry-After` when throttled or busy). If it carries no valid session of the same
 //!   user, a session is opened in the shared [`SessionStore`](crate::session::SessionStore)
 //!   and the response sets `JSESSIONID=<id>; Path=/; HttpOnly`. The CometD endpoint trusts
 //!   the same sessions.
@@ -24,11 +25,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
-use axum_extra::headers::authorization::Basic;
-use axum_extra::headers::{Authorization, HeaderMapExt};
 
 use super::error::LegacyError;
 use crate::app::AppState;
+use crate::auth::{ClientAddr, Credentials};
 use crate::core::{CoreError, Principal};
 use crate::session::{SESSION_COOKIE, Session};
 
@@ -93,12 +93,11 @@ async fn admit(
     let cookie_session = CookieJar::from_headers(headers)
         .get(SESSION_COOKIE)
         .and_then(|cookie| state.sessions.get(cookie.value()));
-    let basic = headers
-        .typed_try_get::<Authorization<Basic>>()
-        .map_err(|_| CoreError::Unauthenticated("malformed Basic credentials".into()))?;
+    let basic = basic_credentials(headers)?;
+    let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
     let (principal, existing) = match (basic, cookie_session) {
-        (Some(Authorization(basic)), session) => {
-            let principal = verify_basic(state, &basic).await?;
+        (Some(basic), session) => {
+            let principal = state.auth.authenticate(&basic, None, client).await?;
             let same_user = session.filter(|s| s.principal == principal);
             (principal, same_user)
         }
@@ -119,23 +118,18 @@ async fn admit(
     Ok((request, session, fresh))
 }
 
-/// Checks Basic credentials; the first argon2 check of a secret takes tens of milliseconds,
-/// so only that one runs off the async workers.
-async fn verify_basic(state: &AppState, basic: &Basic) -> Result<Principal, LegacyError> {
-    let directory = state.core.directory();
-    if let Some(checked) =
-        directory.authenticate_basic_cheaply(basic.username(), basic.password(), None)
-    {
-        return Ok(checked?);
+/// Reads `Authorization: Basic` (the legacy API knows no other scheme: anything else is
+/// refused as malformed, as before).
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<Credentials>, LegacyError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || CoreError::Unauthenticated("malformed Basic credentials".into());
+    let text = value.to_str().map_err(|_| malformed())?;
+    match Credentials::parse(text) {
+        Ok(basic @ Credentials::Basic { .. }) => Ok(Some(basic)),
+        _ => Err(malformed().into()),
     }
-    let core = state.core.clone();
-    let (user, password) = (basic.username().to_owned(), basic.password().to_owned());
-    let verified = tokio::task::spawn_blocking(move || {
-        core.directory().authenticate_basic(&user, &password, None)
-    })
-    .await
-    .map_err(|e| CoreError::Internal(format!("credential check failed: {e}")))?;
-    Ok(verified?)
 }
 
 fn csrf_token_matches(session: Option<&Session>, headers: &HeaderMap) -> bool {

@@ -18,7 +18,7 @@ use super::model::CallJson;
 use super::operation::LegacyOperation;
 use super::resources::accepted;
 use crate::app::AppState;
-use crate::core::CallId;
+use crate::core::{CallId, Reply};
 
 /// `GET /api/v2/me/calls[?fields=...]`.
 pub async fn list_calls(
@@ -62,7 +62,8 @@ pub async fn post_call(
     };
     state
         .core
-        .execute(caller.principal(), &CallId::new(id), op)?;
+        .submit_call_operation(caller.principal(), &CallId::new(id), op)
+        .await?;
     Ok(accepted())
 }
 
@@ -78,6 +79,9 @@ pub async fn dial(
         other => return Err(other.misplaced().into()),
     };
     request.device_id = Some(device);
-    state.core.dial(caller.principal(), request)?;
+    state
+        .core
+        .submit_dial(caller.principal(), request, Reply::Acceptance)
+        .await?;
     Ok(accepted())
 }

@@ -80,7 +80,8 @@ pub async fn post_device(
     };
     state
         .core
-        .device_operation(caller.principal(), Some(&id), request)?;
+        .submit_device_operation(caller.principal(), Some(&id), request)
+        .await?;
     Ok(accepted())
 }
 
@@ -121,7 +122,8 @@ pub async fn post_voice_channel(
     };
     state
         .core
-        .device_operation(caller.principal(), None, request)?;
+        .submit_device_operation(caller.principal(), None, request)
+        .await?;
     Ok(accepted())
 }
 

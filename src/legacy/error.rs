@@ -21,6 +21,8 @@
 //! | body larger than `legacy.max_body_bytes` | 413 | 2 |
 //! | `Content-Type` other than JSON on a POST | 415 | 2 |
 //! | switch unavailable | 503 | 4 |
+//! | credential checks all busy (`Retry-After`) | 503 | 4 |
+//! | too many failed sign-ins for the user name or from the address (`Retry-After`) | 429 | 3 |
 //! | bug in the gateway | 500 | 4 |
 //!
 //! Each response carries the error as an extension; [`log_errors`] logs it once.
@@ -74,7 +76,12 @@ impl LegacyError {
     /// Returns the HTTP status.
     pub fn http_status(&self) -> StatusCode {
         match self {
-            Self::Core(CoreError::InUse(_)) => StatusCode::CONFLICT,
+            Self::Core(
+                CoreError::InUse(_)
+                | CoreError::Upstream {
+                    status_code: 19, ..
+                },
+            ) => StatusCode::CONFLICT,
             Self::Core(error) => match error.kind() {
                 ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
                 ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
@@ -83,6 +90,7 @@ impl LegacyError {
                 | ErrorKind::InvalidArgument
                 | ErrorKind::OutOfRange => StatusCode::BAD_REQUEST,
                 ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
                 ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
@@ -111,6 +119,15 @@ impl IntoResponse for LegacyError {
     fn into_response(self) -> Response {
         let body = json!({ "statusCode": self.status_code(), "statusMessage": self.to_string() });
         let mut response = (self.http_status(), Json(body)).into_response();
+        if let Self::Core(error) = &self
+            && let Some(after) = error.retry_after()
+        {
+            // Whole seconds, rounded up: a client must not come back before the bound.
+            let secs = after.as_millis().div_ceil(1000).max(1);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs as u64));
+        }
         if self.http_status() == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

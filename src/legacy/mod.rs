@@ -1,7 +1,7 @@
 //! The legacy GWS v2 front-end: the JSON `operationName` API of spec §1–§6 over axum, a
 //! thin adapter over the same core as gRPC.
 //!
-//! Routes (each also with a trailing slash):
+//! Routes (each also with a trailing slash), as [`routes`] lists them:
 //!
 //! | method | path | what |
 //! |---|---|---|
@@ -40,9 +40,10 @@ pub mod resources;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{MethodRouter, any, get};
+use axum::routing::{MethodFilter, MethodRouter, any, on};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -50,44 +51,79 @@ use tower_http::timeout::TimeoutLayer;
 use crate::app::AppState;
 pub use error::LegacyError;
 
+/// One route of the API: a method, a path pattern (also served with a trailing slash) and
+/// its handler.
+#[derive(Debug)]
+pub struct LegacyRoute {
+    /// The method (`GET` also answers `HEAD`).
+    pub method: Method,
+    /// The path pattern, in axum's syntax (`/api/v2/me/calls/{id}`).
+    pub path: &'static str,
+    handler: MethodRouter<AppState>,
+}
+
+impl LegacyRoute {
+    fn new<H, T>(method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
+        Self {
+            method,
+            path,
+            handler: on(filter, handler),
+        }
+    }
+}
+
+/// Returns every route of the API. [`router`] is built from this list, so nothing is served
+/// without being listed here; `tests/authz_audit.rs` checks who may call each route.
+pub fn routes() -> Vec<LegacyRoute> {
+    use Method as M;
+    vec![
+        LegacyRoute::new(M::GET, "/api/v2/me", resources::get_me),
+        LegacyRoute::new(M::POST, "/api/v2/me", resources::post_me),
+        LegacyRoute::new(M::GET, "/api/v2/me/devices", devices::list_devices),
+        LegacyRoute::new(M::GET, "/api/v2/me/devices/{id}", devices::get_device),
+        LegacyRoute::new(M::POST, "/api/v2/me/devices/{id}", devices::post_device),
+        LegacyRoute::new(M::GET, "/api/v2/devices/{id}", devices::get_device),
+        LegacyRoute::new(M::GET, "/api/v2/me/channels", devices::list_channels),
+        LegacyRoute::new(
+            M::GET,
+            "/api/v2/me/channels/voice",
+            devices::get_voice_channel,
+        ),
+        LegacyRoute::new(
+            M::POST,
+            "/api/v2/me/channels/voice",
+            devices::post_voice_channel,
+        ),
+        LegacyRoute::new(M::POST, "/api/v2/me/devices/{id}/calls", calls::dial),
+        LegacyRoute::new(M::GET, "/api/v2/me/calls", calls::list_calls),
+        LegacyRoute::new(M::GET, "/api/v2/me/calls/{id}", calls::get_call),
+        LegacyRoute::new(M::POST, "/api/v2/me/calls/{id}", calls::post_call),
+        LegacyRoute::new(M::GET, "/api/v2/features", resources::list_features),
+        LegacyRoute::new(M::GET, "/api/v2/features/{name}", resources::get_feature),
+        LegacyRoute::new(M::GET, "/api/v2/diagnostics/version", resources::version),
+    ]
+}
+
+/// The paths under `/api` that no route serves: any method gets 404 `{"statusCode":6}`,
+/// without credentials.
+pub const UNKNOWN_ROUTES: [&str; 3] = ["/api", "/api/", "/api/{*rest}"];
+
 /// Builds the legacy router with its layers, ready to merge into the HTTP router.
 pub fn router(state: AppState) -> Router {
     let legacy = &state.config.legacy;
-    let api = [
-        (
-            "/api/v2/me",
-            get(resources::get_me).post(resources::post_me),
-        ),
-        ("/api/v2/me/devices", get(devices::list_devices)),
-        (
-            "/api/v2/me/devices/{id}",
-            get(devices::get_device).post(devices::post_device),
-        ),
-        ("/api/v2/devices/{id}", get(devices::get_device)),
-        ("/api/v2/me/channels", get(devices::list_channels)),
-        (
-            "/api/v2/me/channels/voice",
-            get(devices::get_voice_channel).post(devices::post_voice_channel),
-        ),
-        (
-            "/api/v2/me/devices/{id}/calls",
-            axum::routing::post(calls::dial),
-        ),
-        ("/api/v2/me/calls", get(calls::list_calls)),
-        (
-            "/api/v2/me/calls/{id}",
-            get(calls::get_call).post(calls::post_call),
-        ),
-        ("/api/v2/features", get(resources::list_features)),
-        ("/api/v2/features/{name}", get(resources::get_feature)),
-        ("/api/v2/diagnostics/version", get(resources::version)),
-    ]
-    .into_iter()
-    .fold(Router::new(), |router, (path, methods)| {
-        with_and_without_slash(router, path, methods.fallback(method_not_allowed))
-    })
-    .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
-    let api = ["/api", "/api/", "/api/{*rest}"]
+    let api = routes()
+        .into_iter()
+        .fold(Router::new(), |router, route| {
+            with_and_without_slash(router, route.path, route.handler)
+        })
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    let api = UNKNOWN_ROUTES
         .into_iter()
         .fold(api, |router, path| router.route(path, any(unknown_route)));
     api.layer(

@@ -45,6 +45,7 @@ pub async fn get_me(
     WithRejection(query, _): LegacyQuery,
 ) -> Result<Json<Value>, LegacyError> {
     let user = state.core.acting_user(caller.principal())?;
+    let user = &*user;
     let wanted = query
         .get("subresources")
         .map_or_else(Vec::new, |s| split_list(s));
@@ -78,6 +79,7 @@ pub async fn post_me(
     WithRejection(Json(body), _): LegacyBody,
 ) -> Result<Response, LegacyError> {
     let user = state.core.acting_user(caller.principal())?;
+    let user = &*user;
     match LegacyOperation::from_body(&body)? {
         LegacyOperation::StartContactCenterSession { channels, place } => {
             if let Some(place) = place.filter(|p| **p != *user.phone_number) {
@@ -86,14 +88,16 @@ pub async fn post_me(
             let request = DeviceRequest::StartContactCenterSession { channels };
             state
                 .core
-                .device_operation(caller.principal(), None, request)?;
+                .submit_device_operation(caller.principal(), None, request)
+                .await?;
             Ok(accepted().into_response())
         }
         LegacyOperation::EndContactCenterSession => {
             let request = DeviceRequest::EndContactCenterSession;
             state
                 .core
-                .device_operation(caller.principal(), None, request)?;
+                .submit_device_operation(caller.principal(), None, request)
+                .await?;
             state.sessions.remove(&caller.session.id);
             Ok((Extension(EndedSession), accepted()).into_response())
         }
@@ -109,6 +113,7 @@ pub async fn list_features(
     WithRejection(query, _): LegacyQuery,
 ) -> Result<Json<Value>, LegacyError> {
     let user = state.core.acting_user(caller.principal())?;
+    let user = &*user;
     let features = features_of(&state, user, &base);
     let uris = features.iter().map(|f| f.uri.clone()).collect();
     Ok(Fields::from_query(&query).reply("features", &features, uris))
@@ -122,6 +127,7 @@ pub async fn get_feature(
     WithRejection(Path(name), _): LegacyPath,
 ) -> Result<Json<Value>, LegacyError> {
     let user = state.core.acting_user(caller.principal())?;
+    let user = &*user;
     if !state
         .core
         .directory()

@@ -25,8 +25,11 @@ use super::model::{
     CallEvent, CallId, CallSnapshot, CallState, NotificationType, RecordingState, UserData,
 };
 
+mod mirror;
 mod settle;
 mod view;
+
+pub(crate) use mirror::Mirror;
 
 /// The user-data key that mirrors the recording state (spec §6.4).
 pub(crate) const GSIP_RECORD: &str = "GSIP_RECORD";
@@ -199,6 +202,9 @@ pub(crate) struct Store {
     next_conn: u64,
     /// Device settings of users that changed them; others have the default.
     pub(crate) devices: FastMap<Arc<str>, DeviceRecord>,
+    /// Bridge mode: the calls and devices as the upstream reports them, which replace the
+    /// embedded calls and devices above for every read.
+    pub(crate) mirror: Option<Mirror>,
 }
 
 impl Store {
@@ -211,6 +217,23 @@ impl Store {
             log,
             next_conn: 0,
             devices: FastMap::default(),
+            mirror: None,
+        }
+    }
+
+    /// Returns the users that have active calls.
+    pub(crate) fn users_with_calls(&self) -> Vec<Arc<str>> {
+        match &self.mirror {
+            Some(mirror) => mirror.users().cloned().collect(),
+            None => self.user_calls.keys().cloned().collect(),
+        }
+    }
+
+    /// Builds the store of bridge mode (see [`Mirror`]).
+    pub(crate) fn mirrored(log: EventLog, ended_limit: usize) -> Self {
+        Self {
+            mirror: Some(Mirror::new(ended_limit)),
+            ..Self::new(log, ended_limit)
         }
     }
 

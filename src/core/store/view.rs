@@ -121,6 +121,9 @@ impl Store {
     /// Returns the user's device as the user sees it.
     pub(crate) fn device_view(&self, dir: &Directory, user: &str) -> Option<DeviceSnapshot> {
         use DeviceOperation as D;
+        if let Some(mirror) = &self.mirror {
+            return mirror.device(user).cloned();
+        }
         let me = dir.user(user)?;
         let device = self.device(user);
         let mut capabilities = vec![
@@ -166,6 +169,12 @@ impl Store {
         id: &CallId,
         user: &str,
     ) -> CoreResult<CallSnapshot> {
+        if let Some(mirror) = &self.mirror {
+            return mirror
+                .call(user, id)
+                .cloned()
+                .ok_or_else(|| CoreError::CallNotFound(id.clone()));
+        }
         let call = self.call(id)?;
         self.view(dir, call, user).ok_or_else(|| {
             CoreError::PermissionDenied(format!("call {id} is not a call of user {user}"))
@@ -174,6 +183,9 @@ impl Store {
 
     /// Returns the user's active calls, oldest first.
     pub(crate) fn active_views(&self, dir: &Directory, user: &str) -> Vec<CallSnapshot> {
+        if let Some(mirror) = &self.mirror {
+            return mirror.active(user);
+        }
         self.user_calls
             .get(user)
             .into_iter()

@@ -1,0 +1,109 @@
+//! One upstream CometD session per user: `/v2/me/calls` and `/v2/me/devices`
+//! notifications mirrored into the core, and a re-read of the user's state whenever some
+//! may have been lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{GwsBridge, SESSION_COOKIE, Session, convert};
+use crate::core::port::PortFuture;
+use crate::upstream::bayeux::{BayeuxClient, BayeuxDelivery, BayeuxEvent};
+
+/// The channels every session subscribes to.
+const CHANNELS: [&str; 2] = ["/v2/me/calls", "/v2/me/devices"];
+/// The longest pause before a refused client starts over.
+const MAX_RESTART_PAUSE: Duration = Duration::from_secs(10);
+
+/// Runs a session's notifications until the session is closed or the gateway stops.
+///
+/// The client re-handshakes by itself after a lost connection or an upstream `402`; each
+/// time it says so, the user's state is re-read. When the upstream refuses the session
+/// outright (its `JSESSIONID` is void after a restart), the bridge signs in again with the
+/// session's credentials and starts a new client, pausing with a doubling, jittered delay
+/// between attempts.
+///
+/// Boxed with an explicit `Send` because signing in again starts this task too: the cycle
+/// would otherwise leave the compiler unable to infer that the future is `Send`.
+pub(super) fn run(bridge: Arc<GwsBridge>, session: Arc<Session>) -> PortFuture<'static, ()> {
+    Box::pin(run_session(bridge, session))
+}
+
+async fn run_session(bridge: Arc<GwsBridge>, session: Arc<Session>) {
+    let endpoint = format!("{}/api/v2/notifications", bridge.base);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let client = match BayeuxClient::new(&endpoint, bridge.notify_http.clone(), CHANNELS) {
+            Ok(client) => client.cookie(SESSION_COOKIE, &session.cookie()),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the upstream CometD client");
+                return;
+            }
+        };
+        let mut events = client.spawn(session.stop.clone());
+        while let Some(event) = events.recv().await {
+            match event {
+                BayeuxEvent::Subscribed { .. } => {
+                    bridge.set_available(true);
+                    pause = Duration::from_millis(100);
+                    // Re-read even after the first subscription: a change between the
+                    // sign-in's read and the subscription was notified to nobody.
+                    if let Err(error) = bridge.resync(&session).await {
+                        tracing::warn!(user = %session.user.name, %error, "upstream re-read failed");
+                    }
+                    session.subscribed.send_replace(true);
+                }
+                BayeuxEvent::Message(delivery) => on_message(&bridge, &session, &delivery),
+                BayeuxEvent::Disconnected { error, attempt, .. } => {
+                    if error.is_transport() {
+                        bridge.set_available(false);
+                    }
+                    tracing::debug!(user = %session.user.name, %error, attempt, "upstream CometD retrying");
+                }
+                BayeuxEvent::Stopped { error } => {
+                    tracing::info!(user = %session.user.name, %error, "upstream CometD session refused");
+                    break;
+                }
+            }
+        }
+        let jitter = Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_bytes()[0]));
+        tokio::select! {
+            () = session.stop.cancelled() => return,
+            () = tokio::time::sleep(pause + jitter) => {}
+        }
+        pause = (pause * 2).min(MAX_RESTART_PAUSE);
+        if let Err(error) = bridge.resync(&session).await {
+            tracing::warn!(user = %session.user.name, %error, "upstream sign-in again failed");
+        }
+    }
+}
+
+/// Mirrors one notification.
+fn on_message(bridge: &GwsBridge, session: &Session, delivery: &BayeuxDelivery) {
+    let Ok(core) = bridge.core() else {
+        return;
+    };
+    session.touch();
+    let user = session.user.to_ref();
+    let data = delivery.data();
+    match data.get("messageType").and_then(Value::as_str) {
+        Some("CallStateChangeMessage") => match convert::call_notification(data, &user) {
+            Some((notification, call, digits)) => core.mirror_call(notification, call, digits),
+            None => tracing::warn!(user = %user.name, "unreadable upstream call notification"),
+        },
+        Some("DeviceStateChangeMessage") => {
+            let devices = data.get("devices").and_then(Value::as_array);
+            for device in devices.into_iter().flatten() {
+                if let Some(device) = convert::device(device, &user) {
+                    core.mirror_device(device);
+                }
+            }
+        }
+        other => tracing::debug!(
+            channel = delivery.channel(),
+            ?other,
+            "upstream message ignored"
+        ),
+    }
+}

@@ -1,0 +1,355 @@
+//! The operations every front calls (`submit_*`), and bridge mode's side of the core.
+//!
+//! The fronts never ask which port is active. `submit_dial`, `submit_call_operation` and
+//! `submit_device_operation` run the embedded state machine in embedded mode (the
+//! synchronous `dial`, `execute` and `device_operation`), and in bridge mode:
+//!
+//! 1. check locally only what the mirror already knows for certain, in embedded mode's
+//!    order: the acting user, the contact center's features (as the upstream listed them
+//!    at sign-in), the parameters, that the call is one of the user's (else NOT_FOUND, as embedded mode
+//!    answers) and that the operation is in the call's `capabilities` *as the upstream last
+//!    reported them* (else FAILED_PRECONDITION);
+//! 2. hand the operation to the [`Upstream`], which answers with the upstream's acceptance
+//!    or its refusal (its `statusCode` carried unchanged to every front);
+//! 3. wait, at most `upstream.reply_wait_ms` (2 s by default), for the upstream's
+//!    notification that reflects the operation — the next event of that user about that
+//!    call (a device event for device operations; a call the user did not have before for
+//!    Dial) — and answer with the call in it, so a reply carries the upstream's call.
+//!
+//! At the bound: an operation on a call answers with the call as mirrored now (the upstream
+//! accepted the operation, so failing the request would make clients retry something done);
+//! a Dial, whose call the gateway cannot name before the upstream reports it, fails with
+//! UNAVAILABLE saying the upstream accepted it and that the call will appear on the watch.
+//!
+//! What the upstream reports arrives through [`CallControl::mirror_call`],
+//! [`CallControl::mirror_device`] and, after a reconnection, [`CallControl::mirror_resync`];
+//! each change is one event in the same numbered log as embedded mode's.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::devices::{DeviceChange, DeviceEvent, DeviceSnapshot};
+use super::events::{CallWatch, DeviceWatch, WatchScope};
+use super::model::{CallEvent, CallId, CallSnapshot, CallState, NotificationType, Operation};
+use super::operation::{CallOperation, DeviceRequest, DialRequest};
+use super::port::{Unplugged, Upstream};
+use super::store::Store;
+use super::{CallControl, CoreError, CoreLimits, CoreResult, Directory, Principal};
+
+/// Default bound on the wait for the upstream's notification of an operation.
+pub const DEFAULT_REPLY_WAIT: Duration = Duration::from_secs(2);
+
+/// What a caller of [`CallControl::submit_dial`] wants back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// The call or device as the upstream reported it after the operation (gRPC replies
+    /// carry it): in bridge mode, wait for the report (bounded).
+    Report,
+    /// Only that the operation was accepted (the GWS JSON API answers `{"statusCode":0}`).
+    /// Bridge mode still waits (bounded) for the report, so a client that reads after the
+    /// reply sees its change as in embedded mode; at the bound it answers success anyway
+    /// (the upstream accepted it) where [`Reply::Report`] fails a Dial.
+    Acceptance,
+}
+
+/// Bridge mode's part of the core.
+#[derive(Debug)]
+pub(crate) struct Bridge {
+    pub(crate) upstream: Arc<dyn Upstream>,
+    pub(crate) reply_wait: Duration,
+}
+
+impl CallControl {
+    /// Builds the core of bridge mode: calls and devices mirror what `upstream` reports.
+    pub fn bridged(
+        directory: Directory,
+        upstream: Arc<dyn Upstream>,
+        limits: CoreLimits,
+        reply_wait: Duration,
+    ) -> Self {
+        let mut core = Self::new(directory, Arc::new(Unplugged), limits);
+        core.store = std::sync::Mutex::new(Store::mirrored(
+            super::events::EventLog::new(limits.event_history, limits.watch_buffer),
+            limits.ended_calls,
+        ));
+        core.bridge = Some(Bridge {
+            upstream,
+            reply_wait,
+        });
+        core
+    }
+
+    /// Returns the upstream in bridge mode.
+    pub fn upstream(&self) -> Option<&Arc<dyn Upstream>> {
+        self.bridge.as_ref().map(|b| &b.upstream)
+    }
+
+    /// Refuses an embedded-only request in bridge mode.
+    pub(crate) fn embedded_only(&self, what: &str) -> CoreResult<()> {
+        match &self.bridge {
+            None => Ok(()),
+            Some(bridge) => Err(CoreError::Precondition(format!(
+                "{what} needs the embedded switch; this gateway bridges to {}",
+                bridge.upstream.name()
+            ))),
+        }
+    }
+
+    fn upstream_ready(&self) -> CoreResult<Option<&Bridge>> {
+        match &self.bridge {
+            Some(bridge) if !bridge.upstream.is_available() => Err(CoreError::Unavailable(
+                "voice service is not available at this time: the upstream is unreachable".into(),
+            )),
+            other => Ok(other.as_ref()),
+        }
+    }
+
+    /// Places a call through the active port; returns the new call as the caller sees it.
+    /// `None` only for [`Reply::Acceptance`] in bridge mode, at the bound.
+    pub async fn submit_dial(
+        &self,
+        who: &Principal,
+        request: DialRequest,
+        reply: Reply,
+    ) -> CoreResult<Option<CallSnapshot>> {
+        let Some(bridge) = self.upstream_ready()? else {
+            return self.dial(who, request).map(Some);
+        };
+        let user = self.acting_user(who)?;
+        self.require_features(&user, Operation::Dial)?;
+        request.validate()?;
+        if let Some(device) = request.device_id.as_deref()
+            && device != &*user.device_id
+        {
+            return Err(CoreError::NotFound(format!("device {device} not found")));
+        }
+        let (known, mut watch) = {
+            let store = self.lock();
+            let known: Vec<CallId> = store
+                .active_views(&self.directory, &user.name)
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            let from = store.log.last_sequence();
+            (
+                known,
+                store
+                    .log
+                    .watch(WatchScope::User(user.name.clone()), Some(from))?,
+            )
+        };
+        bridge.upstream.dial(user, request).await?;
+        let wait = bridge.reply_wait;
+        match next_call(&mut watch, wait, |call| !known.contains(&call.id)).await {
+            Some(call) => Ok(Some(call)),
+            None if reply == Reply::Acceptance => Ok(None),
+            None => Err(CoreError::Unavailable(format!(
+                "the upstream accepted Dial but reported no new call within {} ms; the call will appear on the watch",
+                wait.as_millis()
+            ))),
+        }
+    }
+
+    /// Carries out an operation on a call through the active port; returns the call as the
+    /// user sees it after.
+    /// At the bound it answers with the call as mirrored now (see the module docs).
+    pub async fn submit_call_operation(
+        &self,
+        who: &Principal,
+        call_id: &CallId,
+        op: CallOperation,
+    ) -> CoreResult<CallSnapshot> {
+        let Some(bridge) = self.upstream_ready()? else {
+            return self.execute(who, call_id, op);
+        };
+        let user = self.acting_user(who)?;
+        let operation = op.operation();
+        self.require_features(&user, operation)?;
+        op.validate()?;
+        let mut watch = {
+            let store = self.lock();
+            let view = store.view_of(&self.directory, call_id, &user.name)?;
+            if operation != Operation::SetCallDisposition && !view.capabilities.contains(&operation)
+            {
+                return Err(CoreError::NotCapable {
+                    call_id: call_id.clone(),
+                    operation,
+                    state: view.state,
+                });
+            }
+            let from = store.log.last_sequence();
+            store
+                .log
+                .watch(WatchScope::User(user.name.clone()), Some(from))?
+        };
+        bridge
+            .upstream
+            .execute(user.clone(), call_id.clone(), op)
+            .await?;
+        let reported = next_call(&mut watch, bridge.reply_wait, |call| call.id == *call_id).await;
+        match reported {
+            Some(call) => Ok(call),
+            None => self.get_call(who, call_id),
+        }
+    }
+
+    /// Carries out an operation on the user's device through the active port; returns the
+    /// device after it.
+    /// At the bound it answers with the device as mirrored now.
+    pub async fn submit_device_operation(
+        &self,
+        who: &Principal,
+        device_id: Option<&str>,
+        request: DeviceRequest,
+    ) -> CoreResult<DeviceSnapshot> {
+        let Some(bridge) = self.upstream_ready()? else {
+            return self.device_operation(who, device_id, request);
+        };
+        let user = self.acting_user(who)?;
+        if let Some(device) = device_id
+            && device != &*user.device_id
+        {
+            return Err(CoreError::NotFound(format!("device {device} not found")));
+        }
+        request.validate()?;
+        let mut watch = {
+            let store = self.lock();
+            let from = store.log.last_sequence();
+            DeviceWatch(
+                store
+                    .log
+                    .watch_events(WatchScope::User(user.name.clone()), Some(from))?,
+            )
+        };
+        bridge
+            .upstream
+            .device_operation(user.clone(), request)
+            .await?;
+        let reported = tokio::time::timeout(bridge.reply_wait, watch.next()).await;
+        if let Ok(Ok(Some(event))) = reported {
+            return Ok(event.device.clone());
+        }
+        self.lock()
+            .device_view(&self.directory, &user.name)
+            .ok_or_else(|| CoreError::NotFound(format!("the device of user {}", user.name)))
+    }
+
+    /// Mirrors a call as the upstream reported it to `call.user` (bridge mode; ignored in
+    /// embedded mode): one event with the upstream's notification type.
+    pub fn mirror_call(
+        &self,
+        notification: NotificationType,
+        call: CallSnapshot,
+        digits: Option<String>,
+    ) {
+        let mut store = self.lock();
+        let Some(mirror) = store.mirror.as_mut() else {
+            return;
+        };
+        mirror.put_call(call.clone());
+        store.log.append(CallEvent {
+            sequence: 0,
+            notification,
+            call,
+            digits,
+            committed_at: SystemTime::UNIX_EPOCH,
+        });
+    }
+
+    /// Mirrors a device as the upstream reported it (bridge mode): one event, when it
+    /// differs from what is mirrored, classed by what changed (the agent state or session,
+    /// do-not-disturb, or the rest), which decides the CometD channels it goes out on.
+    pub fn mirror_device(&self, device: DeviceSnapshot) {
+        let mut store = self.lock();
+        let Some(mirror) = store.mirror.as_mut() else {
+            return;
+        };
+        let change = match mirror.device(&device.user.name) {
+            Some(old) if old.do_not_disturb != device.do_not_disturb => DeviceChange::DoNotDisturb,
+            Some(old)
+                if old.agent_state == device.agent_state
+                    && old.work_mode == device.work_mode
+                    && old.active == device.active =>
+            {
+                DeviceChange::Device
+            }
+            _ => DeviceChange::AgentState,
+        };
+        if mirror.put_device(device.clone()) {
+            store.log.append_device(DeviceEvent {
+                sequence: 0,
+                change,
+                device,
+                committed_at: SystemTime::UNIX_EPOCH,
+            });
+        }
+    }
+
+    /// Replaces what is mirrored of one user with the upstream's own listing, read after a
+    /// reconnection (notifications may have been lost meanwhile): a call that vanished is
+    /// reported `Released`, a call that is new or differs is reported with a
+    /// `StatusChange`, an unchanged one not at all; likewise the device. A watcher that
+    /// stayed connected thus ends with the upstream's truth.
+    pub fn mirror_resync(
+        &self,
+        user: &str,
+        calls: Vec<CallSnapshot>,
+        device: Option<DeviceSnapshot>,
+    ) {
+        let mut store = self.lock();
+        let Some(mirror) = store.mirror.as_mut() else {
+            return;
+        };
+        let mut changes = Vec::new();
+        let mut events = Vec::new();
+        for old in mirror.active(user) {
+            if !calls.iter().any(|c| c.id == old.id) {
+                let mut released = old;
+                released.state = CallState::Released;
+                released.capabilities.clear();
+                changes.push(released);
+            }
+        }
+        for call in calls {
+            if mirror
+                .call(user, &call.id)
+                .is_none_or(|old| !old.same_as(&call))
+            {
+                changes.push(call);
+            }
+        }
+        for call in changes {
+            mirror.put_call(call.clone());
+            events.push(CallEvent {
+                sequence: 0,
+                notification: NotificationType::StatusChange,
+                call,
+                digits: None,
+                committed_at: SystemTime::UNIX_EPOCH,
+            });
+        }
+        for event in events {
+            store.log.append(event);
+        }
+        drop(store);
+        if let Some(device) = device {
+            self.mirror_device(device);
+        }
+    }
+}
+
+/// Waits up to `wait` for the next event of the watch whose call `wanted` accepts.
+async fn next_call(
+    watch: &mut CallWatch,
+    wait: Duration,
+    wanted: impl Fn(&CallSnapshot) -> bool,
+) -> Option<CallSnapshot> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, watch.next()).await {
+            Ok(Ok(Some(event))) if wanted(&event.call) => return Some(event.call.clone()),
+            Ok(Ok(Some(_))) => {}
+            _ => return None,
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The client's side of the wire: one POST of a batch and its reply, reading replies and
+//! deliveries out of a batch, the server's `advice`, and the per-client cookies.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
+use serde_json::{Map, Value};
+
+use super::{BayeuxClientError, BayeuxDelivery};
+
+/// One message of a batch.
+pub(super) type Object = Map<String, Value>;
+
+/// The channels of the meta messages the client sends.
+pub(super) const HANDSHAKE: &str = "/meta/handshake";
+pub(super) const SUBSCRIBE: &str = "/meta/subscribe";
+pub(super) const CONNECT: &str = "/meta/connect";
+pub(super) const DISCONNECT: &str = "/meta/disconnect";
+/// The only transport this client speaks.
+pub(super) const LONG_POLLING: &str = "long-polling";
+
+/// The server as one client sees it: where to POST, with which headers and cookies.
+#[derive(Debug)]
+pub(super) struct Upstream {
+    pub(super) http: reqwest::Client,
+    pub(super) endpoint: reqwest::Url,
+    pub(super) headers: HeaderMap,
+    pub(super) jar: CookieJar,
+    pub(super) max_reply_bytes: usize,
+}
+
+impl Upstream {
+    /// POSTs `batch` and returns the reply batch; keeps the cookies the server sets.
+    pub(super) async fn exchange(
+        &mut self,
+        batch: &[Value],
+        timeout: Duration,
+    ) -> Result<Vec<Object>, BayeuxClientError> {
+        let body = Value::Array(batch.to_vec()).to_string();
+        let mut request = self
+            .http
+            .post(self.endpoint.clone())
+            .headers(self.headers.clone())
+            .header(CONTENT_TYPE, "application/json;charset=UTF-8")
+            .timeout(timeout)
+            .body(body);
+        if let Some(cookie) = self.jar.header() {
+            request = request.header(COOKIE, cookie);
+        }
+        let mut response = request.send().await.map_err(BayeuxClientError::Transport)?;
+        self.jar.store(response.headers());
+        if response.status() != StatusCode::OK {
+            return Err(BayeuxClientError::Status(response.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(BayeuxClientError::Transport)?
+        {
+            if body.len() + chunk.len() > self.max_reply_bytes {
+                return Err(malformed(format!(
+                    "reply longer than {} bytes",
+                    self.max_reply_bytes
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse_batch(&body)
+    }
+}
+
+/// Returns a [`BayeuxClientError::Malformed`].
+pub(super) fn malformed(what: impl Into<String>) -> BayeuxClientError {
+    BayeuxClientError::Malformed(what.into())
+}
+
+/// Parses a reply body: a non-empty JSON array of objects (one object is accepted too).
+pub(super) fn parse_batch(body: &[u8]) -> Result<Vec<Object>, BayeuxClientError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| malformed(format!("not JSON ({e})")))?;
+    let items = match value {
+        Value::Array(items) if items.is_empty() => return Err(malformed("empty batch")),
+        Value::Array(items) => items,
+        Value::Object(object) => return Ok(vec![object]),
+        _ => return Err(malformed("not a batch of messages")),
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Object(object) => Ok(object),
+            _ => Err(malformed("a batch item is not a message")),
+        })
+        .collect()
+}
+
+/// Removes and returns the reply on `channel` to the request `id`; a reply on `channel`
+/// without an `id` is taken when none carries it (servers must echo it, some may not).
+pub(super) fn take_reply(batch: &mut Vec<Object>, channel: &str, id: &str) -> Option<Object> {
+    let on_channel = |m: &Object| m.get("channel").and_then(Value::as_str) == Some(channel);
+    let same_id = |m: &Object| match m.get("id") {
+        Some(Value::String(s)) => s == id,
+        Some(Value::Number(n)) => n.to_string() == id,
+        _ => false,
+    };
+    let at = batch
+        .iter()
+        .position(|m| on_channel(m) && same_id(m))
+        .or_else(|| {
+            batch
+                .iter()
+                .position(|m| on_channel(m) && m.get("id").is_none())
+        })?;
+    Some(batch.remove(at))
+}
+
+/// Turns a message of a reply batch into a delivery: it has a non-meta `channel` and `data`
+/// (a publish reply has no `data`).
+pub(super) fn delivery(message: Object) -> Result<BayeuxDelivery, Object> {
+    let channel = match message.get("channel").and_then(Value::as_str) {
+        Some(channel) if !channel.starts_with("/meta/") && message.contains_key("data") => {
+            channel.to_owned()
+        }
+        _ => return Err(message),
+    };
+    Ok(BayeuxDelivery { channel, message })
+}
+
+/// Returns whether the reply says `successful: true`.
+pub(super) fn successful(reply: &Object) -> bool {
+    reply.get("successful").and_then(Value::as_bool) == Some(true)
+}
+
+/// Returns the reply's `error` string, or a placeholder.
+pub(super) fn error_text(reply: &Object) -> String {
+    match reply.get("error") {
+        Some(Value::String(error)) => error.clone(),
+        Some(other) => other.to_string(),
+        None => "no error given".to_owned(),
+    }
+}
+
+/// Returns whether a handshake reply accepts the ack extension (`ext.ack: true`, or the
+/// newer `{"enabled": true, ...}`).
+pub(super) fn ack_enabled(reply: &Object) -> bool {
+    match reply.get("ext").and_then(|ext| ext.get("ack")) {
+        Some(Value::Bool(on)) => *on,
+        Some(Value::Object(ack)) => ack.get("enabled").and_then(Value::as_bool) == Some(true),
+        _ => false,
+    }
+}
+
+/// Returns the batch number of a connect reply (`ext.ack`).
+pub(super) fn ack_batch(reply: &Object) -> Option<u64> {
+    reply.get("ext")?.get("ack")?.as_u64()
+}
+
+/// Returns whether a handshake reply offers `long-polling` (or says nothing about it).
+pub(super) fn offers_long_polling(reply: &Object) -> bool {
+    match reply.get("supportedConnectionTypes") {
+        Some(Value::Array(types)) => types.iter().any(|t| t.as_str() == Some(LONG_POLLING)),
+        _ => true,
+    }
+}
+
+/// Returns whether a client may subscribe to `channel`: a channel name (`/a/b`, with `*` or
+/// `**` as the last segment), not a meta channel.
+pub(super) fn is_subscribable(channel: &str) -> bool {
+    let Some(rest) = channel.strip_prefix('/') else {
+        return false;
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    !channel.starts_with("/meta/")
+        && segments.iter().enumerate().all(|(i, segment)| {
+            (i == last && matches!(*segment, "*" | "**"))
+                || (!segment.is_empty()
+                    && segment
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_!~()$@.".contains(&b)))
+        })
+}
+
+/// What the server wants next, from a reply's `advice.reconnect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reconnect {
+    /// Go on (the default when a reply gives no advice).
+    Retry,
+    /// Handshake again.
+    Handshake,
+    /// Stop.
+    None,
+}
+
+/// The timings the server advised last (a newer advice replaces the older one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Advice {
+    /// Wait after a connect reply before the next connect.
+    pub(super) interval: Duration,
+    /// How long the server holds a connect.
+    pub(super) timeout: Duration,
+}
+
+impl Default for Advice {
+    /// CometD's defaults, until the server advises.
+    fn default() -> Self {
+        Self {
+            interval: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Advice {
+    /// Takes the timings of `reply.advice` (or of its `long-polling` entry, the per-transport
+    /// form) and returns its `reconnect`.
+    pub(super) fn update(&mut self, reply: &Object) -> Reconnect {
+        let Some(advice) = reply.get("advice").and_then(Value::as_object) else {
+            return Reconnect::Retry;
+        };
+        let advice = advice
+            .get(LONG_POLLING)
+            .and_then(Value::as_object)
+            .unwrap_or(advice);
+        if let Some(interval) = advice.get("interval").and_then(Value::as_i64) {
+            self.interval = Duration::from_millis(interval.max(0).unsigned_abs());
+        }
+        if let Some(timeout) = advice.get("timeout").and_then(Value::as_u64) {
+            self.timeout = Duration::from_millis(timeout);
+        }
+        match advice.get("reconnect").and_then(Value::as_str) {
+            Some("handshake") => Reconnect::Handshake,
+            Some("none") => Reconnect::None,
+            _ => Reconnect::Retry,
+        }
+    }
+}
+
+/// Splits a `Cookie` header value into `(name, value)` pairs.
+pub(super) fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    header.split(';').filter_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        let name = name.trim();
+        (!name.is_empty()).then_some((name, value.trim()))
+    })
+}
+
+/// One client's cookies, sent to its one endpoint: no domain or path scoping is needed.
+#[derive(Debug, Default)]
+pub(super) struct CookieJar {
+    cookies: Vec<(String, String)>,
+}
+
+impl CookieJar {
+    /// Sets a cookie, replacing one of the same name.
+    pub(super) fn set(&mut self, name: &str, value: &str) {
+        self.remove(name);
+        self.cookies.push((name.to_owned(), value.to_owned()));
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.cookies.retain(|(n, _)| n != name);
+    }
+
+    /// Keeps the cookies of the `Set-Cookie` headers; `Max-Age=0` (or negative) deletes.
+    pub(super) fn store(&mut self, headers: &HeaderMap) {
+        for line in headers.get_all(SET_COOKIE) {
+            let Ok(line) = line.to_str() else { continue };
+            let mut parts = line.split(';');
+            let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
+                continue;
+            };
+            let name = name.trim();
+            let expired = parts.any(|attr| {
+                attr.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("max-age")
+                        && v.trim().parse::<i64>().is_ok_and(|age| age <= 0)
+                })
+            });
+            if name.is_empty() {
+                continue;
+            } else if expired {
+                self.remove(name);
+            } else {
+                self.set(name, value.trim());
+            }
+        }
+    }
+
+    /// Returns the `Cookie` header to send, if any cookie is kept.
+    pub(super) fn header(&self) -> Option<HeaderValue> {
+        if self.cookies.is_empty() {
+            return None;
+        }
+        let line = self
+            .cookies
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        HeaderValue::from_str(&line).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(value: Value) -> Object {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn batches_parse_and_garbage_is_malformed() {
+        assert_eq!(parse_batch(br#"[{"a":1},{"b":2}]"#).unwrap().len(), 2);
+        assert_eq!(parse_batch(br#"{"channel":"/x"}"#).unwrap().len(), 1);
+        for garbage in [&b"<html>"[..], b"[]", b"[1]", b"\"x\"", b"[{}", b""] {
+            let error = parse_batch(garbage).unwrap_err();
+            assert!(matches!(error, BayeuxClientError::Malformed(_)), "{error}");
+        }
+    }
+
+    #[test]
+    fn replies_are_found_by_channel_and_id_and_the_rest_are_deliveries() {
+        let mut batch = vec![
+            object(json!({"channel": "/v2/me/calls", "data": {"n": 1}, "id": "9"})),
+            object(json!({"channel": "/meta/connect", "id": 3, "successful": true})),
+            object(json!({"channel": "/meta/subscribe", "successful": true})),
+        ];
+        assert!(take_reply(&mut batch, CONNECT, "4").is_none());
+        assert_eq!(take_reply(&mut batch, CONNECT, "3").unwrap()["id"], 3);
+        assert!(take_reply(&mut batch, SUBSCRIBE, "5").is_some(), "no id");
+        let message = delivery(batch.remove(0)).unwrap();
+        assert_eq!(message.channel(), "/v2/me/calls");
+        assert_eq!(message.data(), &json!({"n": 1}));
+        assert_eq!(message.id(), Some(&json!("9")));
+        assert!(delivery(object(json!({"channel": "/x", "successful": true}))).is_err());
+        assert!(delivery(object(json!({"channel": "/meta/x", "data": 1}))).is_err());
+    }
+
+    #[test]
+    fn advice_keeps_timings_and_reads_reconnect_per_reply() {
+        let mut advice = Advice::default();
+        let reply = object(json!({"advice": {"reconnect": "handshake", "interval": -1}}));
+        assert_eq!(advice.update(&reply), Reconnect::Handshake);
+        assert_eq!(advice.interval, Duration::ZERO);
+        let nested = object(json!({"advice": {"long-polling": {"timeout": 45000, "interval": 5}}}));
+        assert_eq!(advice.update(&nested), Reconnect::Retry);
+        assert_eq!(advice.timeout, Duration::from_secs(45));
+        assert_eq!(advice.interval, Duration::from_millis(5));
+        let none = object(json!({"advice": {"reconnect": "none"}}));
+        assert_eq!(advice.update(&none), Reconnect::None);
+        assert_eq!(advice.update(&object(json!({}))), Reconnect::Retry);
+        assert_eq!(advice.timeout, Duration::from_secs(45), "kept");
+    }
+
+    #[test]
+    fn ack_and_transports_are_read_from_replies() {
+        assert!(ack_enabled(&object(json!({"ext": {"ack": true}}))));
+        assert!(ack_enabled(&object(
+            json!({"ext": {"ack": {"enabled": true, "batch": 0}}})
+        )));
+        assert!(!ack_enabled(&object(json!({"ext": {}}))));
+        assert_eq!(ack_batch(&object(json!({"ext": {"ack": 7}}))), Some(7));
+        assert!(offers_long_polling(&object(json!({}))));
+        let ws = object(json!({"supportedConnectionTypes": ["websocket"]}));
+        assert!(!offers_long_polling(&ws));
+    }
+
+    #[test]
+    fn channels_to_subscribe_are_checked() {
+        for ok in ["/v2/me/calls", "/v2/me/*", "/a/**", "/a.b/c-d"] {
+            assert!(is_subscribable(ok), "{ok}");
+        }
+        for bad in ["", "/", "v2/me", "/meta/connect", "/a//b", "/a/*/b", "/a b"] {
+            assert!(!is_subscribable(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_jar_keeps_renews_and_deletes_cookies() {
+        let mut jar = CookieJar::default();
+        for (name, value) in cookie_pairs("JSESSIONID=abc; theme = dark") {
+            jar.set(name, value);
+        }
+        let mut headers = HeaderMap::new();
+        headers.append(
+            SET_COOKIE,
+            "BAYEUX_BROWSER=b1; Path=/; HttpOnly".parse().unwrap(),
+        );
+        headers.append(SET_COOKIE, "JSESSIONID=def; Path=/".parse().unwrap());
+        headers.append(SET_COOKIE, "theme=; Max-Age=0".parse().unwrap());
+        jar.store(&headers);
+        assert_eq!(jar.header().unwrap(), "BAYEUX_BROWSER=b1; JSESSIONID=def");
+        assert!(CookieJar::default().header().is_none());
+    }
+}
