@@ -13,10 +13,14 @@
 //!   [`driver`]: the fixed-rate event driver.
 //! - [`setup`]: the generated configuration and established calls; [`plan`]: counts and
 //!   durations; [`figures`]: the figures; [`report`]: BENCHMARKS.md.
+//! - [`flood`]: figure 6, a password flood against an argon2 user (issue 10), with its
+//!   clients in [`flood_load`] (the RSS sampler is [`process::sample_peaks`]).
 
 pub mod cometd;
 pub mod driver;
 pub mod figures;
+pub mod flood;
+pub mod flood_load;
 pub mod grpc_load;
 pub mod http_load;
 pub mod http_util;

@@ -37,6 +37,28 @@ pub struct Plan {
     pub startups: usize,
     /// Settling time before an RSS reading.
     pub settle: Duration,
+    /// Figure 6: the password flood.
+    pub flood: FloodShape,
+}
+
+/// The shape of the password flood (figure 6, issue 10).
+#[derive(Debug, Clone, Copy)]
+pub struct FloodShape {
+    /// Flooding connections, each sending wrong passwords back to back.
+    pub connections: usize,
+    /// Flooding time.
+    pub duration: Duration,
+    /// Requests per second of the legitimate client during the flood.
+    pub legit_rate: f64,
+    /// When the fresh login is sent, counted from the flood's start.
+    pub fresh_login_at: Duration,
+    /// How long the gateway's RSS is still sampled after the flood.
+    pub after: Duration,
+    /// Sampling period of the gateway's RSS and threads.
+    pub sample_every: Duration,
+    /// The bench's own safety: the flood stops and the gateway is killed when its RSS
+    /// passes this many KiB.
+    pub rss_cap_kib: u64,
 }
 
 impl Plan {
@@ -68,6 +90,15 @@ impl Plan {
             saturation_duration: Duration::from_secs(5),
             startups: 5,
             settle: Duration::from_secs(2),
+            flood: FloodShape {
+                connections: 200,
+                duration: Duration::from_secs(10),
+                legit_rate: 50.0,
+                fresh_login_at: Duration::from_secs(5),
+                after: Duration::from_secs(2),
+                sample_every: Duration::from_millis(50),
+                rss_cap_kib: 2 << 20,
+            },
         }
     }
 
@@ -99,6 +130,15 @@ impl Plan {
             saturation_duration: Duration::from_millis(500),
             startups: 1,
             settle: Duration::from_millis(200),
+            flood: FloodShape {
+                connections: 4,
+                duration: Duration::from_secs(1),
+                legit_rate: 50.0,
+                fresh_login_at: Duration::from_millis(500),
+                after: Duration::from_millis(300),
+                sample_every: Duration::from_millis(50),
+                rss_cap_kib: 1 << 20,
+            },
         }
     }
 }

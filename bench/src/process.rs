@@ -1,6 +1,7 @@
 //! Child processes of the bench (the gateway, the bare servers, Faye): spawned with their
 //! output in log files, timed from exec to accepting connections, measured through
-//! `/proc/PID/status`, and stopped (SIGTERM, then SIGKILL) when dropped.
+//! `/proc/PID/status` (once, or sampled for peaks), and stopped (SIGTERM, then SIGKILL) when
+//! dropped.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -113,13 +114,38 @@ impl Drop for Server {
 
 /// Reads VmRSS of a process, in KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .context("no VmRSS in /proc/PID/status")
+    Ok(ProcStatus::read(pid)?.rss_kib)
+}
+
+/// The memory and thread readings of `/proc/PID/status`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcStatus {
+    /// Resident set size (VmRSS), KiB.
+    pub rss_kib: u64,
+    /// Peak resident set size since the process started (VmHWM), KiB.
+    pub peak_rss_kib: u64,
+    /// Threads.
+    pub threads: u64,
+}
+
+impl ProcStatus {
+    /// Reads the status of process `pid`.
+    pub fn read(pid: u32) -> anyhow::Result<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|value| value.parse().ok())
+                .with_context(|| format!("no {name} in /proc/{pid}/status"))
+        };
+        Ok(Self {
+            rss_kib: field("VmRSS")?,
+            peak_rss_kib: field("VmHWM")?,
+            threads: field("Threads")?,
+        })
+    }
 }
 
 /// Reads the CPU time (user + system) a process has used, in seconds, from
@@ -174,4 +200,54 @@ pub fn exe_dir() -> anyhow::Result<PathBuf> {
         .parent()
         .context("executable has no directory")?
         .to_path_buf())
+}
+
+/// Peak readings of a process while sampled.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peaks {
+    /// Highest RSS, KiB: the highest sample, or VmHWM read at the end if higher.
+    pub rss_kib: u64,
+    /// Most threads seen.
+    pub threads: u64,
+    /// Samples taken.
+    pub samples: u64,
+    /// When the RSS passed the cap (counted from the sampler's start), if it did.
+    pub capped_at: Option<Duration>,
+}
+
+/// Samples `/proc/PID/status` every `every` until `until`, on its own thread (so a busy
+/// runtime does not delay the readings). As soon as the RSS passes `cap_kib` it kills the
+/// process (SIGKILL: a graceful stop would let queued work grow it further), cancels
+/// `stop` and returns. `pid` must be an unreaped child of this process, so that it cannot
+/// name another process.
+pub fn sample_peaks(
+    pid: u32,
+    every: Duration,
+    until: Instant,
+    cap_kib: u64,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::thread::JoinHandle<anyhow::Result<Peaks>> {
+    std::thread::spawn(move || {
+        let began = Instant::now();
+        let mut peaks = Peaks::default();
+        let mut next = began;
+        while next < until {
+            let now = ProcStatus::read(pid)?;
+            peaks.rss_kib = peaks.rss_kib.max(now.rss_kib).max(now.peak_rss_kib);
+            peaks.threads = peaks.threads.max(now.threads);
+            peaks.samples += 1;
+            if now.rss_kib > cap_kib {
+                peaks.capped_at = Some(began.elapsed());
+                // SAFETY: kill(2) on our own child, not yet reaped (see above).
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+                stop.cancel();
+                return Ok(peaks);
+            }
+            next += every;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        Ok(peaks)
+    })
 }

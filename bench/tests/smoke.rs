@@ -64,6 +64,26 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
             "{faye:?}"
         );
     }
+    // Figure 6: peak RSS, the legitimate client, the fresh login, and the flood's answers.
+    let flood: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| r.figure.starts_with("6."))
+        .collect();
+    assert_eq!(flood.len(), 3, "{flood:?}");
+    assert!(flood[0].gateway.contains("MiB"), "{:?}", flood[0]);
+    assert!(
+        flood[1].value > 0.0 && !flood[1].gateway.contains("(0 answers"),
+        "{:?}",
+        flood[1]
+    );
+    assert!(flood[2].value > 0.0, "{:?}", flood[2]);
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.starts_with("Figure 6"))
+        .expect("a note on figure 6");
+    assert!(!note.contains(" got 0 answers"), "{note}");
     for row in &report.rows {
         assert!(row.value.is_finite(), "{row:?}");
     }
