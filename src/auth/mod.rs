@@ -13,7 +13,8 @@
 //!    `agent1` with wrong passwords does not make the real agent1 wait.
 //! 3. Otherwise an argon2 check is needed (tens of milliseconds of CPU, 19 MiB). A user name
 //!    that is locked out is refused at once ([`CoreError::Throttled`]). Otherwise the request
-//!    waits for one of `auth.max_concurrent_checks` slots (default: the number of cores) for
+//!    waits for one of `auth.max_concurrent_checks` slots (default: the number of cores, at
+//!    most 4) for
 //!    at most `auth.check_wait_ms`, then is refused ([`CoreError::Busy`]); with a slot, the
 //!    check runs on tokio's blocking pool, never on an async worker. However many requests
 //!    arrive, at most that many checks (and their memory) exist at once.
@@ -51,6 +52,8 @@ use crate::core::{
 use throttle::{Locked, Throttle, ThrottlePolicy};
 use verified::{AccountKind, VerifiedCache};
 
+/// The most argon2 checks run at once by default (see [`AuthConfig::concurrent_checks`]).
+pub const DEFAULT_MAX_CHECKS: usize = 4;
 /// Default wait for a credential-check slot, in milliseconds.
 pub const DEFAULT_CHECK_WAIT_MS: u64 = 250;
 /// Default failures for one user name before its attempts are delayed.
@@ -77,7 +80,7 @@ const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 ///
 /// | key | meaning | default |
 /// |---|---|---|
-/// | `max_concurrent_checks` | argon2 checks running at once; `0` = the number of cores | `0` |
+/// | `max_concurrent_checks` | argon2 checks running at once; `0` = the number of cores, at most [`DEFAULT_MAX_CHECKS`] | `0` |
 /// | `check_wait_ms` | how long a request waits for a check slot before 503 / UNAVAILABLE | [`DEFAULT_CHECK_WAIT_MS`] |
 /// | `max_failures` | failures per user name before its attempts are delayed; `0` = off | [`DEFAULT_MAX_FAILURES`] |
 /// | `max_failures_per_address` | failures per client address before its attempts are delayed; `0` = off | [`DEFAULT_MAX_FAILURES_PER_ADDRESS`] |
@@ -90,7 +93,7 @@ const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Argon2 checks running at once; 0 = the number of cores.
+    /// Argon2 checks running at once; 0 = the number of cores, at most [`DEFAULT_MAX_CHECKS`].
     pub max_concurrent_checks: usize,
     /// Wait for a check slot, in milliseconds.
     pub check_wait_ms: u64,
@@ -147,10 +150,14 @@ impl AuthConfig {
         Ok(())
     }
 
-    /// Returns the number of concurrent checks, resolving 0 to the number of cores.
+    /// Returns the number of concurrent checks, resolving 0 to the number of cores, at
+    /// most [`DEFAULT_MAX_CHECKS`]: each argon2 check holds 19 MiB, so a flood never takes
+    /// more than about 76 MiB above idle, however many cores the machine has.
     pub fn concurrent_checks(&self) -> usize {
         match self.max_concurrent_checks {
-            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            0 => std::thread::available_parallelism()
+                .map_or(2, usize::from)
+                .min(DEFAULT_MAX_CHECKS),
             n => n,
         }
     }
