@@ -5,6 +5,9 @@
 mod common;
 #[path = "legacy_common/mod.rs"]
 mod legacy_common;
+#[allow(dead_code, unreachable_pub)]
+#[path = "cometd_support/node.rs"]
+mod node;
 
 use common::{TestGateway, as_user, next_event, pb, snapshot, with_basic};
 use legacy_common::Agent;
@@ -380,4 +383,151 @@ async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
         .into_inner()
         .calls;
     assert!(listed.is_empty(), "{listed:?}");
+}
+
+/// Logs a user in on a gateway's JSON API as a desktop does; returns its `JSESSIONID`.
+async fn jsessionid(gateway: &TestGateway, user: &str) -> String {
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v2/me", gateway.http_url()))
+        .basic_auth(user, Some("demo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response
+        .cookies()
+        .find(|c| c.name() == "JSESSIONID")
+        .expect("the login sets JSESSIONID")
+        .value()
+        .to_owned()
+}
+
+/// Reads the client's MESSAGE lines until one whose data satisfies `done`; returns the
+/// notification types seen on the way, and that message's data.
+async fn messages_until(
+    client: &mut node::NodeClient,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> (Vec<String>, serde_json::Value) {
+    let mut seen = Vec::new();
+    loop {
+        let message = client.expect("MESSAGE").await;
+        let data = message["data"].clone();
+        assert_eq!(message["channel"], "/v2/me/calls", "{message}");
+        assert_eq!(data["messageType"], "CallStateChangeMessage", "{message}");
+        seen.push(data["notificationType"].as_str().unwrap().to_owned());
+        if done(&data) {
+            return (seen, data);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cometd_js_desktop_on_the_bridge_receives_the_seed_and_upstream_calls() {
+    for transport in ["long-polling", "websocket"] {
+        let (upstream, bridge) = pair().await;
+        let cookie = jsessionid(&bridge, "agent1").await;
+        let base = bridge.http_url();
+        let mut desktop = node::NodeClient::start(
+            "cometd9",
+            "listen.mjs",
+            &[&base, transport, &cookie, "/v2/me/calls"],
+        );
+        let ready = desktop.expect("READY").await;
+        assert_eq!(ready["transport"], transport, "{ready}");
+
+        // The seed: agent1 dials through B, agent2 answers on U, agent1 records through B.
+        let mut calls = bridge.calls().await;
+        let id = calls
+            .dial(as_user(
+                "agent1",
+                pb::DialRequest {
+                    destination: "15001".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .call
+            .unwrap()
+            .id;
+        upstream
+            .calls()
+            .await
+            .answer(as_user(
+                "agent2",
+                pb::AnswerRequest {
+                    call_id: id.clone(),
+                },
+            ))
+            .await
+            .unwrap();
+        for op in ["start", "stop"] {
+            let call_id = id.clone();
+            if op == "start" {
+                calls
+                    .start_call_recording(as_user(
+                        "agent1",
+                        pb::StartCallRecordingRequest { call_id },
+                    ))
+                    .await
+                    .unwrap();
+            } else {
+                calls
+                    .stop_call_recording(as_user(
+                        "agent1",
+                        pb::StopCallRecordingRequest { call_id },
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }
+        let (seen, data) = messages_until(&mut desktop, |data| {
+            data["notificationType"] == "CallRecordingStateChange"
+                && data["call"]["recordingState"] == "Stopped"
+        })
+        .await;
+        assert_eq!(
+            seen.first().map(String::as_str),
+            Some("StatusChange"),
+            "{seen:?}"
+        );
+        assert_eq!(
+            seen.iter()
+                .filter(|t| *t == "CallRecordingStateChange")
+                .count(),
+            2,
+            "{seen:?}"
+        );
+        assert_eq!(data["phoneNumber"], "15000");
+        assert_eq!(data["call"]["id"], id.as_str());
+        assert_eq!(data["call"]["state"], "Established");
+        // Links name the bridge, where the desktop reads.
+        assert!(
+            data["call"]["uri"].as_str().unwrap().starts_with(&base),
+            "{data}"
+        );
+
+        // A call made on U alone reaches agent1's desktop on B.
+        let inbound = upstream
+            .calls()
+            .await
+            .dial(as_user(
+                "agent2",
+                pb::DialRequest {
+                    destination: "15000".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .call
+            .unwrap()
+            .id;
+        let (_, data) =
+            messages_until(&mut desktop, |data| data["call"]["id"] == inbound.as_str()).await;
+        assert_eq!(data["call"]["state"], "Ringing", "{transport}: {data}");
+        desktop.finish().await;
+    }
 }
