@@ -4,11 +4,14 @@
 //! `submit_device_operation` run the embedded state machine in embedded mode (the
 //! synchronous `dial`, `execute` and `device_operation`), and in bridge mode:
 //!
-//! 1. check locally only what the mirror already knows for certain, in embedded mode's
-//!    order: the acting user, the contact center's features (as the upstream listed them
-//!    at sign-in), the parameters, that the call is one of the user's (else NOT_FOUND, as embedded mode
-//!    answers) and that the operation is in the call's `capabilities` *as the upstream last
-//!    reported them* (else FAILED_PRECONDITION);
+//! 1. check locally only what cannot be out of date, in embedded mode's order: the acting
+//!    user, the contact center's features (as the upstream listed them at sign-in) and the
+//!    parameters. Whether the call exists and the operation is in its `capabilities` is
+//!    left to the upstream: the mirror may lag behind a change made on the upstream
+//!    directly (the other party answering), and refusing on a stale view would be wrong.
+//!    The upstream's refusals keep their statusCode; HTTP 400 with statusCode 2 (the only
+//!    400 left once parameters passed) reads as FAILED_PRECONDITION, as embedded mode
+//!    answers an operation outside the capabilities;
 //! 2. hand the operation to the [`Upstream`], which answers with the upstream's acceptance
 //!    or its refusal (its `statusCode` carried unchanged to every front);
 //! 3. wait, at most `upstream.reply_wait_ms` (2 s by default), for the upstream's
@@ -166,17 +169,10 @@ impl CallControl {
         let operation = op.operation();
         self.require_features(&user, operation)?;
         op.validate()?;
+        // The call's state and capabilities are the upstream's to judge: the mirror may
+        // lag behind a change made on the upstream directly (another party answering).
         let mut watch = {
             let store = self.lock();
-            let view = store.view_of(&self.directory, call_id, &user.name)?;
-            if operation != Operation::SetCallDisposition && !view.capabilities.contains(&operation)
-            {
-                return Err(CoreError::NotCapable {
-                    call_id: call_id.clone(),
-                    operation,
-                    state: view.state,
-                });
-            }
             let from = store.log.last_sequence();
             store
                 .log
@@ -186,7 +182,11 @@ impl CallControl {
             .upstream
             .execute(user.clone(), call_id.clone(), op)
             .await?;
-        let reported = next_call(&mut watch, bridge.reply_wait, |call| call.id == *call_id).await;
+        let expected = reported_as(operation);
+        let reported = next_event(&mut watch, bridge.reply_wait, |event| {
+            event.call.id == *call_id && expected.is_none_or(|n| event.notification == n)
+        })
+        .await;
         match reported {
             Some(call) => Ok(call),
             None => self.get_call(who, call_id),
@@ -338,18 +338,49 @@ impl CallControl {
     }
 }
 
+/// The notification an operation's own report comes as, where only one kind fits: the
+/// reply then skips a report of an earlier change still on its way (the other party's
+/// answer reaching the bridge after the recording was started, say). `None`: any report of
+/// the call.
+fn reported_as(operation: Operation) -> Option<NotificationType> {
+    use Operation as O;
+    match operation {
+        O::StartCallRecording
+        | O::StopCallRecording
+        | O::PauseCallRecording
+        | O::ResumeCallRecording => Some(NotificationType::CallRecordingStateChange),
+        O::AttachUserData | O::UpdateUserData | O::DeleteUserData | O::DeleteUserDataPair => {
+            Some(NotificationType::AttachedDataChanged)
+        }
+        O::SendDtmf => Some(NotificationType::DtmfSent),
+        O::MuteMonitoredUser | O::UnmuteMonitoredUser => {
+            Some(NotificationType::MonitoredUserMutedStateChange)
+        }
+        _ => None,
+    }
+}
+
+/// Waits up to `wait` for the next event of the watch that `wanted` accepts; its call.
+async fn next_event(
+    watch: &mut CallWatch,
+    wait: Duration,
+    wanted: impl Fn(&CallEvent) -> bool,
+) -> Option<CallSnapshot> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, watch.next()).await {
+            Ok(Ok(Some(event))) if wanted(&event) => return Some(event.call.clone()),
+            Ok(Ok(Some(_))) => {}
+            _ => return None,
+        }
+    }
+}
+
 /// Waits up to `wait` for the next event of the watch whose call `wanted` accepts.
 async fn next_call(
     watch: &mut CallWatch,
     wait: Duration,
     wanted: impl Fn(&CallSnapshot) -> bool,
 ) -> Option<CallSnapshot> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match tokio::time::timeout_at(deadline, watch.next()).await {
-            Ok(Ok(Some(event))) if wanted(&event.call) => return Some(event.call.clone()),
-            Ok(Ok(Some(_))) => {}
-            _ => return None,
-        }
-    }
+    next_event(watch, wait, |event| wanted(&event.call)).await
 }
