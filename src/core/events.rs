@@ -543,6 +543,7 @@ mod tests {
                 supervisor_listening_in: false,
                 monitored_user_muted: false,
                 monitoring: false,
+                upstream_fields: None,
                 parent_call_id: None,
                 user: UserRef {
                     name: user.into(),

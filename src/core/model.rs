@@ -391,6 +391,10 @@ pub struct CallSnapshot {
     pub parent_call_id: Option<CallId>,
     /// The user this view belongs to.
     pub user: UserRef,
+    /// Bridge mode: the fields of the upstream's call resource that the core does not model
+    /// (a real GWS sends more than the spec lists), as the text of a JSON object. The GWS
+    /// front renders them unchanged beside its own fields; gRPC has no place for them.
+    pub upstream_fields: Option<Arc<str>>,
 }
 
 impl CallSnapshot {
@@ -415,6 +419,7 @@ impl CallSnapshot {
             monitoring,
             parent_call_id,
             user,
+            upstream_fields,
         } = self;
         *state == other.state
             && *recording_state == other.recording_state
@@ -431,6 +436,7 @@ impl CallSnapshot {
             && *user_data == other.user_data
             && *parent_call_id == other.parent_call_id
             && *user == other.user
+            && *upstream_fields == other.upstream_fields
     }
 }
 

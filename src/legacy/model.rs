@@ -97,6 +97,10 @@ pub struct CallJson {
     pub uri: String,
     /// `/calls/{id}`.
     pub path: String,
+    /// Bridge mode: the fields the upstream GWS sent that the core does not model, passed
+    /// through unchanged.
+    #[serde(flatten)]
+    pub upstream: Map<String, Value>,
 }
 
 impl CallJson {
@@ -131,6 +135,11 @@ impl CallJson {
             uri: format!("{base_url}/api/v2/me/calls/{id}"),
             path: format!("/calls/{id}"),
             id,
+            upstream: call
+                .upstream_fields
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default(),
         }
     }
 }

@@ -240,7 +240,45 @@ pub fn call(value: &Value, user: &UserRef) -> Option<CallSnapshot> {
         monitoring: flag("monitoring"),
         parent_call_id: parent,
         user: user.clone(),
+        upstream_fields: unmodeled(value),
     })
+}
+
+/// The keys of the call resource the gateway renders itself (`CallJson`), from the core's
+/// fields or from its own base URL.
+const MODELED_CALL_KEYS: [&str; 20] = [
+    "id",
+    "callUuid",
+    "connId",
+    "state",
+    "callType",
+    "dnis",
+    "deviceUri",
+    "participants",
+    "capabilities",
+    "userData",
+    "duration",
+    "mute",
+    "recordingState",
+    "supervisorListeningIn",
+    "monitoredUserMuted",
+    "monitoring",
+    "parentCallUri",
+    "parentCallPath",
+    "uri",
+    "path",
+];
+
+/// The fields of an upstream call resource the core does not model, as JSON text, so that
+/// a GWS client behind the bridge still sees them; `None` when there are none.
+fn unmodeled(value: &Value) -> Option<Arc<str>> {
+    let extra: Map<String, Value> = value
+        .as_object()?
+        .iter()
+        .filter(|(key, _)| !MODELED_CALL_KEYS.contains(&key.as_str()))
+        .map(|(key, v)| (key.clone(), v.clone()))
+        .collect();
+    (!extra.is_empty()).then(|| Value::Object(extra).to_string().into())
 }
 
 /// Reads the `data` of a `CallStateChangeMessage`: the notification type, the call, and the

@@ -105,6 +105,7 @@ impl Store {
             monitoring: party.monitor.is_some(),
             parent_call_id: call.parent.as_ref().map(|(id, _)| id.clone()),
             user: me.to_ref(),
+            upstream_fields: None,
         })
     }
 

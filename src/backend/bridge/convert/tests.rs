@@ -163,6 +163,7 @@ fn a_rendered_call_and_device_read_back_as_they_were() {
         monitoring: false,
         parent_call_id: Some(CallId::new("C0")),
         user: user.to_ref(),
+        upstream_fields: None,
     };
     let json = serde_json::to_value(CallJson::from_snapshot(&call, "http://u")).unwrap();
     assert_eq!(super::call(&json, &user.to_ref()), Some(call));
@@ -194,4 +195,21 @@ fn what_the_core_cannot_do_without_is_required() {
     assert_eq!(read.capabilities, vec![Operation::Answer]);
     let no_device: Value = serde_json::json!({"user": {"userName": "x"}});
     assert!(me(&no_device, "default").is_none());
+}
+
+#[test]
+fn fields_the_core_does_not_model_pass_through_to_gws_clients() {
+    let user = agent1().to_ref();
+    let upstream: Value = serde_json::json!({
+        "id": "C1", "state": "Ringing", "capabilities": ["Answer"],
+        "ani": "5551234", "callCenterCustom": {"queue": "sales", "priority": 3},
+        "uri": "http://gws.example/api/v2/me/calls/C1",
+    });
+    let read = super::call(&upstream, &user).unwrap();
+    let rendered = serde_json::to_value(CallJson::from_snapshot(&read, "http://gw")).unwrap();
+    assert_eq!(rendered["ani"], "5551234");
+    assert_eq!(rendered["callCenterCustom"], upstream["callCenterCustom"]);
+    // What the gateway renders itself is its own: links name the gateway.
+    assert_eq!(rendered["uri"], "http://gw/api/v2/me/calls/C1");
+    assert_eq!(rendered["state"], "Ringing");
 }
