@@ -531,3 +531,35 @@ async fn a_cometd_js_desktop_on_the_bridge_receives_the_seed_and_upstream_calls(
         desktop.finish().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_account_acts_for_users_with_an_upstream_session_only() {
+    let (_upstream, bridge) = pair().await;
+    let mut calls = bridge.calls().await;
+    // agent2 has not signed in through the bridge: the bridge does not know the user.
+    let status = calls
+        .list_calls(common::as_service(Some("agent2"), pb::ListCallsRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("agent2"), "{status:?}");
+    // Once agent1 has signed in, the service may act for agent1, through agent1's session.
+    calls
+        .list_calls(as_user("agent1", pb::ListCallsRequest {}))
+        .await
+        .unwrap();
+    let call = calls
+        .dial(common::as_service(
+            Some("agent1"),
+            pb::DialRequest {
+                destination: "15001".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the service dials for agent1")
+        .into_inner()
+        .call
+        .unwrap();
+    assert_eq!(call.state(), pb::CallState::Dialing);
+}
