@@ -1,6 +1,7 @@
-//! Bridge mode end to end: gateway U (embedded) plays the upstream GWS; gateway B bridges
-//! to it. What B's clients do reaches U, what happens on U reaches B's watchers, and U's
-//! refusals reach B's clients with the codes embedded mode gives.
+//! Bridge mode end to end, with two gateway processes (the real binary): U (embedded)
+//! plays the upstream GWS; B bridges to it. What B's clients do reaches U, what happens on U
+//! reaches B's watchers, U's refusals reach B's clients with the codes embedded mode gives,
+//! and B survives U being killed and restarted empty.
 
 mod common;
 #[path = "legacy_common/mod.rs"]
@@ -9,17 +10,89 @@ mod legacy_common;
 #[path = "cometd_support/node.rs"]
 mod node;
 
-use common::{TestGateway, as_user, next_event, pb, snapshot, with_basic};
+use common::{as_user, next_event, pb, snapshot, with_basic};
 use legacy_common::Agent;
 use reqwest::StatusCode;
 use serde_json::json;
 use tonic::Code;
 
+/// A gateway process on loopback ports of its own.
+struct Gateway {
+    child: tokio::process::Child,
+    grpc: u16,
+    http: u16,
+}
+
+/// Returns a loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+impl Gateway {
+    /// Starts the gateway binary on `grpc` and `http` with `args` (the demo configuration);
+    /// returns once it logged that it serves.
+    async fn start_on(grpc: u16, http: u16, args: &[String]) -> Self {
+        use tokio::io::AsyncBufReadExt as _;
+        // The tests' own reqwest clients share the gateway's rustls build (no default
+        // provider): install ring before any is built.
+        voice_gateway::upstream::bayeux::install_crypto_provider();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
+            .arg("--grpc-listen")
+            .arg(format!("127.0.0.1:{grpc}"))
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{http}"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the gateway binary starts");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains("voice-gateway serving") {
+                    return;
+                }
+            }
+            panic!("the gateway exited before serving");
+        })
+        .await
+        .expect("the gateway serves within 10 s");
+        // Keep draining its log so that it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, grpc, http }
+    }
+
+    async fn start(args: &[String]) -> Self {
+        Self::start_on(free_port(), free_port(), args).await
+    }
+
+    fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+
+    fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    async fn calls(&self) -> pb::call_service_client::CallServiceClient<tonic::transport::Channel> {
+        pb::call_service_client::CallServiceClient::connect(self.grpc_url())
+            .await
+            .unwrap()
+    }
+
+    /// Kills the process (SIGKILL: no goodbye to its clients).
+    async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
 /// Starts U (the embedded demo) and B (bridging to U's HTTP listener).
-async fn pair() -> (TestGateway, TestGateway) {
-    let upstream = TestGateway::spawn().await;
-    let url = upstream.http_url();
-    let bridge = TestGateway::spawn_with(move |c| c.upstream.url = Some(url)).await;
+async fn pair() -> (Gateway, Gateway) {
+    let upstream = Gateway::start(&[]).await;
+    let bridge = Gateway::start(&["--upstream".into(), upstream.http_url()]).await;
     (upstream, bridge)
 }
 
@@ -245,37 +318,8 @@ async fn upstream_refusals_reach_the_bridge_clients_with_embedded_codes() {
     );
 }
 
-/// U as a real process (so that it can be killed, not shut down politely): the demo
-/// gateway with its HTTP listener on `port`. Returns once it logged that it serves.
-async fn upstream_process(port: u16) -> tokio::process::Child {
-    use tokio::io::AsyncBufReadExt as _;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
-        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the gateway binary starts");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("voice-gateway serving") {
-                return;
-            }
-        }
-        panic!("the upstream gateway exited before serving");
-    })
-    .await
-    .expect("the upstream gateway serves within 10 s");
-    // Keep draining its log so that it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
-}
-
 /// Polls the bridge's gRPC health for CallService until it is `want`, for at most `bound`.
-async fn health_becomes(bridge: &TestGateway, want: i32, bound: std::time::Duration) {
+async fn health_becomes(bridge: &Gateway, want: i32, bound: std::time::Duration) {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let channel = tonic::transport::Endpoint::from_shared(bridge.grpc_url())
         .unwrap()
@@ -306,13 +350,7 @@ async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
     const SERVING: i32 = 1;
     const NOT_SERVING: i32 = 2;
     let bound = std::time::Duration::from_secs(10);
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let mut upstream = upstream_process(port).await;
-    let url = format!("http://127.0.0.1:{port}");
-    let bridge = TestGateway::spawn_with(move |c| c.upstream.url = Some(url)).await;
+    let (mut upstream, bridge) = pair().await;
     let mut calls = bridge.calls().await;
     let mut watch = calls
         .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
@@ -337,7 +375,7 @@ async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
     next_event(&mut watch).await;
 
     // U is killed mid-call (SIGKILL: no goodbye to its clients).
-    upstream.kill().await.unwrap();
+    upstream.kill().await;
     health_becomes(&bridge, NOT_SERVING, bound).await;
     let status = calls
         .hangup(as_user(
@@ -363,7 +401,7 @@ async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
 
     // U comes back empty on the same address: the bridge recovers by itself, and the
     // watcher that stayed connected learns that the call is gone.
-    let _upstream = upstream_process(port).await;
+    let _upstream = Gateway::start_on(upstream.grpc, upstream.http, &[]).await;
     health_becomes(&bridge, SERVING, bound).await;
     let released = tokio::time::timeout(bound, async {
         loop {
@@ -386,7 +424,7 @@ async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
 }
 
 /// Logs a user in on a gateway's JSON API as a desktop does; returns its `JSESSIONID`.
-async fn jsessionid(gateway: &TestGateway, user: &str) -> String {
+async fn jsessionid(gateway: &Gateway, user: &str) -> String {
     let response = reqwest::Client::new()
         .get(format!("{}/api/v2/me", gateway.http_url()))
         .basic_auth(user, Some("demo"))
