@@ -17,16 +17,13 @@
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 mod bridge;
-mod capabilities;
-mod device_api;
-mod device_ops;
-mod devices;
+mod call;
+mod device;
 mod directory;
 mod error;
 mod events;
 mod model;
 mod operation;
-mod ops;
 pub mod port;
 mod store;
 
@@ -54,6 +51,8 @@ pub use operation::{
 };
 pub use operation::{DeviceRequest, MonitorTarget};
 
+use call::{capabilities, ops};
+use device::{api as device_api, model as devices, ops as device_ops};
 use events::EventLog;
 use port::{Switch, SwitchError, SwitchEvent};
 use store::Store;

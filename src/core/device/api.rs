@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use super::port::LineSettings;
-use super::{
+use crate::core::port::LineSettings;
+use crate::core::{
     CallControl, CoreError, CoreResult, DeviceRequest, DeviceSnapshot, DeviceWatch, EventWatch,
     Principal, User, WatchScope, device_ops, feature,
 };

@@ -12,15 +12,15 @@
 
 use std::sync::Arc;
 
-use super::capabilities::ConsultKind;
-use super::devices::MonitorKind;
-use super::directory::{Directory, User};
-use super::error::{CoreError, CoreResult};
-use super::model::{
+use crate::core::capabilities::ConsultKind;
+use crate::core::devices::MonitorKind;
+use crate::core::directory::{Directory, User};
+use crate::core::error::{CoreError, CoreResult};
+use crate::core::model::{
     CallEvent, CallId, CallState, NotificationType, RecordingState, UserData, UserDataValue,
 };
-use super::operation::{CallOperation, DEFAULT_DISPOSITION_KEY, Destination};
-use super::store::{Consult, Endpoint, GSIP_RECORD, Store};
+use crate::core::operation::{CallOperation, DEFAULT_DISPOSITION_KEY, Destination};
+use crate::core::store::{Consult, Endpoint, GSIP_RECORD, Store};
 
 /// Creates a call from `user` to `target`.
 pub(crate) fn dial(

@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use super::model::{UserRef, named_enum};
+use crate::core::model::{UserRef, named_enum};
 
 named_enum!(
     /// An agent state of the voice channel (spec §5.4).

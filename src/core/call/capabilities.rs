@@ -22,8 +22,8 @@
 //! - `SetCallDisposition` is never listed: the GWS samples never list it, and it is accepted
 //!   on any call of the user, released ones included (§6.3).
 
-use super::devices::MonitorKind;
-use super::model::{CallState, Operation, RecordingState};
+use crate::core::devices::MonitorKind;
+use crate::core::model::{CallState, Operation, RecordingState};
 
 /// How a call is tied to a consult that the viewing user started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

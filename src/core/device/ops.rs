@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use super::devices::{AgentState, DeviceOperation, MonitorKind, Monitoring};
-use super::directory::{Directory, Role, User};
-use super::error::{CoreError, CoreResult};
-use super::model::{CallId, feature};
-use super::operation::{DeviceRequest, MonitorTarget};
-use super::store::Store;
+use crate::core::devices::{AgentState, DeviceOperation, MonitorKind, Monitoring};
+use crate::core::directory::{Directory, Role, User};
+use crate::core::error::{CoreError, CoreResult};
+use crate::core::model::{CallId, feature};
+use crate::core::operation::{DeviceRequest, MonitorTarget};
+use crate::core::store::Store;
 
 /// What the core must tell the switch after a device operation committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +144,7 @@ fn set_state(
     dir: &Directory,
     me: &Arc<str>,
     state: AgentState,
-    work_mode: Option<super::devices::WorkMode>,
+    work_mode: Option<crate::core::devices::WorkMode>,
 ) -> CoreResult<()> {
     store.commit_with_users(dir, &[], std::slice::from_ref(me), |s| {
         let device = s.device_mut(me);
@@ -179,8 +179,8 @@ fn monitor(
     user: &User,
     kind: MonitorKind,
     target: MonitorTarget,
-    mode: super::devices::MonitorMode,
-    scope: super::devices::MonitorScope,
+    mode: crate::core::devices::MonitorMode,
+    scope: crate::core::devices::MonitorScope,
 ) -> CoreResult<()> {
     let found = match &target {
         MonitorTarget::Device(id) => dir.user_by_device(id),
@@ -272,7 +272,7 @@ fn cancel_monitoring(store: &mut Store, dir: &Directory, me: &Arc<str>) -> CoreR
         for id in &legs {
             let call = s.call_mut(id)?;
             if let Some(i) = call.party_of(me) {
-                call.parties[i].state = super::model::CallState::Released;
+                call.parties[i].state = crate::core::model::CallState::Released;
             }
         }
         Ok(legs.clone())
