@@ -205,6 +205,10 @@ pub struct DeviceJson {
     pub uri: String,
     /// `/devices/{id}`.
     pub path: String,
+    /// Bridge mode: the fields the upstream GWS sent that the core does not model, passed
+    /// through unchanged.
+    #[serde(flatten)]
+    pub upstream: Map<String, Value>,
 }
 
 /// The `userState` of a device (spec §5.4).
@@ -277,6 +281,11 @@ impl DeviceJson {
             }),
             uri: format!("{base_url}/api/v2/me/devices/{id}"),
             path: format!("/devices/{id}"),
+            upstream: device
+                .upstream_fields
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default(),
         }
     }
 }

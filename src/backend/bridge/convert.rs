@@ -240,7 +240,7 @@ pub fn call(value: &Value, user: &UserRef) -> Option<CallSnapshot> {
         monitoring: flag("monitoring"),
         parent_call_id: parent,
         user: user.clone(),
-        upstream_fields: unmodeled(value),
+        upstream_fields: unmodeled(value, &MODELED_CALL_KEYS),
     })
 }
 
@@ -269,13 +269,13 @@ const MODELED_CALL_KEYS: [&str; 20] = [
     "path",
 ];
 
-/// The fields of an upstream call resource the core does not model, as JSON text, so that
-/// a GWS client behind the bridge still sees them; `None` when there are none.
-fn unmodeled(value: &Value) -> Option<Arc<str>> {
+/// The fields of an upstream resource the core does not model (not in `modeled`), as JSON
+/// text, so that a GWS client behind the bridge still sees them; `None` when there are none.
+fn unmodeled(value: &Value, modeled: &[&str]) -> Option<Arc<str>> {
     let extra: Map<String, Value> = value
         .as_object()?
         .iter()
-        .filter(|(key, _)| !MODELED_CALL_KEYS.contains(&key.as_str()))
+        .filter(|(key, _)| !modeled.contains(&key.as_str()))
         .map(|(key, v)| (key.clone(), v.clone()))
         .collect();
     (!extra.is_empty()).then(|| Value::Object(extra).to_string().into())
@@ -337,8 +337,25 @@ pub fn device(value: &Value, user: &UserRef) -> Option<DeviceSnapshot> {
             .unwrap_or_default(),
         monitoring,
         user: user.clone(),
+        upstream_fields: unmodeled(value, &MODELED_DEVICE_KEYS),
     })
 }
+
+/// The keys of the device resource the gateway renders itself (`DeviceJson`).
+const MODELED_DEVICE_KEYS: [&str; 12] = [
+    "id",
+    "deviceState",
+    "userState",
+    "phoneNumber",
+    "e164Number",
+    "telephonyNetwork",
+    "doNotDisturb",
+    "forwardTo",
+    "capabilities",
+    "supervisorMonitoringState",
+    "uri",
+    "path",
+];
 
 /// What `GET /api/v2/me?subresources=*` says about a user.
 #[derive(Debug, Clone)]

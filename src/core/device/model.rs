@@ -173,6 +173,9 @@ pub struct DeviceSnapshot {
     pub monitoring: Option<Monitoring>,
     /// The user (device id and phone number included).
     pub user: UserRef,
+    /// Bridge mode: the fields of the upstream's device resource that the core does not
+    /// model, as the text of a JSON object, rendered unchanged by the GWS front.
+    pub upstream_fields: Option<std::sync::Arc<str>>,
 }
 
 /// What a device change was about; decides the CometD channels it is sent on.

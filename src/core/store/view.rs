@@ -160,6 +160,7 @@ impl Store {
             capabilities,
             monitoring: device.monitoring,
             user: me.to_ref(),
+            upstream_fields: None,
         })
     }
 

@@ -177,6 +177,7 @@ fn a_rendered_call_and_device_read_back_as_they_were() {
         capabilities: vec![DeviceOperation::DoNotDisturbOff],
         monitoring: None,
         user: user.to_ref(),
+        upstream_fields: None,
     };
     let json = serde_json::to_value(DeviceJson::from_snapshot(&device, "http://u")).unwrap();
     assert_eq!(super::device(&json, &user.to_ref()), Some(device));
@@ -212,4 +213,12 @@ fn fields_the_core_does_not_model_pass_through_to_gws_clients() {
     // What the gateway renders itself is its own: links name the gateway.
     assert_eq!(rendered["uri"], "http://gw/api/v2/me/calls/C1");
     assert_eq!(rendered["state"], "Ringing");
+
+    let device: Value = serde_json::json!({
+        "id": "d1", "deviceState": "Active", "phoneNumber": "15000",
+        "userState": {"state": "NotReady"}, "voiceEnvironmentUri": "http://gws/ve/1",
+    });
+    let read = super::device(&device, &user).unwrap();
+    let rendered = serde_json::to_value(DeviceJson::from_snapshot(&read, "http://gw")).unwrap();
+    assert_eq!(rendered["voiceEnvironmentUri"], "http://gws/ve/1");
 }
