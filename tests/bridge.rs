@@ -601,3 +601,38 @@ async fn a_service_account_acts_for_users_with_an_upstream_session_only() {
         .unwrap();
     assert_eq!(call.state(), pb::CallState::Dialing);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_sessions_are_bounded() {
+    let upstream = Gateway::start(&[]).await;
+    let dir = std::env::temp_dir().join(format!("bridge-bound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[upstream]\nurl = \"{}\"\nmax_sessions = 1\n",
+            voice_gateway::config::DEMO_TOML,
+            upstream.http_url()
+        ),
+    )
+    .unwrap();
+    let bridge = Gateway::start(&["--config".into(), config.display().to_string()]).await;
+    let mut calls = bridge.calls().await;
+    calls
+        .list_calls(as_user("agent1", pb::ListCallsRequest {}))
+        .await
+        .expect("the first user gets the one session");
+    let status = calls
+        .list_calls(as_user("agent2", pb::ListCallsRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("session"), "{status:?}");
+    // The user who has the session goes on.
+    calls
+        .list_calls(as_user("agent1", pb::ListCallsRequest {}))
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
