@@ -89,6 +89,17 @@ impl Gateway {
     }
 }
 
+/// A Dial of `destination` by `user` with the demo password.
+fn dial_request(user: &str, destination: &str) -> tonic::Request<pb::DialRequest> {
+    as_user(
+        user,
+        pb::DialRequest {
+            destination: destination.into(),
+            ..Default::default()
+        },
+    )
+}
+
 /// Starts U (the embedded demo) and B (bridging to U's HTTP listener).
 async fn pair() -> (Gateway, Gateway) {
     let upstream = Gateway::start(&[]).await;
@@ -232,13 +243,7 @@ async fn calls_made_on_the_upstream_appear_on_the_bridge() {
     snapshot(&mut watch).await;
     let mut on_u = upstream.calls().await;
     let id = on_u
-        .dial(as_user(
-            "agent1",
-            pb::DialRequest {
-                destination: "15001".into(),
-                ..Default::default()
-            },
-        ))
+        .dial(dial_request("agent1", "15001"))
         .await
         .unwrap()
         .into_inner()
@@ -276,13 +281,7 @@ async fn upstream_refusals_reach_the_bridge_clients_with_embedded_codes() {
     assert_eq!(common::gws_status(&status), 6);
     // A missing feature: basic1's contact center has no recording.
     let id = calls
-        .dial(as_user(
-            "basic1",
-            pb::DialRequest {
-                destination: "5550100".into(),
-                ..Default::default()
-            },
-        ))
+        .dial(dial_request("basic1", "5550100"))
         .await
         .unwrap()
         .into_inner()
@@ -359,13 +358,7 @@ async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
         .into_inner();
     snapshot(&mut watch).await;
     let id = calls
-        .dial(as_user(
-            "agent1",
-            pb::DialRequest {
-                destination: "15001".into(),
-                ..Default::default()
-            },
-        ))
+        .dial(dial_request("agent1", "15001"))
         .await
         .unwrap()
         .into_inner()
@@ -476,13 +469,7 @@ async fn a_cometd_js_desktop_on_the_bridge_receives_the_seed_and_upstream_calls(
         // The seed: agent1 dials through B, agent2 answers on U, agent1 records through B.
         let mut calls = bridge.calls().await;
         let id = calls
-            .dial(as_user(
-                "agent1",
-                pb::DialRequest {
-                    destination: "15001".into(),
-                    ..Default::default()
-                },
-            ))
+            .dial(dial_request("agent1", "15001"))
             .await
             .unwrap()
             .into_inner()
@@ -550,13 +537,7 @@ async fn a_cometd_js_desktop_on_the_bridge_receives_the_seed_and_upstream_calls(
         let inbound = upstream
             .calls()
             .await
-            .dial(as_user(
-                "agent2",
-                pb::DialRequest {
-                    destination: "15000".into(),
-                    ..Default::default()
-                },
-            ))
+            .dial(dial_request("agent2", "15000"))
             .await
             .unwrap()
             .into_inner()
