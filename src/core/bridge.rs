@@ -133,13 +133,9 @@ impl CallControl {
                 .into_iter()
                 .map(|c| c.id)
                 .collect();
-            let from = store.log.last_sequence();
-            (
-                known,
-                store
-                    .log
-                    .watch(WatchScope::User(user.name.clone()), Some(from))?,
-            )
+            // From now: `None` registers without reading the history.
+            let watch = store.log.watch(WatchScope::User(user.name.clone()), None)?;
+            (known, watch)
         };
         bridge.upstream.dial(user, request).await?;
         let wait = bridge.reply_wait;
@@ -173,10 +169,7 @@ impl CallControl {
         // lag behind a change made on the upstream directly (another party answering).
         let mut watch = {
             let store = self.lock();
-            let from = store.log.last_sequence();
-            store
-                .log
-                .watch(WatchScope::User(user.name.clone()), Some(from))?
+            store.log.watch(WatchScope::User(user.name.clone()), None)?
         };
         bridge
             .upstream
@@ -214,11 +207,10 @@ impl CallControl {
         request.validate()?;
         let mut watch = {
             let store = self.lock();
-            let from = store.log.last_sequence();
             DeviceWatch(
                 store
                     .log
-                    .watch_events(WatchScope::User(user.name.clone()), Some(from))?,
+                    .watch_events(WatchScope::User(user.name.clone()), None)?,
             )
         };
         bridge

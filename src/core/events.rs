@@ -361,11 +361,18 @@ impl EventLog {
                 if requested + 1 < oldest {
                     return Err(CoreError::HistoryGone { requested, oldest });
                 }
-                self.history
+                // The history is in sequence order: read back from the newest to `requested`
+                // only, so a resume close to the head costs little however long the history.
+                let mut backlog: VecDeque<Event> = self
+                    .history
                     .iter()
-                    .filter(|e| e.sequence() > requested && scope.matches_user(e.user()))
+                    .rev()
+                    .take_while(|e| e.sequence() > requested)
+                    .filter(|e| scope.matches_user(e.user()))
                     .cloned()
-                    .collect()
+                    .collect();
+                backlog.make_contiguous().reverse();
+                backlog
             }
         };
         // Registered under the store lock, like the backlog read: the mailbox receives
