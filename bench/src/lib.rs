@@ -10,7 +10,8 @@
 //!   smoke run; [`process`]: child processes, start-up timing, RSS, the open-file limit.
 //! - [`grpc_load`] and [`http_load`]: closed-loop load generators (HTTP/2 gRPC unary,
 //!   HTTP/1.1 JSON); [`watchers`]: many WatchCalls streams with commit-to-receipt latency;
-//!   [`driver`]: the fixed-rate event driver.
+//!   [`driver`]: the fixed-rate event driver; [`paced_load`]: an open-loop (fixed-rate) gRPC
+//!   unary load generator.
 //! - [`setup`]: the generated configuration and established calls; [`plan`]: counts and
 //!   durations; [`figures`]: the figures; [`report`]: BENCHMARKS.md.
 
@@ -20,6 +21,7 @@ pub mod figures;
 pub mod grpc_load;
 pub mod http_load;
 pub mod http_util;
+pub mod paced_load;
 pub mod plan;
 pub mod process;
 pub mod report;
