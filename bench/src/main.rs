@@ -91,6 +91,9 @@ enum Command {
         /// Configuration file (default: the built-in demo).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Bridge mode: the upstream GWS, as the gateway binary's `--upstream`.
+        #[arg(long)]
+        upstream: Option<String>,
     },
 }
 
@@ -103,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
             grpc_listen,
             http_listen,
             config,
+            upstream,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -110,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| "info".into()),
                 )
                 .init();
-            servers::gateway(grpc_listen, http_listen, config.as_deref()).await
+            servers::gateway(grpc_listen, http_listen, config.as_deref(), upstream).await
         }
         Command::All {
             smoke,
