@@ -13,8 +13,10 @@
 //!   [`driver`]: the fixed-rate event driver; [`paced_load`]: an open-loop (fixed-rate) gRPC
 //!   unary load generator.
 //! - [`setup`]: the generated configuration and established calls; [`plan`]: counts and
-//!   durations; [`figures`]: the figures; [`report`]: BENCHMARKS.md.
+//!   durations; [`figures`]: the figures; [`bridge`]: figure 7 (bridge mode, two gateways);
+//!   [`report`]: BENCHMARKS.md.
 
+pub mod bridge;
 pub mod cometd;
 pub mod driver;
 pub mod figures;

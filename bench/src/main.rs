@@ -52,7 +52,7 @@ enum Command {
         #[arg(long, default_value = "bench/faye")]
         faye_dir: PathBuf,
         /// Run only these figure groups: `unary` (1 and 2), `fanout` (3 and 4), `faye`
-        /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5).
+        /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5), `bridge` (7).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Hand-written profile findings copied into the report.
@@ -177,6 +177,10 @@ async fn main() -> anyhow::Result<()> {
             if wanted("startup") {
                 eprintln!("voice-bench: figure 5 (start-up)");
                 bench.startup().await?;
+            }
+            if wanted("bridge") {
+                eprintln!("voice-bench: figure 7 (bridge mode)");
+                bench.bridge().await?;
             }
             let report = Report {
                 command: command_line,
