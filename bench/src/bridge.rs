@@ -175,13 +175,9 @@ fn bridge_note(plan: &crate::plan::Plan, rounds: &[Round], failed: u64) -> Strin
         .iter()
         .map(|r| {
             format!(
-                "U {}/{} p99 {:.2} ms, B {}/{} p99 {:.2} ms",
-                r.direct.sent,
-                r.direct.failed,
-                r.direct.latency.p99_ms,
-                r.bridged.sent,
-                r.bridged.failed,
-                r.bridged.latency.p99_ms
+                "{} / {}",
+                round_counts("U", &r.direct),
+                round_counts("B", &r.bridged)
             )
         })
         .collect::<Vec<_>>()
@@ -205,7 +201,7 @@ fn bridge_note(plan: &crate::plan::Plan, rounds: &[Round], failed: u64) -> Strin
         .map(|e| format!(" First failure: {e}."))
         .unwrap_or_default();
     format!(
-        "Figure 7: U (embedded, the generated configuration) and B (`--upstream http://<U's HTTP listener>`) as two processes; {} agents signed in on B with Basic (B checks each at U once, then holds an upstream session and a CometD long-poll per agent on U); {} calls dialed and answered through B's gRPC. {} rounds, each U then B: {:.0} operations/s open loop over {} HTTP/2 connections, each call alternating StartCallRecording and StopCallRecording, {:?} warm-up then {:?} measured; the round with the median p99 is shown for each. Latency is send → reply (from the operation's tick when it waited for its call's previous operation); B's reply waits for U's notification. CPU is utime + stime over the measured window per operation sent; during U's rounds B still mirrors the notifications of its agents, so U's baseline includes serving B's long-polls. Operations sent/failed: {runs}; {failed} failed in all, {queued} waited for their call; the pacer handed out ticks at most {lag:.2} ms late at p99 (tokio's timer has 1 ms granularity).{first_error}",
+        "Figure 7: U (embedded, the generated configuration) and B (`--upstream http://<U's HTTP listener>`) as two processes; {} agents signed in on B with Basic (B checks each at U once, then holds an upstream session and a CometD long-poll per agent on U); {} calls dialed and answered through B's gRPC. {} rounds, each U then B: {:.0} operations/s open loop over {} HTTP/2 connections, each call alternating StartCallRecording and StopCallRecording, {:?} warm-up then {:?} measured; the round with the median p99 is shown for each. Latency is send → reply (from the operation's tick when it waited for its call's previous operation); B's reply waits for U's notification. CPU is utime + stime over the measured window per operation sent; during U's rounds B still mirrors the notifications of its agents, so U's baseline includes serving B's long-polls. Each round (machine busy: all CPUs, every process; run-queue wait: time a server's threads were runnable but waiting for a core, summed over threads): {runs}. {failed} failed in all, {queued} waited for their call; the pacer handed out ticks at most {lag:.2} ms late at p99 (tokio's timer has 1 ms granularity).{first_error}",
         2 * shape.calls,
         shape.calls,
         rounds.len(),
@@ -213,6 +209,27 @@ fn bridge_note(plan: &crate::plan::Plan, rounds: &[Round], failed: u64) -> Strin
         shape.load.connections,
         shape.load.warmup,
         shape.load.duration,
+    )
+}
+
+/// Formats one run's counts, p99, and how contended the machine was meanwhile.
+fn round_counts(name: &str, run: &PacedResult) -> String {
+    let wait = |i: usize| {
+        run.run_queue_ms_per_s
+            .get(i)
+            .copied()
+            .flatten()
+            .map_or_else(|| "?".into(), |ms| format!("{ms:.0}"))
+    };
+    format!(
+        "{name} {} sent, {} failed, p99 {:.2} ms, machine {} busy, run-queue wait U {} and B {} ms/s",
+        run.sent,
+        run.failed,
+        run.latency.p99_ms,
+        run.machine_busy
+            .map_or_else(|| "?".into(), |b| format!("{:.0} %", b * 100.0)),
+        wait(0),
+        wait(1)
     )
 }
 

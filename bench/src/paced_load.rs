@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::grpc_load::{Tally, Window, unary};
+use crate::process::cpu_seconds;
 use crate::stats::{Latency, LatencySummary};
 
 /// An operation without a reply after this long counts as failed.
@@ -69,6 +70,12 @@ pub struct PacedResult {
     /// CPU time of each watched process in the window, per sent operation, µs (in the
     /// order of the `pids` given; `None` when it could not be read).
     pub cpu_us_per_op: Vec<Option<f64>>,
+    /// Time the threads of each watched process spent runnable but not running (waiting
+    /// for a core) in the window, ms per second (summed over threads).
+    pub run_queue_ms_per_s: Vec<Option<f64>>,
+    /// The share of the whole machine's CPU time that was busy in the window (every
+    /// process, the bench's and others').
+    pub machine_busy: Option<f64>,
     /// The first failure.
     pub first_error: Option<String>,
 }
@@ -98,7 +105,7 @@ pub async fn run(
         start: first_tick + shape.warmup,
         end: first_tick + shape.warmup + shape.duration,
     };
-    let cpu: Vec<_> = pids.iter().map(|&pid| window.cpu_of(Some(pid))).collect();
+    let readings = tokio::spawn(Readings::over(window, pids.to_vec()));
     let authority = Arc::<str>::from(addr.to_string());
     let (mut ticks, mut tasks) = (Vec::new(), Vec::new());
     for (i, plan) in calls.iter().enumerate() {
@@ -115,12 +122,9 @@ pub async fn run(
         tally.merge(call.tally);
         queued += call.queued;
     }
-    let mut cpu_us_per_op = Vec::with_capacity(cpu.len());
     let sent = tally.ok + tally.errors;
-    for reading in cpu {
-        let secs = reading.await?;
-        cpu_us_per_op.push(secs.filter(|_| sent > 0).map(|s| s * 1e6 / sent as f64));
-    }
+    let readings = readings.await?;
+    let seconds = shape.duration.as_secs_f64();
     Ok(PacedResult {
         sent,
         ok: tally.ok,
@@ -128,9 +132,89 @@ pub async fn run(
         lag: lag.summary(),
         queued,
         latency: tally.latency.summary(),
-        cpu_us_per_op,
+        cpu_us_per_op: readings
+            .cpu
+            .iter()
+            .map(|cpu| cpu.filter(|_| sent > 0).map(|s| s * 1e6 / sent as f64))
+            .collect(),
+        run_queue_ms_per_s: readings
+            .run_queue
+            .iter()
+            .map(|wait| wait.map(|s| s * 1e3 / seconds))
+            .collect(),
+        machine_busy: readings.machine_busy,
         first_error: tally.first_error,
     })
+}
+
+/// What `/proc` says about the window: each process's CPU time and run-queue wait
+/// (seconds), and the machine's busy share.
+#[derive(Debug, Default)]
+struct Readings {
+    cpu: Vec<Option<f64>>,
+    run_queue: Vec<Option<f64>>,
+    machine_busy: Option<f64>,
+}
+
+impl Readings {
+    /// Reads at the window's start and end; returns the differences.
+    async fn over(window: Window, pids: Vec<u32>) -> Self {
+        let read = |pids: &[u32]| {
+            let cpu: Vec<_> = pids.iter().map(|&p| cpu_seconds(p).ok()).collect();
+            let waits: Vec<_> = pids.iter().map(|&p| run_queue_seconds(p)).collect();
+            (cpu, waits, machine_jiffies())
+        };
+        tokio::time::sleep_until(window.start.into()).await;
+        let before = read(&pids);
+        tokio::time::sleep_until(window.end.into()).await;
+        let after = read(&pids);
+        let diff = |a: &[Option<f64>], b: &[Option<f64>]| -> Vec<Option<f64>> {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| a.zip(*b).map(|(a, b)| b - a))
+                .collect()
+        };
+        Self {
+            cpu: diff(&before.0, &after.0),
+            run_queue: diff(&before.1, &after.1),
+            machine_busy: before.2.zip(after.2).and_then(|((b0, t0), (b1, t1))| {
+                (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
+            }),
+        }
+    }
+}
+
+/// Sums the run-queue wait of a process's threads (the second field of
+/// `/proc/PID/task/TID/schedstat`, ns), in seconds.
+fn run_queue_seconds(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += stat
+            .split_whitespace()
+            .nth(1)
+            .and_then(|w| w.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(ns as f64 / 1e9)
+}
+
+/// Reads the machine's busy and total CPU jiffies from the first line of `/proc/stat`
+/// (idle and iowait are not busy).
+fn machine_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((total - idle, total))
 }
 
 /// Opens one HTTP/2 connection, as [`crate::grpc_load`] does.
