@@ -24,8 +24,9 @@ const START_PATH: &str = "/voice.v1.CallService/StartCallRecording";
 const STOP_PATH: &str = "/voice.v1.CallService/StopCallRecording";
 /// Bound on each wait of the set-up (a call seen on a watch, B's mirror agreeing with U).
 const SETUP_WAIT: Duration = Duration::from_secs(10);
-/// Agents signing in on B at once: B holds a credential-check slot (one per core) for
-/// each upstream sign-in and refuses a request that waits for one longer than 250 ms.
+/// Agents signing in on B at once: B holds one of its credential-check slots (one per
+/// core) through each upstream sign-in, and refuses a request that waits for a slot longer
+/// than 250 ms; two at a time never wait.
 const SIGN_IN_CONCURRENCY: usize = 2;
 
 /// Counts and durations of figure 7.
