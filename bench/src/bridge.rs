@@ -45,6 +45,38 @@ struct Round {
     bridged: PacedResult,
 }
 
+/// U and B with their calls.
+#[derive(Debug, Clone, Copy)]
+struct Pair<'a> {
+    upstream: &'a RunningGateway,
+    bridge: &'a RunningGateway,
+    calls: &'a [EstablishedCall],
+}
+
+impl Pair<'_> {
+    /// Runs one round of the paced load on `target` (U or B), from calls that record on
+    /// neither and a mirror on B that agrees with U; measures both servers' CPU.
+    async fn drive(
+        &self,
+        target: &RunningGateway,
+        plans: &[CallPlan],
+        load: PacedShape,
+    ) -> anyhow::Result<PacedResult> {
+        settle(self.upstream, self.bridge, self.calls).await?;
+        reset_recording(&target.grpc_url(), self.calls).await?;
+        settle(self.upstream, self.bridge, self.calls).await?;
+        let pids = [self.upstream.server.pid(), self.bridge.server.pid()];
+        let run = paced_load::run(target.grpc, &pids, load, plans).await?;
+        anyhow::ensure!(
+            run.ok > 0,
+            "figure 7: no operation succeeded on {} ({:?})",
+            target.grpc,
+            run.first_error
+        );
+        Ok(run)
+    }
+}
+
 impl Bench {
     /// Figure 7: U and B, calls through B, then rounds of the same paced load on U and on B.
     pub async fn bridge(&mut self) -> anyhow::Result<()> {
@@ -60,25 +92,15 @@ impl Bench {
         let bridge = self.spawn_bridge(upstream.http)?;
         let calls = establish_through(&bridge.grpc_url(), shape.calls).await?;
         let plans = call_plans(&calls);
-        let pids = [upstream.server.pid(), bridge.server.pid()];
+        let pair = Pair {
+            upstream: &upstream,
+            bridge: &bridge,
+            calls: &calls,
+        };
         let mut rounds = Vec::with_capacity(plan.rounds);
         for _ in 0..plan.rounds {
-            let mut round = Vec::with_capacity(2);
-            for target in [&upstream, &bridge] {
-                settle(&upstream, &bridge, &calls).await?;
-                reset_recording(&target.grpc_url(), &calls).await?;
-                settle(&upstream, &bridge, &calls).await?;
-                let run = paced_load::run(target.grpc, &pids, shape.load, &plans).await?;
-                anyhow::ensure!(
-                    run.ok > 0,
-                    "figure 7: no operation succeeded on {} ({:?})",
-                    target.grpc,
-                    run.first_error
-                );
-                round.push(run);
-            }
-            let bridged = round.pop().expect("two runs");
-            let direct = round.pop().expect("two runs");
+            let direct = pair.drive(&upstream, &plans, shape.load).await?;
+            let bridged = pair.drive(&bridge, &plans, shape.load).await?;
             rounds.push(Round { direct, bridged });
         }
         self.push_bridge_rows(&rounds);
@@ -117,55 +139,71 @@ impl Bench {
         let shape = self.plan.bridge;
         let direct = median_by_p99(rounds, |r| &r.direct);
         let bridged = median_by_p99(rounds, |r| &r.bridged);
-        let (u, b) = (direct.latency, bridged.latency);
-        let (added_p50, added_p99) = (b.p50_ms - u.p50_ms, b.p99_ms - u.p99_ms);
         let failed: u64 = rounds
             .iter()
             .map(|r| r.direct.failed + r.bridged.failed)
             .sum();
-        let rate = shape.load.ops_per_sec;
-        self.rows.push(Row {
-            figure: "7. Bridge mode".into(),
-            measure: format!(
-                "Start/StopCallRecording at {rate:.0} ops/s (open loop) on {} calls, send → reply: through B vs directly on U",
-                shape.calls
-            ),
-            gateway: format!(
-                "B: p50 {:.2} ms, p99 {:.2} ms; added p50 {added_p50:+.2} ms, p99 {added_p99:+.2} ms",
-                b.p50_ms, b.p99_ms
-            ),
-            baseline: format!("U direct: p50 {:.2} ms, p99 {:.2} ms", u.p50_ms, u.p99_ms),
-            ratio: Some(b.p99_ms / u.p99_ms.max(0.001)),
-            value: added_p99,
-            target: "≤ 1 ms added p99".into(),
-            met: Some(added_p99 <= 1.0 && failed == 0),
-        });
-        let cpu = |run: &PacedResult, i: usize| run.cpu_us_per_op.get(i).copied().flatten();
-        let us = |v: Option<f64>| v.map_or_else(|| "?".into(), |v| format!("{v:.1}"));
-        let (b_cpu, u_cpu) = (cpu(bridged, 1), cpu(bridged, 0));
-        let (u_direct_cpu, b_mirror_cpu) = (cpu(direct, 0), cpu(direct, 1));
-        self.rows.push(Row {
-            figure: "7. Bridge mode".into(),
-            measure: format!("server CPU per operation at {rate:.0} ops/s (utime + stime)"),
-            gateway: format!(
-                "B {} µs/op, U {} µs/op while serving B",
-                us(b_cpu),
-                us(u_cpu)
-            ),
-            baseline: format!(
-                "U direct: U {} µs/op (B mirroring the notifications: {} µs/op)",
-                us(u_direct_cpu),
-                us(b_mirror_cpu)
-            ),
-            ratio: b_cpu
-                .zip(u_cpu)
-                .zip(u_direct_cpu)
-                .map(|((b, u), d)| (b + u) / d.max(0.001)),
-            value: b_cpu.unwrap_or(0.0),
-            target: "reported".into(),
-            met: None,
-        });
+        self.rows
+            .push(latency_row(shape, direct, bridged, failed == 0));
+        self.rows
+            .push(cpu_row(shape.load.ops_per_sec, direct, bridged));
         self.notes.push(bridge_note(&self.plan, rounds, failed));
+    }
+}
+
+/// The target's row: p50 and p99 through B and on U, and what B adds.
+fn latency_row(
+    shape: BridgePlan,
+    direct: &PacedResult,
+    bridged: &PacedResult,
+    no_failures: bool,
+) -> Row {
+    let (u, b) = (direct.latency, bridged.latency);
+    let (added_p50, added_p99) = (b.p50_ms - u.p50_ms, b.p99_ms - u.p99_ms);
+    Row {
+        figure: "7. Bridge mode".into(),
+        measure: format!(
+            "Start/StopCallRecording at {:.0} ops/s (open loop) on {} calls, send → reply: through B vs directly on U",
+            shape.load.ops_per_sec, shape.calls
+        ),
+        gateway: format!(
+            "B: p50 {:.2} ms, p99 {:.2} ms; added p50 {added_p50:+.2} ms, p99 {added_p99:+.2} ms",
+            b.p50_ms, b.p99_ms
+        ),
+        baseline: format!("U direct: p50 {:.2} ms, p99 {:.2} ms", u.p50_ms, u.p99_ms),
+        ratio: Some(b.p99_ms / u.p99_ms.max(0.001)),
+        value: added_p99,
+        target: "≤ 1 ms added p99".into(),
+        met: Some(added_p99 <= 1.0 && no_failures),
+    }
+}
+
+/// Each server's CPU per operation in B's round and in U's (pids in the order U, B).
+fn cpu_row(rate: f64, direct: &PacedResult, bridged: &PacedResult) -> Row {
+    let cpu = |run: &PacedResult, i: usize| run.cpu_us_per_op.get(i).copied().flatten();
+    let us = |v: Option<f64>| v.map_or_else(|| "?".into(), |v| format!("{v:.1}"));
+    let (b_cpu, u_cpu) = (cpu(bridged, 1), cpu(bridged, 0));
+    let (u_direct_cpu, b_mirror_cpu) = (cpu(direct, 0), cpu(direct, 1));
+    Row {
+        figure: "7. Bridge mode".into(),
+        measure: format!("server CPU per operation at {rate:.0} ops/s (utime + stime)"),
+        gateway: format!(
+            "B {} µs/op, U {} µs/op while serving B",
+            us(b_cpu),
+            us(u_cpu)
+        ),
+        baseline: format!(
+            "U direct: U {} µs/op (B mirroring the notifications: {} µs/op)",
+            us(u_direct_cpu),
+            us(b_mirror_cpu)
+        ),
+        ratio: b_cpu
+            .zip(u_cpu)
+            .zip(u_direct_cpu)
+            .map(|((b, u), d)| (b + u) / d.max(0.001)),
+        value: b_cpu.unwrap_or(0.0),
+        target: "reported".into(),
+        met: None,
     }
 }
 
