@@ -233,7 +233,7 @@ async fn slot(
 }
 
 /// Sends one unary call and reads it to the end; `Err` unless `grpc-status` is 0.
-async fn unary(
+pub(crate) async fn unary(
     sender: &h2::client::SendRequest<Bytes>,
     request: Request<()>,
     body: Bytes,

@@ -10,12 +10,16 @@
 //!   smoke run; [`process`]: child processes, start-up timing, RSS, the open-file limit.
 //! - [`grpc_load`] and [`http_load`]: closed-loop load generators (HTTP/2 gRPC unary,
 //!   HTTP/1.1 JSON); [`watchers`]: many WatchCalls streams with commit-to-receipt latency;
-//!   [`driver`]: the fixed-rate event driver.
+//!   [`driver`]: the fixed-rate event driver; [`paced_load`]: an open-loop (fixed-rate) gRPC
+//!   unary load generator.
 //! - [`setup`]: the generated configuration and established calls; [`plan`]: counts and
 //!   durations; [`figures`]: the figures; [`report`]: BENCHMARKS.md.
 //! - [`flood`]: figure 6, a password flood against an argon2 user (issue 10), with its
 //!   clients in [`flood_load`] (the RSS sampler is [`process::sample_peaks`]).
+//!   durations; [`figures`]: the figures; [`bridge`]: figure 7 (bridge mode, two gateways);
+//!   [`report`]: BENCHMARKS.md.
 
+pub mod bridge;
 pub mod cometd;
 pub mod driver;
 pub mod figures;
@@ -24,6 +28,7 @@ pub mod flood_load;
 pub mod grpc_load;
 pub mod http_load;
 pub mod http_util;
+pub mod paced_load;
 pub mod plan;
 pub mod process;
 pub mod report;

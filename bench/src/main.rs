@@ -52,7 +52,8 @@ enum Command {
         #[arg(long, default_value = "bench/faye")]
         faye_dir: PathBuf,
         /// Run only these figure groups: `unary` (1 and 2), `fanout` (3 and 4), `faye`
-        /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5), `flood` (6).
+        /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5), `flood` (6),
+        /// `bridge` (7).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Hand-written profile findings copied into the report.
@@ -91,6 +92,9 @@ enum Command {
         /// Configuration file (default: the built-in demo).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Bridge mode: the upstream GWS, as the gateway binary's `--upstream`.
+        #[arg(long)]
+        upstream: Option<String>,
     },
 }
 
@@ -103,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
             grpc_listen,
             http_listen,
             config,
+            upstream,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -110,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| "info".into()),
                 )
                 .init();
-            servers::gateway(grpc_listen, http_listen, config.as_deref()).await
+            servers::gateway(grpc_listen, http_listen, config.as_deref(), upstream).await
         }
         Command::All {
             smoke,
@@ -177,6 +182,10 @@ async fn main() -> anyhow::Result<()> {
             if wanted("flood") {
                 eprintln!("voice-bench: figure 6 (password flood)");
                 bench.password_flood().await?;
+            }
+            if wanted("bridge") {
+                eprintln!("voice-bench: figure 7 (bridge mode)");
+                bench.bridge().await?;
             }
             let report = Report {
                 command: command_line,

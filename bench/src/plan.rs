@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use crate::bridge::BridgePlan;
 use crate::grpc_load::LoadShape;
+use crate::paced_load::PacedShape;
 
 /// Counts and durations of every figure.
 #[derive(Debug, Clone)]
@@ -37,6 +39,8 @@ pub struct Plan {
     pub startups: usize,
     /// Settling time before an RSS reading.
     pub settle: Duration,
+    /// Figure 7: calls and the open-loop load, in `rounds` rounds.
+    pub bridge: BridgePlan,
     /// Figure 6: the password flood.
     pub flood: FloodShape,
 }
@@ -99,6 +103,15 @@ impl Plan {
                 sample_every: Duration::from_millis(50),
                 rss_cap_kib: 2 << 20,
             },
+            bridge: BridgePlan {
+                calls: 50,
+                load: PacedShape {
+                    ops_per_sec: 1_000.0,
+                    connections: 4,
+                    warmup: Duration::from_secs(1),
+                    duration: Duration::from_secs(5),
+                },
+            },
         }
     }
 
@@ -138,6 +151,15 @@ impl Plan {
                 after: Duration::from_millis(300),
                 sample_every: Duration::from_millis(50),
                 rss_cap_kib: 1 << 20,
+            },
+            bridge: BridgePlan {
+                calls: 4,
+                load: PacedShape {
+                    ops_per_sec: 200.0,
+                    connections: 2,
+                    warmup: Duration::from_millis(100),
+                    duration: Duration::from_millis(500),
+                },
             },
         }
     }

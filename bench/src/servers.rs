@@ -77,16 +77,25 @@ pub async fn bare_axum(listen: SocketAddr) -> anyhow::Result<()> {
 }
 
 /// Runs the gateway library in this process, as the `voice-gateway` binary does (used by
-/// the smoke test, which cannot rely on a release build of the gateway binary).
+/// the smoke test, which cannot rely on a release build of the gateway binary); with
+/// `upstream`, in bridge mode, as the binary's `--upstream`.
 pub async fn gateway(
     grpc: SocketAddr,
     http: SocketAddr,
     config: Option<&std::path::Path>,
+    upstream: Option<String>,
 ) -> anyhow::Result<()> {
-    let config = match config {
+    let mut config = match config {
         Some(path) => voice_gateway::config::Config::from_file(path)?,
         None => voice_gateway::config::Config::demo(),
     };
+    if upstream.is_some() {
+        config.upstream.url = upstream;
+        config
+            .upstream
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
+    }
     let listeners = voice_gateway::Listeners {
         grpc: tokio::net::TcpListener::bind(grpc).await?,
         http: Some(tokio::net::TcpListener::bind(http).await?),

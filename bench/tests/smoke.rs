@@ -1,6 +1,7 @@
 //! A small run of the whole bench (tiny counts, a few seconds, the gateway served in
 //! process by the bench binary) so that the suite cannot rot: it must finish, produce
-//! nonzero throughput and latency counts, and a report that parses.
+//! nonzero throughput and latency counts, and a report that parses (figure 7 included: two
+//! gateways, one bridging to the other).
 
 use std::process::Command;
 
@@ -84,6 +85,18 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
         .find(|n| n.starts_with("Figure 6"))
         .expect("a note on figure 6");
     assert!(!note.contains(" got 0 answers"), "{note}");
+    // Figure 7: two gateways (B bridging to U), operations through B and directly on U.
+    let bridge = row("7. Bridge mode");
+    assert!(
+        bridge.gateway.contains("B: p50") && bridge.baseline.contains("U direct: p50"),
+        "{bridge:?}"
+    );
+    let bridge_note = report
+        .notes
+        .iter()
+        .find(|n| n.starts_with("Figure 7"))
+        .expect("a note for figure 7");
+    assert!(bridge_note.contains(" 0 failed in all"), "{bridge_note}");
     for row in &report.rows {
         assert!(row.value.is_finite(), "{row:?}");
     }
