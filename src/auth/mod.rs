@@ -306,7 +306,8 @@ impl Authenticator {
                     .failed(Some(&user.name), client, Instant::now());
                 return Err(invalid_password());
             }
-            // Bridge mode: the upstream checks it; not built yet on this path.
+            // Only bridge mode learns such users, and it returned above: refuse, as the
+            // gateway holds nothing to check.
             Secret::Upstream => {
                 self.throttle
                     .failed(Some(&user.name), client, Instant::now());
