@@ -6,7 +6,7 @@
 //!   machine and capabilities; the numbered event stream. It never imports tonic, prost,
 //!   axum, http or serde_json.
 //! - [`backend`]: the implementations of the core's ports ([`core::port`]): the embedded
-//!   switch (a small PBX).
+//!   switch (a small PBX), and the bridge to an upstream GWS that owns the calls.
 //! - `grpc`: the `voice.v1` gRPC front-end, a thin adapter over the core.
 //! - [`legacy`]: the GWS v2 JSON front-end (`operationName` POSTs), a thin adapter too.
 //! - [`cometd`]: the CometD (Bayeux) notifications endpoint, fed by one bridge task.
