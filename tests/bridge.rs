@@ -100,6 +100,20 @@ fn dial_request(user: &str, destination: &str) -> tonic::Request<pb::DialRequest
     )
 }
 
+/// Dials through `calls` and returns the new call's id, failing the test on a refusal.
+async fn dial(calls: &mut CallClient, user: &str, destination: &str) -> String {
+    calls
+        .dial(dial_request(user, destination))
+        .await
+        .unwrap_or_else(|status| panic!("{user} dials {destination}: {status:?}"))
+        .into_inner()
+        .call
+        .expect("the reply carries the call")
+        .id
+}
+
+type CallClient = pb::call_service_client::CallServiceClient<tonic::transport::Channel>;
+
 /// Starts U (the embedded demo) and B (bridging to U's HTTP listener).
 async fn pair() -> (Gateway, Gateway) {
     let upstream = Gateway::start(&[]).await;
@@ -242,14 +256,7 @@ async fn calls_made_on_the_upstream_appear_on_the_bridge() {
         .into_inner();
     snapshot(&mut watch).await;
     let mut on_u = upstream.calls().await;
-    let id = on_u
-        .dial(dial_request("agent1", "15001"))
-        .await
-        .unwrap()
-        .into_inner()
-        .call
-        .unwrap()
-        .id;
+    let id = dial(&mut on_u, "agent1", "15001").await;
     let event = next_event(&mut watch).await;
     let call = event.call.unwrap();
     assert_eq!(call.id, id);
@@ -280,14 +287,7 @@ async fn upstream_refusals_reach_the_bridge_clients_with_embedded_codes() {
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     assert_eq!(common::gws_status(&status), 6);
     // A missing feature: basic1's contact center has no recording.
-    let id = calls
-        .dial(dial_request("basic1", "5550100"))
-        .await
-        .unwrap()
-        .into_inner()
-        .call
-        .unwrap()
-        .id;
+    let id = dial(&mut calls, "basic1", "5550100").await;
     let status = calls
         .start_call_recording(as_user(
             "basic1",
@@ -357,14 +357,7 @@ async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
         .unwrap()
         .into_inner();
     snapshot(&mut watch).await;
-    let id = calls
-        .dial(dial_request("agent1", "15001"))
-        .await
-        .unwrap()
-        .into_inner()
-        .call
-        .unwrap()
-        .id;
+    let id = dial(&mut calls, "agent1", "15001").await;
     next_event(&mut watch).await;
 
     // U is killed mid-call (SIGKILL: no goodbye to its clients).
@@ -468,14 +461,7 @@ async fn a_cometd_js_desktop_on_the_bridge_receives_the_seed_and_upstream_calls(
 
         // The seed: agent1 dials through B, agent2 answers on U, agent1 records through B.
         let mut calls = bridge.calls().await;
-        let id = calls
-            .dial(dial_request("agent1", "15001"))
-            .await
-            .unwrap()
-            .into_inner()
-            .call
-            .unwrap()
-            .id;
+        let id = dial(&mut calls, "agent1", "15001").await;
         upstream
             .calls()
             .await
@@ -534,16 +520,7 @@ async fn a_cometd_js_desktop_on_the_bridge_receives_the_seed_and_upstream_calls(
         );
 
         // A call made on U alone reaches agent1's desktop on B.
-        let inbound = upstream
-            .calls()
-            .await
-            .dial(dial_request("agent2", "15000"))
-            .await
-            .unwrap()
-            .into_inner()
-            .call
-            .unwrap()
-            .id;
+        let inbound = dial(&mut upstream.calls().await, "agent2", "15000").await;
         let (_, data) =
             messages_until(&mut desktop, |data| data["call"]["id"] == inbound.as_str()).await;
         assert_eq!(data["call"]["state"], "Ringing", "{transport}: {data}");

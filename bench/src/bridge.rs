@@ -14,14 +14,12 @@ use voice_gateway::grpc::pb;
 use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
 
 use crate::figures::{Bench, RunningGateway, reset_recording};
-use crate::grpc_load::grpc_frame;
+use crate::grpc_load::recording_requests;
 use crate::paced_load::{self, CallPlan, PacedResult, PacedShape};
 use crate::process::{Server, free_addr};
 use crate::report::Row;
 use crate::setup::{EstablishedCall, as_agent, basic_auth, phone, user};
 
-const START_PATH: &str = "/voice.v1.CallService/StartCallRecording";
-const STOP_PATH: &str = "/voice.v1.CallService/StopCallRecording";
 /// Bound on each wait of the set-up (a call seen on a watch, B's mirror agreeing with U).
 const SETUP_WAIT: Duration = Duration::from_secs(10);
 /// Agents signing in on B at once: B holds one of its credential-check slots (one per
@@ -285,20 +283,7 @@ fn call_plans(calls: &[EstablishedCall]) -> Vec<CallPlan> {
         .iter()
         .map(|c| CallPlan {
             authorization: basic_auth(c.caller),
-            requests: vec![
-                (
-                    START_PATH.into(),
-                    grpc_frame(&pb::StartCallRecordingRequest {
-                        call_id: c.id.clone(),
-                    }),
-                ),
-                (
-                    STOP_PATH.into(),
-                    grpc_frame(&pb::StopCallRecordingRequest {
-                        call_id: c.id.clone(),
-                    }),
-                ),
-            ],
+            requests: recording_requests(&c.id),
         })
         .collect()
 }

@@ -22,9 +22,6 @@ use crate::stats::median;
 use crate::watchers::WatchFleet;
 use crate::{driver, http_load, http_util, servers};
 
-const START_PATH: &str = "/voice.v1.CallService/StartCallRecording";
-const STOP_PATH: &str = "/voice.v1.CallService/StopCallRecording";
-
 /// How to start the gateway: a program and the arguments before the listen flags.
 #[derive(Debug, Clone)]
 pub struct GatewayCommand {
@@ -201,20 +198,7 @@ impl Bench {
             .iter()
             .map(|c| SlotPlan {
                 authorization: Some(basic_auth(c.caller)),
-                requests: vec![
-                    (
-                        START_PATH.into(),
-                        grpc_frame(&pb::StartCallRecordingRequest {
-                            call_id: c.id.clone(),
-                        }),
-                    ),
-                    (
-                        STOP_PATH.into(),
-                        grpc_frame(&pb::StopCallRecordingRequest {
-                            call_id: c.id.clone(),
-                        }),
-                    ),
-                ],
+                requests: grpc_load::recording_requests(&c.id),
             })
             .collect();
         let bare_plans: Vec<SlotPlan> = calls

@@ -53,6 +53,43 @@ pub struct LoadResult {
     pub server_cpu_us: Option<f64>,
 }
 
+/// Opens one HTTP/2 connection with the load generators' flow-control windows; its driver
+/// runs as a task of its own.
+pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.context("cannot connect")?;
+    tcp.set_nodelay(true)?;
+    let (sender, connection) = h2::client::Builder::new()
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(1 << 24)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .context("HTTP/2 handshake failed")?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// The StartCallRecording and StopCallRecording requests (path, gRPC frame) on one call,
+/// which figures 1 and 7 send in rotation.
+pub fn recording_requests(call_id: &str) -> Vec<(String, Bytes)> {
+    use voice_gateway::grpc::pb;
+    vec![
+        (
+            "/voice.v1.CallService/StartCallRecording".into(),
+            grpc_frame(&pb::StartCallRecordingRequest {
+                call_id: call_id.to_owned(),
+            }),
+        ),
+        (
+            "/voice.v1.CallService/StopCallRecording".into(),
+            grpc_frame(&pb::StopCallRecordingRequest {
+                call_id: call_id.to_owned(),
+            }),
+        ),
+    ]
+}
+
 /// Frames a protobuf message as a gRPC message (uncompressed).
 pub fn grpc_frame(message: &impl prost::Message) -> Bytes {
     let body = message.encode_to_vec();
@@ -145,18 +182,7 @@ pub async fn run(
     let authority = Arc::<str>::from(addr.to_string());
     let mut senders = Vec::with_capacity(shape.connections);
     for _ in 0..shape.connections {
-        let tcp = TcpStream::connect(addr).await.context("cannot connect")?;
-        tcp.set_nodelay(true)?;
-        let (sender, connection) = h2::client::Builder::new()
-            .initial_window_size(1 << 20)
-            .initial_connection_window_size(1 << 24)
-            .handshake::<_, Bytes>(tcp)
-            .await
-            .context("HTTP/2 handshake failed")?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        senders.push(sender);
+        senders.push(connect(addr).await?);
     }
     let window = Window::new(&shape);
     let cpu = window.cpu_of(pid);

@@ -14,13 +14,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use bytes::Bytes;
 use http::{HeaderValue, Request};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::grpc_load::{Tally, Window, unary};
+use crate::grpc_load::{Tally, Window, connect, unary};
 use crate::process::cpu_seconds;
 use crate::stats::{Latency, LatencySummary};
 
@@ -215,22 +213,6 @@ fn machine_jiffies() -> Option<(u64, u64)> {
     let total: u64 = fields.iter().sum();
     let idle = fields.get(3)? + fields.get(4)?;
     Some((total - idle, total))
-}
-
-/// Opens one HTTP/2 connection, as [`crate::grpc_load`] does.
-async fn connect(addr: SocketAddr) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
-    let tcp = TcpStream::connect(addr).await.context("cannot connect")?;
-    tcp.set_nodelay(true)?;
-    let (sender, connection) = h2::client::Builder::new()
-        .initial_window_size(1 << 20)
-        .initial_connection_window_size(1 << 24)
-        .handshake::<_, Bytes>(tcp)
-        .await
-        .context("HTTP/2 handshake failed")?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
 }
 
 /// Hands tick `i` to call `i mod calls` at its time; returns how late the window's ticks

@@ -206,11 +206,10 @@ impl GwsBridge {
             .url
             .as_deref()
             .context("bridge mode needs upstream.url")?;
-        let mut options = crate::upstream::bayeux::BayeuxOptions {
+        let options = crate::upstream::bayeux::BayeuxOptions {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             ..Default::default()
         };
-        options.ack = true;
         crate::upstream::bayeux::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
