@@ -20,6 +20,7 @@
 //! | `cometd.websocket` | offer the `websocket` transport | `true` |
 //! | `upstream.*` | bridge mode: the upstream GWS URL, its CA, timeouts, session bounds (users then come from the upstream; `[[users]]` are ignored) | see [`crate::backend::bridge::UpstreamConfig`] |
 //! | `auth.*` | credential checks: concurrency, wait, failed-sign-in throttle, cache of successful checks | see [`crate::auth::AuthConfig`] |
+//! | `desktop.dir` | folder of the agent desktop demo page, served at `/desktop/` | none: not served (see [`crate::desktop`]) |
 //! | `agent.after_call_work_state` | state after a timed AfterCallWork: `Ready` or `NotReady` | `Ready` |
 //! | `[[contact_centers]]` | `name`, `features` | |
 //! | `[[users]]` | `name`, `contact_center`, `phone_number`, `password_hash` (argon2) or `password` (clear, demo only), `roles`, `first_name`, `last_name` | |
@@ -87,6 +88,9 @@ pub struct Config {
     /// TLS on the listeners; `None` serves plain text.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// The agent desktop demo page (off by default).
+    #[serde(default)]
+    pub desktop: crate::desktop::DesktopConfig,
 }
 
 /// Embedded switch settings.
@@ -251,18 +255,22 @@ impl Config {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let config: Self = toml::from_str(text)?;
         config.auth.validate().map_err(anyhow::Error::msg)?;
+        config.legacy.validate().map_err(anyhow::Error::msg)?;
         config.upstream.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }
 
-    /// Reads a TOML file; relative paths in it (`[tls]`) are taken from its folder.
+    /// Reads a TOML file; relative paths in it (`[tls]`, `[desktop]`) are taken from its folder.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
         let mut config = Self::parse(&text)
             .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
-        if let (Some(tls), Some(folder)) = (&mut config.tls, path.parent()) {
-            tls.resolve_paths(folder);
+        if let Some(folder) = path.parent() {
+            if let Some(tls) = &mut config.tls {
+                tls.resolve_paths(folder);
+            }
+            config.desktop.resolve_paths(folder);
         }
         Ok(config)
     }

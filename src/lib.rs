@@ -15,6 +15,7 @@
 //! - [`config`]: the typed configuration and the built-in demo.
 //! - [`upstream`]: clients of an upstream GWS for bridge mode (the Bayeux client).
 //! - [`tls`]: TLS on the listeners and the client certificates of mutual TLS.
+//! - [`desktop`]: the agent desktop demo page at `/desktop/`, when a folder is configured.
 //! - `run` wires them together over listeners the caller bound.
 
 pub mod app;
@@ -23,6 +24,7 @@ pub mod backend;
 pub mod cometd;
 pub mod config;
 pub mod core;
+pub mod desktop;
 pub mod grpc;
 pub mod legacy;
 pub mod session;
@@ -129,14 +131,28 @@ fn embedded_core(
     Ok(core)
 }
 
-/// Builds the HTTP side: health, the legacy JSON API ([`legacy::routes`]) and the CometD
-/// endpoint ([`cometd::PATHS`]). A route added here must be listed the same way, so that
+/// Builds the HTTP side: health, the legacy JSON API ([`legacy::routes`]), the CometD
+/// endpoint ([`cometd::PATHS`]) and, when configured, the desktop page's static files
+/// ([`desktop`], public). A route added here must be listed the same way, so that
 /// `tests/authz_audit.rs` checks it.
+///
+/// The CometD endpoint gets the JSON API's CORS policy ([`legacy::cors`]): a desktop
+/// served from another allowed origin reads its long-polling answers with credentials, and
+/// a disallowed origin's preflight is refused.
 pub fn build_http(state: &AppState) -> Router {
+    let notifications = cometd::router(state.clone()).layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                legacy::cors::guard,
+            ))
+            .layer(legacy::cors::layer(&state.config.legacy)),
+    );
     Router::new()
         .route(HEALTH_PATH, axum::routing::get(http_health))
         .merge(legacy::router(state.clone()))
-        .merge(cometd::router(state.clone()))
+        .merge(notifications)
+        .merge(desktop::router(&state.config.desktop))
 }
 
 async fn http_health() -> axum::Json<serde_json::Value> {
@@ -164,6 +180,8 @@ pub async fn run_with_tls(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     warn_clear_listeners(&config, &tls, &listeners);
+    config.legacy.validate().map_err(anyhow::Error::msg)?;
+    config.desktop.validate().map_err(anyhow::Error::msg)?;
     let state = build_state(config, shutdown.clone())?;
     let grpc = grpc::routes(&state).await;
     let http = build_http(&state);

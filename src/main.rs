@@ -45,6 +45,10 @@ struct Cli {
     /// calls, instead of the embedded switch; overrides `upstream.url` of the config.
     #[arg(long, env = "VOICE_GATEWAY_UPSTREAM")]
     upstream: Option<String>,
+    /// Serves the agent desktop demo page from this folder at /desktop/ (the repository's
+    /// `desktop/`, after `npm ci` in it); overrides `desktop.dir` of the config.
+    #[arg(long, env = "VOICE_GATEWAY_DESKTOP")]
+    desktop: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -90,6 +94,13 @@ async fn main() -> anyhow::Result<()> {
             .validate()
             .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
     }
+    if let Some(dir) = cli.desktop {
+        config.desktop.dir = Some(dir);
+    }
+    config
+        .desktop
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--desktop: {e}"))?;
     // TLS files are read and checked before any listener binds.
     let one_port = cli.http_listen == cli.grpc_listen;
     let tls = ServerTls::from_config(&config, one_port)?;

@@ -7,10 +7,16 @@
 //! sessions cannot grow memory. The store is an LRU list (the `lru` crate): creating,
 //! using and evicting a session cost the same however many sessions exist; the first
 //! version scanned them all on every creation at the limit (BENCHMARKS.md, figure 2).
+//!
+//! The cookies of a browser desktop (`JSESSIONID`, and CometD's `BAYEUX_BROWSER`) are built
+//! by [`CookieAttributes`], from `legacy.cookie_same_site` and `legacy.cookie_secure`.
 
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use serde::Deserialize;
 
 use crate::core::Principal;
 
@@ -20,6 +26,52 @@ pub const SESSION_COOKIE: &str = "JSESSIONID";
 pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Default maximum number of live sessions.
 pub const DEFAULT_SESSION_LIMIT: usize = 10_000;
+
+/// The `SameSite` attribute of the session cookies (`legacy.cookie_same_site`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum CookieSameSite {
+    /// Sent only with requests from the gateway's own site.
+    Strict,
+    /// Sent with same-site requests and top-level navigations.
+    Lax,
+    /// Sent with cross-site requests too (a desktop on another site); needs `Secure`.
+    None,
+}
+
+/// The attributes of the cookies the gateway sets for browsers: always `Path=/; HttpOnly`,
+/// plus `SameSite` and `Secure` as configured.
+///
+/// Without a `SameSite` attribute (the default, as GWS's servlet container sends them)
+/// browsers treat the cookies as `Lax`: a desktop on another origin of the same site (another
+/// port or subdomain) works, one on another site never gets them back on its requests. Such
+/// a desktop needs `SameSite=None`, which browsers accept only with `Secure`; Chromium takes
+/// `Secure` cookies over plain `http://` from `localhost` and `127.0.0.1` (potentially
+/// trustworthy origins), which `tests/desktop_browser.rs` relies on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CookieAttributes {
+    /// The `SameSite` attribute; `None` (the Rust option) sends none.
+    pub same_site: Option<CookieSameSite>,
+    /// Whether to send `Secure` (browsers then return the cookie over HTTPS only).
+    pub secure: bool,
+}
+
+impl CookieAttributes {
+    /// Builds the cookie `name=value` with these attributes.
+    pub fn cookie(&self, name: &'static str, value: String) -> Cookie<'static> {
+        let mut builder = Cookie::build((name, value))
+            .path("/")
+            .http_only(true)
+            .secure(self.secure);
+        if let Some(same_site) = self.same_site {
+            builder = builder.same_site(match same_site {
+                CookieSameSite::Strict => SameSite::Strict,
+                CookieSameSite::Lax => SameSite::Lax,
+                CookieSameSite::None => SameSite::None,
+            });
+        }
+        builder.build()
+    }
+}
 
 /// One authenticated HTTP session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +178,24 @@ mod tests {
             service_account: None,
             admin: false,
         }
+    }
+
+    #[test]
+    fn cookies_carry_the_configured_attributes() {
+        let cookie = |same_site, secure| {
+            CookieAttributes { same_site, secure }
+                .cookie(SESSION_COOKIE, "s1".into())
+                .to_string()
+        };
+        assert_eq!(cookie(None, false), "JSESSIONID=s1; HttpOnly; Path=/");
+        assert_eq!(
+            cookie(Some(CookieSameSite::None), true),
+            "JSESSIONID=s1; HttpOnly; SameSite=None; Secure; Path=/"
+        );
+        assert_eq!(
+            cookie(Some(CookieSameSite::Strict), false),
+            "JSESSIONID=s1; HttpOnly; SameSite=Strict; Path=/"
+        );
     }
 
     #[test]

@@ -104,7 +104,14 @@ pub(crate) async fn post(
     response_headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
     if outcome.handshake_ok
         && let Some(minted) = minted
-        && let Ok(value) = format!("{BROWSER_COOKIE}={minted}; Path=/; HttpOnly").parse()
+        && let Ok(value) = endpoint
+            .state
+            .config
+            .legacy
+            .cookie_attributes()
+            .cookie(BROWSER_COOKIE, minted)
+            .to_string()
+            .parse()
     {
         response_headers.insert(SET_COOKIE, value);
     }

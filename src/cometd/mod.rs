@@ -52,7 +52,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, FromRequestParts as _, Request, State};
-use axum::http::StatusCode;
+use axum::http::header::{HOST, ORIGIN};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::post;
 
@@ -119,10 +120,31 @@ pub fn router_with_registry(state: AppState) -> (Router, Arc<BayeuxRegistry>) {
 }
 
 /// `GET`: a WebSocket upgrade when offered, else `400 Unknown Bayeux Transport` (no JSONP).
+///
+/// Browsers apply no CORS to WebSocket: they send the page's `Origin` and the cookies. An
+/// upgrade whose `Origin` is neither the gateway's own nor in `legacy.allowed_origins` is
+/// refused with 403, as the JSON API refuses that origin's preflight; otherwise any site an
+/// agent visits could open a socket with the agent's session cookie. Clients that are not
+/// browsers send no `Origin` and are not concerned.
 async fn get(State(endpoint): State<Arc<BayeuxEndpoint>>, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
     if !endpoint.registry.config().websocket {
         return (StatusCode::BAD_REQUEST, "Unknown Bayeux Transport").into_response();
+    }
+    if let Some(origin) = parts.headers.get(ORIGIN)
+        && !origin_may_upgrade(
+            &endpoint.state.config.legacy,
+            origin,
+            parts.headers.get(HOST),
+        )
+    {
+        let origin = String::from_utf8_lossy(origin.as_bytes());
+        tracing::debug!(%origin, "websocket upgrade from a foreign origin refused");
+        return (
+            StatusCode::FORBIDDEN,
+            format!("origin {origin} is not allowed"),
+        )
+            .into_response();
     }
     match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(ws) => {
@@ -131,6 +153,25 @@ async fn get(State(endpoint): State<Arc<BayeuxEndpoint>>, request: Request) -> R
         }
         Err(_) => (StatusCode::BAD_REQUEST, "Unknown Bayeux Transport").into_response(),
     }
+}
+
+/// Returns whether a browser page of `origin` may open the WebSocket: its own origin
+/// (scheme aside, the same authority as the request's `Host`) or an allowed one.
+fn origin_may_upgrade(
+    legacy: &crate::legacy::config::LegacyConfig,
+    origin: &HeaderValue,
+    host: Option<&HeaderValue>,
+) -> bool {
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let same_origin = authority
+        .zip(host.and_then(|h| h.to_str().ok()))
+        .is_some_and(|(authority, host)| authority.eq_ignore_ascii_case(host));
+    same_origin || legacy.origin_allowed(origin)
 }
 
 #[cfg(test)]

@@ -232,3 +232,25 @@ async fn fan_out_of_one_event_to_10000_sessions() {
     println!("dispatch to {delivered} sessions took {elapsed:?}");
     assert_eq!(delivered, 10_000);
 }
+
+#[test]
+fn a_websocket_upgrade_needs_its_own_or_an_allowed_origin() {
+    let legacy = crate::legacy::config::LegacyConfig {
+        allowed_origins: vec!["http://desk.example:8000".into()],
+        ..Default::default()
+    };
+    let value = |s: &str| HeaderValue::from_str(s).unwrap();
+    let host = value("127.0.0.1:8080");
+    let may = |origin: &str| origin_may_upgrade(&legacy, &value(origin), Some(&host));
+    assert!(may("http://desk.example:8000"));
+    assert!(may("http://127.0.0.1:8080"));
+    assert!(may("https://127.0.0.1:8080"));
+    assert!(!may("http://evil.example"));
+    assert!(!may("http://127.0.0.1:8081"));
+    assert!(!may("null"));
+    assert!(!origin_may_upgrade(
+        &legacy,
+        &value("http://127.0.0.1:8080"),
+        None
+    ));
+}

@@ -154,14 +154,14 @@ fn finish(
     get: bool,
 ) -> Response {
     if response.extensions().get::<EndedSession>().is_some() {
-        let mut cookie = session_cookie(String::new());
+        let mut cookie = session_cookie(state, String::new());
         cookie.make_removal();
         append_cookie(response.headers_mut(), &cookie);
         return response;
     }
     let headers = response.headers_mut();
     if fresh {
-        append_cookie(headers, &session_cookie(session.id.clone()));
+        append_cookie(headers, &session_cookie(state, session.id.clone()));
     }
     if state.config.legacy.csrf && get {
         headers.insert(CSRF_HEADER_HEADER, HeaderValue::from_static("X-CSRF-TOKEN"));
@@ -172,11 +172,14 @@ fn finish(
     response
 }
 
-fn session_cookie(value: String) -> Cookie<'static> {
-    Cookie::build((SESSION_COOKIE, value))
-        .path("/")
-        .http_only(true)
-        .build()
+/// The `JSESSIONID` cookie with the configured attributes; its removal carries them too,
+/// else a browser would refuse it in the cross-site context that set the cookie.
+fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    state
+        .config
+        .legacy
+        .cookie_attributes()
+        .cookie(SESSION_COOKIE, value)
 }
 
 fn append_cookie(headers: &mut HeaderMap, cookie: &Cookie<'_>) {

@@ -8,10 +8,14 @@
 //! | `legacy.session_limit` | most live sessions; the least recently used goes first | [`DEFAULT_SESSION_LIMIT`] |
 //! | `legacy.max_body_bytes` | largest request body accepted (413 above it) | [`DEFAULT_MAX_BODY_BYTES`] |
 //! | `legacy.request_timeout_ms` | time a request may take, body upload included (408 after it) | [`DEFAULT_REQUEST_TIMEOUT_MS`] |
+//! | `legacy.cookie_same_site` | `SameSite` of the `JSESSIONID` and `BAYEUX_BROWSER` cookies: `"Strict"`, `"Lax"` or `"None"` (a desktop on another site; needs `cookie_secure`) | none: no attribute, browsers apply `Lax` |
+//! | `legacy.cookie_secure` | mark those cookies `Secure` (HTTPS only; browsers also take them from `http://localhost`) | `false` |
 
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::session::{CookieAttributes, CookieSameSite};
 
 /// Default of `legacy.csrf`: off, as in GWS, where CSRF protection is an optional feature.
 pub const DEFAULT_CSRF: bool = false;
@@ -49,6 +53,12 @@ pub struct LegacyConfig {
     /// Request timeout in milliseconds.
     #[serde(default = "defaults::request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// `SameSite` of the session cookies; none sends no attribute.
+    #[serde(default)]
+    pub cookie_same_site: Option<CookieSameSite>,
+    /// Whether the session cookies are `Secure`.
+    #[serde(default)]
+    pub cookie_secure: bool,
 }
 
 mod defaults {
@@ -78,6 +88,8 @@ impl Default for LegacyConfig {
             session_limit: DEFAULT_SESSION_LIMIT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            cookie_same_site: None,
+            cookie_secure: false,
         }
     }
 }
@@ -91,6 +103,27 @@ impl LegacyConfig {
     /// Returns the request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Returns the attributes of the session cookies.
+    pub fn cookie_attributes(&self) -> CookieAttributes {
+        CookieAttributes {
+            same_site: self.cookie_same_site,
+            secure: self.cookie_secure,
+        }
+    }
+
+    /// Checks the settings that only make sense together: browsers drop a
+    /// `SameSite=None` cookie that is not `Secure`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cookie_same_site == Some(CookieSameSite::None) && !self.cookie_secure {
+            return Err(
+                "legacy.cookie_same_site = \"None\" needs legacy.cookie_secure = true \
+                 (browsers drop SameSite=None cookies that are not Secure)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Returns whether a browser origin may call the API.
@@ -161,5 +194,19 @@ mod tests {
         assert!(c.csrf);
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert!(toml::from_str::<LegacyConfig>("csrf_on = true").is_err());
+        assert_eq!(c.cookie_attributes(), CookieAttributes::default());
+    }
+
+    #[test]
+    fn cookie_attributes_parse_and_same_site_none_needs_secure() {
+        let c: LegacyConfig =
+            toml::from_str("cookie_same_site = \"None\"\ncookie_secure = true").unwrap();
+        assert_eq!(c.cookie_same_site, Some(CookieSameSite::None));
+        assert!(c.validate().is_ok());
+        let c: LegacyConfig = toml::from_str("cookie_same_site = \"None\"").unwrap();
+        assert!(c.validate().unwrap_err().contains("cookie_secure"));
+        let c: LegacyConfig = toml::from_str("cookie_same_site = \"Lax\"").unwrap();
+        assert!(c.validate().is_ok());
+        assert!(toml::from_str::<LegacyConfig>("cookie_same_site = \"lax\"").is_err());
     }
 }
