@@ -32,6 +32,10 @@
 //! - Events go out with `/meta/connect` replies on long-polling; on a WebSocket they are
 //!   pushed at once unless the ack extension is on.
 //! - A held long-poll superseded by a newer connect of the same session gets HTTP 409.
+//! - Browsers: the JSON API's CORS policy applies here too (`lib.rs::build_http` adds it),
+//!   and a WebSocket upgrade from a foreign `Origin` gets 403 (see `get`). The
+//!   `BAYEUX_BROWSER` cookie carries the configured `SameSite`/`Secure`
+//!   ([`crate::session::CookieAttributes`]).
 //! - Unparseable bodies get HTTP 400 (as CometD); every message of a parseable batch gets a
 //!   reply, failed ones with a Bayeux error string. A WebSocket frame that is not a batch
 //!   closes the socket with 1007.

@@ -1,7 +1,9 @@
 //! CORS for browser desktops (spec §2 `crossOriginSettings`), with tower-http's
 //! [`CorsLayer`]: origins from `legacy.allowed_origins`, methods
 //! `GET,POST,PUT,DELETE,OPTIONS`, the GWS request headers, credentials allowed, the CSRF
-//! headers exposed, preflights cached for 120 s.
+//! headers exposed, preflights cached for 120 s. `lib.rs` puts the same [`guard`] and
+//! [`layer`] on the CometD endpoint, so a desktop on another allowed origin also reads its
+//! notifications.
 //!
 //! An origin that is not allowed gets no CORS headers, so the browser withholds every
 //! answer from the page; its preflight is also refused outright with 403
