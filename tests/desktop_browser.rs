@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use voice_gateway::config::Config;
 use voice_gateway::desktop::DesktopConfig;
-use voice_gateway::session::CookieSameSite;
+use voice_gateway::gws::config::CookieSameSite;
 use voice_gateway::{Listeners, run};
 
 /// One browser at a time: two Chromiums on a two-core machine slow each other's timeouts.

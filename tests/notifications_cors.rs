@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use voice_gateway::session::CookieSameSite;
+use voice_gateway::gws::config::CookieSameSite;
 
 const DESK: &str = "http://desk.example:8000";
 const EVIL: &str = "http://evil.example";

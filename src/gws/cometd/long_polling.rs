@@ -14,12 +14,13 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::BayeuxEndpoint;
-use super::auth::{self, BayeuxCredentials};
 use super::message::{BayeuxMessage, BayeuxReply, join_batch};
 use super::protocol::{self, BayeuxConnect, BayeuxContext, BayeuxTransport};
 use super::registry::{BayeuxRegistry, random_id};
 use super::session::BayeuxSession;
 use crate::auth::ClientAddr;
+use crate::gws::auth::{self, BayeuxCredentials};
+use crate::gws::session::CookieAttributes;
 
 /// Name of the browser cookie CometD sets on the first handshake.
 pub const BROWSER_COOKIE: &str = "BAYEUX_BROWSER";
@@ -104,11 +105,7 @@ pub(crate) async fn post(
     response_headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
     if outcome.handshake_ok
         && let Some(minted) = minted
-        && let Ok(value) = endpoint
-            .state
-            .config
-            .legacy
-            .cookie_attributes()
+        && let Ok(value) = CookieAttributes::from_config(&endpoint.state.config.legacy)
             .cookie(BROWSER_COOKIE, minted)
             .to_string()
             .parse()

@@ -15,6 +15,7 @@ use tower::ServiceExt as _;
 use super::websocket::{BayeuxFrameIn, BayeuxFrameOut, BayeuxSocketInfo, run_socket};
 use super::*;
 use crate::config::Config;
+use crate::gws::{auth, config};
 
 const BASIC_AGENT1: &str = "Basic YWdlbnQxOmRlbW8="; // agent1:demo
 
@@ -235,7 +236,7 @@ async fn fan_out_of_one_event_to_10000_sessions() {
 
 #[test]
 fn a_websocket_upgrade_needs_its_own_or_an_allowed_origin() {
-    let legacy = crate::legacy::config::LegacyConfig {
+    let legacy = crate::gws::config::LegacyConfig {
         allowed_origins: vec!["http://desk.example:8000".into()],
         ..Default::default()
     };

@@ -7,15 +7,17 @@
 //! - [`long_polling`] and [`websocket`]: the two transports on the same path.
 //! - [`registry`] and [`session`]: sessions by `clientId` and by user, queues, the sweeper.
 //! - [`bridge`]: one task reading the core's event stream and dispatching by user.
-//! - [`auth`]: the handshake accepts a `JSESSIONID` session or Basic credentials.
+//! - [`crate::gws::auth`]: the handshake accepts a `JSESSIONID` session or Basic credentials.
 //! - [`channel`]: names, wildcards (`/v2/me/*`, `/v2/me/**`) and what a user may read.
 //!
 //! The Bayeux logic is hand-written: no Rust crate implements a CometD-compatible server.
 //!
 //! # Bounds
+//! Settings are the `[cometd]` table ([`CometdConfig`](crate::gws::config::CometdConfig)).
+//!
 //! - Every session queue holds at most `cometd.max_queue` messages (default
-//!   [`DEFAULT_MAX_QUEUE`]); with the ack extension that includes sent but unacknowledged
-//!   ones. **At the limit the session is dropped**, with a `warn` log naming the client and
+//!   [`DEFAULT_MAX_QUEUE`](crate::gws::config::DEFAULT_MAX_QUEUE)); with the ack extension
+//!   that includes sent but unacknowledged ones. **At the limit the session is dropped**, with a `warn` log naming the client and
 //!   the reason (`queue limit reached`): its queue is freed at once, a held connect is
 //!   answered `402::Unknown client` with `advice.reconnect:"handshake"`, and so is the
 //!   client's next message. The client re-handshakes and re-subscribes, and knows it must
@@ -23,7 +25,8 @@
 //!   would lose.
 //! - A long-polling client that stops polling is swept `interval + maxInterval` after its
 //!   last connect reply (default 10 s); a held connect is never swept.
-//! - At most `cometd.max_sessions` sessions (default [`DEFAULT_MAX_SESSIONS`]); further
+//! - At most `cometd.max_sessions` sessions (default
+//!   [`DEFAULT_MAX_SESSIONS`](crate::gws::config::DEFAULT_MAX_SESSIONS)); further
 //!   handshakes get `503::too_many_sessions`. Requests and WebSocket messages are capped at
 //!   `cometd.max_message_size` bytes and `cometd.max_batch` messages.
 //! - Subscriptions are limited to the few readable `/v2/me` channels, so their set is small.
@@ -32,18 +35,16 @@
 //! - Events go out with `/meta/connect` replies on long-polling; on a WebSocket they are
 //!   pushed at once unless the ack extension is on.
 //! - A held long-poll superseded by a newer connect of the same session gets HTTP 409.
-//! - Browsers: the JSON API's CORS policy applies here too (`lib.rs::build_http` adds it),
+//! - Browsers: the JSON API's CORS policy applies here too ([`crate::gws::router`] adds it),
 //!   and a WebSocket upgrade from a foreign `Origin` gets 403 (see `get`). The
 //!   `BAYEUX_BROWSER` cookie carries the configured `SameSite`/`Secure`
-//!   ([`crate::session::CookieAttributes`]).
+//!   ([`crate::gws::session::CookieAttributes`]).
 //! - Unparseable bodies get HTTP 400 (as CometD); every message of a parseable batch gets a
 //!   reply, failed ones with a Bayeux error string. A WebSocket frame that is not a batch
 //!   closes the socket with 1007.
 
-pub mod auth;
 pub mod bridge;
 pub mod channel;
-pub mod config;
 pub mod long_polling;
 pub mod message;
 pub mod protocol;
@@ -61,7 +62,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::post;
 
-pub use config::{CometdConfig, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS};
 pub use registry::BayeuxRegistry;
 
 use crate::app::AppState;
@@ -162,7 +162,7 @@ async fn get(State(endpoint): State<Arc<BayeuxEndpoint>>, request: Request) -> R
 /// Returns whether a browser page of `origin` may open the WebSocket: its own origin
 /// (scheme aside, the same authority as the request's `Host`) or an allowed one.
 fn origin_may_upgrade(
-    legacy: &crate::legacy::config::LegacyConfig,
+    legacy: &crate::gws::config::LegacyConfig,
     origin: &HeaderValue,
     host: Option<&HeaderValue>,
 ) -> bool {

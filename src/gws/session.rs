@@ -16,8 +16,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum_extra::extract::cookie::{Cookie, SameSite};
-use serde::Deserialize;
 
+use super::config::{CookieSameSite, LegacyConfig};
 use crate::core::Principal;
 
 /// Name of the session cookie, as GWS (a Java servlet container) names it.
@@ -25,18 +25,7 @@ pub const SESSION_COOKIE: &str = "JSESSIONID";
 /// Default idle timeout of a session.
 pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Default maximum number of live sessions.
-pub const DEFAULT_SESSION_LIMIT: usize = 10_000;
-
-/// The `SameSite` attribute of the session cookies (`legacy.cookie_same_site`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum CookieSameSite {
-    /// Sent only with requests from the gateway's own site.
-    Strict,
-    /// Sent with same-site requests and top-level navigations.
-    Lax,
-    /// Sent with cross-site requests too (a desktop on another site); needs `Secure`.
-    None,
-}
+pub const DEFAULT_SESSION_LIMIT: usize = super::config::DEFAULT_SESSION_LIMIT;
 
 /// The attributes of the cookies the gateway sets for browsers: always `Path=/; HttpOnly`,
 /// plus `SameSite` and `Secure` as configured.
@@ -56,6 +45,14 @@ pub struct CookieAttributes {
 }
 
 impl CookieAttributes {
+    /// Reads the attributes from the `[legacy]` settings.
+    pub fn from_config(config: &LegacyConfig) -> Self {
+        Self {
+            same_site: config.cookie_same_site,
+            secure: config.cookie_secure,
+        }
+    }
+
     /// Builds the cookie `name=value` with these attributes.
     pub fn cookie(&self, name: &'static str, value: String) -> Cookie<'static> {
         let mut builder = Cookie::build((name, value))

@@ -1,8 +1,8 @@
 //! CORS for browser desktops (spec §2 `crossOriginSettings`), with tower-http's
 //! [`CorsLayer`]: origins from `legacy.allowed_origins`, methods
 //! `GET,POST,PUT,DELETE,OPTIONS`, the GWS request headers, credentials allowed, the CSRF
-//! headers exposed, preflights cached for 120 s. `lib.rs` puts the same [`guard`] and
-//! [`layer`] on the CometD endpoint, so a desktop on another allowed origin also reads its
+//! headers exposed, preflights cached for 120 s. [`crate::gws::router`] puts the same
+//! [`guard`] and [`layer`] on the CometD endpoint, so a desktop on another allowed origin also reads its
 //! notifications.
 //!
 //! An origin that is not allowed gets no CORS headers, so the browser withholds every
@@ -17,10 +17,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::auth::{CSRF_HEADER_HEADER, CSRF_TOKEN_HEADER};
-use super::config::{CORS_MAX_AGE, LegacyConfig};
 use super::error::LegacyError;
 use crate::app::AppState;
+use crate::gws::auth::{CSRF_HEADER_HEADER, CSRF_TOKEN_HEADER};
+use crate::gws::config::{CORS_MAX_AGE, LegacyConfig};
 
 /// Request headers a browser may send (spec §2 `allowedHeaders`).
 const ALLOWED_HEADERS: [&str; 10] = [
