@@ -1,12 +1,15 @@
 //! The agent desktop page (`desktop/`) in a real browser: headless Chromium, driven over
-//! WebDriver by Debian's chromedriver, loads the page from `http://localhost:PORT/desktop/`
-//! while the gateway's API is `http://127.0.0.1:PORT`: another origin and another site, so
-//! the browser applies CORS to every JSON request and CometD long-poll, and sends the session
-//! cookies only because they are `SameSite=None; Secure` (which Chromium accepts over plain
-//! http on loopback). The page logs in as agent1 with the password typed into its form and
-//! follows `/v2/me/calls` over WebSocket or long-polling; the seed call is driven over gRPC
-//! by agent1 and agent2 (another client), and the test reads what the page shows. Buttons
-//! clicked on the page must change the call and the agent state on the gateway.
+//! WebDriver by Debian's chromedriver. The API is always the gateway's
+//! `http://127.0.0.1:PORT`; the page comes from `http://localhost:PORT/desktop/` (another
+//! origin and another site: the browser applies CORS to every JSON request and CometD
+//! long-poll, and sends the session cookies back only because they are `SameSite=None;
+//! Secure`, which Chromium accepts over plain http on loopback, and because the profile allows
+//! third-party cookies), from a second static server on another port (another origin, same
+//! site: default cookies, default browser), or from the gateway itself (same origin). The page
+//! logs in as agent1 with the password typed into its form and follows `/v2/me/calls` over
+//! WebSocket or long-polling; the seed call is driven over gRPC by agent1 and agent2 (another
+//! client), and the test reads what the page shows. Buttons clicked on the page must change the
+//! call and the agent state on the gateway. A page from an origin not allowed cannot log in.
 //!
 //! Needs `chromium` and `chromium-driver` (Debian) and `npm ci` in `desktop/`, both done by
 //! `scripts/install-test-clients`; a missing install fails the test. Set
@@ -45,6 +48,9 @@ enum PageOrigin {
     /// another site. The cookies are `SameSite=None; Secure`, and the browser allows
     /// third-party cookies (as desktop Chrome does by default).
     OtherSite,
+    /// `http://127.0.0.1:PORT/desktop/`, served by the gateway on the API's own origin; the
+    /// page finds the gateway at its own origin (no `?gateway=`), and needs no CORS.
+    SameOrigin,
     /// `http://127.0.0.1:OTHER/desktop/`, from a second static server (the gateway's own
     /// desktop router on another listener): another origin of the same site. The cookies
     /// keep their default attributes and the browser its default of blocking third-party
@@ -84,6 +90,7 @@ async fn fixture(origin: PageOrigin, allow: bool) -> Fixture {
     let static_server = CancellationToken::new();
     let page_origin = match origin {
         PageOrigin::OtherSite => format!("http://localhost:{}", http_addr.port()),
+        PageOrigin::SameOrigin => format!("http://{http_addr}"),
         PageOrigin::OtherPort => {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let origin = format!("http://{}", listener.local_addr().unwrap());
@@ -100,7 +107,7 @@ async fn fixture(origin: PageOrigin, allow: bool) -> Fixture {
     let mut config = Config::demo();
     config.switch.external_answer_ms = 50;
     config.cometd.timeout_ms = 5_000;
-    if allow {
+    if allow && origin != PageOrigin::SameOrigin {
         config.legacy.allowed_origins = vec![page_origin.clone()];
     }
     if origin == PageOrigin::OtherSite {
@@ -120,7 +127,10 @@ async fn fixture(origin: PageOrigin, allow: bool) -> Fixture {
         shutdown,
         task: Some(task),
     };
-    let page = format!("{page_origin}/desktop/?gateway={}", gw.http_url());
+    let page = match origin {
+        PageOrigin::SameOrigin => format!("{page_origin}/desktop/?user=agent1"),
+        _ => format!("{page_origin}/desktop/?gateway={}", gw.http_url()),
+    };
     Fixture {
         gw,
         page,
@@ -174,6 +184,12 @@ async fn the_page_follows_and_controls_the_seed_call(origin: PageOrigin, transpo
     let fx = fixture(origin, true).await;
     let gw = &fx.gw;
     let browser = logged_in_page(&fx, origin, transport).await;
+    if origin == PageOrigin::SameOrigin {
+        let gateway = browser
+            .eval("document.querySelector('#gateway').value")
+            .await;
+        assert_eq!(gateway, gw.http_url().as_str(), "the page's own origin");
+    }
     assert_eq!(
         browser
             .eval("document.querySelector('#error').hidden")
@@ -302,6 +318,11 @@ async fn the_page_from_another_site_follows_the_seed_over_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_from_another_site_follows_the_seed_over_long_polling() {
     scenario(PageOrigin::OtherSite, "long-polling").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_served_by_the_gateway_follows_the_seed_on_its_own_origin() {
+    scenario(PageOrigin::SameOrigin, "websocket").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
