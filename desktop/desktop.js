@@ -77,13 +77,27 @@ async function login(event) {
         const device = me.devices?.[0];
         $("agent-number").textContent = device ? `(${device.phoneNumber})` : "";
         showAgentState(device?.userState);
-        desk.calls.clear();
-        for (const call of me.calls ?? []) desk.calls.set(call.id, {call, last: "GET"});
-        renderCalls();
+        showCalls(me.calls);
         for (const id of ["agent", "calls-section", "log-section"]) $(id).hidden = false;
         $("login-button").disabled = true;
         $("logout-button").disabled = false;
         connect($("transport").value);
+    } catch (error) {
+        showError(error);
+    }
+}
+
+/** Replaces the calls shown with `calls` (from a GET). */
+function showCalls(calls) {
+    desk.calls.clear();
+    for (const call of calls ?? []) desk.calls.set(call.id, {call, last: "GET"});
+    renderCalls();
+}
+
+/** Reads the calls again: after a re-handshake, notifications may have been missed. */
+async function reloadCalls() {
+    try {
+        showCalls((await api("GET", "/api/v2/me/calls?fields=*")).calls);
     } catch (error) {
         showError(error);
     }
@@ -104,6 +118,8 @@ function connect(transport) {
             cometd.subscribe("/v2/me/calls", onCallMessage);
             cometd.subscribe("/v2/me/channels", onChannelMessage);
         });
+        // The gateway dropped the session (e.g. at its queue limit): catch up.
+        if (reply.reestablish) reloadCalls();
     });
     cometd.addListener("/meta/subscribe", (reply) => {
         if (reply.successful && reply.subscription === "/v2/me/calls") {
@@ -209,6 +225,7 @@ async function logout() {
         showError(error);
     }
     setConnection("offline", "offline");
+    showCalls([]);
     $("login-button").disabled = false;
     $("logout-button").disabled = true;
 }
