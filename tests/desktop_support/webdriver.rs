@@ -23,12 +23,26 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long one WebDriver command may take (a page load, an async script's wait included).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A browser session; the driver (and with it the browser) is killed on drop.
+/// A browser session; the driver and the browser are killed on drop.
 pub struct Browser {
     http: reqwest::Client,
     session: String,
-    _driver: Child,
+    driver: Child,
     _profile: TempDir,
+}
+
+impl Drop for Browser {
+    /// Kills chromedriver's process group: the driver leads it and Chromium's processes
+    /// inherit it, so one signal ends them all, also when a failing test never reached
+    /// [`Browser::quit`] (killing the driver alone leaves the browser running).
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// A folder removed on drop (the browser's fresh `--user-data-dir`).
@@ -93,7 +107,7 @@ impl Browser {
         Self {
             http,
             session: format!("{base}/session/{session}"),
-            _driver: driver,
+            driver,
             _profile: profile,
         }
     }
@@ -203,6 +217,7 @@ impl Browser {
 async fn start_driver() -> (Child, u16) {
     let mut driver = Command::new(CHROMEDRIVER)
         .arg("--port=0")
+        .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
