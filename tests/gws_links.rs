@@ -47,15 +47,19 @@ async fn get_call(
     body["call"].clone()
 }
 
-/// Waits for the next `/v2/me/calls` notification about `call`; returns its `data`.
-async fn next_call_notification(lp: &mut LpClient, call: &str) -> Value {
+/// Waits for the next notification on `channel` whose `data` `is_it`; returns its `data`.
+async fn next_notification(
+    lp: &mut LpClient,
+    channel: &str,
+    is_it: impl Fn(&Value) -> bool,
+) -> Value {
     let wait = async {
         loop {
             let (events, reply) = split(&lp.connect(None, None).await);
             assert_eq!(reply["successful"], true, "{reply}");
             if let Some(event) = events
                 .iter()
-                .find(|e| e["channel"] == "/v2/me/calls" && e["data"]["call"]["id"] == call)
+                .find(|e| e["channel"] == channel && is_it(&e["data"]))
             {
                 return event["data"].clone();
             }
@@ -63,9 +67,12 @@ async fn next_call_notification(lp: &mut LpClient, call: &str) -> Value {
     };
     tokio::time::timeout(NOTIFICATION_WAIT, wait)
         .await
-        .unwrap_or_else(|_| {
-            panic!("no notification about call {call} within {NOTIFICATION_WAIT:?}")
-        })
+        .unwrap_or_else(|_| panic!("no notification on {channel} within {NOTIFICATION_WAIT:?}"))
+}
+
+/// Waits for the next `/v2/me/calls` notification about `call`; returns its `data`.
+async fn next_call_notification(lp: &mut LpClient, call: &str) -> Value {
+    next_notification(lp, "/v2/me/calls", |data| data["call"]["id"] == call).await
 }
 
 /// What agent1 sees of one call, every request sending `headers`: the call in a GET, then
@@ -161,6 +168,43 @@ async fn a_get_and_the_next_notification_render_a_call_alike() {
         seen.after,
         seen.notified
     );
+}
+
+#[tokio::test]
+async fn a_get_and_the_next_notification_render_a_device_alike() {
+    let gw = BayeuxGateway::spawn().await;
+    let agent1 = Desktop::login(&gw, "agent1").await;
+    let (id, _) = agent1.device().await;
+    let mut lp = LpClient::new(&gw, Some(basic("agent1")));
+    lp.ready("/v2/me/devices").await;
+    let path = format!("/api/v2/me/devices/{id}");
+    let before = agent1.get(&path).await["device"].clone();
+    agent1
+        .post_ok(
+            &path,
+            serde_json::json!({"operationName": "DoNotDisturbOn"}),
+        )
+        .await;
+    let data = next_notification(&mut lp, "/v2/me/devices", |d| {
+        d["devices"][0]["id"] == id.as_str()
+    })
+    .await;
+    let notified = &data["devices"][0];
+    let after = agent1.get(&path).await["device"].clone();
+    assert_eq!(notified["doNotDisturb"], "On", "{data}");
+    assert_eq!(before["uri"], notified["uri"]);
+    assert_eq!(
+        notified["uri"],
+        format!("{}/api/v2/me/devices/{id}", gw.http_url()).as_str()
+    );
+    let changed = ["capabilities", "doNotDisturb"];
+    for field in differing(&before, notified) {
+        assert!(
+            changed.contains(&field.as_str()),
+            "{field} differs: {before} vs {notified}"
+        );
+    }
+    assert_eq!(&after, notified);
 }
 
 #[tokio::test]
