@@ -6,7 +6,7 @@
 //! | `limits.event_history` | events kept for WatchCalls resume | [`crate::core::DEFAULT_EVENT_HISTORY`] |
 //! | `limits.watch_buffer` | events of its scope a watcher may fall behind before it is ended | [`crate::core::DEFAULT_WATCH_BUFFER`] |
 //! | `limits.ended_calls` | ended calls kept for GetCall | [`crate::core::DEFAULT_ENDED_CALLS`] |
-//! | `legacy.*` | the GWS JSON front-end: CORS origins, CSRF, sessions, body limit, timeout | see [`crate::gws::config`] |
+//! | `legacy.*` | the GWS JSON front-end: CORS origins, CSRF, sessions, body limit, timeout, public URL and trusted proxy headers of links | see [`crate::gws::config`] |
 //! | `cometd.timeout_ms` | CometD connect hold time (`advice.timeout`) | [`crate::gws::config::DEFAULT_TIMEOUT_MS`] |
 //! | `cometd.interval_ms` | advised pause between connects | [`crate::gws::config::DEFAULT_INTERVAL_MS`] |
 //! | `cometd.max_interval_ms` | grace after a connect reply before a session is swept | [`crate::gws::config::DEFAULT_MAX_INTERVAL_MS`] |

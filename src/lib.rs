@@ -263,6 +263,10 @@ async fn serve(
     builder.http1().max_buf_size(MAX_HTTP1_HEAD);
     builder.http2().enable_connect_protocol();
     let builder = Arc::new(builder);
+    let scheme = match tls {
+        Some(_) => gws::base_url::ListenerScheme::Https,
+        None => gws::base_url::ListenerScheme::Http,
+    };
     let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -282,8 +286,10 @@ async fn serve(
         let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
             move |request: axum::http::Request<hyper::body::Incoming>| {
                 let mut request = request.map(axum::body::Body::new);
-                // The client's address, for the sign-in throttle.
+                // The client's address, for the sign-in throttle; the listener's scheme,
+                // for the links of the GWS wing.
                 request.extensions_mut().insert(client);
+                request.extensions_mut().insert(scheme);
                 request
             },
         ));

@@ -286,3 +286,54 @@ pub fn authorization(headers: &HeaderMap) -> Option<Result<Credentials, CoreErro
         .and_then(|text| Credentials::parse(text).ok());
     Some(parsed.ok_or_else(|| CoreError::Unauthenticated("malformed credentials".into())))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(name: header::HeaderName, values: &[&'static str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(name.clone(), HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn cookies_are_read_from_every_cookie_header_first_one_winning() {
+        let h = headers(
+            header::COOKIE,
+            &[
+                "BAYEUX_BROWSER=b1",
+                "a=1; JSESSIONID=\"ABC\"; JSESSIONID=DEF",
+            ],
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("ABC"));
+        assert_eq!(cookie(&h, "BAYEUX_BROWSER").as_deref(), Some("b1"));
+        assert_eq!(cookie(&h, "missing"), None);
+        let encoded = headers(header::COOKIE, &["JSESSIONID=A%42C"]);
+        assert_eq!(cookie(&encoded, SESSION_COOKIE).as_deref(), Some("ABC"));
+    }
+
+    #[test]
+    fn authorization_tells_absent_from_malformed() {
+        assert!(authorization(&HeaderMap::new()).is_none());
+        let basic = headers(header::AUTHORIZATION, &["Basic YWdlbnQxOmRlbW8="]);
+        assert!(matches!(
+            authorization(&basic),
+            Some(Ok(Credentials::Basic { .. }))
+        ));
+        let bearer = headers(header::AUTHORIZATION, &["Bearer t"]);
+        assert!(matches!(
+            authorization(&bearer),
+            Some(Ok(Credentials::Bearer(_)))
+        ));
+        let junk = headers(header::AUTHORIZATION, &["Negotiate xyz"]);
+        assert!(matches!(authorization(&junk), Some(Err(_))));
+        // The JSON API takes Basic only: anything else is malformed there.
+        assert!(basic_credentials(&bearer).is_err());
+        assert!(basic_credentials(&basic).unwrap().is_some());
+    }
+}

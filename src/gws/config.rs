@@ -14,6 +14,8 @@
 //! | `legacy.request_timeout_ms` | time a request may take, body upload included (408 after it) | [`DEFAULT_REQUEST_TIMEOUT_MS`] |
 //! | `legacy.cookie_same_site` | `SameSite` of the `JSESSIONID` and `BAYEUX_BROWSER` cookies: `"Strict"`, `"Lax"` or `"None"` (a desktop on another site; needs `cookie_secure`) | none: no attribute, browsers apply `Lax` |
 //! | `legacy.cookie_secure` | mark those cookies `Secure` (HTTPS only; browsers also take them from `http://localhost`) | `false` |
+//! | `legacy.public_url` | the URL the gateway is published under (`https://gws.example.com`): links (`uri`, `deviceUri`, ...) start with it | none: from each request ([`crate::gws::base_url`]) |
+//! | `legacy.trust_forwarded` | take the links' scheme and host from `Forwarded` (RFC 7239) or `X-Forwarded-Proto`/`X-Forwarded-Host`; only behind a proxy that writes them | `false` |
 //!
 //! # `[cometd]`
 //!
@@ -21,8 +23,10 @@
 //! (spec `bayeux.md` §10), plus the bounds this gateway adds so that no session can grow
 //! memory without limit; the keys are listed in [`crate::config`].
 
+use std::fmt;
 use std::time::Duration;
 
+use axum::http::Uri;
 use serde::Deserialize;
 
 /// Default of `legacy.csrf`: off, as in GWS, where CSRF protection is an optional feature.
@@ -78,6 +82,14 @@ pub struct LegacyConfig {
     /// Whether the session cookies are `Secure`.
     #[serde(default)]
     pub cookie_secure: bool,
+    /// The URL the gateway is published under, which every link starts with
+    /// ([`crate::gws::base_url`]); `None` derives it from each request.
+    #[serde(default)]
+    pub public_url: Option<PublicUrl>,
+    /// Whether `Forwarded` / `X-Forwarded-*` request headers choose the links' scheme and
+    /// host (only behind a proxy that writes them; [`crate::gws::base_url`] says why).
+    #[serde(default)]
+    pub trust_forwarded: bool,
 }
 
 mod defaults {
@@ -109,6 +121,8 @@ impl Default for LegacyConfig {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             cookie_same_site: None,
             cookie_secure: false,
+            public_url: None,
+            trust_forwarded: false,
         }
     }
 }
@@ -146,6 +160,50 @@ impl LegacyConfig {
         self.allowed_origins
             .iter()
             .any(|pattern| origin_matches(pattern, origin))
+    }
+}
+
+/// A configured public URL (`legacy.public_url`): `http` or `https`, a host and an optional
+/// port, nothing else (no path, query, fragment or user info), kept without a trailing
+/// slash. The configuration refuses anything else when it is read.
+/// Checked here rather than when the base URL is built, so a wrong value stops the gateway
+/// at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// Returns the URL, `scheme://host[:port]`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PublicUrl {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let invalid = |why: &str| format!("invalid public_url {text:?}: {why}");
+        let uri: Uri = text.parse().map_err(|_| invalid("not a URL"))?;
+        let scheme = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("http") => "http",
+            Some(s) if s.eq_ignore_ascii_case("https") => "https",
+            _ => return Err(invalid("the scheme must be http or https")),
+        };
+        let authority = uri
+            .authority()
+            .filter(|a| !a.as_str().contains('@') && !a.host().is_empty())
+            .ok_or_else(|| invalid("it needs a host and no user info"))?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() || text.contains('#') {
+            return Err(invalid("give only scheme, host and port"));
+        }
+        Ok(Self(format!("{scheme}://{authority}")))
+    }
+}
+
+impl fmt::Display for PublicUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -3,7 +3,9 @@
 //! - [`json`]: the JSON API (`operationName` POSTs, resource GETs, GWS errors, CORS).
 //! - [`cometd`]: the CometD (Bayeux) notifications endpoint, fed by one bridge task.
 //! - [`render`]: the JSON of calls, devices, channels, users and features, for the resource
-//!   GETs and for the notifications alike.
+//!   GETs and for the notifications alike, with links from [`base_url`]: the one function
+//!   that says where the gateway is reached (a configured public URL, trusted proxy headers,
+//!   or the listener's scheme and the request's host).
 //! - [`session`]: the HTTP sessions (`JSESSIONID`) the JSON API opens and the CometD
 //!   handshake trusts.
 //! - [`auth`]: who is calling: Basic credentials, session cookies and CSRF, for both.
@@ -14,6 +16,7 @@
 //! they both need through the files at this level.
 
 pub mod auth;
+pub mod base_url;
 pub mod cometd;
 pub mod config;
 pub mod json;

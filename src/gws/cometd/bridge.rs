@@ -6,8 +6,8 @@
 //! Channels (spec §8.2): a call event goes on `/v2/me/calls` (CallStateChangeMessage); a
 //! device event on `/v2/me/devices` (DeviceStateChangeMessage) and, when it changed the
 //! agent state or do-not-disturb, also on `/v2/me/channels` (ChannelStateChangeMessageV2).
-//! The JSON comes from the legacy renderers, so a notification shows a resource exactly as
-//! the JSON API's GET does.
+//! The JSON comes from the wing's one renderer ([`crate::gws::render`]), so a notification
+//! shows a resource exactly as the JSON API's GET does.
 
 use std::sync::Arc;
 

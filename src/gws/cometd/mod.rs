@@ -66,6 +66,7 @@ pub use registry::BayeuxRegistry;
 
 use crate::app::AppState;
 use crate::auth::ClientAddr;
+use crate::gws::base_url::ListenerScheme;
 
 /// The path of the endpoint.
 pub const NOTIFICATIONS_PATH: &str = "/api/v2/notifications";
@@ -153,7 +154,8 @@ async fn get(State(endpoint): State<Arc<BayeuxEndpoint>>, request: Request) -> R
     match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(ws) => {
             let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
-            websocket::upgrade(endpoint, ws, &parts.uri, &parts.headers, client)
+            let listener = ListenerScheme::of(&parts.extensions);
+            websocket::upgrade(endpoint, ws, &parts.uri, &parts.headers, client, listener)
         }
         Err(_) => (StatusCode::BAD_REQUEST, "Unknown Bayeux Transport").into_response(),
     }
