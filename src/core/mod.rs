@@ -474,4 +474,6 @@ fn switch_error(error: SwitchError) -> CoreError {
 }
 
 #[cfg(test)]
+mod release_tests;
+#[cfg(test)]
 mod tests;

@@ -430,10 +430,17 @@ impl Store {
 }
 
 /// Chooses the notifications for one view change (spec §8.3): a new view is a
-/// StatusChange; a recording change is a CallRecordingStateChange; a state change is a
-/// StatusChange, followed by ParticipantsUpdated when the parties changed too; otherwise a
-/// participants, user-data or remaining (capabilities, mute) change gives one event each
-/// of ParticipantsUpdated, AttachedDataChanged or StatusChange.
+/// StatusChange; a state change is a StatusChange, followed by ParticipantsUpdated when the
+/// parties changed too (never on Released); otherwise a recording change is a
+/// CallRecordingStateChange, a supervisor's mute of the agent a
+/// MonitoredUserMutedStateChange, and a participants, user-data or remaining
+/// (capabilities, mute) change one event of ParticipantsUpdated, AttachedDataChanged or
+/// StatusChange.
+///
+/// The state comes first: a hang-up of a recorded call also ends its recording, and the
+/// release of a monitoring leg also lifts the agent's mute, but desktops drop a call on
+/// `StatusChange` + `Released` (spec §7.1) and would keep a ghost call if that release came
+/// as a recording or mute notification.
 fn notifications(
     before: Option<&CallSnapshot>,
     after: &CallSnapshot,
@@ -445,12 +452,6 @@ fn notifications(
     if before.same_as(after) {
         return &[];
     }
-    if before.recording_state != after.recording_state {
-        return &[N::CallRecordingStateChange];
-    }
-    if before.monitored_user_muted != after.monitored_user_muted {
-        return &[N::MonitoredUserMutedStateChange];
-    }
     let participants_changed = before.participants != after.participants;
     if before.state != after.state {
         return if participants_changed && after.state != CallState::Released {
@@ -458,6 +459,12 @@ fn notifications(
         } else {
             &[N::StatusChange]
         };
+    }
+    if before.recording_state != after.recording_state {
+        return &[N::CallRecordingStateChange];
+    }
+    if before.monitored_user_muted != after.monitored_user_muted {
+        return &[N::MonitoredUserMutedStateChange];
     }
     if participants_changed {
         &[N::ParticipantsUpdated]

@@ -1,0 +1,8 @@
+//! GWS fidelity (issue 17): what a real agent desktop and GWS client notice, checked on both
+//! fronts, the JSON API and CometD (raw long-polling, as a desktop's browser sends it) and
+//! gRPC (a tonic client), against one gateway.
+
+#[path = "../cometd_support/mod.rs"]
+mod cometd_support;
+mod release;
+mod support;
