@@ -90,7 +90,8 @@ pub enum CallOperation {
     MuteCall,
     /// Unmutes the user.
     UnmuteCall,
-    /// Transfers in one step.
+    /// Transfers in one step; the destination's user data is added to the call the new
+    /// party joins.
     SingleStepTransfer(Destination),
     /// Starts a consult transfer.
     InitiateTransfer(Destination),
@@ -106,7 +107,7 @@ pub enum CallOperation {
         /// The consult call; `None` to find it.
         consult: Option<CallId>,
     },
-    /// Adds a party in one step.
+    /// Adds a party in one step; the destination's user data is added to the call.
     SingleStepConference(Destination),
     /// Removes a conference party.
     RemoveParticipantFromConference {

@@ -5,4 +5,5 @@
 #[path = "../cometd_support/mod.rs"]
 mod cometd_support;
 mod release;
+mod single_step_data;
 mod support;
