@@ -62,6 +62,7 @@ impl From<&DeviceSnapshot> for pb::Device {
                 }
             }),
             user_name: device.user.name.to_string(),
+            voice_environment_id: device.voice_environment_id.to_string(),
         }
     }
 }

@@ -36,6 +36,25 @@ pub struct ParticipantJson {
     pub formatted_phone_number: String,
     /// E.164 form, empty for internal numbers.
     pub e164_number: String,
+    /// Where the number is (the country's name, see [`crate::core::country`]); omitted for
+    /// internal numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The number's country; omitted for internal numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<CountryJson>,
+}
+
+/// A participant's `country` (spec §5.2).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountryJson {
+    /// English short name.
+    pub name: String,
+    /// ISO 3166-1 alpha-2 code.
+    pub code: String,
+    /// Calling code without `+`.
+    pub calling_code: String,
 }
 
 impl From<&Participant> for ParticipantJson {
@@ -45,6 +64,12 @@ impl From<&Participant> for ParticipantJson {
             digits: p.digits().to_owned(),
             formatted_phone_number: p.formatted_phone_number(),
             e164_number: p.e164_number.to_string(),
+            location: p.location.as_deref().map(str::to_owned),
+            country: p.country.as_ref().map(|c| CountryJson {
+                name: c.name.to_string(),
+                code: c.code.to_string(),
+                calling_code: c.calling_code.to_string(),
+            }),
         }
     }
 }
@@ -65,6 +90,9 @@ pub struct CallJson {
     pub call_type: &'static str,
     /// The dialed number.
     pub dnis: String,
+    /// The calling number of a call from an outside number; omitted on calls an agent made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ani: Option<String>,
     /// `http://host/api/v2/devices/{id}`.
     pub device_uri: String,
     /// Other parties.
@@ -114,6 +142,7 @@ impl CallJson {
             state: call.state.as_str(),
             call_type: call.call_type.as_str(),
             dnis: call.dnis.to_string(),
+            ani: call.ani.as_deref().map(str::to_owned),
             device_uri: format!("{base_url}/api/v2/devices/{}", call.user.device_id),
             participants: call
                 .participants
@@ -201,6 +230,10 @@ pub struct DeviceJson {
     /// What this (supervisor's) device monitors; omitted when it monitors nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub supervisor_monitoring_state: Option<MonitoringJson>,
+    /// `http://host/api/v2/voice-environments/{id}`, the switch the device is on; omitted
+    /// when the id is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice_environment_uri: Option<String>,
     /// Absolute URI, `http://host/api/v2/me/devices/{id}`.
     pub uri: String,
     /// `/devices/{id}`.
@@ -263,6 +296,11 @@ impl DeviceJson {
     /// Renders a device as its user sees it.
     pub fn from_snapshot(device: &DeviceSnapshot, base_url: &str) -> Self {
         let id = &device.user.device_id;
+        let upstream: Map<String, Value> = device
+            .upstream_fields
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
         Self {
             id: id.to_string(),
             device_state: if device.active { "Active" } else { "Inactive" },
@@ -279,13 +317,18 @@ impl DeviceJson {
                 scope: m.scope.as_str(),
                 target_device_uri: format!("{base_url}/api/v2/devices/{}", m.target_device_id),
             }),
+            // A bridged device keeps its upstream's link (in `upstream`).
+            voice_environment_uri: (!device.voice_environment_id.is_empty()
+                && !upstream.contains_key("voiceEnvironmentUri"))
+            .then(|| {
+                format!(
+                    "{base_url}/api/v2/voice-environments/{}",
+                    device.voice_environment_id
+                )
+            }),
             uri: format!("{base_url}/api/v2/me/devices/{id}"),
             path: format!("/devices/{id}"),
-            upstream: device
-                .upstream_fields
-                .as_deref()
-                .and_then(|text| serde_json::from_str(text).ok())
-                .unwrap_or_default(),
+            upstream,
         }
     }
 }

@@ -5,5 +5,6 @@
 #[path = "../cometd_support/mod.rs"]
 mod cometd_support;
 mod release;
+mod resource_fields;
 mod single_step_data;
 mod support;
