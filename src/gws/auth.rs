@@ -1,10 +1,14 @@
-//! Authentication of legacy requests: Basic credentials or a `JSESSIONID` session cookie,
-//! and the optional CSRF check (spec §2).
+//! Who is calling the wing: the credentials and sessions of the JSON API and of the CometD
+//! handshake, read the same way for both ([`cookie`], [`authorization`]).
+//!
+//! # The JSON API
+//!
+//! Basic credentials or a `JSESSIONID` session cookie, and the optional CSRF check (spec §2).
 //!
 //! - A request with `Authorization: Basic` is checked by the gateway's
 //!   [`Authenticator`](crate::auth::Authenticator) (401/20 when wrong, even if a valid
 //!   cookie comes along; 429 or 503 with `Retry-After` when throttled or busy). If it carries no valid session of the same
-//!   user, a session is opened in the shared [`SessionStore`](crate::session::SessionStore)
+//!   user, a session is opened in the shared [`SessionStore`](super::session::SessionStore)
 //!   and the response sets `JSESSIONID=<id>; Path=/; HttpOnly`. The CometD endpoint trusts
 //!   the same sessions.
 //! - A request with only a valid session cookie acts as the session's user.
@@ -18,19 +22,30 @@
 //!   sent"), and opens no session.
 //! - A handler that ends the session (EndContactCenterSession) marks its response with
 //!   [`EndedSession`]; the cookie is then cleared.
+//!
+//! # The CometD handshake
+//!
+//! A client holding a valid GWS session cookie (`JSESSIONID`, minted by the JSON API), or
+//! one sending Basic credentials ([`BayeuxCredentials`]). Cookies and credentials are read
+//! from the long-poll request, or from the WebSocket upgrade request for the socket's
+//! lifetime; the transport authenticates a batch that holds a handshake before the protocol
+//! processes it, so the (possibly slow) check never runs inside the protocol.
+
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum_extra::extract::cookie::{Cookie, CookieJar};
+use axum_extra::extract::cookie::Cookie;
 
-use super::error::LegacyError;
+use super::json::error::LegacyError;
+use super::session::{SESSION_COOKIE, Session};
 use crate::app::AppState;
 use crate::auth::{ClientAddr, Credentials};
 use crate::core::{CoreError, Principal};
-use crate::session::{SESSION_COOKIE, Session};
 
 /// Response header naming the header that carries the CSRF token.
 pub const CSRF_HEADER_HEADER: HeaderName = HeaderName::from_static("x-csrf-header");
@@ -90,9 +105,7 @@ async fn admit(
     mut request: Request,
 ) -> Result<(Request, Session, bool), LegacyError> {
     let headers = request.headers();
-    let cookie_session = CookieJar::from_headers(headers)
-        .get(SESSION_COOKIE)
-        .and_then(|cookie| state.sessions.get(cookie.value()));
+    let cookie_session = cookie(headers, SESSION_COOKIE).and_then(|id| state.sessions.get(&id));
     let basic = basic_credentials(headers)?;
     let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
     let (principal, existing) = match (basic, cookie_session) {
@@ -121,14 +134,10 @@ async fn admit(
 /// Reads `Authorization: Basic` (the legacy API knows no other scheme: anything else is
 /// refused as malformed, as before).
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<Credentials>, LegacyError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let malformed = || CoreError::Unauthenticated("malformed Basic credentials".into());
-    let text = value.to_str().map_err(|_| malformed())?;
-    match Credentials::parse(text) {
-        Ok(basic @ Credentials::Basic { .. }) => Ok(Some(basic)),
-        _ => Err(malformed().into()),
+    match authorization(headers) {
+        None => Ok(None),
+        Some(Ok(basic @ Credentials::Basic { .. })) => Ok(Some(basic)),
+        Some(_) => Err(CoreError::Unauthenticated("malformed Basic credentials".into()).into()),
     }
 }
 
@@ -183,4 +192,98 @@ fn append_cookie(headers: &mut HeaderMap, cookie: &Cookie<'_>) {
     if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
         headers.append(header::SET_COOKIE, value);
     }
+}
+
+/// The credentials a request carries.
+#[derive(Debug, Clone, Default)]
+pub struct BayeuxCredentials {
+    /// The `JSESSIONID` cookie.
+    pub http_session: Option<String>,
+    /// The `Authorization` header, when it parses.
+    pub authorization: Option<Credentials>,
+    /// The client's address, for the sign-in throttle.
+    pub client: Option<IpAddr>,
+}
+
+/// An authenticated handshake: the user, and the HTTP session it rode on.
+#[derive(Debug, Clone)]
+pub struct BayeuxIdentity {
+    /// The user whose notifications the session receives.
+    pub user: Arc<str>,
+    /// The `JSESSIONID` that vouched for it, if any.
+    pub http_session: Option<String>,
+}
+
+/// The outcome of authenticating a handshake.
+pub type BayeuxAuth = Result<BayeuxIdentity, CoreError>;
+
+impl BayeuxCredentials {
+    /// Reads the session cookie and the `Authorization` header of a request from `client`.
+    pub fn from_headers(headers: &HeaderMap, client: Option<IpAddr>) -> Self {
+        let authorization = authorization(headers).and_then(Result::ok);
+        Self {
+            http_session: cookie(headers, SESSION_COOKIE),
+            authorization,
+            client,
+        }
+    }
+
+    /// Authenticates: a live HTTP session first, then Basic credentials through the
+    /// gateway's [`Authenticator`](crate::auth::Authenticator) (bounded, cached and
+    /// throttled like every other front). Only a principal naming a user may read
+    /// `/v2/me/**`, so service accounts are refused.
+    pub async fn authenticate(&self, state: &AppState) -> BayeuxAuth {
+        if let Some(id) = &self.http_session
+            && let Some(session) = state.sessions.get(id)
+            && let Some(user) = session.principal.user
+        {
+            return Ok(BayeuxIdentity {
+                user,
+                http_session: Some(session.id),
+            });
+        }
+        let Some(credentials @ Credentials::Basic { .. }) = &self.authorization else {
+            return Err(CoreError::Unauthenticated(
+                "no valid session cookie or Basic credentials".into(),
+            ));
+        };
+        let principal = state
+            .auth
+            .authenticate(credentials, None, self.client)
+            .await?;
+        let user = principal
+            .user
+            .ok_or_else(|| CoreError::Unauthenticated("no user".into()))?;
+        Ok(BayeuxIdentity {
+            user,
+            http_session: None,
+        })
+    }
+}
+
+/// Returns the value of the first cookie named `name` in the request's `Cookie` headers,
+/// percent-decoded and without surrounding quotes (servlet containers may quote values).
+/// The first wins: browsers send the cookie of the most specific path first (RFC 6265
+/// §5.4). One reader for the JSON API, the CometD handshake and `BAYEUX_BROWSER`.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse_encoded)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value_trimmed().to_owned())
+}
+
+/// Reads the `Authorization` header: `None` without one, else the parsed credentials of
+/// any scheme, or `Err` when the header is not text or does not parse. The JSON API refuses
+/// anything but valid Basic; the CometD handshake ignores what does not parse.
+pub fn authorization(headers: &HeaderMap) -> Option<Result<Credentials, CoreError>> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let parsed = value
+        .to_str()
+        .ok()
+        .and_then(|text| Credentials::parse(text).ok());
+    Some(parsed.ok_or_else(|| CoreError::Unauthenticated("malformed credentials".into())))
 }

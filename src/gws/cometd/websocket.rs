@@ -19,11 +19,11 @@ use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
 use tokio::time::{Duration, Instant};
 
 use super::BayeuxEndpoint;
-use super::auth::{self, BayeuxCredentials};
 use super::long_polling::{BROWSER_COOKIE, base_url};
 use super::message::{BayeuxMessage, BayeuxReply, join_batch};
 use super::protocol::{self, BayeuxConnect, BayeuxContext, BayeuxTransport};
 use super::session::BayeuxSession;
+use crate::gws::auth::{self, BayeuxCredentials};
 
 /// A frame received from the client, as the loop needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,12 +14,12 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::BayeuxEndpoint;
-use super::auth::{self, BayeuxCredentials};
 use super::message::{BayeuxMessage, BayeuxReply, join_batch};
 use super::protocol::{self, BayeuxConnect, BayeuxContext, BayeuxTransport};
 use super::registry::{BayeuxRegistry, random_id};
 use super::session::BayeuxSession;
 use crate::auth::ClientAddr;
+use crate::gws::auth::{self, BayeuxCredentials};
 
 /// Name of the browser cookie CometD sets on the first handshake.
 pub const BROWSER_COOKIE: &str = "BAYEUX_BROWSER";

@@ -21,7 +21,7 @@ use super::session::BayeuxRemoval;
 use crate::core::{
     CallControl, CallEvent, DeviceChange, DeviceEvent, Event, EventWatch, WatchError, WatchScope,
 };
-use crate::legacy::model::{CallStateChangeJson, ChannelStateChangeJson, DeviceStateChangeJson};
+use crate::gws::render::{CallStateChangeJson, ChannelStateChangeJson, DeviceStateChangeJson};
 
 /// Serializes `{"channel": channel, "data": data}`.
 fn envelope(channel: &str, data: impl Serialize) -> Option<Arc<str>> {
@@ -139,12 +139,12 @@ mod tests {
     use serde_json::{Value, json};
     use tokio_util::sync::CancellationToken;
 
+    use super::super::registry::BayeuxNewSession;
+    use super::super::session::BayeuxSession;
     use super::*;
-    use crate::cometd::registry::BayeuxNewSession;
-    use crate::cometd::session::BayeuxSession;
     use crate::config::Config;
     use crate::core::{DeviceRequest, WorkMode};
-    use crate::legacy::model::DeviceJson;
+    use crate::gws::render::DeviceJson;
 
     const BASE: &str = "http://gw.test";
 
