@@ -62,7 +62,7 @@ fn optional_call_id(id: String) -> Option<CallId> {
     (!id.is_empty()).then(|| CallId::new(id))
 }
 
-fn non_empty(value: String) -> Option<String> {
+pub(super) fn non_empty(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 

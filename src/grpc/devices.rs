@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::auth::authenticate;
+use super::convert::non_empty;
 use super::pb;
 use super::pb::device_service_server::DeviceService;
 use super::stream::{WatchStream, watch_stream};
@@ -179,7 +180,13 @@ macro_rules! device_service {
 }
 
 device_service! {
-    start_contact_center_session(StartContactCenterSessionRequest) -> StartContactCenterSessionResponse, |m| Ok((None, DeviceRequest::StartContactCenterSession { channels: m.channels }));
+    start_contact_center_session(StartContactCenterSessionRequest) -> StartContactCenterSessionResponse, |m| Ok((None, DeviceRequest::StartContactCenterSession {
+        channels: m.channels,
+        place: non_empty(m.place),
+        device_path: non_empty(m.device_path),
+        queue: non_empty(m.queue),
+        login_code: non_empty(m.login_code),
+    }));
     end_contact_center_session(EndContactCenterSessionRequest) -> EndContactCenterSessionResponse, |_m| Ok((None, DeviceRequest::EndContactCenterSession));
     ready(ReadyRequest) -> ReadyResponse, |m| {
         let work_mode = match m.workmode.as_str() {

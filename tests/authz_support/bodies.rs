@@ -177,6 +177,7 @@ fn device_body(name: &str, s: &Subject) -> Vec<u8> {
     match name {
         "StartContactCenterSession" => pb::StartContactCenterSessionRequest {
             channels: vec!["voice".into()],
+            ..Default::default()
         }
         .encode_to_vec(),
         "EndContactCenterSession" => pb::EndContactCenterSessionRequest {}.encode_to_vec(),

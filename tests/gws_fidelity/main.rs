@@ -6,5 +6,6 @@
 mod cometd_support;
 mod release;
 mod resource_fields;
+mod session_start;
 mod single_step_data;
 mod support;

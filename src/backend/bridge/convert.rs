@@ -113,8 +113,24 @@ pub fn device_operation(user: &User, request: &DeviceRequest) -> UpstreamRequest
     let mut body = json!({ "operationName": request.operation().as_str() });
     let device_path = format!("/api/v2/me/devices/{}", user.device_id);
     let path = match request {
-        D::StartContactCenterSession { channels } => {
+        D::StartContactCenterSession {
+            channels,
+            place,
+            device_path,
+            queue,
+            login_code,
+        } => {
             body["channels"] = json!(channels);
+            for (key, value) in [
+                ("place", place),
+                ("devicePath", device_path),
+                ("queue", queue),
+                ("loginCode", login_code),
+            ] {
+                if let Some(value) = value {
+                    body[key] = value.as_str().into();
+                }
+            }
             "/api/v2/me".to_owned()
         }
         D::EndContactCenterSession => "/api/v2/me".to_owned(),

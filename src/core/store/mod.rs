@@ -425,7 +425,51 @@ impl Store {
                 committed_at: std::time::UNIX_EPOCH,
             });
         }
-        Ok(())
+        self.auto_answer(dir, &touched)
+    }
+
+    /// Answers, in a commit of its own, the calls ringing at agents who are Ready in
+    /// `AutoIn` work mode (spec §6.5): as T-Server does for such agents, the call is first
+    /// seen ringing, then established, two notifications in that order. The answer changes
+    /// no party to Ringing, so this ends after one round.
+    fn auto_answer(&mut self, dir: &Directory, touched: &[CallId]) -> CoreResult<()> {
+        let auto_in = |user: &str| {
+            self.devices.get(user).is_some_and(|d| {
+                d.active
+                    && d.agent_state == AgentState::Ready
+                    && d.work_mode == Some(WorkMode::AutoIn)
+            })
+        };
+        let ringing: Vec<(CallId, usize)> = touched
+            .iter()
+            .filter_map(|id| Some((id, self.calls.get(id)?)))
+            .flat_map(|(id, call)| {
+                call.parties
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| {
+                        p.state == CallState::Ringing && p.agent().is_some_and(|a| auto_in(a))
+                    })
+                    .map(|(i, _)| (id.clone(), i))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if ringing.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<CallId> = ringing.iter().map(|(id, _)| id.clone()).collect();
+        self.commit(dir, &ids, |s| {
+            for (id, index) in &ringing {
+                let call = s.call_mut(id)?;
+                call.parties[*index].state = CallState::Established;
+                for party in &mut call.parties {
+                    if party.state == CallState::Dialing {
+                        party.state = CallState::Established;
+                    }
+                }
+            }
+            Ok(ids.clone())
+        })
     }
 }
 

@@ -131,12 +131,16 @@ fn dial_and_device_operations_round_trip_and_go_to_their_resource() {
         &user,
         &DeviceRequest::StartContactCenterSession {
             channels: vec!["voice".into()],
+            place: None,
+            device_path: None,
+            queue: None,
+            login_code: None,
         },
     );
     assert_eq!(start.path, "/api/v2/me");
     assert!(matches!(
         parse(&start),
-        LegacyOperation::StartContactCenterSession { .. }
+        LegacyOperation::StartContactCenterSession(_)
     ));
 }
 
