@@ -204,6 +204,8 @@ pub mod feature {
     pub const VOICE_RECORDING: &str = "api-voice-recording";
     /// Supervisor monitoring.
     pub const SUPERVISOR_MONITORING: &str = "api-supervisor-monitoring";
+    /// A supervisor's control of agents' states (`/api/v2/users/{userId}/channels/voice`).
+    pub const SUPERVISOR_AGENT_CONTROL: &str = "api-supervisor-agent-control";
 }
 
 impl Operation {

@@ -200,6 +200,12 @@ fn device_body(name: &str, s: &Subject) -> Vec<u8> {
         "Coach" => pb::CoachRequest { target: target(s) }.encode_to_vec(),
         "BargeIn" => pb::BargeInRequest { target: target(s) }.encode_to_vec(),
         "CancelSupervisorMonitoring" => pb::CancelSupervisorMonitoringRequest {}.encode_to_vec(),
+        "ControlAgentState" => pb::ControlAgentStateRequest {
+            user: s.peer.clone(),
+            operation_name: "NotReady".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
         "ListDevices" => pb::ListDevicesRequest {}.encode_to_vec(),
         "WatchDevices" => pb::WatchDevicesRequest {
             from_sequence: None,

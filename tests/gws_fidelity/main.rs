@@ -2,6 +2,7 @@
 //! fronts, the JSON API and CometD (raw long-polling, as a desktop's browser sends it) and
 //! gRPC (a tonic client), against one gateway.
 
+mod agent_control;
 #[path = "../cometd_support/mod.rs"]
 mod cometd_support;
 mod release;

@@ -97,6 +97,11 @@ pub fn routes() -> Vec<LegacyRoute> {
             "/api/v2/me/channels/voice",
             devices::post_voice_channel,
         ),
+        LegacyRoute::new(
+            M::POST,
+            "/api/v2/users/{id}/channels/voice",
+            devices::post_user_voice_channel,
+        ),
         LegacyRoute::new(M::POST, "/api/v2/me/devices/{id}/calls", calls::dial),
         LegacyRoute::new(M::GET, "/api/v2/me/calls", calls::list_calls),
         LegacyRoute::new(M::GET, "/api/v2/me/calls/{id}", calls::get_call),
