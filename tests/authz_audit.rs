@@ -379,6 +379,25 @@ fn route_table(rpcs: &[Rpc]) -> Vec<Route> {
         route("GET", "/api/v2/diagnostics/version", auth, |_| {
             "/api/v2/diagnostics/version".into()
         }),
+        route("GET", "/api/v2/settings/agent-states", auth, |_| {
+            "/api/v2/settings/agent-states".into()
+        }),
+        route(
+            "GET",
+            "/api/v2/voice-environments/{id}",
+            &[NeedsAuth, OtherTenant(NOT_FOUND)],
+            |s| {
+                let center = if s.user.starts_with("basic") {
+                    "basic"
+                } else {
+                    "demo"
+                };
+                format!(
+                    "/api/v2/voice-environments/{}",
+                    voice_gateway::core::voice_environment_id(center)
+                )
+            },
+        ),
         route("ANY", "/api", &[Unrouted], |_| "/api".into()),
         route("ANY", "/api/", &[Unrouted], |_| "/api/".into()),
         route("ANY", "/api/{*rest}", &[Unrouted], |_| {

@@ -461,6 +461,9 @@ pub struct UserJson {
     /// The user's active calls, when `subresources` names them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calls: Option<Vec<CallJson>>,
+    /// The settings a desktop reads at start-up, when `subresources` names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Value>,
 }
 
 impl UserJson {
@@ -480,6 +483,7 @@ impl UserJson {
             channels: None,
             features: None,
             calls: None,
+            settings: None,
         }
     }
 }

@@ -9,4 +9,5 @@ mod release;
 mod resource_fields;
 mod session_start;
 mod single_step_data;
+mod start_up;
 mod support;

@@ -4,8 +4,8 @@
 //! Choices where the spec is silent or marked inferred:
 //! - `GET /api/v2/me` answers `{"statusCode":0,"user":{...}}` (the singular-key rule of
 //!   spec §5.3). `subresources` may name `devices`, `channels`, `features` and `calls` (or
-//!   `*` for all four), embedded as full objects; `settings` is not served by this
-//!   front-end and is left out rather than faked.
+//!   `*` for all four), embedded as full objects, and `settings` (the agent states of
+//!   `GET /api/v2/settings/agent-states`, as `{"agent-states":[...]}`; see `settings`).
 //! - StartContactCenterSession takes `channels` (required, must include `voice`), `place`,
 //!   `devicePath`, `queue` and `loginCode`, which the core checks (see
 //!   `DeviceRequest::StartContactCenterSession`: a place or device that is not the user's is
@@ -56,6 +56,9 @@ pub async fn get_me(
     }
     if wants("features") {
         json.features = Some(features_of(&state, user, &base));
+    }
+    if wants("settings") {
+        json.settings = Some(json!({ "agent-states": super::settings::agent_states() }));
     }
     if wants("calls") {
         let calls = state.core.list_calls(caller.principal())?;
