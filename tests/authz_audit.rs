@@ -71,6 +71,14 @@ const MONITOR: &[Check] = &[
     Feature(MISSING_FEATURE),
     Role(NOT_PERMITTED),
 ];
+/// A supervisor's control of an agent's state (`api-supervisor-agent-control`).
+const AGENT_CONTROL: &[Check] = &[
+    NeedsAuth,
+    ActAs,
+    OtherTenant(NOT_FOUND),
+    Feature(MISSING_FEATURE),
+    Role(NOT_PERMITTED),
+];
 const CANCEL_MONITOR: &[Check] = &[
     NeedsAuth,
     ActAs,
@@ -148,6 +156,11 @@ fn rpc_table() -> Vec<Rpc> {
             "supervisor2",
             "/voice.v1.DeviceService/CancelSupervisorMonitoring",
             CANCEL_MONITOR,
+        ),
+        rpc_of(
+            "supervisor1",
+            "/voice.v1.DeviceService/ControlAgentState",
+            AGENT_CONTROL,
         ),
         rpc("/voice.v1.DeviceService/ListDevices", SELF_ONLY),
         rpc("/voice.v1.DeviceService/WatchDevices", WATCH),
@@ -322,6 +335,21 @@ fn route_table(rpcs: &[Rpc]) -> Vec<Route> {
             |_| "/api/v2/me/channels/voice".into(),
         ),
         post(
+            "/api/v2/users/{id}/channels/voice",
+            ["Ready", "NotReady", "AfterCallWork", "AuxWork"]
+                .into_iter()
+                .map(|name| {
+                    let checks: Vec<Check> = AGENT_CONTROL
+                        .iter()
+                        .copied()
+                        .filter(|c| *c != ActAs)
+                        .collect();
+                    op_of("supervisor1", name, &checks)
+                })
+                .collect(),
+            |s| format!("/api/v2/users/{}/channels/voice", s.peer),
+        ),
+        post(
             "/api/v2/me/devices/{id}/calls",
             vec![op("Dial", own_device)],
             |s| format!("/api/v2/me/devices/{}/calls", s.device),
@@ -351,6 +379,25 @@ fn route_table(rpcs: &[Rpc]) -> Vec<Route> {
         route("GET", "/api/v2/diagnostics/version", auth, |_| {
             "/api/v2/diagnostics/version".into()
         }),
+        route("GET", "/api/v2/settings/agent-states", auth, |_| {
+            "/api/v2/settings/agent-states".into()
+        }),
+        route(
+            "GET",
+            "/api/v2/voice-environments/{id}",
+            &[NeedsAuth, OtherTenant(NOT_FOUND)],
+            |s| {
+                let center = if s.user.starts_with("basic") {
+                    "basic"
+                } else {
+                    "demo"
+                };
+                format!(
+                    "/api/v2/voice-environments/{}",
+                    voice_gateway::core::voice_environment_id(center)
+                )
+            },
+        ),
         route("ANY", "/api", &[Unrouted], |_| "/api".into()),
         route("ANY", "/api/", &[Unrouted], |_| "/api/".into()),
         route("ANY", "/api/{*rest}", &[Unrouted], |_| {
@@ -464,9 +511,14 @@ fn every_http_route_and_operation_has_exactly_one_entry() {
         .map(|m| m.rsplit('/').next().unwrap().to_owned())
         .filter(|name| !reads.contains(&name.as_str()))
         .collect();
+    // The agent-state operations a supervisor posts for an agent are the one RPC
+    // ControlAgentState, whose `operation_name` names them.
     let posted: Vec<String> = table
         .iter()
-        .flat_map(|r| r.ops.iter().map(|op| op.name.to_owned()))
+        .flat_map(|r| match r.path {
+            "/api/v2/users/{id}/channels/voice" => vec!["ControlAgentState".to_owned()],
+            _ => r.ops.iter().map(|op| op.name.to_owned()).collect(),
+        })
         .collect();
     problems.extend(compare(&operations, &posted, "operationName"));
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -457,7 +457,10 @@ async fn device_refusals_change_nothing() {
     let err = devices
         .start_contact_center_session(as_user(
             "agent1",
-            pb::StartContactCenterSessionRequest { channels: vec![] },
+            pb::StartContactCenterSessionRequest {
+                channels: vec![],
+                ..Default::default()
+            },
         ))
         .await
         .unwrap_err();

@@ -164,7 +164,13 @@ async fn me_devices_features_and_version_render_what_the_gateway_serves() {
     assert_eq!(channel["channel"], "voice");
     assert_eq!(channel["userState"], device["userState"]);
     assert_eq!(channel["dndState"], "Off");
-    assert!(full["user"].get("settings").is_none());
+    // `*` embeds the agent-state settings too (issue 17: they were left out before).
+    assert_eq!(
+        full["user"]["settings"]["agent-states"]
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
 
     let id = device["id"].as_str().unwrap();
     let (_, devices) = a1.get("/api/v2/me/devices").await;

@@ -429,6 +429,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Returns the id of a contact center's voice environment: the embedded switch its DNs
+/// are on, one per contact center (GWS `/api/v2/voice-environments/{id}`, spec §5.3).
+pub fn voice_environment_id(contact_center: &str) -> String {
+    stable_id("voice-environment", contact_center)
+}
+
 /// Derives a stable UUID for a named object (users, devices), so ids survive restarts.
 pub fn stable_id(kind: &str, name: &str) -> String {
     uuid::Uuid::new_v5(

@@ -543,6 +543,7 @@ mod tests {
                 capabilities: vec![],
                 participants: vec![],
                 dnis: "".into(),
+                ani: None,
                 user_data: UserData::default(),
                 duration_secs: 0,
                 muted: false,

@@ -18,6 +18,7 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 
 mod bridge;
 mod call;
+pub mod country;
 mod device;
 mod directory;
 mod error;
@@ -38,7 +39,7 @@ pub use devices::{
 };
 pub use directory::{
     ContactCenter, Directory, Principal, Role, Secret, ServiceAccount, User, constant_time_eq,
-    invalid_password, invalid_token, stable_id, user_principal,
+    invalid_password, invalid_token, stable_id, user_principal, voice_environment_id,
 };
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use events::{CallWatch, DeviceWatch, Event, EventWatch, WatchError, WatchScope};
@@ -473,5 +474,7 @@ fn switch_error(error: SwitchError) -> CoreError {
     }
 }
 
+#[cfg(test)]
+mod release_tests;
 #[cfg(test)]
 mod tests;

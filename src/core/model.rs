@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::core::country::Country;
+
 /// Identifies a call; every party of the call shares it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallId(Arc<str>);
@@ -202,6 +204,8 @@ pub mod feature {
     pub const VOICE_RECORDING: &str = "api-voice-recording";
     /// Supervisor monitoring.
     pub const SUPERVISOR_MONITORING: &str = "api-supervisor-monitoring";
+    /// A supervisor's control of agents' states (`/api/v2/users/{userId}/channels/voice`).
+    pub const SUPERVISOR_AGENT_CONTROL: &str = "api-supervisor-agent-control";
 }
 
 impl Operation {
@@ -323,6 +327,10 @@ pub struct Participant {
     pub phone_number: Arc<str>,
     /// E.164 form for external numbers (`+` and digits); empty for internal DNs.
     pub e164_number: Arc<str>,
+    /// The country of an outside number; `None` for internal DNs and unknown numbers.
+    pub country: Option<Country>,
+    /// Where the number is (see [`crate::core::country`]); `None` with no country.
+    pub location: Option<Arc<str>>,
 }
 
 impl Participant {
@@ -373,6 +381,9 @@ pub struct CallSnapshot {
     pub participants: Vec<Participant>,
     /// The dialed number.
     pub dnis: Arc<str>,
+    /// The calling number (ANI), on calls from an outside number; `None` on calls an agent
+    /// made (spec §5.1: "present for external calls").
+    pub ani: Option<Arc<str>>,
     /// Attached data.
     pub user_data: UserData,
     /// Seconds since the call started.
@@ -410,6 +421,7 @@ impl CallSnapshot {
             capabilities,
             participants,
             dnis,
+            ani,
             user_data,
             duration_secs: _,
             muted,
@@ -433,6 +445,7 @@ impl CallSnapshot {
             && *conn_id == other.conn_id
             && *participants == other.participants
             && *dnis == other.dnis
+            && *ani == other.ani
             && *user_data == other.user_data
             && *parent_call_id == other.parent_call_id
             && *user == other.user

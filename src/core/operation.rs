@@ -90,7 +90,8 @@ pub enum CallOperation {
     MuteCall,
     /// Unmutes the user.
     UnmuteCall,
-    /// Transfers in one step.
+    /// Transfers in one step; the destination's user data is added to the call the new
+    /// party joins.
     SingleStepTransfer(Destination),
     /// Starts a consult transfer.
     InitiateTransfer(Destination),
@@ -106,7 +107,7 @@ pub enum CallOperation {
         /// The consult call; `None` to find it.
         consult: Option<CallId>,
     },
-    /// Adds a party in one step.
+    /// Adds a party in one step; the destination's user data is added to the call.
     SingleStepConference(Destination),
     /// Removes a conference party.
     RemoveParticipantFromConference {
@@ -257,6 +258,19 @@ pub enum DeviceRequest {
     StartContactCenterSession {
         /// Channel names.
         channels: Vec<String>,
+        /// The place to log in at: the embedded switch knows one per user, named by the
+        /// user's DN; another is not found (404/6). `None`: the user's default place.
+        place: Option<String>,
+        /// The device to use at a multi-device place: a device URI, path or id, which must
+        /// be the user's own device (else 404/6).
+        device_path: Option<String>,
+        /// The ACD queue to log in to (GWS 8.5.0): the embedded switch has no ACD queues,
+        /// so it refuses one (400/2) rather than log the agent in to none; a bridged
+        /// upstream gets it.
+        queue: Option<String>,
+        /// The agent login code (GWS 8.5.0): the embedded switch has no agent logins, so it
+        /// refuses one (400/2); a bridged upstream gets it.
+        login_code: Option<String>,
     },
     /// Ends the contact-center session.
     EndContactCenterSession,
@@ -327,7 +341,7 @@ impl DeviceRequest {
     /// Checks the parameters, without looking at any device.
     pub fn validate(&self) -> CoreResult<()> {
         match self {
-            Self::StartContactCenterSession { channels } => {
+            Self::StartContactCenterSession { channels, .. } => {
                 if channels.is_empty() {
                     return Err(CoreError::MissingParameter("channels"));
                 }

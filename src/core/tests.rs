@@ -274,6 +274,10 @@ fn agent_states_and_session() {
         &a1,
         DeviceRequest::StartContactCenterSession {
             channels: vec!["voice".into()],
+            place: None,
+            device_path: None,
+            queue: None,
+            login_code: None,
         },
     );
     assert!(started.unwrap().active);

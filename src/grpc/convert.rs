@@ -62,7 +62,7 @@ fn optional_call_id(id: String) -> Option<CallId> {
     (!id.is_empty()).then(|| CallId::new(id))
 }
 
-fn non_empty(value: String) -> Option<String> {
+pub(super) fn non_empty(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
@@ -239,6 +239,12 @@ impl From<&Participant> for pb::Participant {
             digits: p.digits().to_owned(),
             formatted_phone_number: p.formatted_phone_number(),
             e164_number: p.e164_number.to_string(),
+            country: p.country.as_ref().map(|c| pb::Country {
+                name: c.name.to_string(),
+                code: c.code.to_string(),
+                calling_code: c.calling_code.to_string(),
+            }),
+            location: p.location.as_deref().unwrap_or_default().to_owned(),
         }
     }
 }
@@ -291,6 +297,7 @@ impl From<&CallSnapshot> for pb::Call {
             phone_number: call.user.phone_number.to_string(),
             device_id: call.user.device_id.to_string(),
             user_name: call.user.name.to_string(),
+            ani: call.ani.as_deref().unwrap_or_default().to_owned(),
         }
     }
 }

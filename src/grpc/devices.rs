@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::auth::authenticate;
+use super::convert::non_empty;
 use super::pb;
 use super::pb::device_service_server::DeviceService;
 use super::stream::{WatchStream, watch_stream};
@@ -62,6 +63,7 @@ impl From<&DeviceSnapshot> for pb::Device {
                 }
             }),
             user_name: device.user.name.to_string(),
+            voice_environment_id: device.voice_environment_id.to_string(),
         }
     }
 }
@@ -155,6 +157,42 @@ impl GrpcDeviceControl {
     }
 }
 
+/// Reads a `workmode`: empty for none, else `ManualIn` or `AutoIn`.
+fn work_mode(name: &str) -> Result<Option<WorkMode>, CoreError> {
+    match name {
+        "" => Ok(None),
+        other => Ok(Some(WorkMode::from_name(other).ok_or_else(|| {
+            CoreError::invalid("workmode", format!("{other:?} is not ManualIn or AutoIn"))
+        })?)),
+    }
+}
+
+/// The request of ControlAgentState's `operation_name`.
+fn agent_state_request(
+    name: &str,
+    workmode: &str,
+    wrap_up_time: u32,
+) -> Result<DeviceRequest, CoreError> {
+    Ok(match name {
+        "" => return Err(CoreError::MissingParameter("operation_name")),
+        "Ready" => DeviceRequest::Ready {
+            work_mode: work_mode(workmode)?,
+        },
+        "NotReady" => DeviceRequest::NotReady,
+        "AfterCallWork" => DeviceRequest::AfterCallWork {
+            wrap_up: (wrap_up_time > 0).then(|| Duration::from_secs(u64::from(wrap_up_time))),
+        },
+        "AuxWork" => DeviceRequest::AuxWork,
+        "EndContactCenterSession" => DeviceRequest::EndContactCenterSession,
+        other => {
+            return Err(CoreError::invalid(
+                "operation_name",
+                format!("{other:?} is not an agent-state operation"),
+            ));
+        }
+    })
+}
+
 /// The stream type of WatchDevices.
 pub type WatchDevicesStream = WatchStream<pb::WatchDevicesResponse>;
 
@@ -178,17 +216,15 @@ macro_rules! device_service {
 }
 
 device_service! {
-    start_contact_center_session(StartContactCenterSessionRequest) -> StartContactCenterSessionResponse, |m| Ok((None, DeviceRequest::StartContactCenterSession { channels: m.channels }));
+    start_contact_center_session(StartContactCenterSessionRequest) -> StartContactCenterSessionResponse, |m| Ok((None, DeviceRequest::StartContactCenterSession {
+        channels: m.channels,
+        place: non_empty(m.place),
+        device_path: non_empty(m.device_path),
+        queue: non_empty(m.queue),
+        login_code: non_empty(m.login_code),
+    }));
     end_contact_center_session(EndContactCenterSessionRequest) -> EndContactCenterSessionResponse, |_m| Ok((None, DeviceRequest::EndContactCenterSession));
-    ready(ReadyRequest) -> ReadyResponse, |m| {
-        let work_mode = match m.workmode.as_str() {
-            "" => None,
-            other => Some(WorkMode::from_name(other).ok_or_else(|| {
-                CoreError::invalid("workmode", format!("{other:?} is not ManualIn or AutoIn"))
-            })?),
-        };
-        Ok((None, DeviceRequest::Ready { work_mode }))
-    };
+    ready(ReadyRequest) -> ReadyResponse, |m| Ok((None, DeviceRequest::Ready { work_mode: work_mode(&m.workmode)? }));
     not_ready(NotReadyRequest) -> NotReadyResponse, |_m| Ok((None, DeviceRequest::NotReady));
     after_call_work(AfterCallWorkRequest) -> AfterCallWorkResponse, |m| {
         let wrap_up = (m.wrap_up_time > 0).then(|| Duration::from_secs(u64::from(m.wrap_up_time)));
@@ -204,6 +240,19 @@ device_service! {
     barge_in(BargeInRequest) -> BargeInResponse, |m| Ok((None, monitor(MonitorKind::BargeIn, m.target)?));
     cancel_supervisor_monitoring(CancelSupervisorMonitoringRequest) -> CancelSupervisorMonitoringResponse, |_m| Ok((None, DeviceRequest::CancelSupervisorMonitoring));
     ;
+
+    #[instrument(level = "debug", skip(self, request))]
+    async fn control_agent_state(
+        &self,
+        request: Request<pb::ControlAgentStateRequest>,
+    ) -> Result<Response<pb::ControlAgentStateResponse>, Status> {
+        let (who, m) = self.authenticate(request).await?;
+        let request = agent_state_request(&m.operation_name, &m.workmode, m.wrap_up_time)?;
+        let device = self.core.control_agent(&who, &m.user, request)?;
+        Ok(Response::new(pb::ControlAgentStateResponse {
+            device: Some(pb::Device::from(&device)),
+        }))
+    }
 
     #[instrument(level = "debug", skip(self, request))]
     async fn list_devices(

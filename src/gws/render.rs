@@ -32,6 +32,11 @@ pub fn my_device_uri(base_url: &str, id: &str) -> String {
     format!("{base_url}/api/v2/me/devices/{id}")
 }
 
+/// Returns a voice environment's link, `{base_url}/api/v2/voice-environments/{id}`.
+pub fn voice_environment_uri(base_url: &str, id: &str) -> String {
+    format!("{base_url}/api/v2/voice-environments/{id}")
+}
+
 /// Renders user data as a flat JSON object. A key that repeats (AttachUserData keeps
 /// duplicates) shows its last value, as a JSON object cannot hold a key twice.
 pub fn user_data_json(data: &UserData) -> Map<String, Value> {
@@ -59,6 +64,25 @@ pub struct ParticipantJson {
     pub formatted_phone_number: String,
     /// E.164 form, empty for internal numbers.
     pub e164_number: String,
+    /// Where the number is (the country's name, see [`crate::core::country`]); omitted for
+    /// internal numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The number's country; omitted for internal numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<CountryJson>,
+}
+
+/// A participant's `country` (spec §5.2).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountryJson {
+    /// English short name.
+    pub name: String,
+    /// ISO 3166-1 alpha-2 code.
+    pub code: String,
+    /// Calling code without `+`.
+    pub calling_code: String,
 }
 
 impl From<&Participant> for ParticipantJson {
@@ -68,6 +92,12 @@ impl From<&Participant> for ParticipantJson {
             digits: p.digits().to_owned(),
             formatted_phone_number: p.formatted_phone_number(),
             e164_number: p.e164_number.to_string(),
+            location: p.location.as_deref().map(str::to_owned),
+            country: p.country.as_ref().map(|c| CountryJson {
+                name: c.name.to_string(),
+                code: c.code.to_string(),
+                calling_code: c.calling_code.to_string(),
+            }),
         }
     }
 }
@@ -88,6 +118,9 @@ pub struct CallJson {
     pub call_type: &'static str,
     /// The dialed number.
     pub dnis: String,
+    /// The calling number of a call from an outside number; omitted on calls an agent made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ani: Option<String>,
     /// [`device_uri`] of the user's device.
     pub device_uri: String,
     /// Other parties.
@@ -137,6 +170,7 @@ impl CallJson {
             state: call.state.as_str(),
             call_type: call.call_type.as_str(),
             dnis: call.dnis.to_string(),
+            ani: call.ani.as_deref().map(str::to_owned),
             device_uri: device_uri(base_url, &call.user.device_id),
             participants: call
                 .participants
@@ -222,6 +256,10 @@ pub struct DeviceJson {
     /// What this (supervisor's) device monitors; omitted when it monitors nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub supervisor_monitoring_state: Option<MonitoringJson>,
+    /// [`voice_environment_uri`], the switch the device is on; omitted when the id is
+    /// unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice_environment_uri: Option<String>,
     /// [`my_device_uri`].
     pub uri: String,
     /// `/devices/{id}`.
@@ -284,6 +322,11 @@ impl DeviceJson {
     /// Renders a device as its user sees it.
     pub fn from_snapshot(device: &DeviceSnapshot, base_url: &str) -> Self {
         let id = &device.user.device_id;
+        let upstream: Map<String, Value> = device
+            .upstream_fields
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
         Self {
             id: id.to_string(),
             device_state: if device.active { "Active" } else { "Inactive" },
@@ -300,13 +343,13 @@ impl DeviceJson {
                 scope: m.scope.as_str(),
                 target_device_uri: device_uri(base_url, &m.target_device_id),
             }),
+            // A bridged device keeps its upstream's link (in `upstream`).
+            voice_environment_uri: (!device.voice_environment_id.is_empty()
+                && !upstream.contains_key("voiceEnvironmentUri"))
+            .then(|| voice_environment_uri(base_url, &device.voice_environment_id)),
             uri: my_device_uri(base_url, id),
             path: format!("/devices/{id}"),
-            upstream: device
-                .upstream_fields
-                .as_deref()
-                .and_then(|text| serde_json::from_str(text).ok())
-                .unwrap_or_default(),
+            upstream,
         }
     }
 }
@@ -439,6 +482,9 @@ pub struct UserJson {
     /// The user's active calls, when `subresources` names them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calls: Option<Vec<CallJson>>,
+    /// The settings a desktop reads at start-up, when `subresources` names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Value>,
 }
 
 impl UserJson {
@@ -458,6 +504,7 @@ impl UserJson {
             channels: None,
             features: None,
             calls: None,
+            settings: None,
         }
     }
 }

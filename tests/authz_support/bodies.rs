@@ -177,6 +177,7 @@ fn device_body(name: &str, s: &Subject) -> Vec<u8> {
     match name {
         "StartContactCenterSession" => pb::StartContactCenterSessionRequest {
             channels: vec!["voice".into()],
+            ..Default::default()
         }
         .encode_to_vec(),
         "EndContactCenterSession" => pb::EndContactCenterSessionRequest {}.encode_to_vec(),
@@ -199,6 +200,12 @@ fn device_body(name: &str, s: &Subject) -> Vec<u8> {
         "Coach" => pb::CoachRequest { target: target(s) }.encode_to_vec(),
         "BargeIn" => pb::BargeInRequest { target: target(s) }.encode_to_vec(),
         "CancelSupervisorMonitoring" => pb::CancelSupervisorMonitoringRequest {}.encode_to_vec(),
+        "ControlAgentState" => pb::ControlAgentStateRequest {
+            user: s.peer.clone(),
+            operation_name: "NotReady".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
         "ListDevices" => pb::ListDevicesRequest {}.encode_to_vec(),
         "WatchDevices" => pb::WatchDevicesRequest {
             from_sequence: None,

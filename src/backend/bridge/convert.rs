@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::core::country::Country;
 use crate::core::{
     AgentState, CallId, CallOperation, CallSnapshot, CallState, CallType, ContactCenter,
     DeviceOperation, DeviceRequest, DeviceSnapshot, DialRequest, MonitorKind, MonitorMode,
@@ -112,8 +113,24 @@ pub fn device_operation(user: &User, request: &DeviceRequest) -> UpstreamRequest
     let mut body = json!({ "operationName": request.operation().as_str() });
     let device_path = format!("/api/v2/me/devices/{}", user.device_id);
     let path = match request {
-        D::StartContactCenterSession { channels } => {
+        D::StartContactCenterSession {
+            channels,
+            place,
+            device_path,
+            queue,
+            login_code,
+        } => {
             body["channels"] = json!(channels);
+            for (key, value) in [
+                ("place", place),
+                ("devicePath", device_path),
+                ("queue", queue),
+                ("loginCode", login_code),
+            ] {
+                if let Some(value) = value {
+                    body[key] = value.as_str().into();
+                }
+            }
             "/api/v2/me".to_owned()
         }
         D::EndContactCenterSession => "/api/v2/me".to_owned(),
@@ -180,6 +197,8 @@ pub fn call(value: &Value, user: &UserRef) -> Option<CallSnapshot> {
                     Some(Participant {
                         phone_number: text(p, "phoneNumber")?.into(),
                         e164_number: text(p, "e164Number").unwrap_or("").into(),
+                        country: p.get("country").and_then(country),
+                        location: text(p, "location").map(Into::into),
                     })
                 })
                 .collect()
@@ -227,6 +246,7 @@ pub fn call(value: &Value, user: &UserRef) -> Option<CallSnapshot> {
         capabilities,
         participants,
         dnis: text(value, "dnis").unwrap_or("").into(),
+        ani: text(value, "ani").map(Into::into),
         user_data,
         duration_secs: match value.get("duration") {
             Some(Value::String(s)) => s.parse().unwrap_or(0),
@@ -244,10 +264,20 @@ pub fn call(value: &Value, user: &UserRef) -> Option<CallSnapshot> {
     })
 }
 
+/// Reads a participant's `country` object; `None` without its three fields.
+fn country(value: &Value) -> Option<Country> {
+    Some(Country {
+        name: text(value, "name")?.into(),
+        code: text(value, "code")?.into(),
+        calling_code: text(value, "callingCode")?.into(),
+    })
+}
+
 /// The keys of the call resource the gateway renders itself (`CallJson`), from the core's
 /// fields or from its own base URL.
-const MODELED_CALL_KEYS: [&str; 20] = [
+const MODELED_CALL_KEYS: [&str; 21] = [
     "id",
+    "ani",
     "callUuid",
     "connId",
     "state",
@@ -336,12 +366,17 @@ pub fn device(value: &Value, user: &UserRef) -> Option<DeviceSnapshot> {
             })
             .unwrap_or_default(),
         monitoring,
+        voice_environment_id: text(value, "voiceEnvironmentUri")
+            .map_or("", last_segment)
+            .into(),
         user: user.clone(),
         upstream_fields: unmodeled(value, &MODELED_DEVICE_KEYS),
     })
 }
 
 /// The keys of the device resource the gateway renders itself (`DeviceJson`).
+/// `voiceEnvironmentUri` is not among them: the core keeps only its id (for gRPC), and the
+/// GWS front passes the upstream's link through, as the voice environment is the upstream's.
 const MODELED_DEVICE_KEYS: [&str; 12] = [
     "id",
     "deviceState",

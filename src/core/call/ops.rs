@@ -171,12 +171,17 @@ pub(crate) fn execute(
                 committed_at: std::time::UNIX_EPOCH,
             });
         }
-        CallOperation::SingleStepTransfer(_) | CallOperation::SingleStepConference(_) => {
+        CallOperation::SingleStepTransfer(ref destination)
+        | CallOperation::SingleStepConference(ref destination) => {
             let target = new_party(store, id, &me, target)?;
             let transfer = matches!(op, CallOperation::SingleStepTransfer(_));
             store.commit(dir, only, |s| {
                 s.add_party(id, target, CallState::Ringing)?;
                 let call = s.call_mut(id)?;
+                // The new party joins this very call, so the request's `userData` lands on
+                // it, added to or replacing the call's pairs (as for a consult call, spec
+                // §6.2): the party being transferred to sees it as it rings.
+                call.user_data.update(&destination.user_data);
                 if transfer {
                     call.parties[mine].state = CallState::Released;
                 } else {

@@ -173,6 +173,10 @@ pub struct DeviceSnapshot {
     pub monitoring: Option<Monitoring>,
     /// The user (device id and phone number included).
     pub user: UserRef,
+    /// The voice environment (switch) the device is on; empty when unknown (a bridged
+    /// upstream that names none). The embedded switch is one voice environment per contact
+    /// center, its id from [`crate::core::voice_environment_id`].
+    pub voice_environment_id: std::sync::Arc<str>,
     /// Bridge mode: the fields of the upstream's device resource that the core does not
     /// model, as the text of a JSON object, rendered unchanged by the GWS front.
     pub upstream_fields: Option<std::sync::Arc<str>>,

@@ -67,7 +67,14 @@ pub(crate) fn execute(
     let users = [me.clone()];
     let mut follow_up = SwitchFollowUp::None;
     match request {
-        DeviceRequest::StartContactCenterSession { .. } => {
+        DeviceRequest::StartContactCenterSession {
+            place,
+            device_path,
+            queue,
+            login_code,
+            ..
+        } => {
+            check_session_start(user, place, device_path, queue, login_code)?;
             store.commit_with_users(dir, &[], &users, |s| {
                 let device = s.device_mut(&me);
                 if !device.active {
@@ -277,4 +284,42 @@ fn cancel_monitoring(store: &mut Store, dir: &Directory, me: &Arc<str>) -> CoreR
         }
         Ok(legs.clone())
     })
+}
+
+/// Checks the optional parameters of StartContactCenterSession against what the embedded
+/// switch has (see [`DeviceRequest::StartContactCenterSession`]); nothing is changed when
+/// one is refused.
+fn check_session_start(
+    user: &User,
+    place: Option<String>,
+    device_path: Option<String>,
+    queue: Option<String>,
+    login_code: Option<String>,
+) -> CoreResult<()> {
+    if let Some(place) = place.filter(|p| **p != *user.phone_number) {
+        return Err(CoreError::NotFound(format!("place {place} not found")));
+    }
+    if let Some(path) = device_path {
+        let id = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        if id != &*user.device_id {
+            return Err(CoreError::NotFound(format!("device {path} not found")));
+        }
+    }
+    if queue.is_some() {
+        return Err(CoreError::invalid(
+            "queue",
+            "the embedded switch has no ACD queues to log in to",
+        ));
+    }
+    if login_code.is_some() {
+        return Err(CoreError::invalid(
+            "loginCode",
+            "the embedded switch has no agent login codes",
+        ));
+    }
+    Ok(())
 }

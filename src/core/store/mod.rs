@@ -425,15 +425,66 @@ impl Store {
                 committed_at: std::time::UNIX_EPOCH,
             });
         }
-        Ok(())
+        self.auto_answer(dir, &touched)
+    }
+
+    /// Answers, in a commit of its own, the calls ringing at agents who are Ready in
+    /// `AutoIn` work mode (spec §6.5): as T-Server does for such agents, the call is first
+    /// seen ringing, then established, two notifications in that order. The answer changes
+    /// no party to Ringing, so this ends after one round.
+    fn auto_answer(&mut self, dir: &Directory, touched: &[CallId]) -> CoreResult<()> {
+        let auto_in = |user: &str| {
+            self.devices.get(user).is_some_and(|d| {
+                d.active
+                    && d.agent_state == AgentState::Ready
+                    && d.work_mode == Some(WorkMode::AutoIn)
+            })
+        };
+        let ringing: Vec<(CallId, usize)> = touched
+            .iter()
+            .filter_map(|id| Some((id, self.calls.get(id)?)))
+            .flat_map(|(id, call)| {
+                call.parties
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| {
+                        p.state == CallState::Ringing && p.agent().is_some_and(|a| auto_in(a))
+                    })
+                    .map(|(i, _)| (id.clone(), i))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if ringing.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<CallId> = ringing.iter().map(|(id, _)| id.clone()).collect();
+        self.commit(dir, &ids, |s| {
+            for (id, index) in &ringing {
+                let call = s.call_mut(id)?;
+                call.parties[*index].state = CallState::Established;
+                for party in &mut call.parties {
+                    if party.state == CallState::Dialing {
+                        party.state = CallState::Established;
+                    }
+                }
+            }
+            Ok(ids.clone())
+        })
     }
 }
 
 /// Chooses the notifications for one view change (spec §8.3): a new view is a
-/// StatusChange; a recording change is a CallRecordingStateChange; a state change is a
-/// StatusChange, followed by ParticipantsUpdated when the parties changed too; otherwise a
-/// participants, user-data or remaining (capabilities, mute) change gives one event each
-/// of ParticipantsUpdated, AttachedDataChanged or StatusChange.
+/// StatusChange; a state change is a StatusChange, followed by ParticipantsUpdated when the
+/// parties changed too (never on Released); otherwise a recording change is a
+/// CallRecordingStateChange, a supervisor's mute of the agent a
+/// MonitoredUserMutedStateChange, and a participants, user-data or remaining
+/// (capabilities, mute) change one event of ParticipantsUpdated, AttachedDataChanged or
+/// StatusChange.
+///
+/// The state comes first: a hang-up of a recorded call also ends its recording, and the
+/// release of a monitoring leg also lifts the agent's mute, but desktops drop a call on
+/// `StatusChange` + `Released` (spec §7.1) and would keep a ghost call if that release came
+/// as a recording or mute notification.
 fn notifications(
     before: Option<&CallSnapshot>,
     after: &CallSnapshot,
@@ -445,12 +496,6 @@ fn notifications(
     if before.same_as(after) {
         return &[];
     }
-    if before.recording_state != after.recording_state {
-        return &[N::CallRecordingStateChange];
-    }
-    if before.monitored_user_muted != after.monitored_user_muted {
-        return &[N::MonitoredUserMutedStateChange];
-    }
     let participants_changed = before.participants != after.participants;
     if before.state != after.state {
         return if participants_changed && after.state != CallState::Released {
@@ -458,6 +503,12 @@ fn notifications(
         } else {
             &[N::StatusChange]
         };
+    }
+    if before.recording_state != after.recording_state {
+        return &[N::CallRecordingStateChange];
+    }
+    if before.monitored_user_muted != after.monitored_user_muted {
+        return &[N::MonitoredUserMutedStateChange];
     }
     if participants_changed {
         &[N::ParticipantsUpdated]

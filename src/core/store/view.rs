@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use super::{Call, DeviceRecord, Endpoint, MonitorLeg, Party, Store};
 use crate::core::capabilities::{CapabilityInput, ConsultRole, capabilities};
+use crate::core::country::Country;
 use crate::core::devices::{DeviceOperation, DeviceSnapshot};
-use crate::core::directory::{Directory, Role};
+use crate::core::directory::{Directory, Role, voice_environment_id};
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::model::{CallId, CallSnapshot, CallState, CallType, Participant, feature};
 
@@ -96,6 +97,7 @@ impl Store {
             capabilities: capabilities(&input),
             participants,
             dnis: call.dnis.clone(),
+            ani: ani(call),
             user_data: call.user_data.clone(),
             duration_secs: call.started.elapsed().as_secs(),
             muted: party.muted || party.monitor.as_ref().is_some_and(MonitorLeg::is_silent),
@@ -159,6 +161,7 @@ impl Store {
             forward_to: device.forward_to,
             capabilities,
             monitoring: device.monitoring,
+            voice_environment_id: voice_environment_id(&me.contact_center).into(),
             user: me.to_ref(),
             upstream_fields: None,
         })
@@ -222,6 +225,15 @@ fn call_type(call: &Call) -> CallType {
     }
 }
 
+/// The calling number of a call an outside party made: the first party, the one that
+/// dialed, when it is an outside number (spec §5.1); it stays through transfers.
+fn ani(call: &Call) -> Option<Arc<str>> {
+    match &call.parties.first()?.endpoint {
+        Endpoint::External(number) => Some(number.as_str().into()),
+        Endpoint::Agent(_) => None,
+    }
+}
+
 /// Renders a party as a participant. Internal DNs have no E.164 form; outside numbers
 /// keep a leading `+`, and ten-digit numbers are taken as North-American (`+1`).
 fn participant(dir: &Directory, endpoint: &Endpoint) -> Participant {
@@ -231,17 +243,22 @@ fn participant(dir: &Directory, endpoint: &Endpoint) -> Participant {
                 .user(name)
                 .map_or_else(|| "".into(), |u| u.phone_number.clone()),
             e164_number: "".into(),
+            country: None,
+            location: None,
         },
         Endpoint::External(number) => {
-            let e164 = if number.starts_with('+') {
+            let e164: Arc<str> = if number.starts_with('+') {
                 number.as_str().into()
             } else if number.len() == 10 {
                 format!("+1{number}").into()
             } else {
                 format!("+{number}").into()
             };
+            let country = Country::of_e164(&e164);
             Participant {
                 phone_number: number.as_str().into(),
+                location: country.as_ref().map(|c| c.name.clone()),
+                country,
                 e164_number: e164,
             }
         }

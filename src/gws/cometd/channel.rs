@@ -19,7 +19,15 @@ const READABLE: &[&str] = &[
     CHANNELS_CHANNEL,
     "/v2/me/*",
     "/v2/me/**",
+    SERVICES_CHANNEL,
 ];
+
+/// GWS's service-state channel (spec §8.2), which desktops subscribe to at start-up. The
+/// subscription is accepted and nothing is published on it: the gateway has no separately
+/// failing services to report (the embedded switch lives and dies with it; a bridged
+/// upstream's losses show as refused operations, 503/4), and a desktop that holds a live
+/// CometD session already knows the gateway is up.
+pub const SERVICES_CHANNEL: &str = "/notifications/services";
 
 /// Returns whether a string is a syntactically valid channel name or pattern: `/`-separated
 /// non-empty segments of CometD's accepted characters, wildcards only as the last segment.

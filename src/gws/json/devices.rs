@@ -126,6 +126,31 @@ pub async fn post_voice_channel(
     Ok(accepted())
 }
 
+/// `POST /api/v2/users/{userId}/channels/voice`: a supervisor sets an agent's state
+/// (feature `api-supervisor-agent-control`, spec §6.5): Ready, NotReady, AfterCallWork,
+/// AuxWork, or EndContactCenterSession to log the agent out (the agent's HTTP sessions stay:
+/// only the agent's own EndContactCenterSession ends them). `{userId}` is the agent's user
+/// id, user name or DN. The core checks who may (`CallControl::control_agent`); any other
+/// operation is 400/2.
+pub async fn post_user_voice_channel(
+    State(state): State<AppState>,
+    caller: LegacyCaller,
+    WithRejection(Path(user), _): LegacyPath,
+    WithRejection(Json(body), _): LegacyBody,
+) -> Result<Json<Value>, LegacyError> {
+    let request = match LegacyOperation::from_body(&body)? {
+        LegacyOperation::AgentState(request) => request,
+        LegacyOperation::EndContactCenterSession => {
+            crate::core::DeviceRequest::EndContactCenterSession
+        }
+        other => return Err(other.misplaced().into()),
+    };
+    state
+        .core
+        .control_agent(caller.principal(), &user, request)?;
+    Ok(accepted())
+}
+
 /// Renders the caller's devices.
 pub fn devices_of(
     state: &AppState,

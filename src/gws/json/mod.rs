@@ -35,6 +35,7 @@ pub mod error;
 pub mod extract;
 pub mod operation;
 pub mod resources;
+pub mod settings;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -97,6 +98,11 @@ pub fn routes() -> Vec<LegacyRoute> {
             "/api/v2/me/channels/voice",
             devices::post_voice_channel,
         ),
+        LegacyRoute::new(
+            M::POST,
+            "/api/v2/users/{id}/channels/voice",
+            devices::post_user_voice_channel,
+        ),
         LegacyRoute::new(M::POST, "/api/v2/me/devices/{id}/calls", calls::dial),
         LegacyRoute::new(M::GET, "/api/v2/me/calls", calls::list_calls),
         LegacyRoute::new(M::GET, "/api/v2/me/calls/{id}", calls::get_call),
@@ -104,6 +110,16 @@ pub fn routes() -> Vec<LegacyRoute> {
         LegacyRoute::new(M::GET, "/api/v2/features", resources::list_features),
         LegacyRoute::new(M::GET, "/api/v2/features/{name}", resources::get_feature),
         LegacyRoute::new(M::GET, "/api/v2/diagnostics/version", resources::version),
+        LegacyRoute::new(
+            M::GET,
+            "/api/v2/settings/agent-states",
+            settings::get_agent_states,
+        ),
+        LegacyRoute::new(
+            M::GET,
+            "/api/v2/voice-environments/{id}",
+            settings::get_voice_environment,
+        ),
     ]
 }
 

@@ -31,12 +31,7 @@ use crate::core::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LegacyOperation {
     /// Starts a contact-center session on channels.
-    StartContactCenterSession {
-        /// The channels (`["voice"]`).
-        channels: Vec<String>,
-        /// The place, when named.
-        place: Option<String>,
-    },
+    StartContactCenterSession(DeviceRequest),
     /// Ends the contact-center session and the HTTP session.
     EndContactCenterSession,
     /// Places a call; the device comes from the URL.
@@ -59,10 +54,16 @@ impl LegacyOperation {
         use CallOperation as C;
         use DeviceRequest as D;
         let op = match name {
-            "StartContactCenterSession" => Self::StartContactCenterSession {
-                channels: p.channels()?,
-                place: p.optional_str("place")?.map(str::to_owned),
-            },
+            "StartContactCenterSession" => {
+                let text = |key| Ok::<_, CoreError>(p.optional_str(key)?.map(str::to_owned));
+                Self::StartContactCenterSession(D::StartContactCenterSession {
+                    channels: p.channels()?,
+                    place: text("place")?,
+                    device_path: text("devicePath")?,
+                    queue: text("queue")?,
+                    login_code: text("loginCode")?,
+                })
+            }
             "EndContactCenterSession" => Self::EndContactCenterSession,
             "Dial" => Self::Dial(p.dial()?),
             "Answer" => Self::Call(C::Answer),
@@ -138,7 +139,7 @@ impl LegacyOperation {
     /// Returns the operation's GWS name.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::StartContactCenterSession { .. } => "StartContactCenterSession",
+            Self::StartContactCenterSession(_) => "StartContactCenterSession",
             Self::EndContactCenterSession => "EndContactCenterSession",
             Self::Dial(_) => "Dial",
             Self::Call(op) => op.operation().as_str(),
@@ -445,7 +446,7 @@ mod tests {
             parse(json!({"operationName": "StartContactCenterSession", "channels": ["voice"]}));
         assert!(matches!(
             ok,
-            Ok(LegacyOperation::StartContactCenterSession { .. })
+            Ok(LegacyOperation::StartContactCenterSession(_))
         ));
         let missing = parse(json!({"operationName": "StartContactCenterSession"})).unwrap_err();
         assert_eq!(missing, CoreError::MissingParameter("channels"));

@@ -4,11 +4,13 @@
 //! Choices where the spec is silent or marked inferred:
 //! - `GET /api/v2/me` answers `{"statusCode":0,"user":{...}}` (the singular-key rule of
 //!   spec §5.3). `subresources` may name `devices`, `channels`, `features` and `calls` (or
-//!   `*` for all four), embedded as full objects; `settings` is not served by this
-//!   front-end and is left out rather than faked.
-//! - StartContactCenterSession takes `channels` (required, must include `voice`) and
-//!   `place` (when given it must be the user's own DN, the only place the embedded switch
-//!   knows) and makes the device Active, NotReady, through the core.
+//!   `*` for all four), embedded as full objects, and `settings` (the agent states of
+//!   `GET /api/v2/settings/agent-states`, as `{"agent-states":[...]}`; see `settings`).
+//! - StartContactCenterSession takes `channels` (required, must include `voice`), `place`,
+//!   `devicePath`, `queue` and `loginCode`, which the core checks (see
+//!   `DeviceRequest::StartContactCenterSession`: a place or device that is not the user's is
+//!   404/6, a queue or login code 400/2 on the embedded switch), and makes the device
+//!   Active, NotReady.
 //! - EndContactCenterSession makes the device Inactive through the core and ends the HTTP
 //!   session (spec §6.5); the cookie is cleared.
 //! - `GET /api/v2/features` lists the features of the caller's contact center (URIs, or
@@ -55,6 +57,9 @@ pub async fn get_me(
     if wants("features") {
         json.features = Some(features_of(&state, user, &base));
     }
+    if wants("settings") {
+        json.settings = Some(json!({ "agent-states": super::settings::agent_states() }));
+    }
     if wants("calls") {
         let calls = state.core.list_calls(caller.principal())?;
         json.calls = Some(
@@ -73,14 +78,9 @@ pub async fn post_me(
     caller: LegacyCaller,
     WithRejection(Json(body), _): LegacyBody,
 ) -> Result<Response, LegacyError> {
-    let user = state.core.acting_user(caller.principal())?;
-    let user = &*user;
+    state.core.acting_user(caller.principal())?;
     match LegacyOperation::from_body(&body)? {
-        LegacyOperation::StartContactCenterSession { channels, place } => {
-            if let Some(place) = place.filter(|p| **p != *user.phone_number) {
-                return Err(CoreError::NotFound(format!("place {place} not found")).into());
-            }
-            let request = DeviceRequest::StartContactCenterSession { channels };
+        LegacyOperation::StartContactCenterSession(request) => {
             state
                 .core
                 .submit_device_operation(caller.principal(), None, request)

@@ -131,12 +131,16 @@ fn dial_and_device_operations_round_trip_and_go_to_their_resource() {
         &user,
         &DeviceRequest::StartContactCenterSession {
             channels: vec!["voice".into()],
+            place: None,
+            device_path: None,
+            queue: None,
+            login_code: None,
         },
     );
     assert_eq!(start.path, "/api/v2/me");
     assert!(matches!(
         parse(&start),
-        LegacyOperation::StartContactCenterSession { .. }
+        LegacyOperation::StartContactCenterSession(_)
     ));
 }
 
@@ -151,9 +155,16 @@ fn a_rendered_call_and_device_read_back_as_they_were() {
         capabilities: vec![Operation::Hangup, Operation::StartCallRecording],
         participants: vec![Participant {
             phone_number: "5551234".into(),
-            e164_number: "+5551234".into(),
+            e164_number: "+19165550104".into(),
+            country: Some(Country {
+                name: "United States".into(),
+                code: "US".into(),
+                calling_code: "1".into(),
+            }),
+            location: Some("California".into()),
         }],
         dnis: "5551234".into(),
+        ani: Some("9165550104".into()),
         user_data: UserData::from_pairs(vec![("k".into(), UserDataValue::Str("v".into()))]),
         duration_secs: 12,
         muted: true,
@@ -176,11 +187,26 @@ fn a_rendered_call_and_device_read_back_as_they_were() {
         forward_to: Some("15002".into()),
         capabilities: vec![DeviceOperation::DoNotDisturbOff],
         monitoring: None,
+        voice_environment_id: "370ef5e6-9e3c-4d91-9588-7f4dfe67e011".into(),
         user: user.to_ref(),
         upstream_fields: None,
     };
     let json = serde_json::to_value(DeviceJson::from_snapshot(&device, "http://u")).unwrap();
-    assert_eq!(super::device(&json, &user.to_ref()), Some(device));
+    let back = super::device(&json, &user.to_ref()).unwrap();
+    // The voice environment's link is the upstream's, passed through as it came.
+    assert_eq!(
+        back.upstream_fields.as_deref(),
+        Some(
+            r#"{"voiceEnvironmentUri":"http://u/api/v2/voice-environments/370ef5e6-9e3c-4d91-9588-7f4dfe67e011"}"#
+        )
+    );
+    assert_eq!(
+        DeviceSnapshot {
+            upstream_fields: None,
+            ..back
+        },
+        device
+    );
 }
 
 #[test]

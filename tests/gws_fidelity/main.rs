@@ -1,0 +1,13 @@
+//! GWS fidelity (issue 17): what a real agent desktop and GWS client notice, checked on both
+//! fronts, the JSON API and CometD (raw long-polling, as a desktop's browser sends it) and
+//! gRPC (a tonic client), against one gateway.
+
+mod agent_control;
+#[path = "../cometd_support/mod.rs"]
+mod cometd_support;
+mod release;
+mod resource_fields;
+mod session_start;
+mod single_step_data;
+mod start_up;
+mod support;
