@@ -202,6 +202,8 @@ pub mod feature {
     pub const VOICE_RECORDING: &str = "api-voice-recording";
     /// Supervisor monitoring.
     pub const SUPERVISOR_MONITORING: &str = "api-supervisor-monitoring";
+    /// Every feature the gateway knows; a configuration naming another is refused.
+    pub const ALL: &[&str] = &[VOICE, VOICE_RECORDING, SUPERVISOR_MONITORING];
 }
 
 impl Operation {

@@ -1,0 +1,116 @@
+//! The name, type, labels and help of every metric the gateway exports, defined once.
+//!
+//! Names follow the Prometheus conventions: a `voice_gateway_` prefix, base units
+//! (`_seconds`), `_total` on counters. Every label has a bounded set of values (a front, an
+//! operation of the API, a status code, a transport, a reason): never a call id, a user name
+//! or a client address.
+
+/// The kind of a metric, for [`METRICS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A monotonic counter (`_total`).
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// A histogram (`_bucket`, `_sum`, `_count` series).
+    Histogram,
+}
+
+/// Requests answered, by `front` (`grpc`, `http`), `operation` (the gRPC method as
+/// `package.Service/Method`, or the HTTP method and route) and `code` (the gRPC status name
+/// or the HTTP status).
+pub const REQUESTS: &str = "voice_gateway_requests_total";
+/// Time from a request's arrival to its response head, by `front` and `operation`.
+pub const REQUEST_DURATION: &str = "voice_gateway_request_duration_seconds";
+/// Open `WatchCalls` / `WatchDevices` streams, by `rpc`.
+pub const WATCH_STREAMS: &str = "voice_gateway_watch_streams";
+/// Watch streams ended because the watcher fell further behind than `limits.watch_buffer`,
+/// by `rpc`.
+pub const WATCHERS_LAGGED: &str = "voice_gateway_watchers_lagged_total";
+/// Events the core committed to its numbered event stream.
+pub const EVENTS_COMMITTED: &str = "voice_gateway_events_committed_total";
+/// CometD sessions opened by a handshake, by `transport` (`long-polling`, `websocket`).
+pub const COMETD_SESSIONS_OPENED: &str = "voice_gateway_cometd_sessions_opened_total";
+/// Live CometD sessions.
+pub const COMETD_SESSIONS: &str = "voice_gateway_cometd_sessions";
+/// CometD sessions ended, by `reason` (`disconnected`, `expired`, `queue limit reached` for
+/// those dropped at their queue bound, `events lost`, `http session ended`, `shutdown`).
+pub const COMETD_SESSIONS_ENDED: &str = "voice_gateway_cometd_sessions_ended_total";
+/// Sign-in attempts refused, by `reason`: `invalid` (wrong credentials) or `throttled`
+/// (refused without a check: too many recent failures for the user or from the address).
+pub const AUTH_FAILURES: &str = "voice_gateway_auth_failures_total";
+/// Bridge mode: 1 while the upstream GWS answers, 0 while it does not.
+pub const UPSTREAM_UP: &str = "voice_gateway_upstream_up";
+/// Bridge mode: duration of the requests made to the upstream GWS, by `outcome`
+/// (`ok`, `error`).
+pub const UPSTREAM_REQUEST_DURATION: &str = "voice_gateway_upstream_request_duration_seconds";
+/// 1 while the gateway is ready to take traffic (`/readyz`), 0 otherwise.
+pub const READY: &str = "voice_gateway_ready";
+
+/// Every metric: name, kind and help text (the `# HELP` line). The dashboard test checks
+/// that `ops/grafana-dashboard.json` queries only these.
+pub const METRICS: &[(&str, MetricKind, &str)] = &[
+    (
+        REQUESTS,
+        MetricKind::Counter,
+        "Requests answered, by front, operation and result code.",
+    ),
+    (
+        REQUEST_DURATION,
+        MetricKind::Histogram,
+        "Time from a request's arrival to its response head, by front and operation.",
+    ),
+    (
+        WATCH_STREAMS,
+        MetricKind::Gauge,
+        "Open WatchCalls and WatchDevices streams.",
+    ),
+    (
+        WATCHERS_LAGGED,
+        MetricKind::Counter,
+        "Watch streams ended because the watcher fell too far behind.",
+    ),
+    (
+        EVENTS_COMMITTED,
+        MetricKind::Counter,
+        "Events committed to the core's numbered event stream.",
+    ),
+    (
+        COMETD_SESSIONS_OPENED,
+        MetricKind::Counter,
+        "CometD sessions opened, by transport of the handshake.",
+    ),
+    (COMETD_SESSIONS, MetricKind::Gauge, "Live CometD sessions."),
+    (
+        COMETD_SESSIONS_ENDED,
+        MetricKind::Counter,
+        "CometD sessions ended, by reason (queue limit reached: dropped at the queue bound).",
+    ),
+    (
+        AUTH_FAILURES,
+        MetricKind::Counter,
+        "Sign-in attempts refused: invalid credentials or throttled.",
+    ),
+    (
+        UPSTREAM_UP,
+        MetricKind::Gauge,
+        "Bridge mode: whether the upstream GWS answers (1) or not (0).",
+    ),
+    (
+        UPSTREAM_REQUEST_DURATION,
+        MetricKind::Histogram,
+        "Bridge mode: duration of requests to the upstream GWS, by outcome.",
+    ),
+    (
+        READY,
+        MetricKind::Gauge,
+        "Whether the gateway is ready to take traffic (1) or not (0).",
+    ),
+];
+
+/// The bucket bounds of every `_seconds` histogram: 100 µs to 10 s, roughly ×2.5 apart,
+/// which covers an in-memory operation (tens of µs) up to a slow upstream.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
