@@ -114,3 +114,68 @@ pub const SECONDS_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
+
+/// The label values of the labelled counters and gauges whose sets are known up front: each
+/// series starts at zero when the recorder is installed, so that a dashboard's `rate()` and
+/// an alert see it before its first event.
+pub const INITIAL_SERIES: &[(&str, &str, &[&str])] = &[
+    (WATCH_STREAMS, "rpc", WATCH_RPCS),
+    (WATCHERS_LAGGED, "rpc", WATCH_RPCS),
+    (AUTH_FAILURES, "reason", &["invalid", "throttled"]),
+    (
+        COMETD_SESSIONS_OPENED,
+        "transport",
+        &["long-polling", "websocket"],
+    ),
+    (
+        COMETD_SESSIONS_ENDED,
+        "reason",
+        &[
+            "disconnected",
+            "expired",
+            "queue limit reached",
+            "events lost",
+            "http session ended",
+            "shutdown",
+        ],
+    ),
+];
+
+/// The `rpc` label values of the watch metrics.
+pub const WATCH_RPCS: &[&str] = &["WatchCalls", "WatchDevices"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_starts_for_every_cometd_removal_reason() {
+        use crate::cometd::session::BayeuxRemoval as R;
+        let reasons = INITIAL_SERIES
+            .iter()
+            .find(|s| s.0 == COMETD_SESSIONS_ENDED)
+            .unwrap()
+            .2;
+        let all = [
+            R::Disconnected,
+            R::Expired,
+            R::QueueFull,
+            R::EventsLost,
+            R::LoggedOut,
+            R::Shutdown,
+        ];
+        assert_eq!(reasons, all.map(R::as_str));
+    }
+
+    #[test]
+    fn names_follow_the_prometheus_conventions() {
+        for &(name, kind, _) in METRICS {
+            assert!(name.starts_with("voice_gateway_"), "{name}");
+            match kind {
+                MetricKind::Counter => assert!(name.ends_with("_total"), "{name}"),
+                MetricKind::Histogram => assert!(name.ends_with("_seconds"), "{name}"),
+                MetricKind::Gauge => assert!(!name.ends_with("_total"), "{name}"),
+            }
+        }
+    }
+}

@@ -34,6 +34,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     if metrics::set_global_recorder(recorder).is_ok() {
         let _ = HANDLE.set(handle);
         describe();
+        initialize();
         // The exporter has no task of its own without its `async-runtime` feature.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let upkeep = HANDLE.get().cloned();
@@ -67,4 +68,20 @@ fn describe() {
             }
         }
     }
+}
+
+/// Starts the series of [`names::INITIAL_SERIES`] (and the unlabelled gauge of CometD
+/// sessions) at zero.
+fn initialize() {
+    for &(name, label, values) in names::INITIAL_SERIES {
+        for &value in values {
+            let kind = names::METRICS.iter().find(|m| m.0 == name).map(|m| m.1);
+            if kind == Some(MetricKind::Gauge) {
+                metrics::gauge!(name, label => value).increment(0.0);
+            } else {
+                metrics::counter!(name, label => value).increment(0);
+            }
+        }
+    }
+    metrics::gauge!(names::COMETD_SESSIONS).increment(0.0);
 }
