@@ -133,7 +133,7 @@ impl Binary {
 }
 
 /// The log lines whose request span has id `id`.
-fn lines_of<'a>(lines: &'a [String], id: &str) -> Vec<Value> {
+fn lines_of(lines: &[String], id: &str) -> Vec<Value> {
     lines
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
