@@ -178,4 +178,47 @@ mod tests {
             }
         }
     }
+
+    /// Returns the metric names a PromQL expression reads.
+    fn metric_names(expr: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut rest = expr;
+        while let Some(at) = rest.find("voice_gateway_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            found.push(name);
+        }
+        found
+    }
+
+    #[test]
+    fn the_grafana_dashboard_parses_and_queries_only_and_all_our_metrics() {
+        let text = include_str!("../../ops/grafana-dashboard.json");
+        let dashboard: serde_json::Value = serde_json::from_str(text).unwrap();
+        let mut queried = std::collections::BTreeSet::new();
+        let panels = dashboard["panels"].as_array().unwrap();
+        for panel in panels {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for name in metric_names(expr) {
+                    let known = METRICS.iter().find(|&&(metric, kind, _)| {
+                        metric == name
+                            || (kind == MetricKind::Histogram
+                                && ["_bucket", "_sum", "_count"]
+                                    .iter()
+                                    .any(|suffix| name == format!("{metric}{suffix}")))
+                    });
+                    let (metric, ..) = known.unwrap_or_else(|| {
+                        panic!("panel {:?} queries unknown metric {name}", panel["title"])
+                    });
+                    queried.insert(*metric);
+                }
+            }
+        }
+        let all: std::collections::BTreeSet<&str> = METRICS.iter().map(|m| m.0).collect();
+        assert_eq!(queried, all, "every metric has a panel");
+    }
 }
