@@ -191,16 +191,16 @@ async fn bind(cli: &Cli, one_port: bool) -> anyhow::Result<Listeners> {
     Ok(Listeners { grpc, http })
 }
 
-/// `hash-password`: reads one line (after a prompt on standard error when standard input
-/// is a terminal), refuses an empty one, prints the hash.
+/// `hash-password`: reads one line (on a terminal after a prompt, without echo), refuses
+/// an empty one, prints the hash.
 fn hash_password() -> anyhow::Result<()> {
-    use std::io::{IsTerminal as _, Write as _};
-    if std::io::stdin().is_terminal() {
-        eprint!("password or token to hash (input is shown): ");
-        std::io::stderr().flush()?;
-    }
+    use std::io::IsTerminal as _;
     let mut secret = String::new();
-    std::io::stdin().read_line(&mut secret)?;
+    if std::io::stdin().is_terminal() {
+        secret = rpassword::prompt_password("password or token to hash: ")?;
+    } else {
+        std::io::stdin().read_line(&mut secret)?;
+    }
     let secret = secret.trim_end_matches(['\r', '\n']);
     if secret.is_empty() {
         anyhow::bail!("refusing to hash an empty password or token");

@@ -547,3 +547,47 @@ fn hash_password_refuses_an_empty_input_and_hashes_a_given_one() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn hash_password_prompts_on_a_terminal_without_echoing() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // util-linux `script` runs the command on a pseudo-terminal fed from our pipe.
+    let script = Path::new("/usr/bin/script");
+    assert!(script.is_file(), "script (util-linux) not found");
+    let command = format!("{} hash-password", env!("CARGO_BIN_EXE_voice-gateway"));
+    let mut child = tokio::process::Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut screen = Vec::new();
+    // The secret is typed once the prompt is on the screen, as a person would; typed
+    // earlier, the terminal would echo it before the prompt turned echo off.
+    tokio::time::timeout(BOUND, async {
+        while !String::from_utf8_lossy(&screen).contains("password or token to hash: ") {
+            let mut chunk = [0u8; 256];
+            let n = stdout.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "no prompt: {:?}", String::from_utf8_lossy(&screen));
+            screen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("the prompt appears in time");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"s3cret-on-tty\n").await.unwrap();
+    tokio::time::timeout(BOUND, stdout.read_to_end(&mut screen))
+        .await
+        .expect("the hash is printed in time")
+        .unwrap();
+    drop(stdin);
+    assert!(child.wait().await.unwrap().success());
+    let screen = String::from_utf8_lossy(&screen);
+    assert!(screen.contains("$argon2id$"), "{screen:?}");
+    assert!(
+        !screen.contains("s3cret-on-tty"),
+        "the secret was echoed: {screen:?}"
+    );
+}
