@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::core::CallControl;
-use crate::session::SessionStore;
+use crate::gws::session::SessionStore;
 
 /// State shared by the gRPC, legacy and CometD front-ends. Cloning it is one reference
 /// count: axum's `State` extractor and the middleware clone it several times per request,

@@ -6,17 +6,17 @@
 //! | `limits.event_history` | events kept for WatchCalls resume | [`crate::core::DEFAULT_EVENT_HISTORY`] |
 //! | `limits.watch_buffer` | events of its scope a watcher may fall behind before it is ended | [`crate::core::DEFAULT_WATCH_BUFFER`] |
 //! | `limits.ended_calls` | ended calls kept for GetCall | [`crate::core::DEFAULT_ENDED_CALLS`] |
-//! | `legacy.*` | the GWS JSON front-end: CORS origins, CSRF, sessions, body limit, timeout | see [`crate::legacy::config`] |
-//! | `cometd.timeout_ms` | CometD connect hold time (`advice.timeout`) | [`crate::cometd::config::DEFAULT_TIMEOUT_MS`] |
-//! | `cometd.interval_ms` | advised pause between connects | [`crate::cometd::config::DEFAULT_INTERVAL_MS`] |
-//! | `cometd.max_interval_ms` | grace after a connect reply before a session is swept | [`crate::cometd::config::DEFAULT_MAX_INTERVAL_MS`] |
-//! | `cometd.sweep_period_ms` | sweeper period | [`crate::cometd::config::DEFAULT_SWEEP_PERIOD_MS`] |
-//! | `cometd.max_queue` | messages a session may hold; at the limit the session is dropped | [`crate::cometd::config::DEFAULT_MAX_QUEUE`] |
-//! | `cometd.max_message_size` | largest request body / WebSocket message, bytes | [`crate::cometd::config::DEFAULT_MAX_MESSAGE_SIZE`] |
-//! | `cometd.max_batch` | largest batch, messages | [`crate::cometd::config::DEFAULT_MAX_BATCH`] |
-//! | `cometd.max_sessions_per_browser` | held HTTP/1.1 long-polls per `BAYEUX_BROWSER` | [`crate::cometd::config::DEFAULT_MAX_SESSIONS_PER_BROWSER`] |
-//! | `cometd.multi_session_interval_ms` | interval advised to a browser's extra sessions | [`crate::cometd::config::DEFAULT_MULTI_SESSION_INTERVAL_MS`] |
-//! | `cometd.max_sessions` | live CometD sessions | [`crate::cometd::config::DEFAULT_MAX_SESSIONS`] |
+//! | `legacy.*` | the GWS JSON front-end: CORS origins, CSRF, sessions, body limit, timeout, public URL and trusted proxy headers of links | see [`crate::gws::config`] |
+//! | `cometd.timeout_ms` | CometD connect hold time (`advice.timeout`) | [`crate::gws::config::DEFAULT_TIMEOUT_MS`] |
+//! | `cometd.interval_ms` | advised pause between connects | [`crate::gws::config::DEFAULT_INTERVAL_MS`] |
+//! | `cometd.max_interval_ms` | grace after a connect reply before a session is swept | [`crate::gws::config::DEFAULT_MAX_INTERVAL_MS`] |
+//! | `cometd.sweep_period_ms` | sweeper period | [`crate::gws::config::DEFAULT_SWEEP_PERIOD_MS`] |
+//! | `cometd.max_queue` | messages a session may hold; at the limit the session is dropped | [`crate::gws::config::DEFAULT_MAX_QUEUE`] |
+//! | `cometd.max_message_size` | largest request body / WebSocket message, bytes | [`crate::gws::config::DEFAULT_MAX_MESSAGE_SIZE`] |
+//! | `cometd.max_batch` | largest batch, messages | [`crate::gws::config::DEFAULT_MAX_BATCH`] |
+//! | `cometd.max_sessions_per_browser` | held HTTP/1.1 long-polls per `BAYEUX_BROWSER` | [`crate::gws::config::DEFAULT_MAX_SESSIONS_PER_BROWSER`] |
+//! | `cometd.multi_session_interval_ms` | interval advised to a browser's extra sessions | [`crate::gws::config::DEFAULT_MULTI_SESSION_INTERVAL_MS`] |
+//! | `cometd.max_sessions` | live CometD sessions | [`crate::gws::config::DEFAULT_MAX_SESSIONS`] |
 //! | `cometd.websocket` | offer the `websocket` transport | `true` |
 //! | `upstream.*` | bridge mode: the upstream GWS URL, its CA, timeouts, session bounds (users then come from the upstream; `[[users]]` are ignored) | see [`crate::backend::bridge::UpstreamConfig`] |
 //! | `auth.*` | credential checks: concurrency, wait, failed-sign-in throttle, cache of successful checks | see [`crate::auth::AuthConfig`] |
@@ -43,7 +43,7 @@ use serde::Deserialize;
 use crate::core::{
     ContactCenter, CoreLimits, Directory, Role, Secret, ServiceAccount, User, stable_id,
 };
-use crate::legacy::config::LegacyConfig;
+use crate::gws::config::LegacyConfig;
 
 /// The demo configuration served when no file is given.
 pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
@@ -77,7 +77,7 @@ pub struct Config {
     pub service_accounts: Vec<ServiceAccountConfig>,
     /// The CometD endpoint.
     #[serde(default)]
-    pub cometd: crate::cometd::CometdConfig,
+    pub cometd: crate::gws::config::CometdConfig,
     /// Credential checking: concurrency, throttle, cache.
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,

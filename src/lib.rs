@@ -7,12 +7,15 @@
 //!   axum, http or serde_json.
 //! - [`backend`]: the implementations of the core's ports ([`core::port`]): the embedded
 //!   switch (a small PBX), and the bridge to an upstream GWS that owns the calls.
-//! - `grpc`: the `voice.v1` gRPC front-end, a thin adapter over the core.
-//! - [`legacy`]: the GWS v2 JSON front-end (`operationName` POSTs), a thin adapter too.
-//! - [`cometd`]: the CometD (Bayeux) notifications endpoint, fed by one bridge task.
+//! - `grpc`: wing 1, the `voice.v1` gRPC front-end, a thin adapter over the core.
+//! - [`gws`]: wing 2, everything a legacy GWS desktop talks to: the GWS v2 JSON API
+//!   ([`gws::json`]), the CometD notifications endpoint ([`gws::cometd`]), the one renderer
+//!   of their JSON ([`gws::render`]), HTTP sessions ([`gws::session`]) and their
+//!   authentication ([`gws::auth`]). The wings never import each other.
 //! - [`auth`]: one authenticator for every front (bounded, cached, throttled checks).
-//! - [`app`]: the state every front-end shares; [`session`]: legacy HTTP sessions.
-//! - [`config`]: the typed configuration and the built-in demo.
+//! - [`app`]: the state every front-end shares.
+//! - [`config`]: the typed configuration and the built-in demo, built from the leaf
+//!   settings of each part (such as [`gws::config`]); it imports no front's module.
 //! - [`upstream`]: clients of an upstream GWS for bridge mode (the Bayeux client).
 //! - [`tls`]: TLS on the listeners and the client certificates of mutual TLS.
 //! - [`admin`]: the admin listener (metrics, health, readiness) and the request layers
@@ -23,12 +26,10 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod backend;
-pub mod cometd;
 pub mod config;
 pub mod core;
 pub mod grpc;
-pub mod legacy;
-pub mod session;
+pub mod gws;
 pub mod tls;
 pub mod upstream;
 
@@ -44,7 +45,7 @@ use crate::app::AppState;
 use crate::backend::embedded::EmbeddedSwitch;
 use crate::config::Config;
 use crate::core::CallControl;
-use crate::session::SessionStore;
+use crate::gws::session::SessionStore;
 use crate::tls::{GrpcTls, Handshaker, ServerTls};
 
 /// The listeners the gateway serves, bound by the caller (tests bind port 0).
@@ -132,14 +133,13 @@ fn embedded_core(
     Ok(core)
 }
 
-/// Builds the HTTP side: health, the legacy JSON API ([`legacy::routes`]) and the CometD
-/// endpoint ([`cometd::PATHS`]). A route added here must be listed the same way, so that
-/// `tests/authz_audit.rs` checks it.
+/// Builds the HTTP side: health and the GWS wing ([`gws::router`]: the JSON API of
+/// [`gws::json::routes`] and the CometD endpoint of [`gws::cometd::PATHS`]). A route added
+/// here must be listed the same way, so that `tests/authz_audit.rs` checks it.
 pub fn build_http(state: &AppState) -> Router {
     Router::new()
         .route(HEALTH_PATH, axum::routing::get(http_health))
-        .merge(legacy::router(state.clone()))
-        .merge(cometd::router(state.clone()))
+        .merge(gws::router(state.clone()))
 }
 
 async fn http_health() -> axum::Json<serde_json::Value> {
@@ -288,6 +288,10 @@ async fn serve(
     builder.http1().max_buf_size(MAX_HTTP1_HEAD);
     builder.http2().enable_connect_protocol();
     let builder = Arc::new(builder);
+    let scheme = match tls {
+        Some(_) => gws::base_url::ListenerScheme::Https,
+        None => gws::base_url::ListenerScheme::Http,
+    };
     let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -307,8 +311,10 @@ async fn serve(
         let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
             move |request: axum::http::Request<hyper::body::Incoming>| {
                 let mut request = request.map(axum::body::Body::new);
-                // The client's address, for the sign-in throttle.
+                // The client's address, for the sign-in throttle; the listener's scheme,
+                // for the links of the GWS wing.
                 request.extensions_mut().insert(client);
+                request.extensions_mut().insert(scheme);
                 request
             },
         ));

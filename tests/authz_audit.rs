@@ -390,7 +390,7 @@ fn route_table(rpcs: &[Rpc]) -> Vec<Route> {
 fn is_bayeux(route: &Route) -> bool {
     route
         .path
-        .starts_with(voice_gateway::cometd::NOTIFICATIONS_PATH)
+        .starts_with(voice_gateway::gws::cometd::NOTIFICATIONS_PATH)
 }
 
 #[test]
@@ -657,7 +657,7 @@ async fn the_gateway_serves_nothing_the_tables_do_not_list() {
             let body = (method != "GET").then(|| json!({}));
             let (status, text) =
                 send_http(&fixture, method, &path, body.as_ref(), &credentials).await;
-            let json_api = !pattern.starts_with(voice_gateway::cometd::NOTIFICATIONS_PATH)
+            let json_api = !pattern.starts_with(voice_gateway::gws::cometd::NOTIFICATIONS_PATH)
                 && pattern != voice_gateway::HEALTH_PATH;
             let gws_ok = !json_api
                 || serde_json::from_str::<Value>(&text).is_ok_and(|v| v["statusCode"] == 3);

@@ -19,7 +19,7 @@ use cometd_support::{BayeuxGateway, Desktop, json_call};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use voice_gateway::cometd::session::BayeuxRemoval;
+use voice_gateway::gws::cometd::session::BayeuxRemoval;
 use voice_gateway::upstream::bayeux::{
     self, BayeuxClient, BayeuxClientError, BayeuxEvent, BayeuxEvents, BayeuxOptions,
 };

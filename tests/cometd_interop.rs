@@ -12,7 +12,7 @@ mod cometd_support;
 use cometd_support::node::NodeClient;
 use cometd_support::{BayeuxGateway, Desktop, json_call, seed_recording_over_json};
 use serde_json::{Value, json};
-use voice_gateway::cometd::session::BayeuxRemoval;
+use voice_gateway::gws::cometd::session::BayeuxRemoval;
 
 async fn gateway() -> BayeuxGateway {
     BayeuxGateway::spawn_with(|c| {

@@ -1,5 +1,5 @@
 //! Every client mistake gets a GWS error body with the HTTP status and statusCode of the
-//! mapping in `legacy::error`, and leaves the call exactly as it was.
+//! mapping in `gws::json::error`, and leaves the call exactly as it was.
 
 mod common;
 mod legacy_common;

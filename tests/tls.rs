@@ -168,6 +168,8 @@ async fn curl_scenario(version_flag: &'static str, expected_version: &str) {
     );
     let call = &reply.body["call"];
     assert_eq!(call["state"], "Established", "{call}");
+    // The listener serves TLS, so the links say https.
+    assert_eq!(call["uri"], format!("{}/api/v2/me/calls/{id}", curl.base));
     assert_eq!(call["recordingState"], "Stopped", "{call}");
     assert_eq!(call["userData"]["GSIP_RECORD"], "OFF", "{call}");
     assert!(
@@ -227,6 +229,12 @@ async fn cometd9_scenario(transport: &str) {
     );
     assert_eq!(data["call"]["id"], id.as_str());
     assert_eq!(data["call"]["recordingState"], "Stopped");
+    // The listener serves TLS, so the links say https, over both transports.
+    assert_eq!(
+        data["call"]["uri"],
+        format!("{base}/api/v2/me/calls/{id}"),
+        "{result}"
+    );
     let received: Vec<&str> = result["received"]
         .as_array()
         .unwrap()

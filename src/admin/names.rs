@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn a_series_starts_for_every_cometd_removal_reason() {
-        use crate::cometd::session::BayeuxRemoval as R;
+        use crate::gws::cometd::session::BayeuxRemoval as R;
         let reasons = INITIAL_SERIES
             .iter()
             .find(|s| s.0 == COMETD_SESSIONS_ENDED)

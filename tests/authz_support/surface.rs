@@ -39,13 +39,13 @@ pub fn served_methods() -> BTreeSet<String> {
 /// routers are built from.
 pub fn served_routes() -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::from([("GET".to_owned(), voice_gateway::HEALTH_PATH.to_owned())]);
-    for route in voice_gateway::legacy::routes() {
+    for route in voice_gateway::gws::json::routes() {
         routes.insert((route.method.to_string(), route.path.to_owned()));
     }
-    for path in voice_gateway::legacy::UNKNOWN_ROUTES {
+    for path in voice_gateway::gws::json::UNKNOWN_ROUTES {
         routes.insert(("ANY".to_owned(), path.to_owned()));
     }
-    for path in voice_gateway::cometd::PATHS {
+    for path in voice_gateway::gws::cometd::PATHS {
         for method in ["GET", "POST"] {
             routes.insert((method.to_owned(), path.to_owned()));
         }

@@ -16,12 +16,13 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use voice_gateway::app::AppState;
-use voice_gateway::cometd::BayeuxRegistry;
+use voice_gateway::build_state;
 use voice_gateway::config::Config;
 use voice_gateway::core::{CallId, CallOperation, Destination, DialRequest, Principal};
 use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
 use voice_gateway::grpc::pb::device_service_client::DeviceServiceClient;
-use voice_gateway::{build_state, cometd, legacy};
+use voice_gateway::gws::cometd::BayeuxRegistry;
+use voice_gateway::gws::{cometd, json};
 
 /// A gateway serving the HTTP side and gRPC on port-0 listeners.
 pub struct BayeuxGateway {
@@ -50,7 +51,7 @@ impl BayeuxGateway {
         // The HTTP router of `build_http`, keeping the CometD registry.
         let (notifications, registry) = cometd::router_with_registry(state.clone());
         let http = Router::new()
-            .merge(legacy::router(state.clone()))
+            .merge(json::router(state.clone()))
             .merge(notifications);
         let grpc = voice_gateway::grpc::build_router(&state).await;
         let addr = serve(http, &state.shutdown).await;

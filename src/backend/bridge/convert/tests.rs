@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::*;
 use crate::config::Config;
 use crate::core::Destination;
-use crate::legacy::model::{CallJson, DeviceJson};
-use crate::legacy::operation::LegacyOperation;
+use crate::gws::json::operation::LegacyOperation;
+use crate::gws::render::{CallJson, DeviceJson};
 
 fn agent1() -> User {
     let directory = Config::demo().directory().unwrap();

@@ -1,5 +1,5 @@
-//! The legacy GWS v2 front-end: the JSON `operationName` API of spec §1–§6 over axum, a
-//! thin adapter over the same core as gRPC.
+//! The wing's JSON API: the GWS v2 `operationName` API of spec §1–§6 over axum, a thin
+//! adapter over the same core as gRPC.
 //!
 //! Routes (each also with a trailing slash), as [`routes`] lists them:
 //!
@@ -19,22 +19,20 @@
 //!
 //! Anything else under `/api` answers 404 `{"statusCode":6,...}`; a method a route does
 //! not serve answers 405 `{"statusCode":3,...}`. Errors are described in [`error`],
-//! authentication, sessions and CSRF in [`auth`], CORS in [`cors`], settings in
-//! [`config`].
+//! authentication, sessions and CSRF in [`auth`](crate::gws::auth), CORS in [`cors`],
+//! settings in [`LegacyConfig`](crate::gws::config::LegacyConfig), the JSON of calls and
+//! devices in [`render`](crate::gws::render).
 //!
 //! Layers, outermost first, applied to these routes only (never to gRPC streams): error
 //! logging, the preflight refusal for unknown origins, tower-http CORS, GWS bodies for the
 //! layers' own 413/408, the request timeout, the body limit. Authentication runs inside,
 //! on matched routes only, so preflights need no credentials.
 
-pub mod auth;
 pub mod calls;
-pub mod config;
 pub mod cors;
 pub mod devices;
 pub mod error;
 pub mod extract;
-pub mod model;
 pub mod operation;
 pub mod resources;
 
@@ -122,7 +120,10 @@ pub fn router(state: AppState) -> Router {
             with_and_without_slash(router, route.path, route.handler)
         })
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            crate::gws::auth::authenticate,
+        ));
     let api = UNKNOWN_ROUTES
         .into_iter()
         .fold(api, |router, path| router.route(path, any(unknown_route)));

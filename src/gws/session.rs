@@ -19,7 +19,7 @@ pub const SESSION_COOKIE: &str = "JSESSIONID";
 /// Default idle timeout of a session.
 pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Default maximum number of live sessions.
-pub const DEFAULT_SESSION_LIMIT: usize = 10_000;
+pub const DEFAULT_SESSION_LIMIT: usize = super::config::DEFAULT_SESSION_LIMIT;
 
 /// One authenticated HTTP session.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,19 +7,20 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
-use axum::http::header::{CONTENT_TYPE, HOST, SET_COOKIE};
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::BayeuxEndpoint;
-use super::auth::{self, BayeuxCredentials};
 use super::message::{BayeuxMessage, BayeuxReply, join_batch};
 use super::protocol::{self, BayeuxConnect, BayeuxContext, BayeuxTransport};
 use super::registry::{BayeuxRegistry, random_id};
 use super::session::BayeuxSession;
 use crate::auth::ClientAddr;
+use crate::gws::auth::{self, BayeuxCredentials};
+use crate::gws::base_url::{ListenerScheme, base_url};
 
 /// Name of the browser cookie CometD sets on the first handshake.
 pub const BROWSER_COOKIE: &str = "BAYEUX_BROWSER";
@@ -30,24 +31,11 @@ pub const JSON_UTF8: &str = "application/json;charset=UTF-8";
 /// meaning "server bug" in our logs.
 pub const DUPLICATE_CONNECT_STATUS: StatusCode = StatusCode::CONFLICT;
 
-/// Returns `http://host[:port]` as the client addressed us, for URIs in notifications.
-pub(crate) fn base_url(uri: &Uri, headers: &HeaderMap) -> String {
-    let host = uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| headers.get(HOST)?.to_str().ok().map(str::to_owned))
-        .filter(|h| {
-            h.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'"')
-        })
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("http://{host}")
-}
-
 /// Handles one long-polling POST.
 pub(crate) async fn post(
     State(endpoint): State<Arc<BayeuxEndpoint>>,
     client: Option<Extension<ClientAddr>>,
+    listener: Option<Extension<ListenerScheme>>,
     version: Version,
     uri: Uri,
     headers: HeaderMap,
@@ -71,7 +59,8 @@ pub(crate) async fn post(
         } else {
             None
         };
-        let base_url = base_url(&uri, &headers);
+        let listener = listener.map(|Extension(l)| l).unwrap_or_default();
+        let base_url = base_url(&endpoint.state.config.legacy, &uri, &headers, listener);
         let ctx = BayeuxContext {
             state: &endpoint.state,
             registry: &endpoint.registry,

@@ -7,15 +7,17 @@
 //! - [`long_polling`] and [`websocket`]: the two transports on the same path.
 //! - [`registry`] and [`session`]: sessions by `clientId` and by user, queues, the sweeper.
 //! - [`bridge`]: one task reading the core's event stream and dispatching by user.
-//! - [`auth`]: the handshake accepts a `JSESSIONID` session or Basic credentials.
+//! - [`crate::gws::auth`]: the handshake accepts a `JSESSIONID` session or Basic credentials.
 //! - [`channel`]: names, wildcards (`/v2/me/*`, `/v2/me/**`) and what a user may read.
 //!
 //! The Bayeux logic is hand-written: no Rust crate implements a CometD-compatible server.
 //!
 //! # Bounds
+//! Settings are the `[cometd]` table ([`CometdConfig`](crate::gws::config::CometdConfig)).
+//!
 //! - Every session queue holds at most `cometd.max_queue` messages (default
-//!   [`DEFAULT_MAX_QUEUE`]); with the ack extension that includes sent but unacknowledged
-//!   ones. **At the limit the session is dropped**, with a `warn` log naming the client and
+//!   [`DEFAULT_MAX_QUEUE`](crate::gws::config::DEFAULT_MAX_QUEUE)); with the ack extension
+//!   that includes sent but unacknowledged ones. **At the limit the session is dropped**, with a `warn` log naming the client and
 //!   the reason (`queue limit reached`): its queue is freed at once, a held connect is
 //!   answered `402::Unknown client` with `advice.reconnect:"handshake"`, and so is the
 //!   client's next message. The client re-handshakes and re-subscribes, and knows it must
@@ -23,7 +25,8 @@
 //!   would lose.
 //! - A long-polling client that stops polling is swept `interval + maxInterval` after its
 //!   last connect reply (default 10 s); a held connect is never swept.
-//! - At most `cometd.max_sessions` sessions (default [`DEFAULT_MAX_SESSIONS`]); further
+//! - At most `cometd.max_sessions` sessions (default
+//!   [`DEFAULT_MAX_SESSIONS`](crate::gws::config::DEFAULT_MAX_SESSIONS)); further
 //!   handshakes get `503::too_many_sessions`. Requests and WebSocket messages are capped at
 //!   `cometd.max_message_size` bytes and `cometd.max_batch` messages.
 //! - Subscriptions are limited to the few readable `/v2/me` channels, so their set is small.
@@ -36,10 +39,8 @@
 //!   reply, failed ones with a Bayeux error string. A WebSocket frame that is not a batch
 //!   closes the socket with 1007.
 
-pub mod auth;
 pub mod bridge;
 pub mod channel;
-pub mod config;
 pub mod long_polling;
 pub mod message;
 pub mod protocol;
@@ -56,11 +57,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::post;
 
-pub use config::{CometdConfig, DEFAULT_MAX_QUEUE, DEFAULT_MAX_SESSIONS};
 pub use registry::BayeuxRegistry;
 
 use crate::app::AppState;
 use crate::auth::ClientAddr;
+use crate::gws::base_url::ListenerScheme;
 
 /// The path of the endpoint.
 pub const NOTIFICATIONS_PATH: &str = "/api/v2/notifications";
@@ -127,7 +128,8 @@ async fn get(State(endpoint): State<Arc<BayeuxEndpoint>>, request: Request) -> R
     match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(ws) => {
             let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
-            websocket::upgrade(endpoint, ws, &parts.uri, &parts.headers, client)
+            let listener = ListenerScheme::of(&parts.extensions);
+            websocket::upgrade(endpoint, ws, &parts.uri, &parts.headers, client, listener)
         }
         Err(_) => (StatusCode::BAD_REQUEST, "Unknown Bayeux Transport").into_response(),
     }

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::config::CometdConfig;
 use super::session::{BayeuxOffer, BayeuxRemoval, BayeuxSession};
+use crate::gws::config::CometdConfig;
 
 /// Why a session could not be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

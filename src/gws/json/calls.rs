@@ -11,14 +11,13 @@ use axum::extract::{Path, State};
 use axum_extra::extract::WithRejection;
 use serde_json::{Value, json};
 
-use super::auth::LegacyCaller;
-use super::error::LegacyError;
+use super::error::{LegacyError, accepted};
 use super::extract::{BaseUrl, Fields, LegacyBody, LegacyPath, LegacyQuery};
-use super::model::CallJson;
 use super::operation::LegacyOperation;
-use super::resources::accepted;
 use crate::app::AppState;
 use crate::core::{CallId, Reply};
+use crate::gws::auth::LegacyCaller;
+use crate::gws::render::CallJson;
 
 /// `GET /api/v2/me/calls[?fields=...]`.
 pub async fn list_calls(

@@ -19,11 +19,12 @@ use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
 use tokio::time::{Duration, Instant};
 
 use super::BayeuxEndpoint;
-use super::auth::{self, BayeuxCredentials};
-use super::long_polling::{BROWSER_COOKIE, base_url};
+use super::long_polling::BROWSER_COOKIE;
 use super::message::{BayeuxMessage, BayeuxReply, join_batch};
 use super::protocol::{self, BayeuxConnect, BayeuxContext, BayeuxTransport};
 use super::session::BayeuxSession;
+use crate::gws::auth::{self, BayeuxCredentials};
+use crate::gws::base_url::{ListenerScheme, base_url};
 
 /// A frame received from the client, as the loop needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +51,7 @@ pub enum BayeuxFrameOut {
 pub struct BayeuxSocketInfo {
     /// Credentials (cookies, Basic) of the upgrade request.
     pub credentials: BayeuxCredentials,
-    /// `http://host` of the upgrade request.
+    /// The base URL of the upgrade request ([`crate::gws::base_url`]).
     pub base_url: String,
     /// The `BAYEUX_BROWSER` cookie of the upgrade request, if any.
     pub browser_cookie: Option<String>,
@@ -63,10 +64,12 @@ pub(crate) fn upgrade(
     uri: &Uri,
     headers: &HeaderMap,
     client: Option<IpAddr>,
+    listener: ListenerScheme,
 ) -> Response {
+    let legacy = &endpoint.state.config.legacy;
     let info = BayeuxSocketInfo {
         credentials: BayeuxCredentials::from_headers(headers, client),
-        base_url: base_url(uri, headers),
+        base_url: base_url(legacy, uri, headers, listener),
         browser_cookie: auth::cookie(headers, BROWSER_COOKIE),
     };
     let max = endpoint.registry.config().max_message_size;

@@ -6,8 +6,8 @@
 //! Channels (spec §8.2): a call event goes on `/v2/me/calls` (CallStateChangeMessage); a
 //! device event on `/v2/me/devices` (DeviceStateChangeMessage) and, when it changed the
 //! agent state or do-not-disturb, also on `/v2/me/channels` (ChannelStateChangeMessageV2).
-//! The JSON comes from the legacy renderers, so a notification shows a resource exactly as
-//! the JSON API's GET does.
+//! The JSON comes from the wing's one renderer ([`crate::gws::render`]), so a notification
+//! shows a resource exactly as the JSON API's GET does.
 
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use super::session::BayeuxRemoval;
 use crate::core::{
     CallControl, CallEvent, DeviceChange, DeviceEvent, Event, EventWatch, WatchError, WatchScope,
 };
-use crate::legacy::model::{CallStateChangeJson, ChannelStateChangeJson, DeviceStateChangeJson};
+use crate::gws::render::{CallStateChangeJson, ChannelStateChangeJson, DeviceStateChangeJson};
 
 /// Serializes `{"channel": channel, "data": data}`.
 fn envelope(channel: &str, data: impl Serialize) -> Option<Arc<str>> {
@@ -139,12 +139,12 @@ mod tests {
     use serde_json::{Value, json};
     use tokio_util::sync::CancellationToken;
 
+    use super::super::registry::BayeuxNewSession;
+    use super::super::session::BayeuxSession;
     use super::*;
-    use crate::cometd::registry::BayeuxNewSession;
-    use crate::cometd::session::BayeuxSession;
     use crate::config::Config;
     use crate::core::{DeviceRequest, WorkMode};
-    use crate::legacy::model::DeviceJson;
+    use crate::gws::render::DeviceJson;
 
     const BASE: &str = "http://gw.test";
 

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query};
-use axum::http::header;
 use axum::http::request::Parts;
 use axum_extra::extract::WithRejection;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::error::LegacyError;
+use crate::app::AppState;
+use crate::gws::base_url::{ListenerScheme, base_url};
 
 /// A POST body: a JSON object, with 415/400/413 GWS errors for the wrong content type,
 /// malformed JSON and oversized bodies.
@@ -23,25 +24,23 @@ pub type LegacyPath = WithRejection<Path<String>, LegacyError>;
 /// The query string, with a GWS error if it does not decode.
 pub type LegacyQuery = WithRejection<Query<HashMap<String, String>>, LegacyError>;
 
-/// `http://host[:port]` as the client reached the gateway, for absolute `uri` fields.
-///
-/// It comes from the `Host` header (HTTP/1.1) or the request authority (HTTP/2). The
-/// gateway does not terminate TLS, so the scheme is `http`.
+/// `scheme://host[:port]` of the links in a response, by the rules of
+/// [`base_url`](crate::gws::base_url): the configured public URL, trusted proxy headers,
+/// or the listener's scheme and the host the client addressed.
 #[derive(Debug, Clone)]
 pub struct BaseUrl(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
+impl FromRequestParts<AppState> for BaseUrl {
     type Rejection = LegacyError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, LegacyError> {
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-            .unwrap_or_else(|| "localhost".to_owned());
-        Ok(Self(format!("http://{host}")))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, LegacyError> {
+        let listener = ListenerScheme::of(&parts.extensions);
+        Ok(Self(base_url(
+            &state.config.legacy,
+            &parts.uri,
+            &parts.headers,
+            listener,
+        )))
     }
 }
 

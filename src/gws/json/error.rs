@@ -40,6 +40,12 @@ use crate::core::{CoreError, ErrorKind};
 /// The message GWS sends with a CSRF refusal (spec §2).
 pub const CSRF_MESSAGE: &str = "Missing or invalid Csrf token";
 
+/// The `{"statusCode":0}` reply of an accepted operation: the success member of the
+/// `statusCode` vocabulary whose failures [`LegacyError`] maps.
+pub fn accepted() -> Json<serde_json::Value> {
+    Json(json!({ "statusCode": 0 }))
+}
+
 /// A failure of a legacy request; nothing was changed when one is returned.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LegacyError {

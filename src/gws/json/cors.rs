@@ -15,10 +15,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::auth::{CSRF_HEADER_HEADER, CSRF_TOKEN_HEADER};
-use super::config::{CORS_MAX_AGE, LegacyConfig};
 use super::error::LegacyError;
 use crate::app::AppState;
+use crate::gws::auth::{CSRF_HEADER_HEADER, CSRF_TOKEN_HEADER};
+use crate::gws::config::{CORS_MAX_AGE, LegacyConfig};
 
 /// Request headers a browser may send (spec §2 `allowedHeaders`).
 const ALLOWED_HEADERS: [&str; 10] = [

@@ -1,6 +1,12 @@
-//! JSON shapes of the GWS v2 Voice API (spec §5): the call resource and participants, as
-//! both the JSON API and CometD notifications render them; the device, voice channel, user
-//! and feature resources of the JSON API.
+//! The wing's one renderer: the JSON shapes of the GWS v2 Voice API (spec §5). The call,
+//! device and voice channel resources are rendered here for the JSON API's GETs and for the
+//! CometD notifications alike (`CallStateChangeMessage`, `DeviceStateChangeMessage`,
+//! `ChannelStateChangeMessageV2`), so a resource reads the same in both; the user and
+//! feature resources are the JSON API's.
+//!
+//! Links are the base URL of [`crate::gws::base_url`] followed by the resource's path
+//! ([`call_uri`], [`device_uri`], [`my_device_uri`]); a notification carries the base URL
+//! of its CometD session's handshake.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -8,6 +14,23 @@ use serde_json::{Map, Value};
 use crate::core::{
     AgentState, CallEvent, CallSnapshot, DeviceSnapshot, Participant, User, UserData, UserDataValue,
 };
+
+/// Returns a call's link, `{base_url}/api/v2/me/calls/{id}`.
+pub fn call_uri(base_url: &str, id: &str) -> String {
+    format!("{base_url}/api/v2/me/calls/{id}")
+}
+
+/// Returns a device's link as a call or a monitoring state names it,
+/// `{base_url}/api/v2/devices/{id}` (GWS's `deviceUri` form).
+pub fn device_uri(base_url: &str, id: &str) -> String {
+    format!("{base_url}/api/v2/devices/{id}")
+}
+
+/// Returns the link of the caller's own device, `{base_url}/api/v2/me/devices/{id}` (the
+/// device resource's `uri`).
+pub fn my_device_uri(base_url: &str, id: &str) -> String {
+    format!("{base_url}/api/v2/me/devices/{id}")
+}
 
 /// Renders user data as a flat JSON object. A key that repeats (AttachUserData keeps
 /// duplicates) shows its last value, as a JSON object cannot hold a key twice.
@@ -65,7 +88,7 @@ pub struct CallJson {
     pub call_type: &'static str,
     /// The dialed number.
     pub dnis: String,
-    /// `http://host/api/v2/devices/{id}`.
+    /// [`device_uri`] of the user's device.
     pub device_uri: String,
     /// Other parties.
     pub participants: Vec<ParticipantJson>,
@@ -104,7 +127,7 @@ pub struct CallJson {
 }
 
 impl CallJson {
-    /// Renders a call view; `base_url` is `http://host:port` as the client reached us.
+    /// Renders a call view with links under `base_url` ([`crate::gws::base_url`]).
     pub fn from_snapshot(call: &CallSnapshot, base_url: &str) -> Self {
         let id = call.id.to_string();
         let parent = call.parent_call_id.as_ref().map(ToString::to_string);
@@ -114,7 +137,7 @@ impl CallJson {
             state: call.state.as_str(),
             call_type: call.call_type.as_str(),
             dnis: call.dnis.to_string(),
-            device_uri: format!("{base_url}/api/v2/devices/{}", call.user.device_id),
+            device_uri: device_uri(base_url, &call.user.device_id),
             participants: call
                 .participants
                 .iter()
@@ -128,11 +151,9 @@ impl CallJson {
             supervisor_listening_in: call.supervisor_listening_in,
             monitored_user_muted: call.monitored_user_muted,
             monitoring: call.monitoring,
-            parent_call_uri: parent
-                .as_ref()
-                .map(|p| format!("{base_url}/api/v2/me/calls/{p}")),
+            parent_call_uri: parent.as_ref().map(|p| call_uri(base_url, p)),
             parent_call_path: parent.map(|p| format!("/calls/{p}")),
-            uri: format!("{base_url}/api/v2/me/calls/{id}"),
+            uri: call_uri(base_url, &id),
             path: format!("/calls/{id}"),
             id,
             upstream: call
@@ -201,7 +222,7 @@ pub struct DeviceJson {
     /// What this (supervisor's) device monitors; omitted when it monitors nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub supervisor_monitoring_state: Option<MonitoringJson>,
-    /// Absolute URI, `http://host/api/v2/me/devices/{id}`.
+    /// [`my_device_uri`].
     pub uri: String,
     /// `/devices/{id}`.
     pub path: String,
@@ -237,7 +258,7 @@ pub struct MonitoringJson {
     pub mode: &'static str,
     /// `Agent` or `Call`.
     pub scope: &'static str,
-    /// `http://host/api/v2/devices/{id}` of the monitored device.
+    /// [`device_uri`] of the monitored device.
     pub target_device_uri: String,
 }
 
@@ -277,9 +298,9 @@ impl DeviceJson {
                 state: m.kind.as_str(),
                 mode: m.mode.as_str(),
                 scope: m.scope.as_str(),
-                target_device_uri: format!("{base_url}/api/v2/devices/{}", m.target_device_id),
+                target_device_uri: device_uri(base_url, &m.target_device_id),
             }),
-            uri: format!("{base_url}/api/v2/me/devices/{id}"),
+            uri: my_device_uri(base_url, id),
             path: format!("/devices/{id}"),
             upstream: device
                 .upstream_fields

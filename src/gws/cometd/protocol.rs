@@ -10,13 +10,13 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::time::{Duration, Instant};
 
-use super::auth::BayeuxAuth;
 use super::channel;
 use super::message::{self as msg, BayeuxMessage, BayeuxReply};
 use super::registry::{BayeuxNewSession, BayeuxRegistry};
 use super::session::{BayeuxRemoval, BayeuxSession};
 use crate::app::AppState;
 use crate::core::{CoreError, ErrorKind};
+use crate::gws::auth::BayeuxAuth;
 
 /// The transport a batch arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,19 +23,14 @@ use axum::{Extension, Json};
 use axum_extra::extract::WithRejection;
 use serde_json::{Value, json};
 
-use super::auth::{EndedSession, LegacyCaller};
 use super::devices::{channels_of, devices_of};
-use super::error::LegacyError;
+use super::error::{LegacyError, accepted};
 use super::extract::{BaseUrl, Fields, LegacyBody, LegacyPath, LegacyQuery, split_list};
-use super::model::{CallJson, FeatureJson, UserJson};
 use super::operation::LegacyOperation;
 use crate::app::AppState;
 use crate::core::{CoreError, DeviceRequest, User};
-
-/// The `{"statusCode":0}` reply of an accepted operation.
-pub fn accepted() -> Json<Value> {
-    Json(json!({ "statusCode": 0 }))
-}
+use crate::gws::auth::{EndedSession, LegacyCaller};
+use crate::gws::render::{CallJson, FeatureJson, UserJson};
 
 /// `GET /api/v2/me[?subresources=...]`.
 pub async fn get_me(

@@ -15,6 +15,7 @@ use tower::ServiceExt as _;
 use super::websocket::{BayeuxFrameIn, BayeuxFrameOut, BayeuxSocketInfo, run_socket};
 use super::*;
 use crate::config::Config;
+use crate::gws::{auth, config};
 
 const BASIC_AGENT1: &str = "Basic YWdlbnQxOmRlbW8="; // agent1:demo
 

@@ -1,0 +1,37 @@
+//! Wing 2: everything a legacy GWS agent desktop talks to, the GWS v2 Voice API over HTTP.
+//!
+//! - [`json`]: the JSON API (`operationName` POSTs, resource GETs, GWS errors, CORS).
+//! - [`cometd`]: the CometD (Bayeux) notifications endpoint, fed by one bridge task.
+//! - [`render`]: the JSON of calls, devices, channels, users and features, for the resource
+//!   GETs and for the notifications alike, with links from [`base_url`]: the one function
+//!   that says where the gateway is reached (a configured public URL, trusted proxy headers,
+//!   or the listener's scheme and the request's host).
+//! - [`session`]: the HTTP sessions (`JSESSIONID`) the JSON API opens and the CometD
+//!   handshake trusts.
+//! - [`auth`]: who is calling: Basic credentials, session cookies and CSRF, for both.
+//! - [`config`]: the wing's leaf settings, the `[legacy]` and `[cometd]` tables.
+//!
+//! Imports go down only: the wing imports the core, [`crate::auth`] and [`crate::app`],
+//! never the gRPC wing; [`json`] and [`cometd`] never import each other, and share what
+//! they both need through the files at this level.
+
+pub mod auth;
+pub mod base_url;
+pub mod cometd;
+pub mod config;
+pub mod json;
+pub mod render;
+pub mod session;
+
+use axum::Router;
+
+use crate::app::AppState;
+
+/// Builds the wing's router: the JSON API ([`json::routes`], with its layers) and the
+/// CometD endpoint ([`cometd::PATHS`]), whose bridge and sweeper it starts. Must be called
+/// inside a Tokio runtime.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(json::router(state.clone()))
+        .merge(cometd::router(state))
+}
