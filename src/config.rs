@@ -251,21 +251,54 @@ impl Config {
         Self::parse(DEMO_TOML).expect("the built-in demo configuration parses")
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text and checks the whole configuration ([`Config::validate`]).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let table: toml::Table = toml::from_str(text)?;
+        // An empty file (or one of comments only) would serve a gateway nobody can sign in
+        // to, silently: most likely the wrong file.
+        if table.is_empty() {
+            anyhow::bail!(
+                "the file sets nothing: expected at least one [[contact_centers]] table \
+                 (`voice-gateway demo-config` prints a complete example)"
+            );
+        }
         let config: Self = toml::from_str(text)?;
-        config.auth.validate().map_err(anyhow::Error::msg)?;
-        config.legacy.validate().map_err(anyhow::Error::msg)?;
-        config.upstream.validate().map_err(anyhow::Error::msg)?;
+        config.validate()?;
         Ok(config)
     }
 
-    /// Reads a TOML file; relative paths in it (`[tls]`, `[desktop]`) are taken from its folder.
+    /// Checks everything that can be checked without the network or the file system (TLS
+    /// files are read by [`crate::tls::ServerTls::from_config`], the desktop folder by
+    /// [`crate::desktop::DesktopConfig::validate`]): each error names the key and what it
+    /// expects.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.auth.validate().map_err(anyhow::Error::msg)?;
+        self.legacy.validate().map_err(anyhow::Error::msg)?;
+        self.upstream.validate().map_err(anyhow::Error::msg)?;
+        for (i, center) in self.contact_centers.iter().enumerate() {
+            for feature in &center.features {
+                if !crate::core::feature::ALL.contains(&feature.as_str()) {
+                    anyhow::bail!(
+                        "contact_centers[{i}] ({}).features: unknown feature {feature:?} \
+                         (expected one of {})",
+                        center.name,
+                        crate::core::feature::ALL.join(", ")
+                    );
+                }
+            }
+        }
+        self.core_limits()?;
+        self.directory()?;
+        Ok(())
+    }
+
+    /// Reads a TOML file; relative paths in it (`[tls]`, `[desktop]`) are taken from its
+    /// folder. Errors name the file.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
         let mut config = Self::parse(&text)
-            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e:#}", path.display()))?;
         if let Some(folder) = path.parent() {
             if let Some(tls) = &mut config.tls {
                 tls.resolve_paths(folder);
@@ -286,7 +319,7 @@ impl Config {
             .filter(|s| matches!(s, AgentState::Ready | AgentState::NotReady))
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "agent.after_call_work_state must be Ready or NotReady, not {:?}",
+                    "agent.after_call_work_state: expected Ready or NotReady, not {:?}",
                     self.agent.after_call_work_state
                 )
             })?;
@@ -313,17 +346,21 @@ impl Config {
         } else {
             &self.users[..]
         };
-        for u in configured {
+        for (i, u) in configured.iter().enumerate() {
+            let key = format!("users[{i}] ({})", u.name);
             let roles = u
                 .roles
                 .iter()
                 .map(|r| {
-                    Role::from_name(r)
-                        .ok_or_else(|| anyhow::anyhow!("user {}: unknown role {r}", u.name))
+                    Role::from_name(r).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{key}.roles: unknown role {r:?} (expected agent, supervisor or admin)"
+                        )
+                    })
                 })
                 .collect::<anyhow::Result<BTreeSet<Role>>>()?;
             crate::core::validate_number("phone_number", &u.phone_number)
-                .map_err(|e| anyhow::anyhow!("user {}: {e}", u.name))?;
+                .map_err(|e| anyhow::anyhow!("{key}.phone_number: {e}"))?;
             users.push(User {
                 id: stable_id("user", &u.name),
                 name: u.name.as_str().into(),
@@ -333,19 +370,24 @@ impl Config {
                 phone_number: u.phone_number.as_str().into(),
                 device_id: stable_id("device", &u.name).into(),
                 roles,
-                password: secret(&format!("user {}", u.name), &u.password, &u.password_hash)?,
+                password: secret(
+                    &key,
+                    ("password", &u.password),
+                    ("password_hash", &u.password_hash),
+                )?,
             });
         }
         let accounts = self
             .service_accounts
             .iter()
-            .map(|a| {
+            .enumerate()
+            .map(|(i, a)| {
                 Ok(ServiceAccount {
                     name: a.name.clone(),
                     token: secret(
-                        &format!("service account {}", a.name),
-                        &a.token,
-                        &a.token_hash,
+                        &format!("service_accounts[{i}] ({})", a.name),
+                        ("token", &a.token),
+                        ("token_hash", &a.token_hash),
                     )?,
                     contact_center: a.contact_center.as_str().into(),
                 })
@@ -355,15 +397,30 @@ impl Config {
     }
 }
 
-fn secret(owner: &str, clear: &Option<String>, hash: &Option<String>) -> anyhow::Result<Secret> {
+/// Reads the secret of `owner` (its key in the file) from the clear key or the hash key,
+/// each given as `(key name, value)`.
+fn secret(
+    owner: &str,
+    (clear_key, clear): (&str, &Option<String>),
+    (hash_key, hash): (&str, &Option<String>),
+) -> anyhow::Result<Secret> {
     match (clear, hash) {
         (Some(clear), None) => Ok(Secret::Clear(clear.clone())),
         (None, Some(hash)) => {
-            argon2::PasswordHash::new(hash)
-                .map_err(|e| anyhow::anyhow!("{owner}: invalid argon2 hash: {e}"))?;
+            argon2::PasswordHash::new(hash).map_err(|e| {
+                anyhow::anyhow!(
+                    "{owner}.{hash_key}: expected an argon2 PHC string \
+                     (`voice-gateway hash-password`): {e}"
+                )
+            })?;
             Ok(Secret::Argon2(hash.clone()))
         }
-        _ => anyhow::bail!("{owner}: give exactly one of the clear secret or its hash"),
+        (Some(_), Some(_)) => anyhow::bail!(
+            "{owner}: both {clear_key} and {hash_key} are set; expected exactly one of them"
+        ),
+        (None, None) => anyhow::bail!(
+            "{owner}: neither {clear_key} nor {hash_key} is set; expected exactly one of them"
+        ),
     }
 }
 

@@ -19,8 +19,11 @@
 //! - [`upstream`]: clients of an upstream GWS for bridge mode (the Bayeux client).
 //! - [`tls`]: TLS on the listeners and the client certificates of mutual TLS.
 //! - [`desktop`]: the agent desktop demo page at `/desktop/`, when a folder is configured.
+//! - [`admin`]: the admin listener (metrics, health, readiness) and the request layers
+//!   (request ids, spans, request metrics) both fronts run.
 //! - `run` wires them together over listeners the caller bound.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod backend;
@@ -167,21 +170,45 @@ pub async fn run_with_tls(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with_admin(config, tls, listeners, admin::Readiness::new(), shutdown).await
+}
+
+/// Like [`run_with_tls`], reporting into `readiness` (which the admin listener serves) once
+/// the listeners serve. Every request of both fronts runs the [`admin::layer`] stack.
+pub async fn run_with_admin(
+    config: Config,
+    tls: ServerTls,
+    listeners: Listeners,
+    readiness: Arc<admin::Readiness>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     warn_clear_listeners(&config, &tls, &listeners);
-    config.legacy.validate().map_err(anyhow::Error::msg)?;
     config.desktop.validate().map_err(anyhow::Error::msg)?;
     let state = build_state(config, shutdown.clone())?;
     let grpc = grpc::routes(&state).await;
     let http = build_http(&state);
+    let layers =
+        admin::layer::request_layers(admin::layer::RequestMetricsLayer::new(grpc::method_paths()));
     let not_found = || async { (axum::http::StatusCode::NOT_FOUND, "not found") };
+    readiness.serving(state.core.clone());
     match listeners.http {
         None => {
-            let app = http.merge(grpc.into_axum_router()).fallback(not_found);
+            let app = http
+                .merge(grpc.into_axum_router())
+                .fallback(not_found)
+                .layer(layers);
             serve(listeners.grpc, app, tls.http, shutdown).await
         }
         Some(http_listener) => {
-            let grpc_server = serve_grpc(listeners.grpc, grpc, tls.grpc, shutdown.clone());
-            let http_server = serve(http_listener, http.fallback(not_found), tls.http, shutdown);
+            let grpc_server = serve_grpc(
+                listeners.grpc,
+                grpc,
+                tls.grpc,
+                layers.clone(),
+                shutdown.clone(),
+            );
+            let http = http.fallback(not_found).layer(layers);
+            let http_server = serve(http_listener, http, tls.http, shutdown);
             let (a, b) = tokio::join!(grpc_server, http_server);
             a.and(b)
         }
@@ -216,9 +243,12 @@ async fn serve_grpc(
     listener: TcpListener,
     routes: tonic::service::Routes,
     tls: Option<GrpcTls>,
+    layers: admin::layer::RequestLayers,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let server = tonic::transport::Server::builder().add_routes(routes);
+    let server = tonic::transport::Server::builder()
+        .layer(layers)
+        .add_routes(routes);
     let signal = shutdown.clone().cancelled_owned();
     let served = match tls {
         None => {

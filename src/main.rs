@@ -8,9 +8,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use voice_gateway::admin::{self, Readiness};
 use voice_gateway::config::{Config, hash_secret};
 use voice_gateway::tls::ServerTls;
-use voice_gateway::{Listeners, run_with_tls};
+use voice_gateway::{Listeners, run_with_admin};
 
 /// mimalloc instead of glibc malloc: the request path allocates many small, short-lived
 /// buffers across two worker threads, where glibc spent about a fifth of the CPU in
@@ -49,14 +50,48 @@ struct Cli {
     /// `desktop/`, after `npm ci` in it); overrides `desktop.dir` of the config.
     #[arg(long, env = "VOICE_GATEWAY_DESKTOP")]
     desktop: Option<PathBuf>,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`; no credentials,
+    /// keep it off public networks); `none` turns it and the metrics off.
+    #[arg(long, env = "VOICE_GATEWAY_ADMIN_LISTEN", default_value = admin::DEFAULT_ADMIN_LISTEN)]
+    admin_listen: AdminListen,
+    /// Log format: `text` (for people) or `json` (one object per line, for log pipelines).
+    #[arg(long, env = "VOICE_GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// The admin listener's address, or `none`.
+#[derive(Debug, Clone, Copy)]
+struct AdminListen(Option<SocketAddr>);
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "none" {
+            return Ok(Self(None));
+        }
+        s.parse()
+            .map(|addr| Self(Some(addr)))
+            .map_err(|e| format!("expected host:port or none: {e}"))
+    }
+}
+
+/// The log format of `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// tracing-subscriber's JSON: one object per line, with the request's span fields.
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Prints the argon2 hash of a password or token read from standard input, for the
-    /// `password_hash` and `token_hash` keys of a configuration file.
+    /// Prints the argon2 hash of a password or token read from standard input (prompted
+    /// for on a terminal), for the `password_hash` and `token_hash` keys of a
+    /// configuration file. An empty input is refused.
     HashPassword,
     /// Prints the built-in demo configuration.
     DemoConfig,
@@ -65,36 +100,28 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    init_logs(cli.log_format);
     match cli.command {
-        Some(Command::HashPassword) => {
-            let mut secret = String::new();
-            std::io::stdin().read_line(&mut secret)?;
-            println!("{}", hash_secret(secret.trim_end_matches(['\r', '\n']))?);
-            return Ok(());
-        }
+        Some(Command::HashPassword) => return hash_password(),
         Some(Command::DemoConfig) => {
             print!("{}", voice_gateway::config::DEMO_TOML);
             return Ok(());
         }
         None => {}
     }
+    // The whole configuration and the TLS files are checked before any listener binds.
     let mut config = match &cli.config {
         Some(path) => Config::from_file(path)?,
         None => Config::demo(),
     };
-    if let Some(url) = cli.upstream {
+    if let Some(url) = cli.upstream.clone() {
         config.upstream.url = Some(url);
         config
             .upstream
             .validate()
             .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
     }
-    if let Some(dir) = cli.desktop {
+    if let Some(dir) = cli.desktop.clone() {
         config.desktop.dir = Some(dir);
     }
     config
@@ -104,34 +131,99 @@ async fn main() -> anyhow::Result<()> {
     // TLS files are read and checked before any listener binds.
     let one_port = cli.http_listen == cli.grpc_listen;
     let tls = ServerTls::from_config(&config, one_port)?;
+    if cli.admin_listen.0.is_some() {
+        admin::recorder::install()?;
+    }
+    let listeners = bind(&cli, one_port).await?;
+    let admin_listener = match cli.admin_listen.0 {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
+        ),
+        None => None,
+    };
+    let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(
+        grpc = %bound(&listeners.grpc),
+        http = %listeners.http.as_ref().map_or_else(|| bound(&listeners.grpc), bound),
+        admin = %admin_listener.as_ref().map_or_else(|| "none".to_owned(), bound),
+        grpc_tls = tls.grpc.is_some() || (one_port && tls.http.is_some()),
+        http_tls = tls.http.is_some(),
+        "voice-gateway serving"
+    );
+    let shutdown = CancellationToken::new();
+    let readiness = Readiness::new();
+    // The admin listener outlives the API listeners' drain: /readyz says "draining" until
+    // the gateway has stopped.
+    let admin_stop = CancellationToken::new();
+    let admin_task = admin_listener.map(|listener| {
+        tokio::spawn(admin::serve(
+            listener,
+            readiness.clone(),
+            admin_stop.clone(),
+        ))
+    });
+    tokio::spawn(signal_shutdown(shutdown.clone(), readiness.clone()));
+    let served = run_with_admin(config, tls, listeners, readiness, shutdown).await;
+    admin_stop.cancel();
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    served?;
+    tracing::info!("voice-gateway stopped");
+    Ok(())
+}
+
+/// Installs the log subscriber: `RUST_LOG` filters (default `info`), in `format`.
+fn init_logs(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Binds the gRPC listener and, unless it is the same address, the HTTP one.
+async fn bind(cli: &Cli, one_port: bool) -> anyhow::Result<Listeners> {
     let grpc = TcpListener::bind(cli.grpc_listen)
         .await
-        .with_context(|| format!("cannot listen on {}", cli.grpc_listen))?;
+        .with_context(|| format!("cannot listen on {} (--grpc-listen)", cli.grpc_listen))?;
     let http = if one_port {
         None
     } else {
         Some(
             TcpListener::bind(cli.http_listen)
                 .await
-                .with_context(|| format!("cannot listen on {}", cli.http_listen))?,
+                .with_context(|| format!("cannot listen on {} (--http-listen)", cli.http_listen))?,
         )
     };
-    tracing::info!(
-        grpc = %cli.grpc_listen,
-        http = %cli.http_listen,
-        grpc_tls = tls.grpc.is_some() || (one_port && tls.http.is_some()),
-        http_tls = tls.http.is_some(),
-        "voice-gateway serving"
-    );
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
-    run_with_tls(config, tls, Listeners { grpc, http }, shutdown).await?;
-    tracing::info!("voice-gateway stopped");
+    Ok(Listeners { grpc, http })
+}
+
+/// `hash-password`: reads one line (on a terminal after a prompt, without echo), refuses
+/// an empty one, prints the hash.
+fn hash_password() -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let mut secret = String::new();
+    if std::io::stdin().is_terminal() {
+        secret = rpassword::prompt_password("password or token to hash: ")?;
+    } else {
+        std::io::stdin().read_line(&mut secret)?;
+    }
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        anyhow::bail!("refusing to hash an empty password or token");
+    }
+    println!("{}", hash_secret(secret)?);
     Ok(())
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn signal_shutdown(shutdown: CancellationToken) {
+/// On SIGINT or SIGTERM, marks the gateway draining (`/readyz` answers 503 from then on),
+/// then cancels `shutdown`.
+async fn signal_shutdown(shutdown: CancellationToken, readiness: std::sync::Arc<Readiness>) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
@@ -151,6 +243,7 @@ async fn signal_shutdown(shutdown: CancellationToken) {
         _ = ctrl_c => {}
         () = terminate => {}
     }
+    readiness.start_draining();
     tracing::info!("shutting down");
     shutdown.cancel();
 }

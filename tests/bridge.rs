@@ -42,6 +42,8 @@ impl Gateway {
             .arg(format!("127.0.0.1:{grpc}"))
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{http}"))
+            // Two gateways run at once: neither takes the default admin port.
+            .args(["--admin-listen", "none"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())

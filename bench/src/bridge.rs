@@ -116,6 +116,8 @@ impl Bench {
             http.to_string(),
             "--upstream".into(),
             format!("http://{upstream}"),
+            "--admin-listen".into(),
+            free_addr()?.to_string(),
         ]);
         let mut server = Server::spawn(
             "gateway-bridge",

@@ -125,19 +125,37 @@ impl Bench {
         self.work.join("logs")
     }
 
-    /// Starts a gateway with `config` (the built-in demo when `None`).
+    /// Starts a gateway with `config` (the built-in demo when `None`), metrics on (its
+    /// admin listener on a port of its own), as the gateway runs by default.
     pub fn spawn_gateway(
         &self,
         name: &str,
         config: Option<&Path>,
     ) -> anyhow::Result<RunningGateway> {
+        self.spawn_gateway_with(name, config, true)
+    }
+
+    /// Starts a gateway with `config`, with metrics on or off (`--admin-listen none`).
+    pub fn spawn_gateway_with(
+        &self,
+        name: &str,
+        config: Option<&Path>,
+        metrics: bool,
+    ) -> anyhow::Result<RunningGateway> {
         let (grpc, http) = (free_addr()?, free_addr()?);
+        let admin = if metrics {
+            free_addr()?.to_string()
+        } else {
+            "none".into()
+        };
         let mut args = self.gateway.prefix.clone();
         args.extend([
             "--grpc-listen".into(),
             grpc.to_string(),
             "--http-listen".into(),
             http.to_string(),
+            "--admin-listen".into(),
+            admin,
         ]);
         if let Some(config) = config {
             args.extend(["--config".into(), config.display().to_string()]);
@@ -176,6 +194,7 @@ impl Bench {
             setup::establish_calls(&gw.grpc_url(), slots.max(plan.json.connections)).await?;
         let fleet = WatchFleet::open(&gw.grpc_url(), 0..plan.unary_watchers, 50).await?;
         self.figure_unary(&gw, &calls).await?;
+        self.figure_metrics_cost(&gw, &calls).await?;
         let watched = fleet.close().await?;
         self.notes.push(format!(
             "Figure 1: the {} WatchCalls streams open during the gateway runs received {} events; {} ended with an error{}.",
@@ -269,6 +288,89 @@ impl Bench {
             plan.unary.duration,
             plan.unary.warmup,
             run_pairs(&gw_runs, &bare_runs)
+        ));
+        Ok(())
+    }
+
+    /// Figure 1, metrics on against off: the same load on `gw` (metrics on) and on a
+    /// second gateway started with `--admin-listen none` and set up the same way (its own
+    /// calls and watchers), in alternating rounds; compares the server CPU per request.
+    async fn figure_metrics_cost(
+        &mut self,
+        gw: &RunningGateway,
+        calls: &[EstablishedCall],
+    ) -> anyhow::Result<()> {
+        let plan = self.plan.clone();
+        let off = self.spawn_gateway_with(
+            "gateway-unary-metrics-off",
+            Some(&self.config.clone()),
+            false,
+        )?;
+        let off_calls = setup::establish_calls(&off.grpc_url(), calls.len()).await?;
+        let off_fleet = WatchFleet::open(&off.grpc_url(), 0..plan.unary_watchers, 50).await?;
+        let plans = |calls: &[EstablishedCall]| -> Vec<SlotPlan> {
+            calls
+                .iter()
+                .map(|c| SlotPlan {
+                    authorization: Some(basic_auth(c.caller)),
+                    requests: grpc_load::recording_requests(&c.id),
+                })
+                .collect()
+        };
+        let (on_plans, off_plans) = (plans(calls), plans(&off_calls));
+        let (on_runs, off_runs) = alternate(
+            plan.rounds,
+            async || {
+                reset_recording(&off.grpc_url(), &off_calls).await?;
+                let (run, error) =
+                    grpc_load::run(off.grpc, Some(off.server.pid()), plan.unary, &off_plans)
+                        .await?;
+                check_errors("gateway gRPC, metrics off", run, error)
+            },
+            async || {
+                reset_recording(&gw.grpc_url(), calls).await?;
+                let (run, error) =
+                    grpc_load::run(gw.grpc, Some(gw.server.pid()), plan.unary, &on_plans).await?;
+                check_errors("gateway gRPC, metrics on", run, error)
+            },
+        )
+        .await?;
+        off_fleet.close().await?;
+        drop(off);
+        let cpu = |runs: &[LoadResult]| -> Option<f64> {
+            let mut each: Vec<f64> = runs.iter().filter_map(|r| r.server_cpu_us).collect();
+            each.sort_by(f64::total_cmp);
+            each.get(each.len() / 2).copied()
+        };
+        let (Some(on), Some(off)) = (cpu(&on_runs), cpu(&off_runs)) else {
+            self.missing
+                .push("Figure 1, metrics on vs off: the server CPU was not measured".into());
+            return Ok(());
+        };
+        let ratio = on / off;
+        self.rows.push(Row {
+            figure: "1. gRPC unary".into(),
+            measure:
+                "server CPU per request, metrics on (admin listener) vs off (--admin-listen none)"
+                    .into(),
+            gateway: format!("on: {on:.1} µs/req ({})", rps(&median_run(&on_runs))),
+            baseline: format!("off: {off:.1} µs/req ({})", rps(&median_run(&off_runs))),
+            ratio: Some(ratio),
+            value: ratio,
+            target: "≤ 1.03×".into(),
+            met: Some(ratio <= 1.03),
+        });
+        let each = |runs: &[LoadResult]| {
+            runs.iter()
+                .map(|r| r.server_cpu_us.map_or("?".into(), |us| format!("{us:.1}")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        self.notes.push(format!(
+            "Figure 1, metrics on vs off: {} rounds each, off then on in turn, two gateways set up alike; the median server CPU per request of each is shown. All runs (µs/req), on: {}; off: {}.",
+            plan.rounds,
+            each(&on_runs),
+            each(&off_runs)
         ));
         Ok(())
     }

@@ -95,6 +95,10 @@ enum Command {
         /// Bridge mode: the upstream GWS, as the gateway binary's `--upstream`.
         #[arg(long)]
         upstream: Option<String>,
+        /// The admin listener (metrics on), or `none` (metrics off), as the gateway
+        /// binary's `--admin-listen`.
+        #[arg(long, default_value = "none")]
+        admin_listen: String,
     },
 }
 
@@ -108,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
             http_listen,
             config,
             upstream,
+            admin_listen,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -115,7 +120,11 @@ async fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| "info".into()),
                 )
                 .init();
-            servers::gateway(grpc_listen, http_listen, config.as_deref(), upstream).await
+            let admin = match admin_listen.as_str() {
+                "none" => None,
+                addr => Some(addr.parse()?),
+            };
+            servers::gateway(grpc_listen, http_listen, config.as_deref(), upstream, admin).await
         }
         Command::All {
             smoke,

@@ -78,12 +78,14 @@ pub async fn bare_axum(listen: SocketAddr) -> anyhow::Result<()> {
 
 /// Runs the gateway library in this process, as the `voice-gateway` binary does (used by
 /// the smoke test, which cannot rely on a release build of the gateway binary); with
-/// `upstream`, in bridge mode, as the binary's `--upstream`.
+/// `upstream`, in bridge mode, as the binary's `--upstream`; with `admin`, metrics on and
+/// the admin listener there, as the binary's `--admin-listen`.
 pub async fn gateway(
     grpc: SocketAddr,
     http: SocketAddr,
     config: Option<&std::path::Path>,
     upstream: Option<String>,
+    admin: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let mut config = match config {
         Some(path) => voice_gateway::config::Config::from_file(path)?,
@@ -101,6 +103,16 @@ pub async fn gateway(
         http: Some(tokio::net::TcpListener::bind(http).await?),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let readiness = voice_gateway::admin::Readiness::new();
+    if let Some(admin) = admin {
+        voice_gateway::admin::recorder::install()?;
+        let listener = tokio::net::TcpListener::bind(admin).await?;
+        tokio::spawn(voice_gateway::admin::serve(
+            listener,
+            readiness.clone(),
+            shutdown.child_token(),
+        ));
+    }
     let stop = shutdown.clone();
     tokio::spawn(async move {
         if let Ok(mut term) =
@@ -110,5 +122,6 @@ pub async fn gateway(
         }
         stop.cancel();
     });
-    voice_gateway::run(config, listeners, shutdown).await
+    let tls = voice_gateway::tls::ServerTls::from_config(&config, false)?;
+    voice_gateway::run_with_admin(config, tls, listeners, readiness, shutdown).await
 }

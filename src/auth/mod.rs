@@ -267,6 +267,39 @@ impl Authenticator {
         act_as: Option<&str>,
         client: Option<IpAddr>,
     ) -> CoreResult<Principal> {
+        if let Credentials::Basic { user, .. } = credentials {
+            crate::admin::layer::record_user(user);
+        }
+        let checked = self.check(credentials, act_as, client).await;
+        match &checked {
+            // A span field is recorded once (the text log appends each record): Basic's
+            // name was recorded above, a token's account is known only now.
+            Ok(principal) if matches!(credentials, Credentials::Bearer(_)) => {
+                let who = principal.service_account.as_deref();
+                if let Some(who) = who.or(principal.user.as_deref()) {
+                    crate::admin::layer::record_user(who);
+                }
+            }
+            Ok(_) => {}
+            Err(CoreError::Throttled { .. }) => {
+                metrics::counter!(crate::admin::names::AUTH_FAILURES, "reason" => "throttled")
+                    .increment(1);
+            }
+            Err(CoreError::Unauthenticated(_)) => {
+                metrics::counter!(crate::admin::names::AUTH_FAILURES, "reason" => "invalid")
+                    .increment(1);
+            }
+            Err(_) => {}
+        }
+        checked
+    }
+
+    async fn check(
+        &self,
+        credentials: &Credentials,
+        act_as: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> CoreResult<Principal> {
         if let Some(address) = client
             && let Some(locked) = self.throttle.address_locked(address, Instant::now())
         {

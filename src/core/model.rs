@@ -206,6 +206,13 @@ pub mod feature {
     pub const SUPERVISOR_MONITORING: &str = "api-supervisor-monitoring";
     /// A supervisor's control of agents' states (`/api/v2/users/{userId}/channels/voice`).
     pub const SUPERVISOR_AGENT_CONTROL: &str = "api-supervisor-agent-control";
+    /// Every feature the gateway knows; a configuration naming another is refused.
+    pub const ALL: &[&str] = &[
+        VOICE,
+        VOICE_RECORDING,
+        SUPERVISOR_MONITORING,
+        SUPERVISOR_AGENT_CONTROL,
+    ];
 }
 
 impl Operation {

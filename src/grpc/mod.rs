@@ -119,3 +119,29 @@ async fn track_upstream(
         }
     }
 }
+
+/// Returns the path (`/package.Service/Method`) of every method [`routes`] serves, read from
+/// the descriptor sets it registers: the request metrics label these and nothing else.
+pub fn method_paths() -> Vec<String> {
+    use prost::Message as _;
+    [
+        pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ]
+    .into_iter()
+    .filter_map(|bytes| prost_types::FileDescriptorSet::decode(bytes).ok())
+    .flat_map(|set| set.file)
+    .flat_map(|file| {
+        let package = file.package().to_owned();
+        file.service.into_iter().flat_map(move |service| {
+            let prefix = format!("/{package}.{}/", service.name());
+            service
+                .method
+                .into_iter()
+                .map(move |method| format!("{prefix}{}", method.name()))
+        })
+    })
+    .collect()
+}

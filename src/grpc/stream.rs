@@ -9,12 +9,15 @@ use futures::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use crate::admin::names;
 use crate::core::{CallEvent, CallWatch, DeviceEvent, DeviceWatch, WatchError};
 
 /// A core watch whose events a gRPC stream forwards.
 pub trait CoreWatch: Send + 'static {
     /// The event type.
     type Event: Send;
+    /// The RPC that streams it, for the metrics' `rpc` label.
+    const RPC: &'static str;
 
     /// Waits for the next event; `Ok(None)` when the gateway ends the stream.
     fn next_event(
@@ -24,6 +27,7 @@ pub trait CoreWatch: Send + 'static {
 
 impl CoreWatch for CallWatch {
     type Event = Arc<CallEvent>;
+    const RPC: &'static str = "WatchCalls";
 
     fn next_event(
         &mut self,
@@ -34,6 +38,7 @@ impl CoreWatch for CallWatch {
 
 impl CoreWatch for DeviceWatch {
     type Event = Arc<DeviceEvent>;
+    const RPC: &'static str = "WatchDevices";
 
     fn next_event(
         &mut self,
@@ -58,22 +63,42 @@ where
     W: CoreWatch,
     M: Send + 'static,
 {
-    let state = Some((first, watch, shutdown));
+    let open = OpenStream::new(W::RPC);
+    // The gauge leaves with the state: when the stream ends or the client goes away.
+    let state = Some((first, watch, shutdown, open));
     Box::pin(futures::stream::unfold(state, move |state| async move {
-        let (first, mut watch, shutdown) = state?;
+        let (first, mut watch, shutdown, open) = state?;
         if let Some(first) = first {
-            return Some((Ok(first), Some((None, watch, shutdown))));
+            return Some((Ok(first), Some((None, watch, shutdown, open))));
         }
         let next = tokio::select! {
             () = shutdown.cancelled() => return None,
             next = watch.next_event() => next,
         };
         match next {
-            Ok(Some(event)) => Some((Ok(render(&event)), Some((None, watch, shutdown)))),
+            Ok(Some(event)) => Some((Ok(render(&event)), Some((None, watch, shutdown, open)))),
             Ok(None) => None,
             Err(error @ WatchError::Lagged { .. }) => {
+                metrics::counter!(names::WATCHERS_LAGGED, "rpc" => W::RPC).increment(1);
                 Some((Err(Status::aborted(error.to_string())), None))
             }
         }
     }))
+}
+
+/// Counts an open watch stream in [`names::WATCH_STREAMS`] for as long as it lives.
+struct OpenStream(metrics::Gauge);
+
+impl OpenStream {
+    fn new(rpc: &'static str) -> Self {
+        let gauge = metrics::gauge!(names::WATCH_STREAMS, "rpc" => rpc);
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }

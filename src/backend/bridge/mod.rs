@@ -344,7 +344,9 @@ impl GwsBridge {
                 format!("{SESSION_COOKIE}={cookie}"),
             );
         }
-        let reply = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let reply = send_timed(request)
+            .await
+            .map_err(|e| self.unreachable(&e))?;
         self.set_available(true);
         let set_cookie = reply
             .cookies()
@@ -450,17 +452,15 @@ impl GwsBridge {
         let session = self.session(&user.name)?;
         let mut renewed = false;
         loop {
-            let reply = self
+            let post = self
                 .http
                 .post(format!("{}{}", self.base, request.path))
                 .header(
                     reqwest::header::COOKIE,
                     format!("{SESSION_COOKIE}={}", session.cookie()),
                 )
-                .json(&request.body)
-                .send()
-                .await
-                .map_err(|e| self.unreachable(&e))?;
+                .json(&request.body);
+            let reply = send_timed(post).await.map_err(|e| self.unreachable(&e))?;
             self.set_available(true);
             let status = reply.status();
             let body: Value = reply.json().await.unwrap_or(Value::Null);
@@ -556,4 +556,16 @@ impl Upstream for GwsPort {
     fn is_available(&self) -> bool {
         self.0.available.load(Ordering::Acquire)
     }
+}
+
+/// Sends a request to the upstream, timing it into
+/// [`crate::admin::names::UPSTREAM_REQUEST_DURATION`] by outcome (`ok`: any HTTP answer,
+/// `error`: none).
+async fn send_timed(request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+    let start = std::time::Instant::now();
+    let reply = request.send().await;
+    let outcome = if reply.is_ok() { "ok" } else { "error" };
+    metrics::histogram!(crate::admin::names::UPSTREAM_REQUEST_DURATION, "outcome" => outcome)
+        .record(start.elapsed());
+    reply
 }

@@ -205,6 +205,12 @@ fn handshake(ctx: &BayeuxContext<'_>, m: &BayeuxMessage, out: &mut BayeuxOutcome
             json!({"reconnect": "handshake", "interval": 1000}),
         );
     };
+    let transport = match ctx.transport {
+        BayeuxTransport::LongPolling => "long-polling",
+        BayeuxTransport::WebSocket => "websocket",
+    };
+    metrics::counter!(crate::admin::names::COMETD_SESSIONS_OPENED, "transport" => transport)
+        .increment(1);
     let mut reply = BayeuxReply::to(m)
         .ok()
         .with("version", "1.0".into())

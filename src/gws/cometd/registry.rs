@@ -83,6 +83,7 @@ impl BayeuxRegistry {
             return Err(BayeuxFull);
         }
         inner.sessions.insert(id.clone(), session.clone());
+        metrics::gauge!(crate::admin::names::COMETD_SESSIONS).increment(1.0);
         inner
             .by_user
             .entry(new.user)
@@ -120,6 +121,8 @@ impl BayeuxRegistry {
         }
         let removed = session.mark_removed(reason);
         if removed {
+            metrics::gauge!(crate::admin::names::COMETD_SESSIONS).decrement(1.0);
+            metrics::counter!(crate::admin::names::COMETD_SESSIONS_ENDED, "reason" => reason.as_str()).increment(1);
             match reason {
                 BayeuxRemoval::Disconnected | BayeuxRemoval::Expired => {
                     tracing::debug!(client_id = %session.id, user = %session.user, reason = reason.as_str(), "bayeux session ended");

@@ -1,0 +1,334 @@
+//! The tower layers every request of both fronts goes through, applied where the routers
+//! are assembled (`crate::run_with_admin`): a request id (`x-request-id`, the client's or a
+//! fresh UUID, echoed in the reply), a tracing span carrying it (so every log line of the
+//! request names it, and the authenticator records the `user` in it), and
+//! [`RequestMetrics`]: the request count and latency by front, operation and code, and one
+//! log line per failed request.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use axum::extract::MatchedPath;
+use axum::http::{Request, Response};
+use metrics::{Counter, Histogram};
+use tower::Layer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{MakeSpan, TraceLayer};
+
+use super::names;
+
+/// The span of one request: `request{id=… front=… user=…}`.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &Request<B>) -> tracing::Span {
+        let id = request
+            .extensions()
+            .get::<RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!(
+            "request",
+            id,
+            front = front_of(request),
+            user = tracing::field::Empty
+        )
+    }
+}
+
+/// Records the acting user (or the attempted user name) in the current request's span, so
+/// that the request's later log lines, its failure line included, name it. Never given a
+/// credential.
+pub fn record_user(name: &str) {
+    tracing::Span::current().record("user", name);
+}
+
+/// The whole stack, outermost first: request id, span, id echoed in the reply, metrics.
+pub type RequestLayers = tower::layer::util::Stack<
+    RequestMetricsLayer,
+    tower::layer::util::Stack<
+        PropagateRequestIdLayer,
+        tower::layer::util::Stack<
+            TraceLayer<
+                tower_http::classify::SharedClassifier<
+                    tower_http::classify::ServerErrorsAsFailures,
+                >,
+                RequestSpan,
+                (),
+                (),
+                (),
+                (),
+                (),
+            >,
+            tower::layer::util::Stack<
+                SetRequestIdLayer<MakeRequestUuid>,
+                tower::layer::util::Identity,
+            >,
+        >,
+    >,
+>;
+
+/// Builds [`RequestLayers`] with the metrics of `metrics`.
+pub fn request_layers(metrics: RequestMetricsLayer) -> RequestLayers {
+    tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(RequestSpan)
+                .on_request(())
+                .on_response(())
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(metrics)
+        .into_inner()
+}
+
+/// The names of the gRPC status codes, by number.
+const GRPC_CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The label of requests to a gRPC method the gateway does not serve, and of HTTP requests
+/// no route matched: a client cannot grow the label set by inventing paths.
+const UNKNOWN_OPERATION: &str = "unknown";
+
+fn front_of<B>(request: &Request<B>) -> &'static str {
+    let grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc { "grpc" } else { "http" }
+}
+
+/// The handles of one gRPC method, registered once: the hot path of a successful call
+/// touches two atomics and allocates nothing.
+#[derive(Debug)]
+struct GrpcOperation {
+    name: String,
+    ok: Counter,
+    duration: Histogram,
+}
+
+/// Records request metrics; see [`RequestMetrics`].
+#[derive(Debug, Clone)]
+pub struct RequestMetricsLayer {
+    grpc: Arc<HashMap<String, Arc<GrpcOperation>, foldhash::fast::RandomState>>,
+}
+
+impl RequestMetricsLayer {
+    /// Pre-registers the metrics of the gRPC methods at `paths` (`/package.Service/Method`)
+    /// with the recorder installed now (none: the no-op recorder, metrics off).
+    pub fn new(paths: impl IntoIterator<Item = String>) -> Self {
+        let grpc = paths
+            .into_iter()
+            .map(|path| {
+                let name = path.trim_start_matches('/').to_owned();
+                let operation = GrpcOperation {
+                    ok: metrics::counter!(names::REQUESTS, "front" => "grpc", "operation" => name.clone(), "code" => "OK"),
+                    duration: metrics::histogram!(names::REQUEST_DURATION, "front" => "grpc", "operation" => name.clone()),
+                    name,
+                };
+                (path, Arc::new(operation))
+            })
+            .collect();
+        Self {
+            grpc: Arc::new(grpc),
+        }
+    }
+}
+
+impl<S> Layer<S> for RequestMetricsLayer {
+    type Service = RequestMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestMetrics {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Counts each request by front, operation and code, times it to its response head, and
+/// logs one line for a failed one (front, operation, code; the span adds the request id
+/// and the user). A gRPC stream counts when its response head is sent (a status the stream
+/// ends with later is not counted).
+#[derive(Debug, Clone)]
+pub struct RequestMetrics<S> {
+    inner: S,
+    layer: RequestMetricsLayer,
+}
+
+/// What a request is counted under, found before it is handed on.
+#[derive(Debug)]
+enum Operation {
+    /// A gRPC method the gateway serves.
+    Grpc(Arc<GrpcOperation>),
+    /// gRPC, unknown method.
+    GrpcUnknown,
+    /// HTTP, by method and route.
+    Http(String),
+}
+
+impl<S, B, RB> tower::Service<Request<B>> for RequestMetrics<S>
+where
+    S: tower::Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RequestMetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let operation = if front_of(&request) == "grpc" {
+            let path = request.uri().path();
+            match self.layer.grpc.get(path) {
+                Some(op) => Operation::Grpc(op.clone()),
+                None => Operation::GrpcUnknown,
+            }
+        } else {
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or(UNKNOWN_OPERATION, MatchedPath::as_str);
+            Operation::Http(format!("{} {route}", request.method()))
+        };
+        RequestMetricsFuture {
+            inner: self.inner.call(request),
+            operation: Some(operation),
+            start: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`RequestMetrics`].
+    pub struct RequestMetricsFuture<F> {
+        #[pin]
+        inner: F,
+        operation: Option<Operation>,
+        start: Instant,
+    }
+}
+
+impl<F, RB, E> Future for RequestMetricsFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let elapsed = this.start.elapsed();
+        if let Some(operation) = this.operation.take() {
+            record(operation, result.as_ref().ok(), elapsed);
+        }
+        Poll::Ready(result)
+    }
+}
+
+fn record<RB>(operation: Operation, response: Option<&Response<RB>>, elapsed: std::time::Duration) {
+    match operation {
+        Operation::Grpc(op) => {
+            op.duration.record(elapsed);
+            match grpc_code(response) {
+                0 => op.ok.increment(1),
+                code => failed(
+                    "grpc",
+                    op.name.clone(),
+                    grpc_code_name(code),
+                    code_is_server(code),
+                ),
+            }
+        }
+        Operation::GrpcUnknown => {
+            let code = grpc_code(response);
+            failed(
+                "grpc",
+                UNKNOWN_OPERATION.into(),
+                grpc_code_name(code),
+                code_is_server(code),
+            );
+        }
+        Operation::Http(name) => {
+            metrics::histogram!(names::REQUEST_DURATION, "front" => "http", "operation" => name.clone())
+                .record(elapsed);
+            let status = response.map_or(500, |r| r.status().as_u16());
+            if status < 400 {
+                metrics::counter!(names::REQUESTS, "front" => "http", "operation" => name, "code" => status.to_string())
+                    .increment(1);
+            } else {
+                failed("http", name, status.to_string(), status >= 500);
+            }
+        }
+    }
+}
+
+/// Counts a failed request and logs its one line: at `warn` for the gateway's own failures,
+/// `info` for a client's mistakes.
+fn failed(
+    front: &'static str,
+    operation: String,
+    code: impl Into<metrics::SharedString> + std::fmt::Display + Clone,
+    server: bool,
+) {
+    if server {
+        tracing::warn!(front, operation = %operation, code = %code, "request failed");
+    } else {
+        tracing::info!(front, operation = %operation, code = %code, "request failed");
+    }
+    metrics::counter!(names::REQUESTS, "front" => front, "operation" => operation, "code" => code)
+        .increment(1);
+}
+
+/// The gRPC status of a response head: its `grpc-status` header (tonic sends every error
+/// as a trailers-only response), else OK (the status of a success comes in the trailers).
+fn grpc_code<RB>(response: Option<&Response<RB>>) -> usize {
+    let Some(response) = response else {
+        return 13;
+    };
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+}
+
+fn grpc_code_name(code: usize) -> &'static str {
+    GRPC_CODES.get(code).copied().unwrap_or("UNKNOWN")
+}
+
+/// Whether a gRPC code is the gateway's failure rather than the client's.
+fn code_is_server(code: usize) -> bool {
+    matches!(code, 2 | 13 | 14 | 15)
+}

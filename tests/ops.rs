@@ -1,0 +1,593 @@
+//! The operator's view of the real binary: JSON logs with request ids and without
+//! credentials, `promtool check metrics`, a real Prometheus scraping the admin listener,
+//! start-up refusals of bad configuration files before any listener binds, and
+//! `hash-password`.
+//!
+//! `promtool` and `prometheus` come from the Debian `prometheus` package
+//! (`scripts/install-test-clients`).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{as_user, established_call, pb, with_basic};
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt as _;
+
+/// Every wait of this file gives up after this long, failing with a message.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// The gateway binary on port-0 listeners (gRPC and HTTP on one port, and the admin
+/// listener), JSON logs collected.
+struct Binary {
+    child: tokio::process::Child,
+    api: SocketAddr,
+    admin: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+    drained: tokio::task::JoinHandle<()>,
+}
+
+impl Binary {
+    /// Starts the binary with `extra` arguments; returns once it logged the addresses it
+    /// bound.
+    async fn start(extra: &[&str]) -> Self {
+        // The tests' reqwest clients share the gateway's rustls build (no default provider).
+        voice_gateway::upstream::bayeux::install_crypto_provider();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--admin-listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the gateway binary starts");
+        let mut reader = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let serving = tokio::time::timeout(BOUND, async {
+            while let Some(line) = reader.next_line().await.unwrap() {
+                let json: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+                if json["fields"]["message"] == "voice-gateway serving" {
+                    return json;
+                }
+            }
+            panic!("the gateway exited before serving");
+        })
+        .await
+        .expect("the gateway serves in time");
+        let addr = |key: &str| -> SocketAddr {
+            let text = serving["fields"][key].as_str().unwrap();
+            let addr: SocketAddr = text.parse().unwrap();
+            assert_ne!(
+                addr.port(),
+                0,
+                "the log names the bound {key} address: {serving}"
+            );
+            addr
+        };
+        let (api, admin) = (addr("grpc"), addr("admin"));
+        assert_eq!(addr("http"), api, "one port serves both");
+        let lines = Arc::new(Mutex::new(vec![serving.to_string()]));
+        let sink = lines.clone();
+        let drained = tokio::spawn(async move {
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            api,
+            admin,
+            lines,
+            drained,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    async fn calls(&self) -> pb::call_service_client::CallServiceClient<tonic::transport::Channel> {
+        pb::call_service_client::CallServiceClient::connect(self.url())
+            .await
+            .unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        let reply = reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        reply.text().await.unwrap()
+    }
+
+    /// Stops the gateway with SIGTERM, waits for it to exit, and returns its log lines.
+    async fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().unwrap().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = tokio::time::timeout(BOUND, self.child.wait())
+            .await
+            .expect("the gateway stops on SIGTERM in time")
+            .unwrap();
+        assert!(status.success(), "the gateway exits cleanly: {status:?}");
+        tokio::time::timeout(BOUND, self.drained)
+            .await
+            .expect("the log pipe closes")
+            .unwrap();
+        Arc::try_unwrap(self.lines).unwrap().into_inner().unwrap()
+    }
+}
+
+/// The log lines whose request span has id `id`.
+fn lines_of(lines: &[String], id: &str) -> Vec<Value> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["span"]["id"] == id)
+        .collect()
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_the_user_and_never_a_credential() {
+    const PASSWORD: &str = "wrong-pw-Zq81x";
+    const TOKEN: &str = "bearer-tok-Vb33k";
+    let gw = Binary::start(&[]).await;
+    let http = reqwest::Client::new();
+    let basic = http
+        .get(format!("{}/api/v2/me", gw.url()))
+        .basic_auth("agent1", Some(PASSWORD))
+        .header("x-request-id", "ops-basic-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401);
+    let bearer = http
+        .get(format!("{}/api/v2/me", gw.url()))
+        .bearer_auth(TOKEN)
+        .header("x-request-id", "ops-bearer-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 401);
+    let mut calls = gw.calls().await;
+    let mut request = with_basic("agent2", PASSWORD, pb::ListCallsRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "ops-grpc-3".parse().unwrap());
+    let refused = calls.list_calls(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let mut request = tonic::Request::new(pb::ListCallsRequest::default());
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "ops-grpc-4".parse().unwrap());
+    assert_eq!(
+        calls.list_calls(request).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    let lines = gw.stop().await;
+
+    for (id, front, code, user) in [
+        ("ops-basic-1", "http", "401", Some("agent1")),
+        ("ops-bearer-2", "http", "401", None),
+        ("ops-grpc-3", "grpc", "UNAUTHENTICATED", Some("agent2")),
+        ("ops-grpc-4", "grpc", "UNAUTHENTICATED", None),
+    ] {
+        let of_request = lines_of(&lines, id);
+        let failed: Vec<&Value> = of_request
+            .iter()
+            .filter(|l| l["fields"]["message"] == "request failed")
+            .collect();
+        assert_eq!(
+            failed.len(),
+            1,
+            "one failure line for {id}: {of_request:#?}"
+        );
+        let failed = failed[0];
+        assert_eq!(failed["fields"]["front"], front, "{failed}");
+        assert_eq!(failed["fields"]["code"], code, "{failed}");
+        assert_eq!(failed["span"]["user"].as_str(), user, "{failed}");
+        assert!(failed["fields"]["operation"].as_str().is_some(), "{failed}");
+    }
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("agent1:{PASSWORD}"))
+    };
+    for line in &lines {
+        for secret in [PASSWORD, TOKEN, encoded.as_str()] {
+            assert!(
+                !line.contains(secret),
+                "a log line holds a credential: {line}"
+            );
+        }
+    }
+}
+
+/// The seed scenario (agent1 calls agent2, who answers, with a watcher on agent1), then
+/// `n` StopCallRecording requests (each after a StartCallRecording).
+async fn seed_and_stop_recordings(gw: &Binary, n: usize) {
+    let mut calls = gw.calls().await;
+    let mut watch = calls
+        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    common::snapshot(&mut watch).await;
+    let id = established_call(&mut calls).await;
+    for _ in 0..n {
+        let call_id = id.clone();
+        calls
+            .start_call_recording(as_user("agent1", pb::StartCallRecordingRequest { call_id }))
+            .await
+            .unwrap();
+        let call_id = id.clone();
+        calls
+            .stop_call_recording(as_user("agent1", pb::StopCallRecordingRequest { call_id }))
+            .await
+            .unwrap();
+    }
+    // Keep the watcher open until the metrics are read? No: it ends here; the gauge
+    // returns to zero, which promtool checks as well as any other value.
+    drop(watch);
+}
+
+/// Returns the path of a Debian `prometheus` package tool, failing with what to run.
+fn tool(name: &str) -> PathBuf {
+    let path = Path::new("/usr/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{name} not found: run scripts/install-test-clients (Debian package prometheus)"
+    );
+    path
+}
+
+#[tokio::test]
+async fn promtool_accepts_the_metrics_after_the_seed_scenario() {
+    let gw = Binary::start(&[]).await;
+    seed_and_stop_recordings(&gw, 2).await;
+    let text = gw.metrics().await;
+    for name in voice_gateway::admin::names::METRICS.iter().map(|m| m.0) {
+        // Bridge-mode metrics appear only in bridge mode.
+        if name.contains("upstream") {
+            continue;
+        }
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} is missing from /metrics:\n{text}"
+        );
+    }
+    let mut promtool = tokio::process::Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = promtool.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).await.unwrap();
+    }
+    let out = tokio::time::timeout(BOUND, promtool.wait_with_output())
+        .await
+        .expect("promtool answers in time")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_real_prometheus_reads_back_the_stop_call_recording_count() {
+    const N: usize = 7;
+    let gw = Binary::start(&[]).await;
+    seed_and_stop_recordings(&gw, N).await;
+
+    let dir = tempdir("prometheus");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: voice-gateway\n    scrape_interval: 1s\n    \
+             static_configs:\n      - targets: ['{}']\n",
+            gw.admin
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _prometheus = tokio::process::Command::new(tool("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prometheus starts");
+    let query = "sum(voice_gateway_requests_total{front=\"grpc\",\
+                 operation=\"voice.v1.CallService/StopCallRecording\",code=\"OK\"})";
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    loop {
+        // Prometheus is polled until a scrape has landed: its start and first scrape take
+        // a variable time; the deadline bounds the wait.
+        let url = reqwest::Url::parse_with_params(
+            &format!("http://127.0.0.1:{port}/api/v1/query"),
+            &[("query", query)],
+        )
+        .unwrap();
+        let reply = client.get(url).send().await;
+        if let Ok(reply) = reply
+            && let Ok(body) = reply.json::<Value>().await
+        {
+            let value = &body["data"]["result"][0]["value"][1];
+            if let Some(value) = value.as_str() {
+                assert_eq!(value, N.to_string(), "Prometheus reads {body}");
+                break;
+            }
+            last = body.to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Prometheus has no sample of {query} after 60 s; last answer: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh folder under the target directory's tmp folder.
+fn tempdir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts the binary on `file`, with the API and admin addresses held by this test (so a
+/// binary that bound before checking would fail with "cannot listen" instead), and returns
+/// its exit status, standard output and standard error.
+fn start_with_config(file: &Path) -> (std::process::ExitStatus, String, String) {
+    let held: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addr = |i: usize| held[i].local_addr().unwrap().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
+        .args(["--config", &file.display().to_string()])
+        .args(["--grpc-listen", &addr(0), "--http-listen", &addr(1)])
+        .args(["--admin-listen", &addr(2)])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A demo-like file with `body` after one contact center and its user.
+const BASE: &str = "[[contact_centers]]\nname = \"c\"\nfeatures = [\"api-voice\"]\n\n";
+
+#[test]
+fn configuration_mistakes_are_refused_before_any_listener_binds() {
+    let dir = tempdir("config");
+    let user = |extra: &str| {
+        format!(
+            "{BASE}[[users]]\nname = \"u\"\ncontact_center = \"c\"\nphone_number = \"100\"\n{extra}"
+        )
+    };
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "misspelled-feature",
+            "[[contact_centers]]\nname = \"c\"\nfeatures = [\"api-vioce\"]\n".into(),
+            &[
+                "contact_centers[0] (c).features",
+                "unknown feature \"api-vioce\"",
+                "expected one of api-voice",
+            ],
+        ),
+        (
+            "empty",
+            "# nothing but a comment\n".into(),
+            &[
+                "the file sets nothing",
+                "expected at least one [[contact_centers]]",
+            ],
+        ),
+        (
+            "both-secrets",
+            user(
+                "password = \"p\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\"\n",
+            ),
+            &[
+                "users[0] (u)",
+                "both password and password_hash",
+                "expected exactly one",
+            ],
+        ),
+        (
+            "no-secret",
+            user(""),
+            &[
+                "users[0] (u)",
+                "neither password nor password_hash",
+                "expected exactly one",
+            ],
+        ),
+        (
+            "bad-hash",
+            user("password_hash = \"not-a-hash\"\n"),
+            &[
+                "users[0] (u).password_hash",
+                "expected an argon2 PHC string",
+            ],
+        ),
+        (
+            "unknown-role",
+            user("password = \"p\"\nroles = [\"agnet\"]\n"),
+            &[
+                "users[0] (u).roles",
+                "unknown role \"agnet\"",
+                "expected agent, supervisor or admin",
+            ],
+        ),
+        (
+            "token-of-account",
+            format!("{BASE}[[service_accounts]]\nname = \"s\"\ncontact_center = \"c\"\n"),
+            &["service_accounts[0] (s)", "neither token nor token_hash"],
+        ),
+        (
+            "after-call-work",
+            format!("{BASE}[agent]\nafter_call_work_state = \"Busy\"\n"),
+            &["agent.after_call_work_state", "expected Ready or NotReady"],
+        ),
+        (
+            "unknown-key",
+            format!("{BASE}[switch]\nexternal_answer = 1\n"),
+            &[
+                "unknown field `external_answer`",
+                "expected `external_answer_ms`",
+            ],
+        ),
+    ];
+    for (name, text, wanted) in cases {
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let (status, stdout, stderr) = start_with_config(&file);
+        assert_eq!(status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid config {}", file.display())),
+            "{name}: the error names the file: {stderr}"
+        );
+        for want in wanted {
+            assert!(
+                stderr.contains(want),
+                "{name}: {want:?} is not in: {stderr}"
+            );
+        }
+        assert!(
+            !stderr.contains("cannot listen"),
+            "{name}: it tried to bind: {stderr}"
+        );
+        assert!(!stdout.contains("serving"), "{name}: it served: {stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn hash_password_refuses_an_empty_input_and_hashes_a_given_one() {
+    let run = |input: &str| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
+            .arg("hash-password")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    for empty in ["", "\n"] {
+        let out = run(empty);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("refusing to hash an empty"),
+            "{out:?}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let out = run("s3cret\n");
+    assert!(out.status.success(), "{out:?}");
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    // No prompt when standard input is not a terminal: the output is the hash alone.
+    assert!(
+        out.stderr.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn hash_password_prompts_on_a_terminal_without_echoing() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // util-linux `script` runs the command on a pseudo-terminal fed from our pipe.
+    let script = Path::new("/usr/bin/script");
+    assert!(script.is_file(), "script (util-linux) not found");
+    let command = format!("{} hash-password", env!("CARGO_BIN_EXE_voice-gateway"));
+    let mut child = tokio::process::Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut screen = Vec::new();
+    // The secret is typed once the prompt is on the screen, as a person would; typed
+    // earlier, the terminal would echo it before the prompt turned echo off.
+    tokio::time::timeout(BOUND, async {
+        while !String::from_utf8_lossy(&screen).contains("password or token to hash: ") {
+            let mut chunk = [0u8; 256];
+            let n = stdout.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "no prompt: {:?}", String::from_utf8_lossy(&screen));
+            screen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("the prompt appears in time");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"s3cret-on-tty\n").await.unwrap();
+    tokio::time::timeout(BOUND, stdout.read_to_end(&mut screen))
+        .await
+        .expect("the hash is printed in time")
+        .unwrap();
+    drop(stdin);
+    assert!(child.wait().await.unwrap().success());
+    let screen = String::from_utf8_lossy(&screen);
+    assert!(screen.contains("$argon2id$"), "{screen:?}");
+    assert!(
+        !screen.contains("s3cret-on-tty"),
+        "the secret was echoed: {screen:?}"
+    );
+}
