@@ -41,7 +41,7 @@ pub use directory::{
     invalid_password, invalid_token, stable_id, user_principal,
 };
 pub use error::{CoreError, CoreResult, ErrorKind};
-pub use events::{CallWatch, DeviceWatch, Event, EventWatch, WatchError, WatchScope};
+pub use events::{CallWatch, DeviceWatch, Event, EventWatch, ResumePoint, WatchError, WatchScope};
 pub use model::{
     CallEvent, CallId, CallSnapshot, CallState, CallType, NotificationType, Operation, Participant,
     RecordingState, UserData, UserDataValue, UserRef, feature,
@@ -93,6 +93,8 @@ impl Default for CoreLimits {
 pub struct WatchStart {
     /// The last sequence included in the snapshot (or the resume point).
     pub sequence: u64,
+    /// The epoch of the event log the sequences belong to.
+    pub epoch: Arc<str>,
     /// The active calls when the watch started; `None` when resuming.
     pub snapshot: Option<Vec<CallSnapshot>>,
     /// The subscription.
@@ -313,15 +315,18 @@ impl CallControl {
         }
     }
 
-    /// Starts a watch: with `from` it resumes right after that sequence, otherwise it
-    /// starts with a snapshot taken atomically with the subscription.
-    pub fn watch(&self, scope: WatchScope, from: Option<u64>) -> CoreResult<WatchStart> {
+    /// Starts a watch: with `from` it resumes right after that sequence of that epoch
+    /// ([`CoreError::EpochMismatch`] for another epoch), otherwise it starts with a
+    /// snapshot taken atomically with the subscription.
+    pub fn watch(&self, scope: WatchScope, from: Option<ResumePoint>) -> CoreResult<WatchStart> {
         let store = self.lock();
+        let from = store.log.resume_sequence(from.as_ref())?;
         let watch = store.log.watch(scope.clone(), from)?;
         let sequence = from.unwrap_or(store.log.last_sequence());
         let snapshot = from.is_none().then(|| self.snapshot(&store, &scope));
         Ok(WatchStart {
             sequence,
+            epoch: store.log.epoch().clone(),
             snapshot,
             watch,
         })

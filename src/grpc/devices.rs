@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::auth::authenticate;
+use super::convert::resume_point;
 use super::pb;
 use super::pb::device_service_server::DeviceService;
 use super::stream::{WatchStream, watch_stream};
@@ -66,14 +67,14 @@ impl From<&DeviceSnapshot> for pb::Device {
     }
 }
 
-impl From<&DeviceEvent> for pb::DeviceEvent {
-    fn from(event: &DeviceEvent) -> Self {
-        Self {
-            sequence: event.sequence,
-            device: Some(pb::Device::from(&event.device)),
-            phone_number: event.device.user.phone_number.to_string(),
-            commit_time: Some(prost_types::Timestamp::from(event.committed_at)),
-        }
+/// Renders a device event of the event log named `epoch`.
+pub fn device_event_to_pb(event: &DeviceEvent, epoch: &str) -> pb::DeviceEvent {
+    pb::DeviceEvent {
+        sequence: event.sequence,
+        device: Some(pb::Device::from(&event.device)),
+        phone_number: event.device.user.phone_number.to_string(),
+        commit_time: Some(prost_types::Timestamp::from(event.committed_at)),
+        epoch: epoch.to_owned(),
     }
 }
 
@@ -224,15 +225,17 @@ device_service! {
     ) -> Result<Response<WatchDevicesStream>, Status> {
         let (who, message) = self.authenticate(request).await?;
         let scope = self.core.watch_scope(&who, message.contact_center)?;
-        let start = self.core.watch_devices(scope, message.from_sequence)?;
+        let start = self.core.watch_devices(scope, resume_point(message.from_sequence, message.epoch))?;
+        let epoch = start.epoch;
         let snapshot = start.snapshot.map(|devices| pb::WatchDevicesResponse {
             kind: Some(pb::watch_devices_response::Kind::Snapshot(pb::DeviceSnapshot {
                 sequence: start.sequence,
                 devices: devices.iter().map(pb::Device::from).collect(),
+                epoch: epoch.to_string(),
             })),
         });
-        let render = |event: &Arc<DeviceEvent>| pb::WatchDevicesResponse {
-            kind: Some(pb::watch_devices_response::Kind::Event(pb::DeviceEvent::from(&**event))),
+        let render = move |event: &Arc<DeviceEvent>| pb::WatchDevicesResponse {
+            kind: Some(pb::watch_devices_response::Kind::Event(device_event_to_pb(event, &epoch))),
         };
         Ok(Response::new(watch_stream(snapshot, start.watch, self.shutdown.clone(), render)))
     }

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::auth::authenticate;
-use super::convert::{CallRequest, call_id, user_data};
+use super::convert::{CallRequest, call_event_to_pb, call_id, resume_point, user_data};
 use super::pb;
 use super::pb::call_service_server::CallService;
 use super::pb::simulator_service_server::SimulatorService;
@@ -148,15 +148,17 @@ call_service! {
     async fn watch_calls(&self, request: Request<pb::WatchCallsRequest>) -> Result<Response<WatchCallsStream>, Status> {
         let (who, message) = self.authenticate(request).await?;
         let scope = self.core.watch_scope(&who, message.contact_center)?;
-        let start = self.core.watch(scope, message.from_sequence)?;
+        let start = self.core.watch(scope, resume_point(message.from_sequence, message.epoch))?;
+        let epoch = start.epoch;
         let snapshot = start.snapshot.map(|calls| pb::WatchCallsResponse {
             kind: Some(pb::watch_calls_response::Kind::Snapshot(pb::CallSnapshot {
                 sequence: start.sequence,
                 calls: calls.iter().map(pb::Call::from).collect(),
+                epoch: epoch.to_string(),
             })),
         });
-        let render = |event: &Arc<CallEvent>| pb::WatchCallsResponse {
-            kind: Some(pb::watch_calls_response::Kind::Event(pb::CallEvent::from(&**event))),
+        let render = move |event: &Arc<CallEvent>| pb::WatchCallsResponse {
+            kind: Some(pb::watch_calls_response::Kind::Event(call_event_to_pb(event, &epoch))),
         };
         Ok(Response::new(watch_stream(snapshot, start.watch, self.shutdown.clone(), render)))
     }

@@ -48,31 +48,36 @@ pub type WatchStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>;
 /// Streams `first` (the snapshot, if any), then every event rendered by `render`, until
 /// `shutdown`. A watcher that fell behind gets ABORTED naming the sequence to resume from,
 /// and the stream ends.
-pub fn watch_stream<W, M>(
+pub fn watch_stream<W, M, R>(
     first: Option<M>,
     watch: W,
     shutdown: CancellationToken,
-    render: fn(&W::Event) -> M,
+    render: R,
 ) -> WatchStream<M>
 where
     W: CoreWatch,
     M: Send + 'static,
+    R: Fn(&W::Event) -> M + Send + Sync + 'static,
 {
+    let render = Arc::new(render);
     let state = Some((first, watch, shutdown));
-    Box::pin(futures::stream::unfold(state, move |state| async move {
-        let (first, mut watch, shutdown) = state?;
-        if let Some(first) = first {
-            return Some((Ok(first), Some((None, watch, shutdown))));
-        }
-        let next = tokio::select! {
-            () = shutdown.cancelled() => return None,
-            next = watch.next_event() => next,
-        };
-        match next {
-            Ok(Some(event)) => Some((Ok(render(&event)), Some((None, watch, shutdown)))),
-            Ok(None) => None,
-            Err(error @ WatchError::Lagged { .. }) => {
-                Some((Err(Status::aborted(error.to_string())), None))
+    Box::pin(futures::stream::unfold(state, move |state| {
+        let render = render.clone();
+        async move {
+            let (first, mut watch, shutdown) = state?;
+            if let Some(first) = first {
+                return Some((Ok(first), Some((None, watch, shutdown))));
+            }
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                next = watch.next_event() => next,
+            };
+            match next {
+                Ok(Some(event)) => Some((Ok(render(&event)), Some((None, watch, shutdown)))),
+                Ok(None) => None,
+                Err(error @ WatchError::Lagged { .. }) => {
+                    Some((Err(Status::aborted(error.to_string())), None))
+                }
             }
         }
     }))
