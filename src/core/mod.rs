@@ -22,6 +22,7 @@ mod device;
 mod directory;
 mod error;
 mod events;
+pub mod idempotency;
 mod model;
 mod operation;
 pub mod port;
@@ -54,6 +55,7 @@ pub use operation::{DeviceRequest, MonitorTarget};
 use call::{capabilities, ops};
 use device::{api as device_api, model as devices, ops as device_ops};
 use events::EventLog;
+use idempotency::IdempotencyStore;
 use port::{Switch, SwitchError, SwitchEvent};
 use store::Store;
 
@@ -75,6 +77,11 @@ pub struct CoreLimits {
     pub ended_calls: usize,
     /// The agent state an after-call work with a wrap-up time returns to (Ready).
     pub after_call_work_state: AgentState,
+    /// How long a reply is kept for idempotent retries
+    /// ([`idempotency::DEFAULT_IDEMPOTENCY_TTL`]).
+    pub idempotency_ttl: std::time::Duration,
+    /// Idempotency keys held at once ([`idempotency::DEFAULT_IDEMPOTENCY_KEYS`]).
+    pub idempotency_keys: usize,
 }
 
 impl Default for CoreLimits {
@@ -84,6 +91,8 @@ impl Default for CoreLimits {
             watch_buffer: DEFAULT_WATCH_BUFFER,
             ended_calls: DEFAULT_ENDED_CALLS,
             after_call_work_state: AgentState::Ready,
+            idempotency_ttl: idempotency::DEFAULT_IDEMPOTENCY_TTL,
+            idempotency_keys: idempotency::DEFAULT_IDEMPOTENCY_KEYS,
         }
     }
 }
@@ -110,6 +119,8 @@ pub struct CallControl {
     after_call_work_state: AgentState,
     /// Bridge mode: the upstream that owns the calls; `None` in embedded mode.
     bridge: Option<bridge::Bridge>,
+    /// The replies kept for idempotent retries, shared by both fronts.
+    replies: Arc<IdempotencyStore>,
 }
 
 /// The store lock, held; on release it wakes the watchers whose mailboxes the commits
@@ -151,7 +162,16 @@ impl CallControl {
             store: Mutex::new(Store::new(log, limits.ended_calls)),
             after_call_work_state: limits.after_call_work_state,
             bridge: None,
+            replies: Arc::new(IdempotencyStore::new(
+                limits.idempotency_ttl,
+                limits.idempotency_keys,
+            )),
         }
+    }
+
+    /// Returns the replies kept for idempotent retries (see [`idempotency`]).
+    pub fn replies(&self) -> &Arc<IdempotencyStore> {
+        &self.replies
     }
 
     /// Returns the directory of users and contact centers.

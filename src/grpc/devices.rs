@@ -10,6 +10,7 @@ use tracing::instrument;
 
 use super::auth::authenticate;
 use super::convert::resume_point;
+use super::idempotency;
 use super::pb;
 use super::pb::device_service_server::DeviceService;
 use super::stream::{WatchStream, watch_stream};
@@ -140,19 +141,26 @@ impl GrpcDeviceControl {
         Ok((who, request.into_inner()))
     }
 
-    /// Runs one device operation: authenticate, convert, execute, render.
-    async fn run<T>(
+    /// Runs one device operation: authenticate, convert, execute (once per idempotency
+    /// key), render.
+    async fn run<T: prost::Message>(
         &self,
+        method: &'static str,
         request: Request<T>,
         convert: impl FnOnce(T) -> Result<(Option<String>, DeviceRequest), CoreError>,
     ) -> Result<Option<pb::Device>, Status> {
+        let key = idempotency::key(request.metadata())?;
         let (who, message) = self.authenticate(request).await?;
+        let retry = idempotency::retry(key, method, &message);
         let (device, request) = convert(message)?;
-        let device = self
-            .core
-            .submit_device_operation(&who, device.as_deref(), request)
-            .await?;
-        Ok(Some(pb::Device::from(&device)))
+        let (core, acting) = (self.core.clone(), who.clone());
+        idempotency::once(&self.core, &who, retry, async move {
+            let device = core
+                .submit_device_operation(&acting, device.as_deref(), request)
+                .await?;
+            Ok(Some(pb::Device::from(&device)))
+        })
+        .await
     }
 }
 
@@ -169,7 +177,7 @@ macro_rules! device_service {
             $(
                 #[instrument(level = "debug", skip(self, request))]
                 async fn $method(&self, request: Request<pb::$request>) -> Result<Response<pb::$response>, Status> {
-                    let device = self.run(request, |$m: pb::$request| $convert).await?;
+                    let device = self.run(stringify!($request), request, |$m: pb::$request| $convert).await?;
                     Ok(Response::new(pb::$response { device }))
                 }
             )*

@@ -20,8 +20,9 @@ use super::config::{CORS_MAX_AGE, LegacyConfig};
 use super::error::LegacyError;
 use crate::app::AppState;
 
-/// Request headers a browser may send (spec §2 `allowedHeaders`).
-const ALLOWED_HEADERS: [&str; 10] = [
+/// Request headers a browser may send (spec §2 `allowedHeaders`, and `idempotency-key` for
+/// retries, see [`super::idempotency`]).
+const ALLOWED_HEADERS: [&str; 11] = [
     "x-requested-with",
     "content-type",
     "accept",
@@ -32,6 +33,7 @@ const ALLOWED_HEADERS: [&str; 10] = [
     "surl",
     "contactcenterid",
     "x-csrf-token",
+    "idempotency-key",
 ];
 
 /// Builds the CORS layer for the configured origins.
