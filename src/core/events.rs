@@ -651,6 +651,33 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_resume_must_name_this_logs_epoch() {
+        let (log, other) = (EventLog::new(10, 10), EventLog::new(10, 10));
+        assert_ne!(log.epoch(), other.epoch(), "each log has its own epoch");
+        let ours = ResumePoint {
+            sequence: 3,
+            epoch: Some(log.epoch().to_string()),
+        };
+        assert_eq!(log.resume_sequence(Some(&ours)), Ok(Some(3)));
+        let theirs = ResumePoint {
+            sequence: 3,
+            epoch: Some(other.epoch().to_string()),
+        };
+        let refused = log.resume_sequence(Some(&theirs)).unwrap_err();
+        assert!(
+            matches!(refused, CoreError::EpochMismatch { .. }),
+            "{refused}"
+        );
+        assert_eq!(refused.kind(), crate::core::ErrorKind::OutOfRange);
+        // Without an epoch (older clients) the sequence is taken unchecked.
+        assert_eq!(
+            log.resume_sequence(Some(&ResumePoint::sequence(3))),
+            Ok(Some(3))
+        );
+        assert_eq!(log.resume_sequence(None), Ok(None));
+    }
+
     #[tokio::test]
     async fn a_watcher_that_falls_behind_is_told_where_to_resume() {
         let mut log = EventLog::new(100, 2);
