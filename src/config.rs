@@ -6,6 +6,8 @@
 //! | `limits.event_history` | events kept for WatchCalls resume | [`crate::core::DEFAULT_EVENT_HISTORY`] |
 //! | `limits.watch_buffer` | events of its scope a watcher may fall behind before it is ended | [`crate::core::DEFAULT_WATCH_BUFFER`] |
 //! | `limits.ended_calls` | ended calls kept for GetCall | [`crate::core::DEFAULT_ENDED_CALLS`] |
+//! | `limits.idempotency_ttl` | seconds a reply is kept for retries with the same idempotency key | [`crate::core::idempotency::DEFAULT_IDEMPOTENCY_TTL`] (60) |
+//! | `limits.idempotency_keys` | idempotency keys held at once; when full, requests with a new key are refused until one expires | [`crate::core::idempotency::DEFAULT_IDEMPOTENCY_KEYS`] |
 //! | `legacy.*` | the GWS JSON front-end: CORS origins, CSRF, sessions, body limit, timeout, public URL and trusted proxy headers of links | see [`crate::gws::config`] |
 //! | `cometd.timeout_ms` | CometD connect hold time (`advice.timeout`) | [`crate::gws::config::DEFAULT_TIMEOUT_MS`] |
 //! | `cometd.interval_ms` | advised pause between connects | [`crate::gws::config::DEFAULT_INTERVAL_MS`] |
@@ -134,6 +136,12 @@ pub struct LimitsConfig {
     /// Ended calls kept.
     #[serde(default = "defaults::ended_calls")]
     pub ended_calls: usize,
+    /// Seconds a reply is kept for retries with the same idempotency key.
+    #[serde(default = "defaults::idempotency_ttl")]
+    pub idempotency_ttl: u64,
+    /// Idempotency keys held at once.
+    #[serde(default = "defaults::idempotency_keys")]
+    pub idempotency_keys: usize,
 }
 
 mod defaults {
@@ -145,6 +153,12 @@ mod defaults {
     }
     pub(super) fn ended_calls() -> usize {
         crate::core::DEFAULT_ENDED_CALLS
+    }
+    pub(super) fn idempotency_ttl() -> u64 {
+        crate::core::idempotency::DEFAULT_IDEMPOTENCY_TTL.as_secs()
+    }
+    pub(super) fn idempotency_keys() -> usize {
+        crate::core::idempotency::DEFAULT_IDEMPOTENCY_KEYS
     }
     pub(super) fn after_call_work_state() -> String {
         "Ready".into()
@@ -158,6 +172,8 @@ impl Default for LimitsConfig {
             event_history: limits.event_history,
             watch_buffer: limits.watch_buffer,
             ended_calls: limits.ended_calls,
+            idempotency_ttl: limits.idempotency_ttl.as_secs(),
+            idempotency_keys: limits.idempotency_keys,
         }
     }
 }
@@ -169,6 +185,8 @@ impl LimitsConfig {
             event_history: self.event_history,
             watch_buffer: self.watch_buffer,
             ended_calls: self.ended_calls,
+            idempotency_ttl: Duration::from_secs(self.idempotency_ttl),
+            idempotency_keys: self.idempotency_keys,
             ..CoreLimits::default()
         }
     }

@@ -331,6 +331,7 @@ async fn resume_outside_the_history_asks_for_resync() {
     let stale = pb::WatchCallsRequest {
         from_sequence: Some(1),
         contact_center: false,
+        epoch: String::new(),
     };
     let err = client
         .watch_calls(as_user("agent1", stale))
@@ -341,6 +342,7 @@ async fn resume_outside_the_history_asks_for_resync() {
     let ahead = pb::WatchCallsRequest {
         from_sequence: Some(99),
         contact_center: false,
+        epoch: String::new(),
     };
     assert_eq!(
         client
@@ -354,6 +356,7 @@ async fn resume_outside_the_history_asks_for_resync() {
     let cc = pb::WatchCallsRequest {
         from_sequence: None,
         contact_center: true,
+        epoch: String::new(),
     };
     assert_eq!(
         client
@@ -385,6 +388,7 @@ async fn a_watcher_that_stops_reading_is_cut_off_with_a_resume_point() {
             pb::WatchCallsRequest {
                 from_sequence: None,
                 contact_center: true,
+                epoch: String::new(),
             },
         ))
         .await

@@ -20,6 +20,7 @@ async fn dial_answer_record_hold_transfer_watched_and_resumed() {
             pb::WatchCallsRequest {
                 from_sequence: None,
                 contact_center: true,
+                epoch: String::new(),
             },
         ))
         .await
@@ -330,6 +331,7 @@ async fn dial_answer_record_hold_transfer_watched_and_resumed() {
             pb::WatchCallsRequest {
                 from_sequence: Some(10),
                 contact_center: false,
+                epoch: first.epoch.clone(),
             },
         ))
         .await

@@ -284,6 +284,7 @@ async fn cors_answers_preflights_of_allowed_origins_and_refuses_others() {
         "x-csrf-token",
         "authorization",
         "contactcenterid",
+        "idempotency-key",
     ] {
         assert!(headers.contains(name), "{headers}");
     }

@@ -95,6 +95,35 @@ pub enum CoreError {
         /// The oldest sequence still held.
         oldest: u64,
     },
+    /// A resume position names another event log (the gateway restarted since).
+    #[error(
+        "epoch {requested} is not this gateway's event stream (now {current}): the gateway restarted; resync by watching without from_sequence"
+    )]
+    EpochMismatch {
+        /// The epoch the client gave.
+        requested: String,
+        /// The epoch of the current log.
+        current: String,
+    },
+    /// An idempotency key was used before by the same user for another request.
+    #[error(
+        "idempotency key {key:?} was already used for a different request; use a new key for a new request"
+    )]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+    },
+    /// The idempotency store holds as many keys as it may and none has expired yet.
+    #[error(
+        "too many idempotency keys in use ({capacity}); retry after {}s or send the request without a key",
+        retry_after.as_secs().max(1)
+    )]
+    IdempotencyStoreFull {
+        /// The store's bound.
+        capacity: usize,
+        /// When the oldest key expires.
+        retry_after: Duration,
+    },
     /// A resume position lies in the future.
     #[error("sequence {requested} has not happened yet (last is {last})")]
     SequenceAhead {
@@ -152,7 +181,11 @@ impl CoreError {
             Self::MissingParameter(_)
             | Self::InvalidParameter { .. }
             | Self::UnknownOperation(_) => ErrorKind::InvalidArgument,
-            Self::HistoryGone { .. } | Self::SequenceAhead { .. } => ErrorKind::OutOfRange,
+            Self::HistoryGone { .. } | Self::SequenceAhead { .. } | Self::EpochMismatch { .. } => {
+                ErrorKind::OutOfRange
+            }
+            Self::IdempotencyKeyReused { .. } => ErrorKind::FailedPrecondition,
+            Self::IdempotencyStoreFull { .. } => ErrorKind::ResourceExhausted,
             Self::Unavailable(_) | Self::Busy { .. } => ErrorKind::Unavailable,
             Self::Throttled { .. } => ErrorKind::ResourceExhausted,
             Self::Upstream { kind, .. } => *kind,
@@ -164,9 +197,9 @@ impl CoreError {
     /// (HTTP `Retry-After`, gRPC `grpc-retry-pushback-ms`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Busy { retry_after, .. } | Self::Throttled { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            Self::Busy { retry_after, .. }
+            | Self::Throttled { retry_after, .. }
+            | Self::IdempotencyStoreFull { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -188,9 +221,14 @@ impl CoreError {
             | Self::InvalidParameter { .. }
             | Self::UnknownOperation(_)
             | Self::HistoryGone { .. }
-            | Self::SequenceAhead { .. } => 2,
+            | Self::SequenceAhead { .. }
+            | Self::EpochMismatch { .. }
+            | Self::IdempotencyKeyReused { .. } => 2,
             Self::FeatureMissing { .. } => 3,
-            Self::Unavailable(_) | Self::Busy { .. } | Self::Internal(_) => 4,
+            Self::Unavailable(_)
+            | Self::Busy { .. }
+            | Self::Internal(_)
+            | Self::IdempotencyStoreFull { .. } => 4,
             Self::Throttled { .. } => 3,
             Self::Upstream { status_code, .. } => *status_code,
             Self::PermissionDenied(_) => 5,

@@ -16,6 +16,13 @@
 //! where it may resume while the history still holds it. Memory per watcher is therefore
 //! bounded, and an idle watcher holds no buffer at all.
 //!
+//! Epoch: each log has a random id, its epoch, fixed when the log is made (so a new one on
+//! every start of the gateway). A resume position names it beside the sequence
+//! ([`ResumePoint`]): sequence numbers restart with a new log, so a sequence alone could
+//! resume a watch on another process's stream, which would carry on silently with events
+//! the client never had a snapshot for. A resume against another epoch is refused with
+//! [`CoreError::EpochMismatch`] and the client resyncs.
+//!
 //! Locks: the store lock (held by every append) is taken before the routes lock, which is
 //! taken before a mailbox lock; dropping a watch takes only the routes lock. None is held
 //! across an `.await`.
@@ -242,9 +249,32 @@ impl Drop for Wakes {
     }
 }
 
+/// Where a watch resumes: right after `sequence` of the event log named `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The last sequence the client received.
+    pub sequence: u64,
+    /// The epoch of the log that sequence belongs to (from the snapshot or any event).
+    /// `None` (clients older than epochs) is accepted and cannot be checked: such a
+    /// resume after a restart carries on with the new log's events.
+    pub epoch: Option<String>,
+}
+
+impl ResumePoint {
+    /// Returns a resume position without an epoch (internal consumers of this process).
+    pub fn sequence(sequence: u64) -> Self {
+        Self {
+            sequence,
+            epoch: None,
+        }
+    }
+}
+
 /// The append side of the stream; lives inside the store's lock.
 #[derive(Debug)]
 pub(crate) struct EventLog {
+    /// This log's random id (see the module doc).
+    epoch: Arc<str>,
     last: u64,
     history: VecDeque<Event>,
     history_limit: usize,
@@ -259,6 +289,7 @@ pub(crate) struct EventLog {
 impl EventLog {
     pub(crate) fn new(history_limit: usize, buffer: usize) -> Self {
         Self {
+            epoch: uuid::Uuid::new_v4().simple().to_string().into(),
             last: 0,
             history: VecDeque::with_capacity(history_limit.min(65_536)),
             history_limit: history_limit.max(1),
@@ -273,6 +304,26 @@ impl EventLog {
     /// caller wakes them once it has released the store lock.
     pub(crate) fn take_wakes(&mut self) -> Wakes {
         std::mem::take(&mut self.wakes)
+    }
+
+    /// Returns this log's epoch.
+    pub(crate) fn epoch(&self) -> &Arc<str> {
+        &self.epoch
+    }
+
+    /// Returns the sequence to resume after, once `from` is known to name this log:
+    /// [`CoreError::EpochMismatch`] when it names another.
+    pub(crate) fn resume_sequence(&self, from: Option<&ResumePoint>) -> CoreResult<Option<u64>> {
+        let Some(from) = from else {
+            return Ok(None);
+        };
+        match &from.epoch {
+            Some(epoch) if **epoch != *self.epoch => Err(CoreError::EpochMismatch {
+                requested: epoch.clone(),
+                current: self.epoch.to_string(),
+            }),
+            _ => Ok(Some(from.sequence)),
+        }
     }
 
     /// Returns the last committed sequence number (0 before the first event).
@@ -599,6 +650,33 @@ mod tests {
             log.watch(WatchScope::All, Some(6)).unwrap_err(),
             CoreError::SequenceAhead { .. }
         ));
+    }
+
+    #[test]
+    fn a_resume_must_name_this_logs_epoch() {
+        let (log, other) = (EventLog::new(10, 10), EventLog::new(10, 10));
+        assert_ne!(log.epoch(), other.epoch(), "each log has its own epoch");
+        let ours = ResumePoint {
+            sequence: 3,
+            epoch: Some(log.epoch().to_string()),
+        };
+        assert_eq!(log.resume_sequence(Some(&ours)), Ok(Some(3)));
+        let theirs = ResumePoint {
+            sequence: 3,
+            epoch: Some(other.epoch().to_string()),
+        };
+        let refused = log.resume_sequence(Some(&theirs)).unwrap_err();
+        assert!(
+            matches!(refused, CoreError::EpochMismatch { .. }),
+            "{refused}"
+        );
+        assert_eq!(refused.kind(), crate::core::ErrorKind::OutOfRange);
+        // Without an epoch (older clients) the sequence is taken unchecked.
+        assert_eq!(
+            log.resume_sequence(Some(&ResumePoint::sequence(3))),
+            Ok(Some(3))
+        );
+        assert_eq!(log.resume_sequence(None), Ok(None));
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@ mod device;
 mod directory;
 mod error;
 mod events;
+pub mod idempotency;
 mod model;
 mod operation;
 pub mod port;
@@ -42,7 +43,7 @@ pub use directory::{
     invalid_password, invalid_token, stable_id, user_principal, voice_environment_id,
 };
 pub use error::{CoreError, CoreResult, ErrorKind};
-pub use events::{CallWatch, DeviceWatch, Event, EventWatch, WatchError, WatchScope};
+pub use events::{CallWatch, DeviceWatch, Event, EventWatch, ResumePoint, WatchError, WatchScope};
 pub use model::{
     CallEvent, CallId, CallSnapshot, CallState, CallType, NotificationType, Operation, Participant,
     RecordingState, UserData, UserDataValue, UserRef, feature,
@@ -55,6 +56,7 @@ pub use operation::{DeviceRequest, MonitorTarget};
 use call::{capabilities, ops};
 use device::{api as device_api, model as devices, ops as device_ops};
 use events::EventLog;
+use idempotency::IdempotencyStore;
 use port::{Switch, SwitchError, SwitchEvent};
 use store::Store;
 
@@ -76,6 +78,11 @@ pub struct CoreLimits {
     pub ended_calls: usize,
     /// The agent state an after-call work with a wrap-up time returns to (Ready).
     pub after_call_work_state: AgentState,
+    /// How long a reply is kept for idempotent retries
+    /// ([`idempotency::DEFAULT_IDEMPOTENCY_TTL`]).
+    pub idempotency_ttl: std::time::Duration,
+    /// Idempotency keys held at once ([`idempotency::DEFAULT_IDEMPOTENCY_KEYS`]).
+    pub idempotency_keys: usize,
 }
 
 impl Default for CoreLimits {
@@ -85,6 +92,8 @@ impl Default for CoreLimits {
             watch_buffer: DEFAULT_WATCH_BUFFER,
             ended_calls: DEFAULT_ENDED_CALLS,
             after_call_work_state: AgentState::Ready,
+            idempotency_ttl: idempotency::DEFAULT_IDEMPOTENCY_TTL,
+            idempotency_keys: idempotency::DEFAULT_IDEMPOTENCY_KEYS,
         }
     }
 }
@@ -94,6 +103,8 @@ impl Default for CoreLimits {
 pub struct WatchStart {
     /// The last sequence included in the snapshot (or the resume point).
     pub sequence: u64,
+    /// The epoch of the event log the sequences belong to.
+    pub epoch: Arc<str>,
     /// The active calls when the watch started; `None` when resuming.
     pub snapshot: Option<Vec<CallSnapshot>>,
     /// The subscription.
@@ -109,6 +120,8 @@ pub struct CallControl {
     after_call_work_state: AgentState,
     /// Bridge mode: the upstream that owns the calls; `None` in embedded mode.
     bridge: Option<bridge::Bridge>,
+    /// The replies kept for idempotent retries, shared by both fronts.
+    replies: Arc<IdempotencyStore>,
 }
 
 /// The store lock, held; on release it wakes the watchers whose mailboxes the commits
@@ -150,7 +163,16 @@ impl CallControl {
             store: Mutex::new(Store::new(log, limits.ended_calls)),
             after_call_work_state: limits.after_call_work_state,
             bridge: None,
+            replies: Arc::new(IdempotencyStore::new(
+                limits.idempotency_ttl,
+                limits.idempotency_keys,
+            )),
         }
+    }
+
+    /// Returns the replies kept for idempotent retries (see [`idempotency`]).
+    pub fn replies(&self) -> &Arc<IdempotencyStore> {
+        &self.replies
     }
 
     /// Returns the directory of users and contact centers.
@@ -314,15 +336,18 @@ impl CallControl {
         }
     }
 
-    /// Starts a watch: with `from` it resumes right after that sequence, otherwise it
-    /// starts with a snapshot taken atomically with the subscription.
-    pub fn watch(&self, scope: WatchScope, from: Option<u64>) -> CoreResult<WatchStart> {
+    /// Starts a watch: with `from` it resumes right after that sequence of that epoch
+    /// ([`CoreError::EpochMismatch`] for another epoch), otherwise it starts with a
+    /// snapshot taken atomically with the subscription.
+    pub fn watch(&self, scope: WatchScope, from: Option<ResumePoint>) -> CoreResult<WatchStart> {
         let store = self.lock();
+        let from = store.log.resume_sequence(from.as_ref())?;
         let watch = store.log.watch(scope.clone(), from)?;
         let sequence = from.unwrap_or(store.log.last_sequence());
         let snapshot = from.is_none().then(|| self.snapshot(&store, &scope));
         Ok(WatchStart {
             sequence,
+            epoch: store.log.epoch().clone(),
             snapshot,
             watch,
         })

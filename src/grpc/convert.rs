@@ -8,7 +8,7 @@ use tonic::{Code, Status};
 use super::pb;
 use crate::core::{
     CallEvent, CallId, CallOperation, CallSnapshot, CallState, CallType, CoreError, Destination,
-    ErrorKind, NotificationType, Participant, RecordingState, UserData, UserDataValue,
+    ErrorKind, NotificationType, Participant, RecordingState, ResumePoint, UserData, UserDataValue,
 };
 
 /// Metadata key (a trailer on errors) carrying the GWS statusCode of a failure.
@@ -39,6 +39,15 @@ impl From<CoreError> for Status {
         }
         Status::with_metadata(code, error.to_string(), metadata)
     }
+}
+
+/// Returns where a watch resumes: `from_sequence` of `epoch` (empty: no epoch given, as
+/// older clients send), or `None` for a watch that starts with a snapshot.
+pub fn resume_point(from_sequence: Option<u64>, epoch: String) -> Option<ResumePoint> {
+    from_sequence.map(|sequence| ResumePoint {
+        sequence,
+        epoch: non_empty(epoch),
+    })
 }
 
 /// A call id and the operation to carry out on it, converted from a request message.
@@ -302,16 +311,16 @@ impl From<&CallSnapshot> for pb::Call {
     }
 }
 
-impl From<&CallEvent> for pb::CallEvent {
-    fn from(event: &CallEvent) -> Self {
-        Self {
-            sequence: event.sequence,
-            notification_type: pb::NotificationType::from(event.notification).into(),
-            call: Some(pb::Call::from(&event.call)),
-            phone_number: event.call.user.phone_number.to_string(),
-            digits: event.digits.clone().unwrap_or_default(),
-            commit_time: Some(prost_types::Timestamp::from(event.committed_at)),
-        }
+/// Renders a call event of the event log named `epoch`.
+pub fn call_event_to_pb(event: &CallEvent, epoch: &str) -> pb::CallEvent {
+    pb::CallEvent {
+        sequence: event.sequence,
+        epoch: epoch.to_owned(),
+        notification_type: pb::NotificationType::from(event.notification).into(),
+        call: Some(pb::Call::from(&event.call)),
+        phone_number: event.call.user.phone_number.to_string(),
+        digits: event.digits.clone().unwrap_or_default(),
+        commit_time: Some(prost_types::Timestamp::from(event.committed_at)),
     }
 }
 

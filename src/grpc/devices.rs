@@ -9,7 +9,8 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::auth::authenticate;
-use super::convert::non_empty;
+use super::convert::{non_empty, resume_point};
+use super::idempotency;
 use super::pb;
 use super::pb::device_service_server::DeviceService;
 use super::stream::{WatchStream, watch_stream};
@@ -68,14 +69,14 @@ impl From<&DeviceSnapshot> for pb::Device {
     }
 }
 
-impl From<&DeviceEvent> for pb::DeviceEvent {
-    fn from(event: &DeviceEvent) -> Self {
-        Self {
-            sequence: event.sequence,
-            device: Some(pb::Device::from(&event.device)),
-            phone_number: event.device.user.phone_number.to_string(),
-            commit_time: Some(prost_types::Timestamp::from(event.committed_at)),
-        }
+/// Renders a device event of the event log named `epoch`.
+pub fn device_event_to_pb(event: &DeviceEvent, epoch: &str) -> pb::DeviceEvent {
+    pb::DeviceEvent {
+        sequence: event.sequence,
+        device: Some(pb::Device::from(&event.device)),
+        phone_number: event.device.user.phone_number.to_string(),
+        commit_time: Some(prost_types::Timestamp::from(event.committed_at)),
+        epoch: epoch.to_owned(),
     }
 }
 
@@ -141,19 +142,26 @@ impl GrpcDeviceControl {
         Ok((who, request.into_inner()))
     }
 
-    /// Runs one device operation: authenticate, convert, execute, render.
-    async fn run<T>(
+    /// Runs one device operation: authenticate, convert, execute (once per idempotency
+    /// key), render.
+    async fn run<T: prost::Message>(
         &self,
+        method: &'static str,
         request: Request<T>,
         convert: impl FnOnce(T) -> Result<(Option<String>, DeviceRequest), CoreError>,
     ) -> Result<Option<pb::Device>, Status> {
+        let key = idempotency::key(request.metadata())?;
         let (who, message) = self.authenticate(request).await?;
+        let retry = idempotency::retry(key, method, &message);
         let (device, request) = convert(message)?;
-        let device = self
-            .core
-            .submit_device_operation(&who, device.as_deref(), request)
-            .await?;
-        Ok(Some(pb::Device::from(&device)))
+        let (core, acting) = (self.core.clone(), who.clone());
+        idempotency::once(&self.core, &who, retry, async move {
+            let device = core
+                .submit_device_operation(&acting, device.as_deref(), request)
+                .await?;
+            Ok(Some(pb::Device::from(&device)))
+        })
+        .await
     }
 }
 
@@ -206,7 +214,7 @@ macro_rules! device_service {
             $(
                 #[instrument(level = "debug", skip(self, request))]
                 async fn $method(&self, request: Request<pb::$request>) -> Result<Response<pb::$response>, Status> {
-                    let device = self.run(request, |$m: pb::$request| $convert).await?;
+                    let device = self.run(stringify!($request), request, |$m: pb::$request| $convert).await?;
                     Ok(Response::new(pb::$response { device }))
                 }
             )*
@@ -273,15 +281,17 @@ device_service! {
     ) -> Result<Response<WatchDevicesStream>, Status> {
         let (who, message) = self.authenticate(request).await?;
         let scope = self.core.watch_scope(&who, message.contact_center)?;
-        let start = self.core.watch_devices(scope, message.from_sequence)?;
+        let start = self.core.watch_devices(scope, resume_point(message.from_sequence, message.epoch))?;
+        let epoch = start.epoch;
         let snapshot = start.snapshot.map(|devices| pb::WatchDevicesResponse {
             kind: Some(pb::watch_devices_response::Kind::Snapshot(pb::DeviceSnapshot {
                 sequence: start.sequence,
                 devices: devices.iter().map(pb::Device::from).collect(),
+                epoch: epoch.to_string(),
             })),
         });
-        let render = |event: &Arc<DeviceEvent>| pb::WatchDevicesResponse {
-            kind: Some(pb::watch_devices_response::Kind::Event(pb::DeviceEvent::from(&**event))),
+        let render = move |event: &Arc<DeviceEvent>| pb::WatchDevicesResponse {
+            kind: Some(pb::watch_devices_response::Kind::Event(device_event_to_pb(event, &epoch))),
         };
         Ok(Response::new(watch_stream(snapshot, start.watch, self.shutdown.clone(), render)))
     }

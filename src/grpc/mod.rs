@@ -8,6 +8,7 @@ pub mod auth;
 pub mod codec;
 pub mod convert;
 pub mod devices;
+pub mod idempotency;
 pub mod service;
 pub mod stream;
 

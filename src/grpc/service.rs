@@ -8,7 +8,8 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::auth::authenticate;
-use super::convert::{CallRequest, call_id, user_data};
+use super::convert::{CallRequest, call_event_to_pb, call_id, resume_point, user_data};
+use super::idempotency;
 use super::pb;
 use super::pb::call_service_server::CallService;
 use super::pb::simulator_service_server::SimulatorService;
@@ -43,19 +44,30 @@ impl GrpcCallControl {
         Ok((who, request.into_inner()))
     }
 
-    /// Runs one call operation: authenticate, convert, execute, render.
-    async fn call_operation<T>(&self, request: Request<T>) -> Result<Option<pb::Call>, Status>
+    /// Runs one call operation: authenticate, convert, execute (once per idempotency key),
+    /// render.
+    async fn call_operation<T>(
+        &self,
+        method: &'static str,
+        request: Request<T>,
+    ) -> Result<Option<pb::Call>, Status>
     where
+        T: prost::Message,
         CallRequest: TryFrom<T, Error = crate::core::CoreError>,
     {
+        let key = idempotency::key(request.metadata())?;
         let (who, message) = self.authenticate(request).await?;
+        let retry = idempotency::retry(key, method, &message);
         let CallRequest { call_id, operation } = CallRequest::try_from(message)?;
         tracing::Span::current().record("call_id", call_id.as_str());
-        let call = self
-            .core
-            .submit_call_operation(&who, &call_id, operation)
-            .await?;
-        Ok(Some(pb::Call::from(&call)))
+        let (core, acting) = (self.core.clone(), who.clone());
+        idempotency::once(&self.core, &who, retry, async move {
+            let call = core
+                .submit_call_operation(&acting, &call_id, operation)
+                .await?;
+            Ok(Some(pb::Call::from(&call)))
+        })
+        .await
     }
 }
 
@@ -72,7 +84,7 @@ macro_rules! call_service {
             $(
                 #[instrument(level = "debug", skip(self, request), fields(call_id))]
                 async fn $method(&self, request: Request<pb::$request>) -> Result<Response<pb::$response>, Status> {
-                    let call = self.call_operation(request).await?;
+                    let call = self.call_operation(stringify!($request), request).await?;
                     Ok(Response::new(pb::$response { call }))
                 }
             )*
@@ -115,7 +127,9 @@ call_service! {
     ;
     #[instrument(level = "debug", skip(self, request))]
     async fn dial(&self, request: Request<pb::DialRequest>) -> Result<Response<pb::DialResponse>, Status> {
+        let key = idempotency::key(request.metadata())?;
         let (who, message) = self.authenticate(request).await?;
+        let retry = idempotency::retry(key, "DialRequest", &message);
         let dial = DialRequest {
             destination: Destination {
                 number: message.destination,
@@ -124,8 +138,13 @@ call_service! {
             },
             device_id: (!message.device_id.is_empty()).then_some(message.device_id),
         };
-        let call = self.core.submit_dial(&who, dial, Reply::Report).await?;
-        Ok(Response::new(pb::DialResponse { call: call.as_ref().map(pb::Call::from) }))
+        let (core, acting) = (self.core.clone(), who.clone());
+        let reply = idempotency::once(&self.core, &who, retry, async move {
+            let call = core.submit_dial(&acting, dial, Reply::Report).await?;
+            Ok(pb::DialResponse { call: call.as_ref().map(pb::Call::from) })
+        })
+        .await?;
+        Ok(Response::new(reply))
     }
 
     #[instrument(level = "debug", skip(self, request))]
@@ -148,15 +167,17 @@ call_service! {
     async fn watch_calls(&self, request: Request<pb::WatchCallsRequest>) -> Result<Response<WatchCallsStream>, Status> {
         let (who, message) = self.authenticate(request).await?;
         let scope = self.core.watch_scope(&who, message.contact_center)?;
-        let start = self.core.watch(scope, message.from_sequence)?;
+        let start = self.core.watch(scope, resume_point(message.from_sequence, message.epoch))?;
+        let epoch = start.epoch;
         let snapshot = start.snapshot.map(|calls| pb::WatchCallsResponse {
             kind: Some(pb::watch_calls_response::Kind::Snapshot(pb::CallSnapshot {
                 sequence: start.sequence,
                 calls: calls.iter().map(pb::Call::from).collect(),
+                epoch: epoch.to_string(),
             })),
         });
-        let render = |event: &Arc<CallEvent>| pb::WatchCallsResponse {
-            kind: Some(pb::watch_calls_response::Kind::Event(pb::CallEvent::from(&**event))),
+        let render = move |event: &Arc<CallEvent>| pb::WatchCallsResponse {
+            kind: Some(pb::watch_calls_response::Kind::Event(call_event_to_pb(event, &epoch))),
         };
         Ok(Response::new(watch_stream(snapshot, start.watch, self.shutdown.clone(), render)))
     }
@@ -183,16 +204,21 @@ impl SimulatorService for GrpcSimulator {
         &self,
         request: Request<pb::InboundCallRequest>,
     ) -> Result<Response<pb::InboundCallResponse>, Status> {
+        let key = idempotency::key(request.metadata())?;
         let who = authenticate(&self.auth, &request).await?;
         let message = request.into_inner();
+        let retry = idempotency::retry(key, "InboundCallRequest", &message);
         let queue = (!message.queue.is_empty()).then_some(message.queue);
         let data = user_data(message.user_data)?;
-        let call = self
-            .core
-            .inbound_call(&who, &message.from, &message.to, queue, data)?;
-        Ok(Response::new(pb::InboundCallResponse {
-            call: Some(pb::Call::from(&call)),
-        }))
+        let (core, acting) = (self.core.clone(), who.clone());
+        let reply = idempotency::once(&self.core, &who, retry, async move {
+            let call = core.inbound_call(&acting, &message.from, &message.to, queue, data)?;
+            Ok(pb::InboundCallResponse {
+                call: Some(pb::Call::from(&call)),
+            })
+        })
+        .await?;
+        Ok(Response::new(reply))
     }
 
     #[instrument(level = "debug", skip(self, request))]
@@ -200,12 +226,19 @@ impl SimulatorService for GrpcSimulator {
         &self,
         request: Request<pb::ExternalHangupRequest>,
     ) -> Result<Response<pb::ExternalHangupResponse>, Status> {
+        let key = idempotency::key(request.metadata())?;
         let who = authenticate(&self.auth, &request).await?;
         let message = request.into_inner();
+        let retry = idempotency::retry(key, "ExternalHangupRequest", &message);
         let call_id = call_id(message.call_id, "call_id")?;
-        let call = self.core.external_hangup(&who, &call_id, &message.number)?;
-        Ok(Response::new(pb::ExternalHangupResponse {
-            call: Some(pb::Call::from(&call)),
-        }))
+        let (core, acting) = (self.core.clone(), who.clone());
+        let reply = idempotency::once(&self.core, &who, retry, async move {
+            let call = core.external_hangup(&acting, &call_id, &message.number)?;
+            Ok(pb::ExternalHangupResponse {
+                call: Some(pb::Call::from(&call)),
+            })
+        })
+        .await?;
+        Ok(Response::new(reply))
     }
 }

@@ -53,34 +53,39 @@ pub type WatchStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>;
 /// Streams `first` (the snapshot, if any), then every event rendered by `render`, until
 /// `shutdown`. A watcher that fell behind gets ABORTED naming the sequence to resume from,
 /// and the stream ends.
-pub fn watch_stream<W, M>(
+pub fn watch_stream<W, M, R>(
     first: Option<M>,
     watch: W,
     shutdown: CancellationToken,
-    render: fn(&W::Event) -> M,
+    render: R,
 ) -> WatchStream<M>
 where
     W: CoreWatch,
     M: Send + 'static,
+    R: Fn(&W::Event) -> M + Send + Sync + 'static,
 {
+    let render = Arc::new(render);
     let open = OpenStream::new(W::RPC);
     // The gauge leaves with the state: when the stream ends or the client goes away.
     let state = Some((first, watch, shutdown, open));
-    Box::pin(futures::stream::unfold(state, move |state| async move {
-        let (first, mut watch, shutdown, open) = state?;
-        if let Some(first) = first {
-            return Some((Ok(first), Some((None, watch, shutdown, open))));
-        }
-        let next = tokio::select! {
-            () = shutdown.cancelled() => return None,
-            next = watch.next_event() => next,
-        };
-        match next {
-            Ok(Some(event)) => Some((Ok(render(&event)), Some((None, watch, shutdown, open)))),
-            Ok(None) => None,
-            Err(error @ WatchError::Lagged { .. }) => {
-                metrics::counter!(names::WATCHERS_LAGGED, "rpc" => W::RPC).increment(1);
-                Some((Err(Status::aborted(error.to_string())), None))
+    Box::pin(futures::stream::unfold(state, move |state| {
+        let render = render.clone();
+        async move {
+            let (first, mut watch, shutdown, open) = state?;
+            if let Some(first) = first {
+                return Some((Ok(first), Some((None, watch, shutdown, open))));
+            }
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                next = watch.next_event() => next,
+            };
+            match next {
+                Ok(Some(event)) => Some((Ok(render(&event)), Some((None, watch, shutdown, open)))),
+                Ok(None) => None,
+                Err(error @ WatchError::Lagged { .. }) => {
+                    metrics::counter!(names::WATCHERS_LAGGED, "rpc" => W::RPC).increment(1);
+                    Some((Err(Status::aborted(error.to_string())), None))
+                }
             }
         }
     }))

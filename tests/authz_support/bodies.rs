@@ -166,6 +166,7 @@ fn call_body(name: &str, s: &Subject) -> Vec<u8> {
         "WatchCalls" => pb::WatchCallsRequest {
             from_sequence: None,
             contact_center: s.whole_center,
+            epoch: String::new(),
         }
         .encode_to_vec(),
         other => panic!("no audit request for CallService/{other}"),
@@ -210,6 +211,7 @@ fn device_body(name: &str, s: &Subject) -> Vec<u8> {
         "WatchDevices" => pb::WatchDevicesRequest {
             from_sequence: None,
             contact_center: s.whole_center,
+            epoch: String::new(),
         }
         .encode_to_vec(),
         other => panic!("no audit request for DeviceService/{other}"),

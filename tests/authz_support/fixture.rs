@@ -247,6 +247,7 @@ impl Fixture {
             let request = whole_center().map(|()| pb::WatchCallsRequest {
                 from_sequence: None,
                 contact_center: true,
+                epoch: String::new(),
             });
             let mut watch = calls.watch_calls(request).await.unwrap().into_inner();
             match watch.message().await.unwrap().unwrap().kind {
@@ -258,6 +259,7 @@ impl Fixture {
             let request = whole_center().map(|()| pb::WatchDevicesRequest {
                 from_sequence: None,
                 contact_center: true,
+                epoch: String::new(),
             });
             let mut watch = devices.watch_devices(request).await.unwrap().into_inner();
             match watch.message().await.unwrap().unwrap().kind {

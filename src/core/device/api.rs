@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::core::port::LineSettings;
 use crate::core::{
     CallControl, CoreError, CoreResult, DeviceRequest, DeviceSnapshot, DeviceWatch, EventWatch,
-    Principal, Role, User, WatchScope, device_ops, feature,
+    Principal, ResumePoint, Role, User, WatchScope, device_ops, feature,
 };
 
 /// The start of a device watch.
@@ -14,6 +14,8 @@ use crate::core::{
 pub struct DeviceWatchStart {
     /// The last sequence included in the snapshot (or the resume point).
     pub sequence: u64,
+    /// The epoch of the event log the sequences belong to.
+    pub epoch: Arc<str>,
     /// The devices when the watch started; `None` when resuming.
     pub snapshot: Option<Vec<DeviceSnapshot>>,
     /// The subscription.
@@ -148,14 +150,16 @@ impl CallControl {
             .collect())
     }
 
-    /// Starts a watch of device events: with `from` it resumes right after that sequence,
-    /// otherwise it starts with the devices in scope, taken atomically with the subscription.
+    /// Starts a watch of device events: with `from` it resumes right after that sequence
+    /// of that epoch (as [`CallControl::watch`] does), otherwise it starts with the devices
+    /// in scope, taken atomically with the subscription.
     pub fn watch_devices(
         &self,
         scope: WatchScope,
-        from: Option<u64>,
+        from: Option<ResumePoint>,
     ) -> CoreResult<DeviceWatchStart> {
         let store = self.lock();
+        let from = store.log.resume_sequence(from.as_ref())?;
         let watch = DeviceWatch(store.log.watch_events(scope.clone(), from)?);
         let sequence = from.unwrap_or(store.log.last_sequence());
         let snapshot = from.is_none().then(|| {
@@ -177,6 +181,7 @@ impl CallControl {
         });
         Ok(DeviceWatchStart {
             sequence,
+            epoch: store.log.epoch().clone(),
             snapshot,
             watch,
         })

@@ -22,8 +22,9 @@ use crate::app::AppState;
 use crate::gws::auth::{CSRF_HEADER_HEADER, CSRF_TOKEN_HEADER};
 use crate::gws::config::{CORS_MAX_AGE, LegacyConfig};
 
-/// Request headers a browser may send (spec §2 `allowedHeaders`).
-const ALLOWED_HEADERS: [&str; 10] = [
+/// Request headers a browser may send (spec §2 `allowedHeaders`, and `idempotency-key` for
+/// retries, see [`super::idempotency`]).
+const ALLOWED_HEADERS: [&str; 11] = [
     "x-requested-with",
     "content-type",
     "accept",
@@ -34,6 +35,7 @@ const ALLOWED_HEADERS: [&str; 10] = [
     "surl",
     "contactcenterid",
     "x-csrf-token",
+    "idempotency-key",
 ];
 
 /// Builds the CORS layer for the configured origins.

@@ -26,13 +26,15 @@
 //! Layers, outermost first, applied to these routes only (never to gRPC streams): error
 //! logging, the preflight refusal for unknown origins, tower-http CORS, GWS bodies for the
 //! layers' own 413/408, the request timeout, the body limit. Authentication runs inside,
-//! on matched routes only, so preflights need no credentials.
+//! on matched routes only, so preflights need no credentials; inside it, a POST with an
+//! `Idempotency-Key` runs once per user and key ([`idempotency`]).
 
 pub mod calls;
 pub mod cors;
 pub mod devices;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod operation;
 pub mod resources;
 pub mod settings;
@@ -136,6 +138,7 @@ pub fn router(state: AppState) -> Router {
             with_and_without_slash(router, route.path, route.handler)
         })
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(from_fn_with_state(state.clone(), idempotency::once))
         .route_layer(from_fn_with_state(
             state.clone(),
             crate::gws::auth::authenticate,
