@@ -35,6 +35,9 @@ impl Gateway {
             .arg(format!("127.0.0.1:{grpc}"))
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{grpc}"))
+            // Tests run side by side: none may take the default admin port.
+            .arg("--admin-listen")
+            .arg("none")
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
