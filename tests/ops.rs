@@ -468,8 +468,10 @@ async fn hash_password_prompts_on_a_terminal_without_echoing() {
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut screen = Vec::new();
-    // The secret is typed once the prompt is on the screen, as a person would; typed
-    // earlier, the terminal would echo it before the prompt turned echo off.
+    // The secret is typed once the prompt is on the screen, as a person would: from then
+    // on nothing typed may be echoed. (Typed before the prompt, it would be: echo is on
+    // until the prompt. The binary turned echo off only after prompting until this test,
+    // failing about one run in two, showed it.)
     tokio::time::timeout(BOUND, async {
         while !String::from_utf8_lossy(&screen).contains("password or token to hash: ") {
             let mut chunk = [0u8; 256];
