@@ -4,15 +4,13 @@
 //! and B survives U being killed and restarted empty.
 
 mod common;
-#[path = "legacy_common/mod.rs"]
-mod legacy_common;
 #[allow(dead_code, unreachable_pub)]
 #[path = "cometd_support/node.rs"]
 mod node;
 
 use common::binary::Binary as Gateway;
+use common::desktop::Agent;
 use common::{as_user, next_event, pb, snapshot, with_basic};
-use legacy_common::Agent;
 use reqwest::StatusCode;
 use serde_json::json;
 use tonic::Code;

@@ -5,7 +5,10 @@
 mod cometd_support;
 mod common;
 
-use cometd_support::{BayeuxGateway, Desktop, LpClient, basic, split};
+use cometd_support::{LpClient, split};
+use common::TestGateway;
+use common::basic;
+use common::desktop::Agent;
 use common::{as_user, pb};
 use serde_json::{Value, json};
 
@@ -29,17 +32,17 @@ async fn nothing_more(client: &mut LpClient) {
     assert_eq!(events, Vec::<Value>::new());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_states_go_on_devices_and_channels_as_the_json_api_shows_the_device() {
-    let gw = BayeuxGateway::spawn().await;
-    let desktop = Desktop::login(&gw, "agent1").await;
+    let gw = TestGateway::spawn().await;
+    let desktop = Agent::login(&gw.http_url(), "agent1").await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     client.ready("/v2/me/devices").await;
     assert_eq!(
         client.subscribe(json!("/v2/me/channels")).await["successful"],
         true
     );
-    let mut devices = gw.device_service().await;
+    let mut devices = gw.devices().await;
     let ready = pb::ReadyRequest {
         workmode: "ManualIn".into(),
     };
@@ -48,7 +51,7 @@ async fn agent_states_go_on_devices_and_channels_as_the_json_api_shows_the_devic
 
     let (id, device) = desktop.device().await;
     assert_eq!(
-        desktop.get(&format!("/api/v2/me/devices/{id}")).await["device"],
+        desktop.get_ok(&format!("/api/v2/me/devices/{id}")).await["device"],
         device
     );
     let user_state = json!({"id": "9430250E-0A1B-421F-B372-F29E69366DED",
@@ -91,16 +94,16 @@ async fn agent_states_go_on_devices_and_channels_as_the_json_api_shows_the_devic
     nothing_more(&mut client).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcards_get_each_device_message_once_and_forwarding_is_not_a_channel_change() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut client = LpClient::new(&gw, Some(basic("agent2")));
     client.ready("/v2/me/*").await;
     let more = client
         .subscribe(json!(["/v2/me/**", "/v2/me/devices", "/v2/me/channels"]))
         .await;
     assert_eq!(more["successful"], true, "{more}");
-    let mut devices = gw.device_service().await;
+    let mut devices = gw.devices().await;
     devices
         .do_not_disturb_on(as_user("agent2", pb::DoNotDisturbOnRequest::default()))
         .await
@@ -138,14 +141,14 @@ async fn wildcards_get_each_device_message_once_and_forwarding_is_not_a_channel_
     nothing_more(&mut client).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_users_device_changes_are_never_delivered() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut agent1 = LpClient::new(&gw, Some(basic("agent1")));
     agent1.ready("/v2/me/**").await;
     let mut agent3 = LpClient::new(&gw, Some(basic("agent3")));
     agent3.ready("/v2/me/**").await;
-    let mut devices = gw.device_service().await;
+    let mut devices = gw.devices().await;
     devices
         .do_not_disturb_on(as_user("agent3", pb::DoNotDisturbOnRequest::default()))
         .await

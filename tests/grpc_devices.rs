@@ -39,7 +39,7 @@ async fn call_watch(gw: &TestGateway, user: &str) -> tonic::Streaming<pb::WatchC
     stream
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_goes_ready_not_ready_after_call_work_ready() {
     let gw = TestGateway::spawn().await;
     let mut devices = gw.devices().await;
@@ -81,7 +81,7 @@ async fn agent_goes_ready_not_ready_after_call_work_ready() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_call_work_with_wrap_up_time_returns_to_ready() {
     let gw = TestGateway::spawn().await;
     let mut devices = gw.devices().await;
@@ -103,7 +103,7 @@ async fn after_call_work_with_wrap_up_time_returns_to_ready() {
     assert_eq!(user_state(&back), ("Ready".to_owned(), String::new()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn do_not_disturb_fails_calls_and_forwarding_rings_the_target() {
     let gw = TestGateway::spawn().await;
     let (mut calls, mut devices) = (gw.calls().await, gw.devices().await);
@@ -170,7 +170,7 @@ async fn do_not_disturb_fails_calls_and_forwarding_rings_the_target() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervisor_listens_in_barges_in_mutes_unmutes_and_cancels() {
     let gw = TestGateway::spawn().await;
     let (mut calls, mut devices) = (gw.calls().await, gw.devices().await);
@@ -320,7 +320,7 @@ async fn supervisor_listens_in_barges_in_mutes_unmutes_and_cancels() {
     assert_eq!(agent_view.participants.len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitoring_refusals_change_nothing() {
     let gw = TestGateway::spawn_with(|config| {
         config.users.push(voice_gateway::config::UserConfig {
@@ -414,7 +414,7 @@ async fn monitoring_refusals_change_nothing() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_refusals_change_nothing() {
     let gw = TestGateway::spawn().await;
     let mut devices = gw.devices().await;

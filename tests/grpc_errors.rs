@@ -26,7 +26,7 @@ fn assert_refused(status: &tonic::Status, code: Code, gws: u32) {
     assert!(!status.message().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_call_id_is_not_found() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -53,7 +53,7 @@ async fn unknown_call_id_is_not_found() {
     assert_refused(&err, Code::InvalidArgument, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operation_outside_capabilities_is_refused_and_changes_nothing() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -109,7 +109,7 @@ async fn operation_outside_capabilities_is_refused_and_changes_nothing() {
     assert_refused(&err, Code::FailedPrecondition, 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_or_malformed_destination_is_invalid() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -158,7 +158,7 @@ async fn missing_or_malformed_destination_is_invalid() {
     assert_eq!(view(&mut client, "agent1", &id).await, before);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acting_on_another_agents_call_is_denied() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -220,7 +220,7 @@ async fn acting_on_another_agents_call_is_denied() {
     assert_eq!(held.into_inner().call.unwrap().state(), pb::CallState::Held);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_feature_refuses_recording_for_basic1() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -274,7 +274,7 @@ async fn missing_feature_refuses_recording_for_basic1() {
     assert_eq!(view(&mut client, "basic1", &id).await, before);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_or_missing_credentials_are_unauthenticated() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -323,7 +323,7 @@ async fn bad_or_missing_credentials_are_unauthenticated() {
     assert_eq!(view(&mut client, "agent1", &id).await, before);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_outside_the_history_asks_for_resync() {
     let gw = TestGateway::spawn_with(|config| config.limits.event_history = 2).await;
     let mut client = gw.calls().await;
@@ -368,7 +368,7 @@ async fn resume_outside_the_history_asks_for_resync() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_stops_reading_is_cut_off_with_a_resume_point() {
     let gw = TestGateway::spawn_with(|config| config.limits.watch_buffer = 4).await;
     let mut client = gw.calls().await;

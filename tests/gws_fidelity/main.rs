@@ -5,6 +5,8 @@
 mod agent_control;
 #[path = "../cometd_support/mod.rs"]
 mod cometd_support;
+#[path = "../common/mod.rs"]
+mod common;
 mod release;
 mod resource_fields;
 mod session_start;
