@@ -5,9 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use cometd_support::LpClient;
-use common::TestGateway;
-use common::basic;
+use cometd_support::{LpClient, connect_held, is_recording_stop};
+use common::{TestGateway, basic, eventually};
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -80,22 +79,30 @@ async fn events_are_pushed_at_once_and_the_held_connect_answers_at_its_timeout()
     send(&mut ws, json!([{"id": "3", "channel": "/meta/subscribe", "clientId": cid, "subscription": "/v2/me/calls"}])).await;
     assert_eq!(recv(&mut ws).await[0]["successful"], true);
     connect(&mut ws, "4", &cid, json!({})).await;
+    connect_held(&gw, &cid).await;
     gw.seed_recording_scenario().await;
-    let mut events = Vec::new();
-    let reply = loop {
+    // Every event is pushed while the connect stays held: no frame up to the recording
+    // stop carries the connect's reply.
+    let mut events: Vec<Value> = Vec::new();
+    while !events.iter().any(is_recording_stop) {
         let frame = recv(&mut ws).await;
-        if let Some(reply) = frame.iter().find(|m| m["channel"] == "/meta/connect") {
-            break reply.clone();
-        }
+        assert!(
+            frame.iter().all(|m| m["channel"] != "/meta/connect"),
+            "the connect was answered with the events: {frame:?}"
+        );
         events.extend(frame);
-    };
+    }
     assert_eq!(
-        reply,
-        json!({"id": "4", "channel": "/meta/connect", "successful": true})
+        events.len(),
+        4,
+        "the seed's four notifications: {events:#?}"
     );
-    let last = events.last().unwrap();
-    assert_eq!(last["data"]["notificationType"], "CallRecordingStateChange");
-    assert_eq!(last["data"]["call"]["recordingState"], "Stopped");
+    // Then, at its timeout (when exactly: the paused-time unit test
+    // a_socket_holds_its_connect_for_the_timeout_and_answers_it_on_shutdown), the reply.
+    assert_eq!(
+        recv(&mut ws).await,
+        [json!({"id": "4", "channel": "/meta/connect", "successful": true})]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,9 +190,14 @@ async fn with_ack_a_client_that_stops_connecting_hits_its_queue_bound() {
     assert_eq!(recv(&mut ws).await[0]["ext"], json!({"ack": 1}));
     send(&mut ws, json!([{"id": "3", "channel": "/meta/subscribe", "clientId": cid, "subscription": "/v2/me/calls"}])).await;
     recv(&mut ws).await;
-    // With ack, events wait for a connect that never comes: the queue fills up.
+    // With ack, events wait for a connect that never comes: the queue fills up and the
+    // session is dropped.
+    let session = gw.registry.get(&cid).unwrap();
     gw.seed_recording_scenario().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the session is dropped at its bound", || {
+        session.removed().is_some()
+    })
+    .await;
     connect(&mut ws, "4", &cid, json!({"ext": {"ack": 1}})).await;
     let reply = recv(&mut ws).await.remove(0);
     assert_eq!(reply["error"], "402::Unknown client", "{reply}");
