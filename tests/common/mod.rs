@@ -8,6 +8,7 @@
 
 pub mod binary;
 pub mod desktop;
+pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
