@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::devices::{DeviceChange, DeviceEvent, DeviceSnapshot};
-use super::events::{CallWatch, DeviceWatch, WatchScope};
+use super::events::{CallWatch, CallWatchEvent, DeviceWatch, WatchScope};
 use super::model::{CallEvent, CallId, CallSnapshot, CallState, NotificationType, Operation};
 use super::operation::{CallOperation, DeviceRequest, DialRequest};
 use super::port::{Unplugged, Upstream};
@@ -352,7 +352,7 @@ fn reported_as(operation: Operation) -> Option<NotificationType> {
     }
 }
 
-/// Waits up to `wait` for the next event of the watch that `wanted` accepts; its call.
+/// Waits up to `wait` for the next call event of the watch that `wanted` accepts; its call.
 async fn next_event(
     watch: &mut CallWatch,
     wait: Duration,
@@ -361,7 +361,9 @@ async fn next_event(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, watch.next()).await {
-            Ok(Ok(Some(event))) if wanted(&event) => return Some(event.call.clone()),
+            Ok(Ok(Some(CallWatchEvent::Call(event)))) if wanted(&event) => {
+                return Some(event.call.clone());
+            }
             Ok(Ok(Some(_))) => {}
             _ => return None,
         }
