@@ -25,13 +25,15 @@
 //! UNAVAILABLE saying the upstream accepted it and that the call will appear on the watch.
 //!
 //! What the upstream reports arrives through [`CallControl::mirror_call`],
-//! [`CallControl::mirror_device`] and, after a reconnection, [`CallControl::mirror_resync`];
-//! each change is one event in the same numbered log as embedded mode's.
+//! [`CallControl::mirror_device`], [`CallControl::mirror_error`] and, after a reconnection,
+//! [`CallControl::mirror_resync`]; each is one event in the same numbered log as embedded
+//! mode's.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::devices::{DeviceChange, DeviceEvent, DeviceSnapshot};
+use super::error_event::ErrorEvent;
 use super::events::{CallWatch, CallWatchEvent, DeviceWatch, WatchScope};
 use super::model::{CallEvent, CallId, CallSnapshot, CallState, NotificationType, Operation};
 use super::operation::{CallOperation, DeviceRequest, DialRequest};
@@ -246,6 +248,17 @@ impl CallControl {
             digits,
             committed_at: SystemTime::UNIX_EPOCH,
         });
+    }
+
+    /// Mirrors an asynchronous error the upstream reported to `error.user` (bridge mode;
+    /// ignored in embedded mode): one [`ErrorEvent`], numbered like the call events. Its
+    /// call is not mirrored: the upstream reports the call's own changes separately.
+    pub fn mirror_error(&self, error: ErrorEvent) {
+        let mut store = self.lock();
+        if store.mirror.is_none() {
+            return;
+        }
+        store.log.append_error(error);
     }
 
     /// Mirrors a device as the upstream reported it (bridge mode): one event, when it

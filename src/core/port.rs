@@ -8,7 +8,7 @@
 //!
 //! [`Upstream`]: bridge mode. A GWS server upstream owns the calls and decides (state,
 //! capabilities, errors); the core hands each operation to it and mirrors what it reports
-//! (`CallControl::mirror_call`, `mirror_device`, `mirror_resync`). The fronts call the same
+//! (`CallControl::mirror_call`, `mirror_device`, `mirror_error`, `mirror_resync`). The fronts call the same
 //! `CallControl::submit_*` methods in both modes and cannot tell which port is behind them.
 
 use std::fmt;
