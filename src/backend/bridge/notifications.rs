@@ -1,6 +1,6 @@
 //! One upstream CometD session per user: `/v2/me/calls` and `/v2/me/devices`
-//! notifications (and the Voice `ErrorMessage` of `/v2/me/calls`) mirrored into the core, and a re-read of the user's state whenever some
-//! may have been lost.
+//! notifications (and the Voice `ErrorMessage` of `/v2/me/calls`) mirrored into the core,
+//! and a re-read of the user's state whenever some may have been lost.
 
 use std::sync::Arc;
 use std::time::Duration;
