@@ -9,6 +9,9 @@
 //!   the initiator the conference's owner.
 //! - Reject ends the call: the embedded switch has no ACD queue to send it back to.
 //! - Hanging up a held original during a consult leaves the consult call as a plain call.
+//! - A leg to an outside number that the switch fails later (busy, unreachable) is released,
+//!   and the user who asked for it receives an asynchronous error (`remote_failed`; the
+//!   choices are in `crate::core::error_event`).
 
 use std::sync::Arc;
 
