@@ -17,7 +17,8 @@ use voice_gateway::{Listeners, run_with_admin};
 /// buffers across two worker threads, where glibc spent about a fifth of the CPU in
 /// `malloc`/`free`/`malloc_consolidate` (BENCHMARKS.md, figure 1 profile). Built with
 /// `no_thp`: with transparent huge pages its arenas made the idle demo gateway 22 MiB
-/// resident instead of 9.
+/// resident instead of 9. The `system-alloc` feature leaves it out, for heap profilers.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -375,8 +375,16 @@ fn configuration_mistakes_are_refused_before_any_listener_binds() {
             format!("{BASE}[switch]\nexternal_answer = 1\n"),
             &[
                 "unknown field `external_answer`",
-                "expected `external_answer_ms`",
+                "expected one of `external_answer_ms`",
             ],
+        ),
+        (
+            "failing-dn",
+            format!(
+                "{}[switch]\nbusy_numbers = [\"100\"]\n",
+                user("password = \"p\"\n")
+            ),
+            &["switch.busy_numbers", "100 is a user's phone number"],
         ),
     ];
     for (name, text, wanted) in cases {

@@ -26,7 +26,6 @@ pub mod session;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::middleware::from_fn_with_state;
 use tower::ServiceBuilder;
 
 use crate::app::AppState;
@@ -46,7 +45,7 @@ pub fn router(state: AppState) -> Router {
 /// drop sessions as the server does).
 pub fn router_with_registry(state: AppState) -> (Router, Arc<cometd::BayeuxRegistry>) {
     let cors = ServiceBuilder::new()
-        .layer(from_fn_with_state(state.clone(), json::cors::guard))
+        .layer(json::cors::GuardLayer::new(&state.config.legacy))
         .layer(json::cors::layer(&state.config.legacy));
     let (notifications, registry) = cometd::router_with_registry(state.clone());
     let router = Router::new()

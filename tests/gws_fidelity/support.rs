@@ -5,7 +5,7 @@ use serde_json::Value;
 use voice_gateway::grpc::pb;
 
 use crate::cometd_support::LpClient;
-pub(crate) use crate::common::{as_user, watch_until};
+pub(crate) use crate::common::{WAIT, as_user, watch_until};
 
 /// Reads `/meta/connect`s until an event matches `wanted`; returns every event read up to
 /// and including it.
