@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::TestGateway;
 use common::desktop::{Agent, assert_error, stable};
+use common::{TestGateway, as_user, pb, snapshot, watch_until};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -256,12 +256,27 @@ async fn call_operations_take_their_parameters_from_json() {
         Agent::new(&base, "agent3"),
     );
     let id = gw.established_call("agent1", "agent2", "15001").await;
+    let mut watch = gw
+        .calls()
+        .await
+        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    snapshot(&mut watch).await;
 
     a1.op(&id, json!({"operationName": "MuteCall"})).await;
     assert_eq!(a1.call(&id).await["mute"], "On");
     a1.op(&id, json!({"operationName": "UnmuteCall"})).await;
+    assert_eq!(a1.call(&id).await["mute"], "Off");
     a1.op(&id, json!({"operationName": "SendDtmf", "digits": "12#"}))
         .await;
+    // DTMF changes no field of the call: its event carries the digits sent.
+    let dtmf = watch_until(&mut watch, |e| {
+        e.notification_type() == pb::NotificationType::DtmfSent
+    })
+    .await;
+    assert_eq!(dtmf.last().unwrap().digits, "12#");
     a1.op(
         &id,
         json!({"operationName": "AttachUserData", "userData": {"Case": "A-1", "Score": 7}}),
@@ -284,6 +299,8 @@ async fn call_operations_take_their_parameters_from_json() {
     .await;
     assert!(a1.call(&id).await["userData"].get("Score").is_none());
     a1.op(&id, json!({"operationName": "DeleteUserData"})).await;
+    // No data left: the call resource has no userData (as GWS omits an empty one).
+    assert!(a1.call(&id).await.get("userData").is_none());
     a1.op(&id, json!({"operationName": "SetCallDisposition", "disposition": "Sale", "dispositionKey": "Outcome"})).await;
     assert_eq!(a1.call(&id).await["userData"]["Outcome"], "Sale");
 
