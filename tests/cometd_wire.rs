@@ -591,3 +591,35 @@ async fn get_without_an_upgrade_is_an_unknown_transport() {
     assert_eq!(response.status().as_u16(), 400);
     assert_eq!(response.text().await.unwrap(), "Unknown Bayeux Transport");
 }
+
+/// At `cometd.max_sessions` live sessions a further handshake is refused with
+/// `503::too_many_sessions` and advice to handshake again later; the sessions that exist go
+/// on, and once one ends a handshake succeeds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_beyond_max_sessions_get_too_many_sessions() {
+    let gw = TestGateway::spawn_with(|c| c.cometd.max_sessions = 2).await;
+    let mut first = LpClient::new(&gw, Some(basic("agent1")));
+    first.ready("/v2/me/calls").await;
+    let mut second = LpClient::new(&gw, Some(basic("agent2")));
+    second.ready("/v2/me/calls").await;
+    let mut third = LpClient::new(&gw, Some(basic("agent3")));
+    let refused = third.handshake(None).await;
+    assert_eq!(refused["successful"], false, "{refused}");
+    assert_eq!(refused["error"], "503::too_many_sessions");
+    assert_eq!(
+        refused["advice"],
+        json!({"reconnect": "handshake", "interval": 1000})
+    );
+    assert!(refused.get("clientId").is_none(), "{refused}");
+    assert_eq!(gw.registry.len(), 2);
+    assert_eq!(
+        first.connect(Some(0), None).await[0]["successful"],
+        true,
+        "existing sessions go on"
+    );
+    let id = first.id();
+    let bye = json!([{"id": id, "channel": "/meta/disconnect", "clientId": first.client_id}]);
+    assert_eq!(first.post("/disconnect", bye).await[0]["successful"], true);
+    let admitted = third.handshake(None).await;
+    assert_eq!(admitted["successful"], true, "{admitted}");
+}
