@@ -243,7 +243,8 @@ async fn upstream_refusals_reach_the_bridge_clients_with_embedded_codes() {
     );
 }
 
-/// Polls the bridge's gRPC health for CallService until it is `want`, for at most `bound`.
+/// Watches the bridge's gRPC health of CallService (the health service's Watch stream,
+/// which sends every change) until it is `want`, for at most `bound`.
 async fn health_becomes(bridge: &Gateway, want: i32, bound: std::time::Duration) {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let channel = tonic::transport::Endpoint::from_shared(bridge.grpc_url())
@@ -255,19 +256,22 @@ async fn health_becomes(bridge: &Gateway, want: i32, bound: std::time::Duration)
     let ask = HealthCheckRequest {
         service: "voice.v1.CallService".into(),
     };
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        let status = health.check(ask.clone()).await.unwrap().into_inner().status;
-        if status == want {
-            return;
+    let mut changes = health.watch(ask).await.unwrap().into_inner();
+    let mut seen = Vec::new();
+    let reached = tokio::time::timeout(bound, async {
+        while let Some(status) = changes.message().await.unwrap() {
+            seen.push(status.status);
+            if status.status == want {
+                return;
+            }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "health stayed {status}, not {want}, for {bound:?}"
-        );
-        // Polling a status, as a load balancer does; bounded by the deadline above.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        panic!("the health watch ended");
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "health went through {seen:?}, never {want}, in {bound:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -255,6 +255,8 @@ async fn a_real_prometheus_reads_back_the_stop_call_recording_count() {
             tokio::time::Instant::now() < deadline,
             "Prometheus has no sample of {query} after 60 s; last answer: {last}"
         );
+        // The poll interval of a Prometheus query (Prometheus reports no event), bounded
+        // by the deadline above; the gateway is not waited for.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     gw.stop().await;

@@ -177,6 +177,7 @@ async fn answer(
         Answer::Raw(status, body) => (status, body).into_response(),
         Answer::Held(delay, json) => {
             tokio::select! {
+                // The thing under test: a server holding its reply (a long-poll) for `delay`.
                 () = tokio::time::sleep(delay) => {}
                 () = state.stop.cancelled() => {}
             }
