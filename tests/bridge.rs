@@ -142,14 +142,7 @@ async fn the_seed_scenario_over_the_bridge_json_api() {
     let agent1 = Agent::new(&bridge.http_url(), "agent1");
     // The JSON API answers at acceptance, as GWS does, and the state follows by
     // notification: a watcher on the bridge tells when it has arrived.
-    let mut watch = bridge
-        .calls()
-        .await
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut bridge.calls().await, "agent1").await;
     let id = agent1.dial("15001").await;
     Agent::new(&upstream.http_url(), "agent2")
         .op(&id, json!({"operationName": "Answer"}))
@@ -173,14 +166,7 @@ async fn the_seed_scenario_over_the_bridge_json_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_made_on_the_upstream_appear_on_the_bridge() {
     let (upstream, bridge) = pair().await;
-    let mut watch = bridge
-        .calls()
-        .await
-        .watch_calls(as_user("agent2", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut bridge.calls().await, "agent2").await;
     let mut on_u = upstream.calls().await;
     let id = dial(&mut on_u, "agent1", "15001").await;
     let event = next_event(&mut watch).await;
@@ -281,12 +267,7 @@ async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
     let bound = std::time::Duration::from_secs(10);
     let (mut upstream, bridge) = pair().await;
     let mut calls = bridge.calls().await;
-    let mut watch = calls
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut calls, "agent1").await;
     let id = dial(&mut calls, "agent1", "15001").await;
     next_event(&mut watch).await;
 

@@ -224,12 +224,7 @@ async fn acting_on_another_agents_call_is_denied() {
 async fn missing_feature_refuses_recording_for_basic1() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
-    let mut watch = client
-        .watch_calls(as_user("basic1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut client, "basic1").await;
     let dial = pb::DialRequest {
         destination: "9165550104".into(),
         ..Default::default()

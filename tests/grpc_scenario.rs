@@ -28,12 +28,7 @@ async fn dial_answer_record_hold_transfer_watched_and_resumed() {
         .into_inner();
     let first = snapshot(&mut cc_watch).await;
     assert_eq!((first.sequence, first.calls.len()), (0, 0));
-    let mut agent1_watch = client
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut agent1_watch).await;
+    let mut agent1_watch = common::watch_calls(&mut client, "agent1").await;
 
     let dial = pb::DialRequest {
         destination: "15001".into(),
@@ -402,12 +397,7 @@ async fn inbound_call_from_the_simulator_rings_and_is_answered() {
 async fn an_external_party_answers_a_dialed_call() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
-    let mut watch = client
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut client, "agent1").await;
     let dial = pb::DialRequest {
         destination: "9165550104".into(),
         ..Default::default()
@@ -447,12 +437,7 @@ async fn one_port_serves_grpc_and_http() {
 async fn shutdown_ends_watch_streams() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
-    let mut watch = client
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut client, "agent1").await;
     gw.shutdown.cancel();
     let end = tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
         .await

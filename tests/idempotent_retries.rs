@@ -22,15 +22,7 @@ fn keyed<T>(key: &str, mut request: tonic::Request<T>) -> tonic::Request<T> {
 
 /// agent1's watch, opened before the operations under test.
 async fn watch(gw: &TestGateway) -> tonic::Streaming<pb::WatchCallsResponse> {
-    let mut stream = gw
-        .calls()
-        .await
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut stream).await;
-    stream
+    common::watch_calls(&mut gw.calls().await, "agent1").await
 }
 
 /// Puts the call on hold (no key) and returns the notification types agent1's watch saw

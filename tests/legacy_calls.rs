@@ -4,7 +4,7 @@
 mod common;
 
 use common::desktop::{Agent, assert_error, stable};
-use common::{TestGateway, as_user, pb, snapshot, watch_until};
+use common::{TestGateway, pb, watch_until};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -256,14 +256,7 @@ async fn call_operations_take_their_parameters_from_json() {
         Agent::new(&base, "agent3"),
     );
     let id = gw.established_call("agent1", "agent2", "15001").await;
-    let mut watch = gw
-        .calls()
-        .await
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut gw.calls().await, "agent1").await;
 
     a1.op(&id, json!({"operationName": "MuteCall"})).await;
     assert_eq!(a1.call(&id).await["mute"], "On");

@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::binary::Binary;
-use common::{as_user, established_call, pb, with_basic};
+use common::{established_call, pb, with_basic};
 use serde_json::Value;
 
 /// Every wait of this file gives up after this long, failing with a message.
@@ -127,12 +127,7 @@ async fn json_logs_carry_the_request_id_and_the_user_and_never_a_credential() {
 /// `n` StopCallRecording requests (each after a StartCallRecording).
 async fn seed_and_stop_recordings(gw: &Binary, n: usize) {
     let mut calls = gw.calls().await;
-    let mut watch = calls
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    common::snapshot(&mut watch).await;
+    let watch = common::watch_calls(&mut calls, "agent1").await;
     let id = established_call(&mut calls).await;
     for _ in 0..n {
         common::record_and_stop(&mut calls, "agent1", &id).await;

@@ -7,7 +7,7 @@
 mod common;
 
 use common::binary::{Binary, run_to_exit};
-use common::{WAIT, as_user, pb, snapshot, within};
+use common::{WAIT, as_user, pb, within};
 
 /// The `fields.message` of every log line, in order.
 fn messages(gw: &Binary) -> Vec<String> {
@@ -15,6 +15,19 @@ fn messages(gw: &Binary) -> Vec<String> {
         .iter()
         .filter_map(|l| l["fields"]["message"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// Waits for the process to exit; asserts status 0 and the shutdown's log lines in order.
+async fn exits_cleanly(mut gw: Binary) {
+    let status = gw.wait_with_timeout(WAIT).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status}; stderr: {:?}",
+        gw.stderr_lines()
+    );
+    logged_in_order(&gw, "shutting down", "voice-gateway stopped");
+    assert!(gw.stderr_lines().is_empty(), "{:?}", gw.stderr_lines());
 }
 
 /// Asserts that `later` was logged after `earlier`.
@@ -29,14 +42,9 @@ fn logged_in_order(gw: &Binary, earlier: &str, later: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_open_watch_streams_and_exits_with_status_0() {
-    let mut gw = Binary::start(&[]).await;
+    let gw = Binary::start(&[]).await;
     let mut calls = gw.calls().await;
-    let mut watch = calls
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut calls, "agent1").await;
 
     gw.sigterm();
     // The stream ends (how, and with what resume advice, is the drain's to say).
@@ -45,20 +53,12 @@ async fn sigterm_ends_open_watch_streams_and_exits_with_status_0() {
         !matches!(ended, Ok(Some(_))),
         "a message after SIGTERM: {ended:?}"
     );
-    let status = gw.wait_with_timeout(WAIT).await;
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "{status}; stderr: {:?}",
-        gw.stderr_lines()
-    );
-    logged_in_order(&gw, "shutting down", "voice-gateway stopped");
-    assert!(gw.stderr_lines().is_empty(), "{:?}", gw.stderr_lines());
+    exits_cleanly(gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_exits_with_status_0() {
-    let mut gw = Binary::start(&[]).await;
+    let gw = Binary::start(&[]).await;
     // It serves until the signal.
     gw.calls()
         .await
@@ -66,14 +66,7 @@ async fn sigint_exits_with_status_0() {
         .await
         .unwrap();
     gw.signal(libc::SIGINT);
-    let status = gw.wait_with_timeout(WAIT).await;
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "{status}; stderr: {:?}",
-        gw.stderr_lines()
-    );
-    logged_in_order(&gw, "shutting down", "voice-gateway stopped");
+    exits_cleanly(gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

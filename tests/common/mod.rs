@@ -391,6 +391,22 @@ pub async fn next_event(stream: &mut tonic::Streaming<pb::WatchCallsResponse>) -
     }
 }
 
+/// Opens `user`'s WatchCalls and reads past its snapshot.
+pub async fn watch_calls(
+    client: &mut CallServiceClient<Channel>,
+    user: &str,
+) -> tonic::Streaming<pb::WatchCallsResponse> {
+    let mut stream = within(
+        "WatchCalls opens",
+        client.watch_calls(as_user(user, pb::WatchCallsRequest::default())),
+    )
+    .await
+    .unwrap_or_else(|status| panic!("{user}'s WatchCalls: {status:?}"))
+    .into_inner();
+    snapshot(&mut stream).await;
+    stream
+}
+
 /// Reads WatchCalls events until one matches `wanted`; returns every event read, in order.
 /// Fails after [`WAIT`].
 pub async fn watch_until(
