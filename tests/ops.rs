@@ -493,3 +493,47 @@ async fn hash_password_prompts_on_a_terminal_without_echoing() {
         "the secret was echoed: {screen:?}"
     );
 }
+
+/// Text logs written to a pipe (a file, a log collector) carry no colour codes: the
+/// gateway colours its logs only on a terminal.
+#[tokio::test]
+async fn text_logs_to_a_pipe_have_no_colour_codes() {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--admin-listen", "none", "--log-format", "text"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the gateway binary starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    tokio::time::timeout(BOUND, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let serving = line.contains("voice-gateway serving");
+            seen.push(line);
+            if serving {
+                return;
+            }
+        }
+        panic!("the gateway exited before serving: {seen:?}");
+    })
+    .await
+    .expect("the gateway serves in time");
+    assert!(
+        seen.iter().all(|line| !line.contains('\u{1b}')),
+        "colour codes in piped logs: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|line| line.contains(" INFO ")),
+        "plain text lines with their level: {seen:?}"
+    );
+    child.kill().await.unwrap();
+}
