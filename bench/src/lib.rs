@@ -20,6 +20,7 @@
 //!   [`report`]: BENCHMARKS.md.
 
 pub mod bridge;
+pub mod chaos;
 pub mod cometd;
 pub mod driver;
 pub mod figures;
