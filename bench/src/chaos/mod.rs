@@ -21,7 +21,7 @@
 //!   `402`), over the links of [`link`].
 //! - [`verify`]: the comparison, and the counts of the report.
 //! - [`plan`]: counts, durations and odds; [`life`]: how a client's connections live and
-//!   die.
+//!   die; [`figure`]: the bench's figure 8.
 //!
 //! # Chaos
 //! Each connection a client opens lives until the proxy cuts it, or until the client kills
@@ -33,6 +33,7 @@
 
 pub mod bayeux;
 pub mod driver;
+pub mod figure;
 pub mod keys;
 pub mod life;
 pub mod link;

@@ -105,6 +105,7 @@ impl<'a> Verdict<'a> {
             for (seq, event_dn, key) in &segment.events {
                 if !got.insert(*seq) {
                     self.report.duplicated += 1;
+                    self.fail(&record.name, format!("sequence {seq} came twice"));
                     continue;
                 }
                 if *seq <= previous {
@@ -229,6 +230,9 @@ impl<'a> Verdict<'a> {
             self.report.duplicated += duplicated;
             if lost > 0 {
                 problems.push(format!("lost {lost} events in segment {i}"));
+            }
+            if duplicated > 0 {
+                problems.push(format!("{duplicated} events came twice in segment {i}"));
             }
             for problem in problems {
                 self.fail(&record.name, problem);
