@@ -71,7 +71,9 @@ pub async fn drive(
         agents: (0..size).collect(),
         mark: 0,
     };
-    let id = closing.one(0).await?;
+    let id = tokio::time::timeout(Duration::from_secs(30), closing.one(0))
+        .await
+        .context("the closing call did not end within 30 s")??;
     reference
         .wait_until(
             "the closing call's release",

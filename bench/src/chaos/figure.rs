@@ -60,9 +60,9 @@ fn chaos_row(report: &ChaosReport) -> Row {
 fn chaos_note(report: &ChaosReport) -> String {
     let mut note = format!(
         "Figure 8: seed {}; {} call events driven in {:.1} s ({:.0}/s) through conference calls, \
-         the run {:.1} s in all; {} reconnects: {} connections the proxy cut mid-frame, {} the \
-         clients killed (dropped or aborted), the rest ended by the gateway ({} ABORTED for \
-         lagging, {} resyncs after OUT_OF_RANGE or 402, each with a fresh snapshot).",
+         the run {:.1} s in all; {} reconnects, after {} connections the proxy cut mid-frame, \
+         {} the clients killed (dropped or aborted), {} streams ended ABORTED for lagging, and \
+         {} resyncs (OUT_OF_RANGE or 402, each followed by a fresh snapshot).",
         report.seed,
         report.events,
         report.drive.as_secs_f64(),

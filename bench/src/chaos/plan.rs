@@ -107,7 +107,7 @@ impl ChaosPlan {
             event_history: 10_000,
             cometd_max_queue: 128,
             settle: Duration::from_secs(60),
-            drive_limit: Duration::from_secs(300),
+            drive_limit: Duration::from_secs(600),
             ..Self::test()
         }
     }
