@@ -113,11 +113,13 @@ fn embedded_core(
 ) -> anyhow::Result<Arc<CallControl>> {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let numbers = directory.phone_numbers();
-    let switch = Arc::new(EmbeddedSwitch::new(
-        numbers,
-        config.switch.external_answer_delay(),
-        events_tx,
-    ));
+    let switch = Arc::new(
+        EmbeddedSwitch::new(numbers, config.switch.external_answer_delay(), events_tx)
+            .with_failing_numbers(
+                config.switch.busy_numbers.iter().cloned(),
+                config.switch.unreachable_numbers.iter().cloned(),
+            ),
+    );
     let core = Arc::new(CallControl::new(directory, switch, config.core_limits()?));
     let pump_core = core.clone();
     let pump_shutdown = shutdown.clone();

@@ -12,6 +12,8 @@
 //!   HTTP/1.1 JSON); [`watchers`]: many WatchCalls streams with commit-to-receipt latency;
 //!   [`driver`]: the fixed-rate event driver; [`paced_load`]: an open-loop (fixed-rate) gRPC
 //!   unary load generator.
+//! - [`count`]: a fixed number of figure 1 or 2 requests, for instruction counts under
+//!   callgrind.
 //! - [`setup`]: the generated configuration and established calls; [`plan`]: counts and
 //!   durations; [`figures`]: the figures; [`report`]: BENCHMARKS.md.
 //! - [`flood`]: figure 6, a password flood against an argon2 user (issue 10), with its
@@ -24,6 +26,7 @@
 pub mod bridge;
 pub mod chaos;
 pub mod cometd;
+pub mod count;
 pub mod driver;
 pub mod figures;
 pub mod flood;

@@ -228,7 +228,7 @@ async fn fan_out_of_one_event_to_10000_sessions() {
         .unwrap();
     let event = watch.next().await.unwrap().unwrap();
     let started = std::time::Instant::now();
-    let delivered = bridge::dispatch(&registry, &crate::core::Event::Call(event));
+    let delivered = bridge::dispatch(&registry, &crate::core::Event::from(event));
     let elapsed = started.elapsed();
     println!("dispatch to {delivered} sessions took {elapsed:?}");
     assert_eq!(delivered, 10_000);
