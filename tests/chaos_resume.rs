@@ -1,5 +1,6 @@
 //! Chaos resume (issue 14): 100 `WatchCalls` clients and 50 CometD clients (ack extension
-//! on, long-polling and WebSocket) while at least 10,000 call events are committed; their
+//! on, long-polling and WebSocket) while at least 10,000 events (call events, and the
+//! asynchronous errors of busy conference parties) are committed; their
 //! connections are killed at random, by the clients themselves and by a proxy that cuts
 //! them mid-frame, and some clients go away long enough that they must resync. Every
 //! client must end up having seen every event of its scope exactly once, in order, or
@@ -35,6 +36,11 @@ async fn every_client_sees_every_event_of_its_scope_once_across_connection_chaos
     assert!(
         report.cuts > 0 && report.kills > 0 && report.reconnects > report.cuts,
         "the chaos happened: {}",
+        report.summary()
+    );
+    assert!(
+        report.errors > 0,
+        "the conferences' busy parties made asynchronous errors: {}",
         report.summary()
     );
     assert!(

@@ -4,10 +4,14 @@
 //! adds each other agent with SingleStepConference and that agent answers. Then cycles of
 //! UpdateUserData (a new mark) followed by StartCallRecording, Hold, Retrieve or
 //! StopCallRecording in turn, and the call ends (Hangup, or ClearCall for a conference).
-//! Every operation changes the state, recording state, parties or mark of every party's
-//! view, so each event is unique per user (see [`super::keys`]); a conference makes one
-//! operation an event for each of its parties, so the operations the driver pays for are
-//! spread over more events.
+//! A conference also adds [`BUSY_NUMBER`], whose leg fails after the answer delay: the
+//! parties see it leave, and the owner gets an asynchronous error (a `CallError` on
+//! WatchCalls, an `ErrorMessage` on CometD), which is an event of the stream like the
+//! others; the driver waits for it before ending the call, since a leg released first
+//! fails silently. Every operation changes the state, recording state, parties or mark of
+//! every party's view, so each event is unique per user (see [`super::keys`]); a conference
+//! makes one operation an event for each of its parties, so the operations the driver pays
+//! for are spread over more events.
 //!
 //! Groups start new calls until the reference has counted the planned events; then one
 //! last call of the first group closes the log.
@@ -27,6 +31,12 @@ use super::reference::ReferenceWatcher;
 use crate::setup::{as_agent, phone};
 
 type Calls = CallServiceClient<Channel>;
+
+/// An outside number that answers busy (`switch.busy_numbers` of the chaos configuration):
+/// each conference adds it, and the leg fails, an asynchronous error for the owner.
+pub const BUSY_NUMBER: &str = "9165550486";
+/// How long the simulated outside world takes to answer (or to fail).
+pub const EXTERNAL_ANSWER_MS: u64 = 50;
 
 /// Drives calls until the reference counted `plan.events` call events and has seen the
 /// closing call end.
@@ -49,7 +59,7 @@ pub async fn drive(
         };
         async move {
             while reference.count() < plan.events {
-                call.one(plan.cycles_per_call).await?;
+                call.one(plan.cycles_per_call, reference).await?;
             }
             anyhow::Ok(())
         }
@@ -71,7 +81,7 @@ pub async fn drive(
         agents: (0..size).collect(),
         mark: 0,
     };
-    let id = tokio::time::timeout(Duration::from_secs(30), closing.one(0))
+    let id = tokio::time::timeout(Duration::from_secs(30), closing.one(0, reference))
         .await
         .context("the closing call did not end within 30 s")??;
     reference
@@ -109,7 +119,7 @@ impl GroupCall {
     }
 
     /// Makes one call with `cycles` cycles; returns its id.
-    async fn one(&mut self, cycles: usize) -> anyhow::Result<String> {
+    async fn one(&mut self, cycles: usize, reference: &ReferenceWatcher) -> anyhow::Result<String> {
         let owner = self.agents[0];
         let dial = pb::DialRequest {
             destination: phone(self.agents[1]),
@@ -126,22 +136,27 @@ impl GroupCall {
             .id;
         self.answer(&id, self.agents[1]).await?;
         for k in 2..self.agents.len() {
-            let add = pb::SingleStepConferenceRequest {
-                call_id: id.clone(),
-                destination: phone(self.agents[k]),
-                location: String::new(),
-                user_data: self.next_mark(),
-            };
-            self.client
-                .single_step_conference(as_agent(owner, add))
-                .await
-                .context("SingleStepConference")?;
+            self.add(&id, &phone(self.agents[k])).await?;
             self.answer(&id, self.agents[k]).await?;
+        }
+        let conference = self.agents.len() > 2;
+        // The error comes after this point of the log.
+        let before = reference.count() as usize;
+        if conference {
+            self.add(&id, BUSY_NUMBER).await?;
         }
         for cycle in 0..cycles {
             self.cycle(&id, cycle).await?;
         }
-        if self.agents.len() > 2 {
+        if conference {
+            let failed = |log: &super::reference::ReferenceLog| {
+                log.events[before.min(log.events.len())..]
+                    .iter()
+                    .any(|e| e.key.is_error() && e.key.view.id == id)
+            };
+            reference
+                .wait_until("the busy party's error", Duration::from_secs(30), failed)
+                .await?;
             let clear = pb::ClearCallRequest {
                 call_id: id.clone(),
             };
@@ -159,6 +174,21 @@ impl GroupCall {
                 .context("Hangup")?;
         }
         Ok(id)
+    }
+
+    /// Adds `number` to the call with SingleStepConference (with a new mark).
+    async fn add(&mut self, id: &str, number: &str) -> anyhow::Result<()> {
+        let add = pb::SingleStepConferenceRequest {
+            call_id: id.to_owned(),
+            destination: number.to_owned(),
+            location: String::new(),
+            user_data: self.next_mark(),
+        };
+        self.client
+            .single_step_conference(as_agent(self.agents[0], add))
+            .await
+            .with_context(|| format!("SingleStepConference to {number}"))?;
+        Ok(())
     }
 
     async fn answer(&mut self, id: &str, agent: usize) -> anyhow::Result<()> {

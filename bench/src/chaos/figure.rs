@@ -40,8 +40,9 @@ fn chaos_row(report: &ChaosReport) -> Row {
         figure: FIGURE.into(),
         measure: "events lost or duplicated while connections are killed at random".into(),
         gateway: format!(
-            "{} events, {} clients ({} deliveries), {} reconnects, {} resyncs: lost {}, duplicated {}",
+            "{} events ({} errors), {} clients ({} deliveries), {} reconnects, {} resyncs: lost {}, duplicated {}",
             report.events,
+            report.errors,
             report.clients,
             report.deliveries,
             report.reconnects,
@@ -59,7 +60,7 @@ fn chaos_row(report: &ChaosReport) -> Row {
 
 fn chaos_note(report: &ChaosReport) -> String {
     let mut note = format!(
-        "Figure 8: seed {}; {} call events driven in {:.1} s ({:.0}/s) through conference calls, \
+        "Figure 8: seed {}; {} events (call events and asynchronous errors) driven in {:.1} s ({:.0}/s) through conference calls, \
          the run {:.1} s in all; {} reconnects, after {} connections the proxy cut mid-frame, \
          {} the clients killed (dropped or aborted), {} streams ended ABORTED for lagging, and \
          {} resyncs (OUT_OF_RANGE or 402, each followed by a fresh snapshot).",

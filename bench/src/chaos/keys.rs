@@ -17,7 +17,7 @@ use voice_gateway::grpc::pb;
 pub const MARK: &str = "n";
 
 /// A call as one user sees it, reduced to what the driver changes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallView {
     /// The call id.
     pub id: String,
@@ -33,14 +33,20 @@ pub struct CallView {
     pub participants: Vec<String>,
 }
 
-/// One call notification as one user receives it.
+/// One event of `/v2/me/calls` as one user receives it: a call notification, or an
+/// asynchronous error (an operation that failed after it was accepted).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EventKey {
-    /// GWS notification type (`AttachedDataChanged`).
+    /// GWS notification type (`AttachedDataChanged`), or for an error
+    /// `ErrorMessage <errorCode> <operationName>`.
     pub notification: String,
-    /// The call after the change.
+    /// The call after the change (for an error, as the user sees it after the failure;
+    /// empty when it concerns no call).
     pub view: CallView,
 }
+
+/// The prefix of an error's [`EventKey::notification`].
+const ERROR: &str = "ErrorMessage";
 
 /// Returns the GWS name of a protobuf enum value name: `CALL_STATE_ESTABLISHED` with the
 /// prefix `CALL_STATE_` gives `Established`.
@@ -132,6 +138,24 @@ impl CallView {
 }
 
 impl EventKey {
+    /// Returns whether this is an error, which changes no call (the call events of the
+    /// failure come before it).
+    pub fn is_error(&self) -> bool {
+        self.notification.starts_with(ERROR)
+    }
+
+    /// Reads a gRPC asynchronous error.
+    pub fn from_pb_error(error: &pb::CallError) -> Self {
+        Self {
+            notification: format!("{ERROR} {} {}", error.status_code, error.operation_name),
+            view: error
+                .call
+                .as_ref()
+                .map(CallView::from_pb)
+                .unwrap_or_default(),
+        }
+    }
+
     /// Reads a gRPC call event.
     pub fn from_pb(event: &pb::CallEvent) -> Option<Self> {
         let notification = pb::NotificationType::try_from(event.notification_type).ok()?;
@@ -141,12 +165,63 @@ impl EventKey {
         })
     }
 
-    /// Reads the `data` of a `/v2/me/calls` message.
+    /// Reads the `data` of a `/v2/me/calls` message (a `CallStateChangeMessage` or an
+    /// `ErrorMessage`).
     pub fn from_json(data: &Value) -> Option<Self> {
+        if data.get("messageType")?.as_str()? == ERROR {
+            let code = data.get("errorCode")?.as_u64()?;
+            let operation = data
+                .get("operationName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let view = match data.get("call") {
+                Some(call) => CallView::from_json(call)?,
+                None => CallView::default(),
+            };
+            return Some(Self {
+                notification: format!("{ERROR} {code} {operation}"),
+                view,
+            });
+        }
         Some(Self {
             notification: data.get("notificationType")?.as_str()?.to_owned(),
             view: CallView::from_json(data.get("call")?)?,
         })
+    }
+}
+
+/// A numbered event of a `WatchCalls` stream: a call event or an error.
+#[derive(Debug, Clone)]
+pub struct Numbered {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The epoch of the stream.
+    pub epoch: String,
+    /// The DN of the user it is for.
+    pub dn: String,
+    /// What identifies it (`None` for a call event without a readable call).
+    pub key: Option<EventKey>,
+}
+
+impl Numbered {
+    /// Reads a stream message that is an event or an error; `None` for anything else.
+    pub fn from_pb(kind: pb::watch_calls_response::Kind) -> Option<Self> {
+        use pb::watch_calls_response::Kind;
+        match kind {
+            Kind::Event(event) => Some(Self {
+                key: EventKey::from_pb(&event),
+                seq: event.sequence,
+                epoch: event.epoch,
+                dn: event.phone_number,
+            }),
+            Kind::Error(error) => Some(Self {
+                key: Some(EventKey::from_pb_error(&error)),
+                seq: error.sequence,
+                epoch: error.epoch,
+                dn: error.phone_number,
+            }),
+            Kind::Snapshot(_) => None,
+        }
     }
 }
 
@@ -157,7 +232,15 @@ pub struct CallBook {
 }
 
 impl CallBook {
-    /// Applies one event for the user with DN `dn`: a released call leaves the book.
+    /// Applies one event for the user with DN `dn`: a released call leaves the book; an
+    /// error changes nothing.
+    pub fn apply_event(&mut self, dn: &str, key: &EventKey) {
+        if !key.is_error() {
+            self.apply(dn, &key.view);
+        }
+    }
+
+    /// Applies a call as the user with DN `dn` now sees it: a released call leaves the book.
     pub fn apply(&mut self, dn: &str, view: &CallView) {
         let key = (dn.to_owned(), view.id.clone());
         if view.is_released() {
@@ -215,5 +298,22 @@ mod tests {
             EventKey::from_json(&data).unwrap().notification,
             "CallRecordingStateChange"
         );
+    }
+
+    #[test]
+    fn an_error_reads_alike_on_both_fronts_and_changes_no_call() {
+        let error = pb::CallError {
+            operation_name: "SingleStepConference".into(),
+            status_code: 19,
+            ..Default::default()
+        };
+        let data = json!({"messageType": "ErrorMessage", "errorCode": 19,
+                          "errorMessage": "busy", "operationName": "SingleStepConference"});
+        let key = EventKey::from_pb_error(&error);
+        assert_eq!(Some(&key), EventKey::from_json(&data).as_ref());
+        assert!(key.is_error());
+        let mut book = CallBook::default();
+        book.apply_event("15000", &key);
+        assert!(book.to_set().is_empty());
     }
 }

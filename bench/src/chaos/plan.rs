@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::driver::{BUSY_NUMBER, EXTERNAL_ANSWER_MS};
 use super::proxy::CutPlan;
 use super::{SERVICE_ACCOUNT, SERVICE_TOKEN};
 use crate::setup;
@@ -129,7 +130,8 @@ impl ChaosPlan {
     }
 
     /// Renders the gateway configuration of the run: the bench agents, a service account
-    /// for the reference watcher, and the history and queue bounds of the plan.
+    /// for the reference watcher, the history and queue bounds of the plan, and a busy
+    /// outside number answering after a short delay (the driver's asynchronous errors).
     pub fn config_toml(&self) -> String {
         let extra = format!(
             "[[service_accounts]]\nname = \"{SERVICE_ACCOUNT}\"\ncontact_center = \"{}\"\ntoken = \"{SERVICE_TOKEN}\"\n\n\
@@ -141,7 +143,10 @@ impl ChaosPlan {
             self.cometd_timeout_ms,
             self.cometd_max_queue,
         );
-        setup::config_toml(self.users, &extra)
+        let switch = format!(
+            "external_answer_ms = {EXTERNAL_ANSWER_MS}\nbusy_numbers = [\"{BUSY_NUMBER}\"]\n"
+        );
+        setup::config_toml_with(self.users, &switch, &extra)
     }
 }
 

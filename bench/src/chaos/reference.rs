@@ -14,8 +14,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use voice_gateway::grpc::pb;
 use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
+use voice_gateway::grpc::pb::watch_calls_response::Kind;
 
-use super::keys::{CallBook, CallView, EventKey};
+use super::keys::{CallBook, CallView, EventKey, Numbered};
 use super::{SERVICE_TOKEN, lock};
 
 /// One event of the log.
@@ -72,7 +73,7 @@ impl ReferenceLog {
         let mut book = self.start_book();
         let mut last = None;
         for event in self.of_user(dn) {
-            book.apply(dn, &event.key.view);
+            book.apply_event(dn, &event.key);
             last = Some(event.key.clone());
         }
         let calls = book.to_set().into_iter().filter(|(d, _)| d == dn).collect();
@@ -215,14 +216,16 @@ async fn follow(
         };
         match next {
             Ok(Some(pb::WatchCallsResponse {
-                kind: Some(pb::watch_calls_response::Kind::Event(event)),
+                kind: Some(kind @ (Kind::Event(_) | Kind::Error(_))),
             })) => {
-                let key = EventKey::from_pb(&event)
-                    .with_context(|| format!("an unreadable reference event: {event:?}"))?;
+                let event = Numbered::from_pb(kind).context("an event")?;
+                let key = event
+                    .key
+                    .with_context(|| format!("an unreadable reference event {}", event.seq))?;
                 let mut log = lock(&log);
                 log.events.push(RefEvent {
-                    seq: event.sequence,
-                    dn: event.phone_number,
+                    seq: event.seq,
+                    dn: event.dn,
                     key,
                 });
                 count.send_replace(log.events.len() as u64);

@@ -51,6 +51,7 @@ impl<'a> Verdict<'a> {
     pub fn new(log: &'a ReferenceLog) -> Self {
         let report = ChaosReport {
             events: log.events.len() as u64,
+            errors: log.events.iter().filter(|e| e.key.is_error()).count() as u64,
             last_sequence: log.last_seq(None),
             ..ChaosReport::default()
         };
@@ -154,7 +155,7 @@ impl<'a> Verdict<'a> {
                 continue;
             }
             while let Some(event) = events.next_if(|e| e.seq <= seq) {
-                book.apply(&event.dn, &event.key.view);
+                book.apply_event(&event.dn, &event.key);
             }
             let expected: Calls = book
                 .to_set()
@@ -193,7 +194,7 @@ impl<'a> Verdict<'a> {
                     return None;
                 }
                 user.keys.push(event.key.clone());
-                book.apply(dn, &event.key.view);
+                book.apply_event(dn, &event.key);
                 user.calls.push(own(&book));
             }
             self.users.insert(dn.to_owned(), user);
@@ -317,8 +318,10 @@ fn check_segment(
 pub struct ChaosReport {
     /// The seed of the run.
     pub seed: u64,
-    /// Call events committed (as the reference saw them).
+    /// Events committed (as the reference saw them): call events and errors.
     pub events: u64,
+    /// Of those, asynchronous errors (`CallError`, `ErrorMessage`).
+    pub errors: u64,
     /// The last sequence number (call and device events).
     pub last_sequence: u64,
     /// gRPC and CometD clients.
@@ -357,9 +360,10 @@ impl ChaosReport {
     /// Returns the report as a few lines.
     pub fn summary(&self) -> String {
         let mut text = format!(
-            "chaos (seed {}): {} call events committed (last sequence {}) in {:.1} s, {} clients, {} deliveries; {} reconnects ({} proxy cuts, {} client kills), {} resyncs, {} lagged; lost {}, duplicated {}; {:.1} s in all",
+            "chaos (seed {}): {} events committed ({} of them errors; last sequence {}) in {:.1} s, {} clients, {} deliveries; {} reconnects ({} proxy cuts, {} client kills), {} resyncs, {} lagged; lost {}, duplicated {}; {:.1} s in all",
             self.seed,
             self.events,
+            self.errors,
             self.last_sequence,
             self.drive.as_secs_f64(),
             self.clients,

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use voice_gateway::grpc::pb;
 use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
 
-use super::keys::{CallView, EventKey};
+use super::keys::{CallView, EventKey, Numbered};
 use super::reference::as_service;
 use super::{Chaos, ChaosRng, Lives, keep_connecting, lock};
 use crate::setup::{as_agent, phone, user};
@@ -115,19 +115,16 @@ impl State {
                 self.ready = true;
                 Ok(first)
             }
-            Some(pb::watch_calls_response::Kind::Event(event)) => {
+            Some(kind) => {
+                let event = Numbered::from_pb(kind).context("an unexpected message")?;
                 let segment = self
                     .record
                     .segments
                     .last_mut()
                     .context("an event before any snapshot")?;
-                segment.events.push((
-                    event.sequence,
-                    event.phone_number.clone(),
-                    EventKey::from_pb(&event),
-                ));
-                self.resume = Some((event.sequence, event.epoch));
-                self.progress.send_replace(event.sequence);
+                segment.events.push((event.seq, event.dn, event.key));
+                self.resume = Some((event.seq, event.epoch));
+                self.progress.send_replace(event.seq);
                 Ok(false)
             }
             None => anyhow::bail!("an empty WatchCalls message"),
