@@ -1,7 +1,8 @@
 //! A small run of the whole bench (tiny counts, a few seconds, the gateway served in
 //! process by the bench binary) so that the suite cannot rot: it must finish, produce
 //! nonzero throughput and latency counts, and a report that parses (figure 7 included: two
-//! gateways, one bridging to the other).
+//! gateways, one bridging to the other; figure 8: a small chaos run without a lost or
+//! duplicated event).
 
 use std::process::Command;
 
@@ -102,6 +103,10 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
         .find(|n| n.starts_with("Figure 7"))
         .expect("a note for figure 7");
     assert!(bridge_note.contains(" 0 failed in all"), "{bridge_note}");
+    // Figure 8: the chaos run's clients lost and duplicated nothing.
+    let chaos = row("8. Chaos resume");
+    assert_eq!(chaos.met, Some(true), "{chaos:?}");
+    assert!(chaos.gateway.contains("lost 0, duplicated 0"), "{chaos:?}");
     for row in &report.rows {
         assert!(row.value.is_finite(), "{row:?}");
     }
