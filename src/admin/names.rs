@@ -46,6 +46,11 @@ pub const UPSTREAM_UP: &str = "voice_gateway_upstream_up";
 pub const UPSTREAM_REQUEST_DURATION: &str = "voice_gateway_upstream_request_duration_seconds";
 /// 1 while the gateway is ready to take traffic (`/readyz`), 0 otherwise.
 pub const READY: &str = "voice_gateway_ready";
+/// Requests refused at once because a bound on requests in flight was reached, by `bound`
+/// (`listener`, `connection`; see `crate::shed`).
+pub const REQUESTS_SHED: &str = "voice_gateway_requests_shed_total";
+/// Connections closed at once because their listener held `server.max_connections`.
+pub const CONNECTIONS_REFUSED: &str = "voice_gateway_connections_refused_total";
 
 /// Every metric: name, kind and help text (the `# HELP` line). The dashboard test checks
 /// that `ops/grafana-dashboard.json` queries only these.
@@ -106,6 +111,16 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         MetricKind::Gauge,
         "Whether the gateway is ready to take traffic (1) or not (0).",
     ),
+    (
+        REQUESTS_SHED,
+        MetricKind::Counter,
+        "Requests refused at once at a bound on requests in flight, by bound.",
+    ),
+    (
+        CONNECTIONS_REFUSED,
+        MetricKind::Counter,
+        "Connections closed at once because their listener was full.",
+    ),
 ];
 
 /// The bucket bounds of every `_seconds` histogram: 100 µs to 10 s, roughly ×2.5 apart,
@@ -122,6 +137,7 @@ pub const INITIAL_SERIES: &[(&str, &str, &[&str])] = &[
     (WATCH_STREAMS, "rpc", WATCH_RPCS),
     (WATCHERS_LAGGED, "rpc", WATCH_RPCS),
     (AUTH_FAILURES, "reason", &["invalid", "throttled"]),
+    (REQUESTS_SHED, "bound", &["listener", "connection"]),
     (
         COMETD_SESSIONS_OPENED,
         "transport",

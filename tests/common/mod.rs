@@ -59,9 +59,16 @@ impl TestGateway {
 
     /// Starts the demo gateway serving gRPC and HTTP on one port.
     pub async fn spawn_single_port() -> Self {
+        Self::spawn_single_port_with(|_| {}).await
+    }
+
+    /// Starts the demo gateway serving gRPC and HTTP on one port, after `adjust` has changed
+    /// its configuration.
+    pub async fn spawn_single_port_with(adjust: impl FnOnce(&mut Config)) -> Self {
         voice_gateway::upstream::bayeux::install_crypto_provider();
         let mut config = Config::demo();
         config.switch.external_answer_ms = 50;
+        adjust(&mut config);
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = grpc.local_addr().unwrap();
         let shutdown = CancellationToken::new();
