@@ -39,6 +39,10 @@
 //!   and a WebSocket upgrade from a foreign `Origin` gets 403 (see `get`). The
 //!   `BAYEUX_BROWSER` cookie carries the configured `SameSite`/`Secure`
 //!   ([`crate::gws::session::CookieAttributes`]).
+//! - On shutdown a held connect (long-polling or WebSocket) is answered at once with
+//!   `advice: {reconnect: "handshake", interval}` ([`protocol::drain_advice`]; the spec
+//!   leaves the choice to the server), and a WebSocket is then closed with 1001: the client
+//!   handshakes with whichever instance answers next and re-subscribes.
 //! - Unparseable bodies get HTTP 400 (as CometD); every message of a parseable batch gets a
 //!   reply, failed ones with a Bayeux error string. A WebSocket frame that is not a batch
 //!   closes the socket with 1007.
