@@ -17,7 +17,8 @@ use voice_gateway::{Listeners, run_with_admin};
 /// buffers across two worker threads, where glibc spent about a fifth of the CPU in
 /// `malloc`/`free`/`malloc_consolidate` (BENCHMARKS.md, figure 1 profile). Built with
 /// `no_thp`: with transparent huge pages its arenas made the idle demo gateway 22 MiB
-/// resident instead of 9.
+/// resident instead of 9. The `system-alloc` feature leaves it out, for heap profilers.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -209,7 +210,7 @@ fn hash_password() -> anyhow::Result<()> {
     use std::io::IsTerminal as _;
     let mut secret = String::new();
     if std::io::stdin().is_terminal() {
-        secret = rpassword::prompt_password("password or token to hash: ")?;
+        secret = prompt_without_echo("password or token to hash: ")?;
     } else {
         std::io::stdin().read_line(&mut secret)?;
     }
@@ -219,6 +220,43 @@ fn hash_password() -> anyhow::Result<()> {
     }
     println!("{}", hash_secret(secret)?);
     Ok(())
+}
+
+/// Turns the terminal's echo off, then prompts and reads a line without echo, as getpass(3)
+/// does: prompting first (as `rpassword::prompt_password` does) left a moment in which a
+/// secret typed on seeing the prompt was echoed.
+#[cfg(unix)]
+fn prompt_without_echo(prompt: &str) -> std::io::Result<String> {
+    use std::io::Write as _;
+    use std::os::fd::AsRawFd as _;
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: tcgetattr/tcsetattr on an open terminal descriptor with a termios we own.
+    let mut saved = unsafe { std::mem::zeroed::<libc::termios>() };
+    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut quiet = saved;
+    quiet.c_lflag &= !libc::ECHO;
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let read = tty
+        .write_all(prompt.as_bytes())
+        .and_then(|()| tty.flush())
+        .and_then(|()| rpassword::read_password());
+    // SAFETY: as above; restores what the terminal had before the prompt.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    read
+}
+
+/// Prompts and reads a line without echo.
+#[cfg(not(unix))]
+fn prompt_without_echo(prompt: &str) -> std::io::Result<String> {
+    rpassword::prompt_password(prompt)
 }
 
 /// On SIGINT or SIGTERM, marks the gateway draining (`/readyz` answers 503 from then on),

@@ -10,86 +10,12 @@ mod legacy_common;
 #[path = "cometd_support/node.rs"]
 mod node;
 
+use common::binary::Binary as Gateway;
 use common::{as_user, next_event, pb, snapshot, with_basic};
 use legacy_common::Agent;
 use reqwest::StatusCode;
 use serde_json::json;
 use tonic::Code;
-
-/// A gateway process on loopback ports of its own.
-struct Gateway {
-    child: tokio::process::Child,
-    grpc: u16,
-    http: u16,
-}
-
-/// Returns a loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().port()
-}
-
-impl Gateway {
-    /// Starts the gateway binary on `grpc` and `http` with `args` (the demo configuration);
-    /// returns once it logged that it serves.
-    async fn start_on(grpc: u16, http: u16, args: &[String]) -> Self {
-        use tokio::io::AsyncBufReadExt as _;
-        // The tests' own reqwest clients share the gateway's rustls build (no default
-        // provider): install ring before any is built.
-        voice_gateway::upstream::bayeux::install_crypto_provider();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
-            .arg("--grpc-listen")
-            .arg(format!("127.0.0.1:{grpc}"))
-            .arg("--http-listen")
-            .arg(format!("127.0.0.1:{http}"))
-            // Two gateways run at once: neither takes the default admin port.
-            .args(["--admin-listen", "none"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the gateway binary starts");
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains("voice-gateway serving") {
-                    return;
-                }
-            }
-            panic!("the gateway exited before serving");
-        })
-        .await
-        .expect("the gateway serves within 10 s");
-        // Keep draining its log so that it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, grpc, http }
-    }
-
-    async fn start(args: &[String]) -> Self {
-        Self::start_on(free_port(), free_port(), args).await
-    }
-
-    fn grpc_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc)
-    }
-
-    fn http_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http)
-    }
-
-    async fn calls(&self) -> pb::call_service_client::CallServiceClient<tonic::transport::Channel> {
-        pb::call_service_client::CallServiceClient::connect(self.grpc_url())
-            .await
-            .unwrap()
-    }
-
-    /// Kills the process (SIGKILL: no goodbye to its clients).
-    async fn kill(&mut self) {
-        self.child.kill().await.unwrap();
-    }
-}
 
 /// A Dial of `destination` by `user` with the demo password.
 fn dial_request(user: &str, destination: &str) -> tonic::Request<pb::DialRequest> {
@@ -119,7 +45,7 @@ type CallClient = pb::call_service_client::CallServiceClient<tonic::transport::C
 /// Starts U (the embedded demo) and B (bridging to U's HTTP listener).
 async fn pair() -> (Gateway, Gateway) {
     let upstream = Gateway::start(&[]).await;
-    let bridge = Gateway::start(&["--upstream".into(), upstream.http_url()]).await;
+    let bridge = Gateway::start(&["--upstream", &upstream.http_url()]).await;
     (upstream, bridge)
 }
 
@@ -389,7 +315,7 @@ async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
 
     // U comes back empty on the same address: the bridge recovers by itself, and the
     // watcher that stayed connected learns that the call is gone.
-    let _upstream = Gateway::start_on(upstream.grpc, upstream.http, &[]).await;
+    upstream.restart().await;
     health_becomes(&bridge, SERVING, bound).await;
     let released = tokio::time::timeout(bound, async {
         loop {
@@ -577,7 +503,7 @@ async fn upstream_sessions_are_bounded() {
         ),
     )
     .unwrap();
-    let bridge = Gateway::start(&["--config".into(), config.display().to_string()]).await;
+    let bridge = Gateway::start(&["--config", &config.display().to_string()]).await;
     let mut calls = bridge.calls().await;
     calls
         .list_calls(as_user("agent1", pb::ListCallsRequest {}))

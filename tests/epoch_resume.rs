@@ -7,77 +7,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::binary::Binary as Gateway;
 use common::{as_user, next_device_event, next_event, pb, snapshot};
-use pb::call_service_client::CallServiceClient;
-use pb::device_service_client::DeviceServiceClient;
 use tonic::Code;
-use tonic::transport::Channel;
-
-/// A gateway process (the real binary, demo configuration) on loopback ports.
-struct Gateway {
-    child: tokio::process::Child,
-    grpc: u16,
-}
-
-/// Returns a loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().port()
-}
-
-impl Gateway {
-    /// Starts the binary on `grpc` (HTTP on the same port); returns once it logged that it
-    /// serves.
-    async fn start_on(grpc: u16) -> Self {
-        use tokio::io::AsyncBufReadExt as _;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
-            .arg("--grpc-listen")
-            .arg(format!("127.0.0.1:{grpc}"))
-            .arg("--http-listen")
-            .arg(format!("127.0.0.1:{grpc}"))
-            // Tests run side by side: none may take the default admin port.
-            .arg("--admin-listen")
-            .arg("none")
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the gateway binary starts");
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains("voice-gateway serving") {
-                    return;
-                }
-            }
-            panic!("the gateway exited before serving");
-        })
-        .await
-        .expect("the gateway serves within 10 s");
-        // Keep draining its log so that it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, grpc }
-    }
-
-    /// Kills the process and starts a new one on the same port, as a restart does.
-    async fn restart(&mut self) {
-        self.child.kill().await.unwrap();
-        *self = Self::start_on(self.grpc).await;
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc)
-    }
-
-    async fn calls(&self) -> CallServiceClient<Channel> {
-        CallServiceClient::connect(self.url()).await.unwrap()
-    }
-
-    async fn devices(&self) -> DeviceServiceClient<Channel> {
-        DeviceServiceClient::connect(self.url()).await.unwrap()
-    }
-}
 
 /// agent1 dials agent2 (15001): events for both.
 async fn dial(gw: &Gateway) -> String {
@@ -107,7 +39,7 @@ fn watch_calls(from: Option<u64>, epoch: &str) -> tonic::Request<pb::WatchCallsR
 
 #[tokio::test]
 async fn a_call_watch_resumed_across_a_restart_is_told_to_resync() {
-    let mut gw = Gateway::start_on(free_port()).await;
+    let mut gw = Gateway::launch().one_port().start().await;
     let mut watch = gw
         .calls()
         .await
@@ -208,7 +140,7 @@ async fn toggle_state(gw: &Gateway) {
 
 #[tokio::test]
 async fn a_device_watch_resumed_across_a_restart_is_told_to_resync() {
-    let mut gw = Gateway::start_on(free_port()).await;
+    let mut gw = Gateway::launch().one_port().start().await;
     let mut watch = gw
         .devices()
         .await

@@ -24,7 +24,6 @@ pub mod render;
 pub mod session;
 
 use axum::Router;
-use axum::middleware::from_fn_with_state;
 use tower::ServiceBuilder;
 
 use crate::app::AppState;
@@ -38,7 +37,7 @@ use crate::app::AppState;
 /// disallowed origin's preflight is refused.
 pub fn router(state: AppState) -> Router {
     let cors = ServiceBuilder::new()
-        .layer(from_fn_with_state(state.clone(), json::cors::guard))
+        .layer(json::cors::GuardLayer::new(&state.config.legacy))
         .layer(json::cors::layer(&state.config.legacy));
     Router::new()
         .merge(json::router(state.clone()))

@@ -3,6 +3,8 @@
 //! cancelled on drop.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod binary;
+
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;

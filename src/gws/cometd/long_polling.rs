@@ -56,7 +56,9 @@ pub(crate) async fn post(
         let identity = if protocol::has_handshake(&batch) {
             let client = client.map(|Extension(ClientAddr(ip))| ip);
             let credentials = BayeuxCredentials::from_headers(&headers, client);
-            Some(credentials.authenticate(&endpoint.state).await)
+            // Boxed: inline, the password check's state would size the whole handler
+            // future, which a held connect keeps for its whole hold.
+            Some(Box::pin(credentials.authenticate(&endpoint.state)).await)
         } else {
             None
         };

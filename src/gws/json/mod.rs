@@ -153,7 +153,7 @@ pub fn router(state: AppState) -> Router {
     api.layer(
         ServiceBuilder::new()
             .layer(from_fn(error::log_errors))
-            .layer(from_fn_with_state(state.clone(), cors::guard))
+            .layer(cors::GuardLayer::new(legacy))
             .layer(cors::layer(legacy))
             .layer(from_fn(admit))
             .layer(from_fn(error::gws_layer_bodies))
