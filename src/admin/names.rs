@@ -33,6 +33,9 @@ pub const EVENTS_COMMITTED: &str = "voice_gateway_events_committed_total";
 pub const COMETD_SESSIONS_OPENED: &str = "voice_gateway_cometd_sessions_opened_total";
 /// Live CometD sessions.
 pub const COMETD_SESSIONS: &str = "voice_gateway_cometd_sessions";
+/// `/meta/connect`s held open by the gateway now (desktops waiting for events), by
+/// `transport` (`long-polling`, `websocket`).
+pub const COMETD_CONNECTS_HELD: &str = "voice_gateway_cometd_connects_held";
 /// CometD sessions ended, by `reason` (`disconnected`, `expired`, `queue limit reached` for
 /// those dropped at their queue bound, `events lost`, `http session ended`, `shutdown`).
 pub const COMETD_SESSIONS_ENDED: &str = "voice_gateway_cometd_sessions_ended_total";
@@ -87,6 +90,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
     ),
     (COMETD_SESSIONS, MetricKind::Gauge, "Live CometD sessions."),
     (
+        COMETD_CONNECTS_HELD,
+        MetricKind::Gauge,
+        "CometD /meta/connect messages held open now, by transport.",
+    ),
+    (
         COMETD_SESSIONS_ENDED,
         MetricKind::Counter,
         "CometD sessions ended, by reason (queue limit reached: dropped at the queue bound).",
@@ -140,6 +148,11 @@ pub const INITIAL_SERIES: &[(&str, &str, &[&str])] = &[
     (REQUESTS_SHED, "bound", &["listener", "connection"]),
     (
         COMETD_SESSIONS_OPENED,
+        "transport",
+        &["long-polling", "websocket"],
+    ),
+    (
+        COMETD_CONNECTS_HELD,
         "transport",
         &["long-polling", "websocket"],
     ),

@@ -72,6 +72,15 @@ use crate::app::AppState;
 use crate::auth::ClientAddr;
 use crate::gws::base_url::ListenerScheme;
 
+/// Counts a connect held (`delta` 1) or no longer held (-1) on `transport`, in
+/// [`names::COMETD_CONNECTS_HELD`](crate::admin::names::COMETD_CONNECTS_HELD). The handle
+/// is looked up each time rather than kept: a held connect is idle memory on thousands of
+/// connections (BENCHMARKS.md, figure 4), and it begins and ends at most once a timeout.
+fn count_held(transport: &'static str, delta: f64) {
+    metrics::gauge!(crate::admin::names::COMETD_CONNECTS_HELD, "transport" => transport)
+        .increment(delta);
+}
+
 /// The path of the endpoint.
 pub const NOTIFICATIONS_PATH: &str = "/api/v2/notifications";
 
