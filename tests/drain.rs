@@ -317,3 +317,587 @@ async fn what_is_still_open_after_the_grace_is_cut() {
     );
     drop(held_grpc);
 }
+
+/// The binary's drain under load (issue 14): SIGTERM while [`WATCHERS`] watch streams and
+/// [`SESSIONS`] CometD sessions are held and unary calls run back to back.
+mod binary_under_load {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    use axum::body::Bytes;
+    use axum::http::Request;
+    use futures::{SinkExt as _, StreamExt as _};
+    use serde_json::{Value, json};
+    use tokio::net::TcpStream;
+    use tokio::sync::Semaphore;
+    use tokio::task::JoinSet;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::{common, within};
+    use common::binary::Binary;
+    use common::{as_user, pb};
+
+    /// Watch streams held (WatchCalls and WatchDevices), over [`WATCH_CHANNELS`] HTTP/2
+    /// connections.
+    const WATCHERS: usize = 1_000;
+    const WATCH_CHANNELS: usize = 10;
+    /// CometD sessions with a held connect: half long-polling, half WebSocket.
+    const SESSIONS: usize = 1_000;
+    /// Unary load: HTTP/2 connections, and calls in flight on each.
+    const LOAD_CONNECTIONS: usize = 4;
+    const LOAD_IN_FLIGHT: usize = 8;
+    /// Replies the load must have had before the signal.
+    const WARM_REPLIES: u32 = 200;
+    /// How long opening every watcher and session may take (a shared, busy machine runs
+    /// the debug binary far slower than an idle one).
+    const SETUP_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+    /// The default `server.shutdown_grace_ms`.
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+    /// Users of the demo configuration the watchers and sessions are spread over.
+    const USERS: [&str; 6] = [
+        "agent1",
+        "agent2",
+        "agent3",
+        "supervisor1",
+        "supervisor2",
+        "basic1",
+    ];
+
+    fn basic(user: &str) -> String {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:demo"));
+        format!("Basic {token}")
+    }
+
+    /// How a watch stream ended: its snapshot's epoch, the last event it carried, and its
+    /// status.
+    struct WatchEnd {
+        epoch: String,
+        last_event: u64,
+        status: tonic::Status,
+    }
+
+    /// Opens `WATCHERS` watch streams; returns once each has had its snapshot.
+    async fn open_watchers(gw: &Binary, ends: &mut JoinSet<WatchEnd>) {
+        let ready = Arc::new(Semaphore::new(0));
+        let mut channels = Vec::new();
+        for _ in 0..WATCH_CHANNELS {
+            let channel = tonic::transport::Endpoint::from_shared(gw.grpc_url())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            channels.push(channel);
+        }
+        for i in 0..WATCHERS {
+            let channel = channels[i % WATCH_CHANNELS].clone();
+            let user = USERS[i % USERS.len()];
+            let ready = ready.clone();
+            if i % 3 == 2 {
+                ends.spawn(async move {
+                    let mut client = pb::device_service_client::DeviceServiceClient::new(channel);
+                    let request = as_user(user, pb::WatchDevicesRequest::default());
+                    let mut stream = client.watch_devices(request).await.unwrap().into_inner();
+                    let epoch = match stream.message().await.unwrap().unwrap().kind {
+                        Some(pb::watch_devices_response::Kind::Snapshot(s)) => s.epoch,
+                        other => panic!("expected a snapshot, got {other:?}"),
+                    };
+                    ready.add_permits(1);
+                    let mut last_event = 0;
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(message)) => {
+                                if let Some(pb::watch_devices_response::Kind::Event(e)) =
+                                    message.kind
+                                {
+                                    last_event = e.sequence;
+                                }
+                            }
+                            Ok(None) => panic!("a device watch ended without a status"),
+                            Err(status) => {
+                                return WatchEnd {
+                                    epoch,
+                                    last_event,
+                                    status,
+                                };
+                            }
+                        }
+                    }
+                });
+            } else {
+                ends.spawn(async move {
+                    let mut client = pb::call_service_client::CallServiceClient::new(channel);
+                    let request = as_user(user, pb::WatchCallsRequest::default());
+                    let mut stream = client.watch_calls(request).await.unwrap().into_inner();
+                    let epoch = match stream.message().await.unwrap().unwrap().kind {
+                        Some(pb::watch_calls_response::Kind::Snapshot(s)) => s.epoch,
+                        other => panic!("expected a snapshot, got {other:?}"),
+                    };
+                    ready.add_permits(1);
+                    let mut last_event = 0;
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(message)) => {
+                                if let Some(pb::watch_calls_response::Kind::Event(e)) = message.kind
+                                {
+                                    last_event = e.sequence;
+                                }
+                            }
+                            Ok(None) => panic!("a call watch ended without a status"),
+                            Err(status) => {
+                                return WatchEnd {
+                                    epoch,
+                                    last_event,
+                                    status,
+                                };
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        let all = u32::try_from(WATCHERS).unwrap();
+        within("every watcher's snapshot", ready.acquire_many(all))
+            .await
+            .unwrap()
+            .forget();
+    }
+
+    /// What a held CometD connect was answered with: the connect reply, and for a
+    /// WebSocket the close code that followed.
+    struct CometdEnd {
+        reply: Value,
+        close: Option<u16>,
+    }
+
+    /// A long-polling session: handshakes as `user`, connects once (answered at once), then
+    /// sends the connect the gateway holds; the task returns its answer.
+    async fn long_poll(http: reqwest::Client, url: String, user: &str) -> CometdEnd {
+        let handshake = json!([{"id": "1", "channel": "/meta/handshake", "version": "1.0",
+            "supportedConnectionTypes": ["long-polling"]}]);
+        let response = http
+            .post(&url)
+            .header("authorization", basic(user))
+            .json(&handshake)
+            .send()
+            .await
+            .unwrap();
+        let cookie = response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let reply: Value = response.json().await.unwrap();
+        let client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
+        let connect = |id: &str, timeout: Option<u64>| {
+            let mut message = json!({"id": id, "channel": "/meta/connect",
+                "connectionType": "long-polling", "clientId": client_id});
+            if let Some(timeout) = timeout {
+                message["advice"] = json!({ "timeout": timeout });
+            }
+            json!([message])
+        };
+        let post = |batch: Value| {
+            http.post(&url)
+                .header("cookie", &cookie)
+                .json(&batch)
+                .send()
+        };
+        let first: Value = post(connect("2", Some(0)))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(first[0]["successful"], true, "{first}");
+        let held = post(connect("3", None))
+            .await
+            .expect("the held connect's answer");
+        assert_eq!(held.status(), 200);
+        let batch: Value = held.json().await.unwrap();
+        let reply = batch
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["channel"] == "/meta/connect")
+            .cloned()
+            .unwrap_or_else(|| panic!("no connect reply in {batch}"));
+        CometdEnd { reply, close: None }
+    }
+
+    /// A WebSocket session: handshakes as `user`, connects once, then sends the connect the
+    /// gateway holds; the task returns its answer and the close code that follows.
+    async fn websocket(url: String, user: &str) -> CometdEnd {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", basic(user).parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let send = async |batch: Value, ws: &mut tokio_tungstenite::WebSocketStream<_>| {
+            ws.send(Message::text(batch.to_string())).await.unwrap();
+        };
+        let handshake = json!([{"id": "1", "channel": "/meta/handshake", "version": "1.0",
+            "supportedConnectionTypes": ["websocket"]}]);
+        send(handshake, &mut ws).await;
+        let reply = next_batch(&mut ws).await.expect("a handshake reply");
+        let client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
+        let connect = |id: &str, advice: Value| {
+            json!([{"id": id, "channel": "/meta/connect", "connectionType": "websocket",
+                "clientId": client_id, "advice": advice}])
+        };
+        send(connect("2", json!({"timeout": 0})), &mut ws).await;
+        let first = next_batch(&mut ws)
+            .await
+            .expect("the first connect's reply");
+        assert_eq!(first[0]["successful"], true, "{first}");
+        send(connect("3", json!({})), &mut ws).await;
+        let mut reply = None;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let batch: Value = serde_json::from_str(&text).unwrap();
+                    reply = batch
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|m| m["channel"] == "/meta/connect")
+                        .cloned()
+                        .or(reply);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return CometdEnd {
+                        reply: reply.expect("the held connect answered before the close"),
+                        close: frame.map(|f| u16::from(f.code)),
+                    };
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => panic!("the socket failed before its close: {error}"),
+                None => panic!("the socket ended without a close frame"),
+            }
+        }
+    }
+
+    async fn next_batch<S>(ws: &mut S) -> Option<Value>
+    where
+        S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    {
+        while let Some(frame) = ws.next().await {
+            if let Message::Text(text) = frame.ok()? {
+                return serde_json::from_str(&text).ok();
+            }
+        }
+        None
+    }
+
+    /// Opens `SESSIONS` CometD sessions, each with a connect the gateway then holds.
+    fn open_sessions(gw: &Binary, ends: &mut JoinSet<CometdEnd>) {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(SESSIONS)
+            .build()
+            .unwrap();
+        let url = format!("{}/api/v2/notifications", gw.http_url());
+        let ws_url = format!("ws://{}/api/v2/notifications", gw.http);
+        for i in 0..SESSIONS {
+            let user = USERS[i % USERS.len()];
+            if i % 2 == 0 {
+                ends.spawn(long_poll(http.clone(), url.clone(), user));
+            } else {
+                ends.spawn(websocket(ws_url.clone(), user));
+            }
+        }
+    }
+
+    /// Reads a gauge's value from the admin listener's `/metrics` text.
+    fn gauge(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until the gateway holds every watch stream and every CometD connect: then a
+    /// held connect's answer can only come from the drain.
+    async fn until_all_held(gw: &Binary, sessions: &mut JoinSet<CometdEnd>) {
+        let url = format!("{}/metrics", gw.admin_url());
+        let mut last = String::new();
+        let started = Instant::now();
+        let held = tokio::time::timeout(SETUP_BOUND, async {
+            loop {
+                // A session that failed to open fails the test now, not at the bound.
+                if let Some(ended) = sessions.try_join_next() {
+                    panic!(
+                        "a CometD session ended before the signal: {:?}",
+                        ended.err()
+                    );
+                }
+                let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+                let held = |transport: &str| {
+                    let series =
+                        format!("voice_gateway_cometd_connects_held{{transport=\"{transport}\"}}");
+                    gauge(&text, &series)
+                };
+                let streams = gauge(&text, "voice_gateway_watch_streams{rpc=\"WatchCalls\"}")
+                    + gauge(&text, "voice_gateway_watch_streams{rpc=\"WatchDevices\"}");
+                let (long_polls, sockets) = (held("long-polling"), held("websocket"));
+                last = format!(
+                    "{long_polls} long-polls and {sockets} sockets held, {streams} streams"
+                );
+                if (long_polls + sockets) as usize == SESSIONS && streams as usize == WATCHERS {
+                    return;
+                }
+                // Paced, so that the scrapes do not compete with the sessions for the
+                // gateway; the condition is read, not assumed after a delay.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            held.is_ok(),
+            "not everything held after {SETUP_BOUND:?}: {last}"
+        );
+        eprintln!(
+            "everything held {:?} after the sessions started",
+            started.elapsed()
+        );
+    }
+
+    /// What the unary load saw: calls whose stream was opened on the wire, replies (any
+    /// gRPC status: the gateway ran the call and answered), refusals the gateway signalled
+    /// before taking the call (a stream above the GOAWAY's last id, REFUSED_STREAM), and
+    /// calls lost (an accepted stream that broke before its reply).
+    #[derive(Default)]
+    struct LoadTally {
+        sent: AtomicU64,
+        replied: AtomicU64,
+        refused: AtomicU64,
+        lost: AtomicU64,
+        first_lost: std::sync::Mutex<Option<String>>,
+    }
+
+    enum Outcome {
+        NotSent,
+        Replied,
+        Refused,
+        Lost(String),
+    }
+
+    /// Sends one unary call and reads it to its end.
+    async fn unary(
+        sender: &h2::client::SendRequest<Bytes>,
+        request: Request<()>,
+        body: Bytes,
+    ) -> Outcome {
+        let Ok(mut ready) = sender.clone().ready().await else {
+            return Outcome::NotSent;
+        };
+        let Ok((response, mut stream)) = ready.send_request(request, false) else {
+            return Outcome::NotSent;
+        };
+        // A failure here shows in the response below.
+        let _ = stream.send_data(body, true);
+        let refused = |e: &h2::Error| {
+            (e.is_go_away() && e.is_remote()) || e.reason() == Some(h2::Reason::REFUSED_STREAM)
+        };
+        let response = match response.await {
+            Ok(response) => response,
+            Err(e) if refused(&e) => return Outcome::Refused,
+            Err(e) => return Outcome::Lost(format!("before the reply's head: {e}")),
+        };
+        if response.headers().contains_key("grpc-status") {
+            return Outcome::Replied;
+        }
+        let mut body = response.into_body();
+        while let Some(chunk) = body.data().await {
+            match chunk {
+                Ok(chunk) => {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                }
+                Err(e) => return Outcome::Lost(format!("in the reply's body: {e}")),
+            }
+        }
+        match body.trailers().await {
+            Ok(Some(trailers)) if trailers.contains_key("grpc-status") => Outcome::Replied,
+            other => Outcome::Lost(format!("no grpc-status trailer: {other:?}")),
+        }
+    }
+
+    /// One in-flight slot of the load: ListCalls, and every fourth call an AttachUserData
+    /// on `call`, back to back, until its connection takes no more.
+    async fn load_slot(
+        sender: h2::client::SendRequest<Bytes>,
+        addr: std::net::SocketAddr,
+        call: String,
+        tally: Arc<LoadTally>,
+        warm: Arc<Semaphore>,
+    ) {
+        use prost::Message as _;
+        let frame = |message: &dyn Fn() -> Vec<u8>| {
+            let body = message();
+            let mut frame = vec![0u8];
+            frame.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+            frame.extend_from_slice(&body);
+            Bytes::from(frame)
+        };
+        let list = frame(&|| pb::ListCallsRequest::default().encode_to_vec());
+        let attach = frame(&|| {
+            pb::AttachUserDataRequest {
+                call_id: call.clone(),
+                user_data: vec![pb::KeyValue {
+                    key: "drain".into(),
+                    value: Some(pb::key_value::Value::StringValue("load".into())),
+                }],
+            }
+            .encode_to_vec()
+        });
+        for turn in 0u64.. {
+            let (method, body) = if turn % 4 == 3 {
+                ("AttachUserData", attach.clone())
+            } else {
+                ("ListCalls", list.clone())
+            };
+            let request = Request::post(format!("http://{addr}/voice.v1.CallService/{method}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .header("authorization", basic("agent1"))
+                .body(())
+                .unwrap();
+            let outcome = unary(&sender, request, body).await;
+            if !matches!(outcome, Outcome::NotSent) {
+                tally.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            match outcome {
+                Outcome::NotSent => return,
+                Outcome::Replied => {
+                    tally.replied.fetch_add(1, Ordering::Relaxed);
+                    warm.add_permits(1);
+                }
+                Outcome::Refused => {
+                    tally.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Lost(why) => {
+                    tally.lost.fetch_add(1, Ordering::Relaxed);
+                    tally.first_lost.lock().unwrap().get_or_insert(why);
+                }
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigterm_under_load_answers_every_watcher_and_session_and_exits_0_within_the_grace() {
+        let mut gw = Binary::launch().admin().start().await;
+        let mut calls = gw.calls().await;
+        let call = common::established_call(&mut calls).await;
+
+        let mut watch_ends = JoinSet::new();
+        open_watchers(&gw, &mut watch_ends).await;
+        let mut session_ends = JoinSet::new();
+        open_sessions(&gw, &mut session_ends);
+        until_all_held(&gw, &mut session_ends).await;
+
+        let tally = Arc::new(LoadTally::default());
+        let warm = Arc::new(Semaphore::new(0));
+        let mut load = JoinSet::new();
+        for _ in 0..LOAD_CONNECTIONS {
+            let tcp = TcpStream::connect(gw.grpc).await.unwrap();
+            let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
+            tokio::spawn(connection);
+            for _ in 0..LOAD_IN_FLIGHT {
+                let slot = load_slot(
+                    sender.clone(),
+                    gw.grpc,
+                    call.clone(),
+                    tally.clone(),
+                    warm.clone(),
+                );
+                load.spawn(slot);
+            }
+        }
+        within("the load's first replies", warm.acquire_many(WARM_REPLIES))
+            .await
+            .unwrap()
+            .forget();
+
+        let signalled = Instant::now();
+        gw.sigterm();
+        let status = gw.wait_with_timeout(GRACE * 2).await;
+        let took = signalled.elapsed();
+        assert!(status.success(), "exit status 0 after SIGTERM: {status}");
+        assert!(
+            took < GRACE,
+            "exited {took:?} after SIGTERM, within the grace of {GRACE:?}"
+        );
+
+        // Every watcher was told where to resume.
+        let mut told = 0;
+        while let Some(end) = within("the watchers' ends", watch_ends.join_next()).await {
+            let WatchEnd {
+                epoch,
+                last_event,
+                status,
+            } = end.unwrap();
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            let read = |key: &str| {
+                status
+                    .metadata()
+                    .get(key)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            };
+            let sequence: u64 = read("resume-sequence")
+                .expect("resume-sequence")
+                .parse()
+                .unwrap();
+            assert_eq!(
+                read("resume-epoch").as_deref(),
+                Some(epoch.as_str()),
+                "{status:?}"
+            );
+            assert!(
+                sequence >= last_event,
+                "resume from {sequence}, after event {last_event}"
+            );
+            told += 1;
+        }
+        assert_eq!(told, WATCHERS);
+
+        // Every held connect was answered with the advice to handshake again.
+        let (mut long_polls, mut sockets) = (0, 0);
+        while let Some(end) = within("the sessions' ends", session_ends.join_next()).await {
+            let CometdEnd { reply, close } = end.unwrap();
+            assert_eq!(reply["advice"]["reconnect"], "handshake", "{reply}");
+            match close {
+                None => long_polls += 1,
+                Some(code) => {
+                    assert_eq!(code, 1001, "a WebSocket closed as going away");
+                    sockets += 1;
+                }
+            }
+        }
+        assert_eq!((long_polls, sockets), (SESSIONS / 2, SESSIONS / 2));
+
+        // No call the gateway took was lost: each was answered, or refused before it was
+        // taken.
+        while let Some(slot) = within("the load's end", load.join_next()).await {
+            slot.unwrap();
+        }
+        let read = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let (sent, replied, refused, lost) = (
+            read(&tally.sent),
+            read(&tally.replied),
+            read(&tally.refused),
+            read(&tally.lost),
+        );
+        let first_lost = tally.first_lost.lock().unwrap().clone();
+        assert_eq!(
+            lost, 0,
+            "calls lost: {lost} of {sent}, first: {first_lost:?}"
+        );
+        assert_eq!(sent, replied + refused);
+        assert!(replied >= u64::from(WARM_REPLIES));
+        eprintln!(
+            "load: {sent} sent, {replied} replied, {refused} refused before being taken; drain took {took:?}"
+        );
+    }
+}
