@@ -325,30 +325,40 @@ async fn a_full_listener_closes_new_connections_until_one_leaves() {
 
 #[tokio::test]
 async fn a_client_that_does_not_send_its_request_head_in_time_is_disconnected() {
-    let gw = TestGateway::spawn_with(|c| c.server.header_timeout_ms = 200).await;
-    for (name, addr) in [("HTTP", gw.http_addr), ("gRPC", gw.grpc_addr)] {
-        let mut silent = TcpStream::connect(addr).await.unwrap();
-        closed_by_server(&mut silent, &format!("a silent {name} client closed")).await;
-        let mut half_preface = TcpStream::connect(addr).await.unwrap();
-        half_preface.write_all(b"PRI * HTTP/2.0").await.unwrap();
-        closed_by_server(
-            &mut half_preface,
-            &format!("half a preface on {name} closed"),
-        )
-        .await;
-    }
-    // On HTTP/1.1, a head sent byte by byte and never finished, and a keep-alive connection
-    // left idle after its reply.
-    let mut slow = TcpStream::connect(gw.http_addr).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Slow: ")
-        .await
-        .unwrap();
-    closed_by_server(&mut slow, "an unfinished head closed").await;
-    let mut idle = TcpStream::connect(gw.http_addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
-        .await
-        .unwrap();
-    closed_by_server(&mut idle, "an idle keep-alive connection closed").await;
+    let gw = TestGateway::spawn_with(|c| c.server.header_timeout_ms = 500).await;
+    let silent = |addr: SocketAddr, name: &'static str| async move {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        closed_by_server(&mut tcp, &format!("a silent {name} client closed")).await;
+    };
+    let half_preface = |addr: SocketAddr, name: &'static str| async move {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"PRI * HTTP/2.0").await.unwrap();
+        closed_by_server(&mut tcp, &format!("half a preface on {name} closed")).await;
+    };
+    // On HTTP/1.1, a head never finished, and a keep-alive connection left idle after its
+    // reply.
+    let unfinished = async {
+        let mut tcp = TcpStream::connect(gw.http_addr).await.unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Slow: ")
+            .await
+            .unwrap();
+        closed_by_server(&mut tcp, "an unfinished head closed").await;
+    };
+    let idle = async {
+        let mut tcp = TcpStream::connect(gw.http_addr).await.unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+            .await
+            .unwrap();
+        closed_by_server(&mut tcp, "an idle keep-alive connection closed").await;
+    };
+    tokio::join!(
+        silent(gw.http_addr, "HTTP"),
+        silent(gw.grpc_addr, "gRPC"),
+        half_preface(gw.http_addr, "HTTP"),
+        half_preface(gw.grpc_addr, "gRPC"),
+        unfinished,
+        idle,
+    );
     // A client that sends its request in time is served.
     let health = reqwest::get(format!("{}/healthz", gw.http_url()))
         .await
@@ -360,11 +370,11 @@ async fn a_client_that_does_not_send_its_request_head_in_time_is_disconnected() 
 async fn http2_clients_see_the_stream_bound_and_the_goaway_of_an_aged_connection() {
     let configure = |c: &mut voice_gateway::config::Config| {
         c.server.http2_max_streams = 7;
-        c.server.max_connection_age_ms = 300;
+        c.server.max_connection_age_ms = 1_000;
     };
     let one_port = TestGateway::spawn_single_port_with(configure).await;
     let two_ports = TestGateway::spawn_with(configure).await;
-    for addr in [one_port.grpc_addr, two_ports.grpc_addr, two_ports.http_addr] {
+    let check = async |addr: SocketAddr| {
         let (sender, driver) = h2_connect(addr).await;
         // A first exchange makes sure the server's SETTINGS were read.
         exchange(&sender, addr).await;
@@ -375,5 +385,10 @@ async fn http2_clients_see_the_stream_bound_and_the_goaway_of_an_aged_connection
             .await
             .and_then(|mut ready| ready.send_request(grpc_head(addr, "ListCalls"), true));
         assert!(usable.is_err(), "a closed connection takes no new stream");
-    }
+    };
+    tokio::join!(
+        check(one_port.grpc_addr),
+        check(two_ports.grpc_addr),
+        check(two_ports.http_addr),
+    );
 }
