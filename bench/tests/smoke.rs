@@ -56,16 +56,21 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
     // (done by scripts/install-test-clients).
     let cometd = row("3. Fan-out (CometD)");
     assert!(cometd.value > 0.0, "{cometd:?}");
-    if let Some(faye) = report
+    // The Faye row is required: a missing install fails here, as the README says.
+    let faye = report
         .rows
         .iter()
         .find(|r| r.figure == "3. Fan-out vs Faye")
-    {
-        assert!(
-            faye.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
-            "{faye:?}"
-        );
-    }
+        .unwrap_or_else(|| {
+            panic!(
+                "no Faye row (run scripts/install-test-clients for bench/faye): {:?}",
+                report.rows
+            )
+        });
+    assert!(
+        faye.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
+        "{faye:?}"
+    );
     // Figure 6: peak RSS, the legitimate client, the fresh login, and the flood's answers.
     let flood: Vec<_> = report
         .rows
