@@ -403,7 +403,13 @@ fn record<RB>(operation: Operation, response: Option<&Response<RB>>, elapsed: st
             if status < 400 {
                 op.count_ok(status);
             } else {
-                failed("http", op.name.clone(), status.to_string(), status >= 500, log);
+                failed(
+                    "http",
+                    op.name.clone(),
+                    status.to_string(),
+                    status >= 500,
+                    log,
+                );
             }
         }
         Operation::HttpUncached(name) => {
