@@ -513,7 +513,7 @@ async fn a_watcher_that_stops_reading_is_cut_off_with_a_resume_point() {
         .message()
         .rsplit("resume from sequence ")
         .next()
-        .and_then(|n| n.trim().parse().ok())
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no resume point in {:?}", status.message()));
 
     // Every event of the contact center since the snapshot, replayed from the history.
