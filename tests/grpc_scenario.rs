@@ -442,7 +442,13 @@ async fn shutdown_ends_watch_streams() {
     let end = tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
         .await
         .expect("the stream ends");
-    assert!(matches!(end, Ok(None)), "stream ended cleanly: {end:?}");
+    // UNAVAILABLE, naming where to resume (tests/drain.rs checks the position).
+    let status = end.expect_err("the stream ends with a status");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.metadata().get("resume-sequence").is_some(),
+        "{status:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

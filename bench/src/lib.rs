@@ -17,11 +17,14 @@
 //! - [`setup`]: the generated configuration and established calls; [`plan`]: counts and
 //!   durations; [`figures`]: the figures; [`report`]: BENCHMARKS.md.
 //! - [`flood`]: figure 6, a password flood against an argon2 user (issue 10), with its
-//!   clients in [`flood_load`] (the RSS sampler is [`process::sample_peaks`]).
-//!   durations; [`figures`]: the figures; [`bridge`]: figure 7 (bridge mode, two gateways);
-//!   [`report`]: BENCHMARKS.md.
+//!   clients in [`flood_load`] (the RSS sampler is [`process::sample_peaks`]);
+//!   [`bridge`]: figure 7 (bridge mode, two gateways).
+//! - [`chaos`]: figure 8, chaos resume (issue 14): watchers and CometD clients whose
+//!   connections die at random, checked for lost and duplicated events; the test suite's
+//!   `tests/chaos_resume.rs` runs the same module against an in-process gateway.
 
 pub mod bridge;
+pub mod chaos;
 pub mod cometd;
 pub mod count;
 pub mod driver;

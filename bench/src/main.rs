@@ -53,7 +53,7 @@ enum Command {
         faye_dir: PathBuf,
         /// Run only these figure groups: `unary` (1 and 2), `fanout` (3 and 4), `faye`
         /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5), `flood` (6),
-        /// `bridge` (7).
+        /// `bridge` (7), `chaos` (8).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Hand-written profile findings copied into the report.
@@ -258,6 +258,10 @@ async fn main() -> anyhow::Result<()> {
             if wanted("bridge") {
                 eprintln!("voice-bench: figure 7 (bridge mode)");
                 bench.bridge().await?;
+            }
+            if wanted("chaos") {
+                eprintln!("voice-bench: figure 8 (chaos resume)");
+                bench.chaos().await?;
             }
             let report = Report {
                 command: command_line,

@@ -1,8 +1,9 @@
 //! A small run of the whole bench (tiny counts, the gateway served in process by the bench
 //! binary) so that the suite cannot rot: each figure group must finish, produce nonzero
 //! throughput and latency counts, and a report that parses (figure 7 included: two
-//! gateways, one bridging to the other). The groups run as three tests, each a few seconds,
-//! rather than one run of all of them (15 s).
+//! gateways, one bridging to the other; figure 8: a small chaos run without a lost or
+//! duplicated event). The groups run as four tests, each a few seconds, rather than one run
+//! of all of them (15 s and more).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -139,4 +140,12 @@ fn figures_6_and_7_password_flood_and_bridge() {
         .find(|n| n.starts_with("Figure 7"))
         .expect("a note for figure 7");
     assert!(bridge_note.contains(" 0 failed in all"), "{bridge_note}");
+}
+
+#[test]
+fn figure_8_chaos_loses_and_duplicates_nothing() {
+    let (report, _) = smoke("chaos");
+    let chaos = row(&report, "8. Chaos resume");
+    assert_eq!(chaos.met, Some(true), "{chaos:?}");
+    assert!(chaos.gateway.contains("lost 0, duplicated 0"), "{chaos:?}");
 }

@@ -221,6 +221,12 @@ impl TestGateway {
         Self::builder().one_port().start().await
     }
 
+    /// Starts the test gateway serving gRPC and HTTP on one port, after `adjust` has changed
+    /// its configuration.
+    pub async fn spawn_single_port_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::builder().one_port().config(adjust).start().await
+    }
+
     /// Returns `http://<grpc addr>`.
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc_addr)

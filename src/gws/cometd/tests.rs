@@ -123,7 +123,7 @@ async fn a_held_long_poll_outlives_max_interval() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn shutdown_answers_a_held_long_poll_with_retry() {
+async fn shutdown_answers_a_held_long_poll_with_handshake_advice() {
     let (router, registry, state) = endpoint();
     let (cookie, cid) = connected(&router).await;
     let held = tokio::spawn(async move { connect(&router, &cookie, &cid).await });
@@ -131,7 +131,8 @@ async fn shutdown_answers_a_held_long_poll_with_retry() {
     state.shutdown.cancel();
     let reply = held.await.unwrap();
     assert_eq!(reply[0]["successful"], true);
-    assert_eq!(reply[0]["advice"]["reconnect"], "retry");
+    assert_eq!(reply[0]["advice"]["reconnect"], "handshake");
+    assert_eq!(reply[0]["advice"]["interval"], 0);
     tokio::task::yield_now().await;
     assert!(registry.is_empty());
 }
@@ -207,7 +208,7 @@ async fn a_socket_holds_its_connect_for_the_timeout_and_answers_it_on_shutdown()
     tokio::time::sleep(Duration::from_secs(1)).await;
     state.shutdown.cancel();
     let reply = socket.recv_json().await;
-    assert_eq!(reply[0]["advice"]["reconnect"], "retry");
+    assert_eq!(reply[0]["advice"]["reconnect"], "handshake");
     assert_eq!(socket.recv().await, BayeuxFrameOut::Close(1001, "shutdown"));
 }
 
