@@ -288,6 +288,7 @@ mod tests {
             ..Default::default()
         };
         let data = json!({
+            "messageType": "CallStateChangeMessage",
             "notificationType": "CallRecordingStateChange",
             "call": {"id": "c1", "state": "Established", "capabilities": ["Hold", "Hangup"],
                      "recordingState": "Recording", "userData": {"n": 7},
