@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::bridge::BridgePlan;
 use crate::grpc_load::LoadShape;
+use crate::moonshot::MoonshotPlan;
 use crate::paced_load::PacedShape;
 
 /// Counts and durations of every figure.
@@ -43,6 +44,8 @@ pub struct Plan {
     pub bridge: BridgePlan,
     /// Figure 6: the password flood.
     pub flood: FloodShape,
+    /// Figure 9: the moonshot.
+    pub moonshot: MoonshotPlan,
 }
 
 /// The shape of the password flood (figure 6, issue 10).
@@ -112,6 +115,7 @@ impl Plan {
                     duration: Duration::from_secs(5),
                 },
             },
+            moonshot: MoonshotPlan::bench(),
         }
     }
 
@@ -161,6 +165,7 @@ impl Plan {
                     duration: Duration::from_millis(500),
                 },
             },
+            moonshot: MoonshotPlan::smoke(),
         }
     }
 }

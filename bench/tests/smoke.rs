@@ -1,7 +1,7 @@
 //! A small run of the whole bench (tiny counts, a few seconds, the gateway served in
 //! process by the bench binary) so that the suite cannot rot: it must finish, produce
 //! nonzero throughput and latency counts, and a report that parses (figure 7 included: two
-//! gateways, one bridging to the other).
+//! gateways, one bridging to the other; figure 9 with 40 subscribers), with its charts.
 
 use std::process::Command;
 
@@ -97,12 +97,46 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
         .find(|n| n.starts_with("Figure 7"))
         .expect("a note for figure 7");
     assert!(bridge_note.contains(" 0 failed in all"), "{bridge_note}");
+    // The cross-check of figures 1 and 2: a row per tool, measured or saying the tool is
+    // not installed (the test suite does not install h2load or wrk; `bench/run` does).
+    for tool in ["suite's generator", "h2load", "wrk"] {
+        let checks: Vec<_> = report
+            .rows
+            .iter()
+            .filter(|r| r.measure.starts_with("cross-check") && r.measure.contains(tool))
+            .collect();
+        assert!(!checks.is_empty(), "no cross-check row for {tool}");
+        for check in checks {
+            assert!(
+                check.gateway.contains("not installed")
+                    || check.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
+                "{check:?}"
+            );
+        }
+    }
+    // Figure 9: every subscriber received the one event.
+    let moonshot = row("9. Moonshot");
+    assert_eq!(moonshot.met, Some(true), "{moonshot:?}");
+    assert!(
+        moonshot.gateway.contains("received by 40 of 40"),
+        "{moonshot:?}"
+    );
     for row in &report.rows {
         assert!(row.value.is_finite(), "{row:?}");
+    }
+    // The charts are drawn and embedded.
+    assert!(!report.charts.is_empty());
+    for chart in &report.charts {
+        let svg = dir.join("bench/charts").join(&chart.file);
+        assert!(svg.is_file(), "no {}", svg.display());
     }
 
     let text = std::fs::read_to_string(&markdown).unwrap();
     assert!(text.contains("| figure | measure | gateway | baseline | ratio | target | met |"));
+    assert!(
+        text.contains("](bench/charts/fig1-latency-1.svg)"),
+        "{text}"
+    );
     assert_eq!(
         text.lines()
             .filter(|l| l.starts_with("| ") && !l.starts_with("| figure"))
