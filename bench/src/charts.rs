@@ -106,8 +106,12 @@ fn draw_latency(
         .iter()
         .flat_map(|(_, points)| points.iter().map(|p| p.1));
     let (low, high) = values.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    // Whole decades, so that both ends of the log axis carry a label.
     let (low, high) = if high > 0.0 {
-        ((low.max(0.001) / 1.5), high * 1.5)
+        (
+            10f64.powf(low.max(0.001).log10().floor()),
+            10f64.powf((high * 1.05).log10().ceil()),
+        )
     } else {
         (0.001, 1.0)
     };
@@ -143,7 +147,7 @@ fn draw_latency(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()

@@ -146,6 +146,8 @@ impl Bench {
             .connect()
             .await?;
         let mut client = CallServiceClient::new(channel);
+        let pids = [gw.server.pid(), std::process::id()];
+        let before = Usage::read(pids);
         board.armed.store(true, Ordering::Release);
         let sent_us = now_us();
         let sent = Instant::now();
@@ -160,25 +162,33 @@ impl Bench {
             .context("the moonshot's StartCallRecording")?;
         let replied = sent.elapsed();
         let deadline = sent + shape.wait;
-        while board.received.load(Ordering::Acquire) + board.failed.load(Ordering::Acquire) < total
+        while board.received.load(Ordering::Acquire)
+            + board.failed_unreceived.load(Ordering::Acquire)
+            < total
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let waited = sent.elapsed();
+        let usage = Usage::read(pids).since(&before);
         let after = ProcStatus::read(gw.server.pid())?;
-        stop.cancel();
-        drop(gw);
-
-        let receipts = receipts(&board, shape.streams, sent_us);
-        self.push_moonshot_rows(http1, open_files, &receipts, total, (idle, held, after));
+        let (failed, failed_unreceived) = (
+            board.failed.load(Ordering::Acquire),
+            board.failed_unreceived.load(Ordering::Acquire),
+        );
         let first_error = board
             .first_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        // Failures from here on are the teardown (connections closing), not the figure.
+        stop.cancel();
+        drop(gw);
+
+        let receipts = receipts(&board, shape.streams, sent_us);
+        self.push_moonshot_rows(http1, open_files, &receipts, total, (idle, held, after));
         self.notes.push(format!(
-            "Figure 9: one established call between two agents; subscriber i is agent i mod 2's (its WatchCalls stream or CometD session), so one StartCallRecording (one event per party) must reach all {total}. {} WatchCalls streams over {} HTTP/2 connections; {} CometD long-poll sessions {}; client connections bound to {} loopback source address(es) from 127.0.0.2 ({} connections each at most); open-file limit {open_files}. Opening took {:.1}s ({} in flight). The operation's reply came after {:.1} ms; the bench waited {:.0} ms for the receipts (limit {:?}). Received by {} of {total}, {} subscribers failed{}, {} receipts beyond the first. WatchCalls (commit → receipt): p50 {:.1} ms, p99 {:.1} ms ({} receipts); CometD (the party's commit → receipt): p50 {:.1} ms, p99 {:.1} ms ({} receipts). Gateway threads {}.",
+            "Figure 9: one established call between two agents; subscriber i is agent i mod 2's (its WatchCalls stream or CometD session), so one StartCallRecording (one event per party) must reach all {total}. {} WatchCalls streams over {} HTTP/2 connections; {} CometD long-poll sessions {}; client connections bound to {} loopback source address(es) from 127.0.0.2 ({} connections each at most); open-file limit {open_files}. Opening took {:.1}s ({} in flight). The operation's reply came after {:.1} ms; the bench waited {:.0} ms for the receipts (limit {:?}). Received by {} of {total}; {} subscribers failed ({} before the event reached them){}; {} receipts beyond the first. {} WatchCalls (commit → receipt): p50 {:.1} ms, p99 {:.1} ms ({} receipts); CometD (the party's commit → receipt): p50 {:.1} ms, p99 {:.1} ms ({} receipts). Gateway threads {}.",
             shape.streams,
             shape.streams.div_ceil(shape.streams_per_connection),
             shape.sessions,
@@ -199,9 +209,11 @@ impl Bench {
             waited.as_secs_f64() * 1000.0,
             shape.wait,
             receipts.received,
-            board.failed.load(Ordering::Acquire),
+            failed,
+            failed_unreceived,
             first_error.map(|e| format!(" (first: {e})")).unwrap_or_default(),
             board.extra.load(Ordering::Acquire),
+            usage.describe(waited),
             receipts.watch.summary().p50_ms,
             receipts.watch.summary().p99_ms,
             receipts.watch.count(),
@@ -353,6 +365,47 @@ impl Bench {
             "CometD first connects",
         )
         .await
+    }
+}
+
+/// CPU time and run-queue wait of the gateway and of this process (its clients), and the
+/// machine's busy jiffies, at one moment or over a span.
+struct Usage {
+    cpu: [f64; 2],
+    run_queue: [f64; 2],
+    machine: (u64, u64),
+}
+
+impl Usage {
+    fn read(pids: [u32; 2]) -> Self {
+        Self {
+            cpu: pids.map(|p| crate::process::cpu_seconds(p).unwrap_or(0.0)),
+            run_queue: pids.map(|p| crate::paced_load::run_queue_seconds(p).unwrap_or(0.0)),
+            machine: crate::paced_load::machine_jiffies().unwrap_or_default(),
+        }
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            cpu: [0, 1].map(|i| self.cpu[i] - before.cpu[i]),
+            run_queue: [0, 1].map(|i| self.run_queue[i] - before.run_queue[i]),
+            machine: (
+                self.machine.0.saturating_sub(before.machine.0),
+                self.machine.1.saturating_sub(before.machine.1),
+            ),
+        }
+    }
+
+    fn describe(&self, span: Duration) -> String {
+        format!(
+            "From the send to the end of the wait ({:.1}s) the gateway used {:.1}s of CPU and waited {:.1}s for a core, the bench's clients {:.1}s and {:.1}s; the machine was {:.0} % busy (all processes, both cores).",
+            span.as_secs_f64(),
+            self.cpu[0],
+            self.run_queue[0],
+            self.cpu[1],
+            self.run_queue[1],
+            100.0 * self.machine.0 as f64 / self.machine.1.max(1) as f64
+        )
     }
 }
 

@@ -44,6 +44,9 @@ pub struct Board {
     pub received: AtomicUsize,
     /// Subscribers that failed (stream ended, session refused).
     pub failed: AtomicUsize,
+    /// Subscribers that failed before they received the event (the wait stops waiting
+    /// for them).
+    pub failed_unreceived: AtomicUsize,
     /// Receipts beyond the first of a subscriber.
     pub extra: AtomicUsize,
     /// The first failure.
@@ -63,6 +66,7 @@ impl Board {
             ready: AtomicUsize::new(0),
             received: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
+            failed_unreceived: AtomicUsize::new(0),
             extra: AtomicUsize::new(0),
             first_error: Mutex::new(None),
             armed: AtomicBool::new(false),
@@ -86,8 +90,11 @@ impl Board {
         }
     }
 
-    fn fail(&self, error: String) {
+    fn fail(&self, index: usize, error: String) {
         self.failed.fetch_add(1, Ordering::AcqRel);
+        if self.receipt_us[index].load(Ordering::Acquire) == 0 {
+            self.failed_unreceived.fetch_add(1, Ordering::AcqRel);
+        }
         let mut first = self
             .first_error
             .lock()
@@ -154,14 +161,15 @@ async fn hold_watch(
     let mut buffer = BytesMut::new();
     loop {
         let chunk = tokio::select! {
+            biased;
             () = stop.cancelled() => return,
             chunk = body.data() => chunk,
         };
         let at = now_us();
         let chunk = match chunk {
             Some(Ok(chunk)) => chunk,
-            Some(Err(error)) => return board.fail(format!("WatchCalls: {error}")),
-            None => return board.fail("WatchCalls ended".into()),
+            Some(Err(error)) => return board.fail(index, format!("WatchCalls: {error}")),
+            None => return board.fail(index, "WatchCalls ended".into()),
         };
         let _ = body.flow_control().release_capacity(chunk.len());
         buffer.extend_from_slice(&chunk);
@@ -358,22 +366,26 @@ impl LeanSession {
             let fields =
                 format!(r#""channel":"/meta/connect","connectionType":"long-polling"{advice}"#);
             let reply = tokio::select! {
+                biased;
                 () = stop.cancelled() => return,
                 reply = self.post("/connect", &fields) => reply,
             };
             let at = now_us();
             let reply = match reply {
                 Ok(reply) => reply,
-                Err(error) => return board.fail(format!("CometD connect: {error:#}")),
+                Err(error) => return board.fail(index, format!("CometD connect: {error:#}")),
             };
             if contains(&reply, br#""channel":"/v2/me/calls""#) {
                 board.receive(index, at, 0);
             }
             if contains(&reply, br#""successful":false"#) {
-                return board.fail(format!(
-                    "CometD connect refused: {}",
-                    String::from_utf8_lossy(&reply)
-                ));
+                return board.fail(
+                    index,
+                    format!(
+                        "CometD connect refused: {}",
+                        String::from_utf8_lossy(&reply)
+                    ),
+                );
             }
             if first {
                 first = false;
