@@ -24,6 +24,7 @@
 //! | `cometd.websocket` | offer the `websocket` transport | `true` |
 //! | `upstream.*` | bridge mode: the upstream GWS URL, its CA, timeouts, session bounds (users then come from the upstream; `[[users]]` are ignored) | see [`crate::backend::bridge::UpstreamConfig`] |
 //! | `auth.*` | credential checks: concurrency, wait, failed-sign-in throttle, cache of successful checks | see [`crate::auth::AuthConfig`] |
+//! | `server.*` | the API listeners' bounds: connections, requests in flight per listener and per connection, HTTP/2 streams, keep-alive pings and connection age, the request head timeout, the drain's grace on SIGTERM | see [`crate::server::config`] |
 //! | `desktop.dir` | folder of the agent desktop demo page, served at `/desktop/` | none: not served (see [`crate::desktop`]) |
 //! | `agent.after_call_work_state` | state after a timed AfterCallWork: `Ready` or `NotReady` | `Ready` |
 //! | `[[contact_centers]]` | `name`, `features` | |
@@ -95,6 +96,9 @@ pub struct Config {
     /// The agent desktop demo page (off by default).
     #[serde(default)]
     pub desktop: crate::desktop::DesktopConfig,
+    /// The API listeners' bounds and the drain's grace.
+    #[serde(default)]
+    pub server: crate::server::config::ServerConfig,
 }
 
 /// Embedded switch settings.
@@ -326,6 +330,7 @@ impl Config {
     /// expects.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.auth.validate().map_err(anyhow::Error::msg)?;
+        self.server.validate().map_err(anyhow::Error::msg)?;
         self.legacy.validate().map_err(anyhow::Error::msg)?;
         self.upstream.validate().map_err(anyhow::Error::msg)?;
         for (i, center) in self.contact_centers.iter().enumerate() {

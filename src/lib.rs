@@ -21,6 +21,9 @@
 //! - [`desktop`]: the agent desktop demo page at `/desktop/`, when a folder is configured.
 //! - [`admin`]: the admin listener (metrics, health, readiness) and the request layers
 //!   (request ids, spans, request metrics) both fronts run.
+//! - [`server`]: the API listeners' serve loops, their bounds (the `[server]` table) and the
+//!   drain on shutdown; [`shed`]: the load-shedding bounds on connections and requests in
+//!   flight that the loops, TLS and both fronts share.
 //! - `run` wires them together over listeners the caller bound.
 
 pub mod admin;
@@ -32,6 +35,8 @@ pub mod core;
 pub mod desktop;
 pub mod grpc;
 pub mod gws;
+pub mod server;
+pub mod shed;
 pub mod tls;
 pub mod upstream;
 
@@ -48,7 +53,7 @@ use crate::backend::embedded::EmbeddedSwitch;
 use crate::config::Config;
 use crate::core::CallControl;
 use crate::gws::session::SessionStore;
-use crate::tls::{GrpcTls, Handshaker, ServerTls};
+use crate::tls::ServerTls;
 
 /// The listeners the gateway serves, bound by the caller (tests bind port 0).
 #[derive(Debug)]
@@ -142,19 +147,28 @@ fn embedded_core(
 /// configured, the desktop page's static files ([`desktop`], public, outside `/api`). A
 /// route added here must be listed the same way, so that `tests/authz_audit.rs` checks it.
 pub fn build_http(state: &AppState) -> Router {
-    Router::new()
+    build_http_with_registry(state).0
+}
+
+/// Like [`build_http`], also returning the CometD session registry.
+fn build_http_with_registry(state: &AppState) -> (Router, Arc<gws::cometd::BayeuxRegistry>) {
+    let (gws, registry) = gws::router_with_registry(state.clone());
+    let router = Router::new()
         .route(HEALTH_PATH, axum::routing::get(http_health))
-        .merge(gws::router(state.clone()))
-        .merge(desktop::router(&state.config.desktop))
+        .merge(gws)
+        .merge(desktop::router(&state.config.desktop));
+    (router, registry)
 }
 
 async fn http_health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "status": "serving" }))
 }
 
-/// Serves the gateway until `shutdown` is cancelled, then stops accepting, ends streams
-/// and long-polls, and returns once in-flight requests have finished. TLS is loaded from
-/// `config.tls` first (see [`run_with_tls`]).
+/// Serves the gateway until `shutdown` is cancelled, then drains ([`server`]): stops
+/// accepting, ends streams and long-polls with where to resume, and returns once in-flight
+/// requests have finished, or `server.shutdown_grace_ms` after `shutdown` with the
+/// connections still open cut. TLS is loaded from `config.tls` first (see
+/// [`run_with_tls`]).
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -184,35 +198,87 @@ pub async fn run_with_admin(
     readiness: Arc<admin::Readiness>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    warn_clear_listeners(&config, &tls, &listeners);
-    config.desktop.validate().map_err(anyhow::Error::msg)?;
-    let state = build_state(config, shutdown.clone())?;
-    let grpc = grpc::routes(&state).await;
-    let http = build_http(&state);
-    let layers =
-        admin::layer::request_layers(admin::layer::RequestMetricsLayer::new(grpc::method_paths()));
-    let not_found = || async { (axum::http::StatusCode::NOT_FOUND, "not found") };
-    readiness.serving(state.core.clone());
-    match listeners.http {
-        None => {
-            let app = http
-                .merge(grpc.into_axum_router())
-                .fallback(not_found)
-                .layer(layers);
-            serve(listeners.grpc, app, tls.http, shutdown).await
-        }
-        Some(http_listener) => {
-            let grpc_server = serve_grpc(
-                listeners.grpc,
-                grpc,
-                tls.grpc,
-                layers.clone(),
-                shutdown.clone(),
-            );
-            let http = http.fallback(not_found).layer(layers);
-            let http_server = serve(http_listener, http, tls.http, shutdown);
-            let (a, b) = tokio::join!(grpc_server, http_server);
-            a.and(b)
+    Gateway::build(config, &tls, &listeners, shutdown)
+        .await?
+        .serve(tls, listeners, readiness)
+        .await
+}
+
+/// A gateway built over its listeners but not serving yet: the two halves of
+/// [`run_with_admin`], apart so that a test can hold the state and the CometD sessions of
+/// the gateway it serves exactly as the binary does.
+pub struct Gateway {
+    /// The state every front shares.
+    pub state: AppState,
+    /// The CometD sessions of the HTTP side.
+    pub registry: Arc<gws::cometd::BayeuxRegistry>,
+    grpc: tonic::service::Routes,
+    http: Router,
+}
+
+impl Gateway {
+    /// Checks the configuration against the listeners (warning about clear text) and builds
+    /// the state and both fronts' routes; `shutdown` ends what [`Self::serve`] serves.
+    pub async fn build(
+        config: Config,
+        tls: &ServerTls,
+        listeners: &Listeners,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        warn_clear_listeners(&config, tls, listeners);
+        config.desktop.validate().map_err(anyhow::Error::msg)?;
+        let state = build_state(config, shutdown)?;
+        let grpc = grpc::routes(&state).await;
+        let (http, registry) = build_http_with_registry(&state);
+        Ok(Self {
+            state,
+            registry,
+            grpc,
+            http,
+        })
+    }
+
+    /// Serves `listeners` until the state's shutdown token is cancelled, reporting into
+    /// `readiness` once they serve.
+    pub async fn serve(
+        self,
+        tls: ServerTls,
+        listeners: Listeners,
+        readiness: Arc<admin::Readiness>,
+    ) -> anyhow::Result<()> {
+        let Self {
+            state, grpc, http, ..
+        } = self;
+        let shutdown = state.shutdown.clone();
+        let layers = admin::layer::request_layers(admin::layer::RequestMetricsLayer::new(
+            grpc::method_paths(),
+        ));
+        let not_found = || async { (axum::http::StatusCode::NOT_FOUND, "not found") };
+        readiness.serving(state.core.clone());
+        let limits = state.config.server.clone();
+        let (drain, _stop_timer) = server::Drain::new(shutdown, limits.shutdown_grace());
+        match listeners.http {
+            None => {
+                let app = http
+                    .merge(grpc.into_axum_router())
+                    .fallback(not_found)
+                    .layer(layers);
+                server::serve(listeners.grpc, app, tls.http, &limits, drain).await
+            }
+            Some(http_listener) => {
+                let grpc_server = server::serve_grpc(
+                    listeners.grpc,
+                    grpc,
+                    tls.grpc,
+                    layers.clone(),
+                    &limits,
+                    drain.clone(),
+                );
+                let http = http.fallback(not_found).layer(layers);
+                let http_server = server::serve(http_listener, http, tls.http, &limits, drain);
+                let (a, b) = tokio::join!(grpc_server, http_server);
+                a.and(b)
+            }
         }
     }
 }
@@ -233,126 +299,4 @@ fn warn_clear_listeners(config: &Config, tls: &ServerTls, listeners: &Listeners)
             warn("http", http, tls.http.is_some());
         }
     }
-}
-
-/// Serves a gRPC-only listener with tonic's own server: HTTP/2 only (no protocol
-/// sniffing), tonic's connection settings, and unknown methods answered with gRPC
-/// `UNIMPLEMENTED`. Per request it costs less than the shared HTTP stack, which the one-port
-/// mode needs for HTTP/1.1 and WebSocket (BENCHMARKS.md, figure 1). With `tls`, tonic takes
-/// connections whose handshake is done ([`GrpcTls::incoming`]); their requests carry the
-/// client certificate's service account ([`tls::TlsPeer`]).
-async fn serve_grpc(
-    listener: TcpListener,
-    routes: tonic::service::Routes,
-    tls: Option<GrpcTls>,
-    layers: admin::layer::RequestLayers,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let server = tonic::transport::Server::builder()
-        .layer(layers)
-        .add_routes(routes);
-    let signal = shutdown.clone().cancelled_owned();
-    let served = match tls {
-        None => {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            server.serve_with_incoming_shutdown(incoming, signal).await
-        }
-        Some(tls) => {
-            let incoming = tls.incoming(listener, shutdown);
-            server.serve_with_incoming_shutdown(incoming, signal).await
-        }
-    };
-    served.context("gRPC server failed")
-}
-
-/// The largest HTTP/1.1 request head the HTTP listener accepts (hyper answers 431 beyond
-/// it): 8 KiB, the default of Jetty, which GWS itself runs on. It also caps hyper's read
-/// buffer: with hyper's default (~400 KiB) the buffer of a connection that posted a body
-/// grows from 8 to 16 KiB, and every idle CometD long-poll keeps one (BENCHMARKS.md,
-/// figure 4).
-pub const MAX_HTTP1_HEAD: usize = 8 * 1024;
-
-/// Serves an axum router until `shutdown`, then stops accepting, lets each connection
-/// finish its in-flight request (`graceful_shutdown`), and returns when all are closed.
-///
-/// Written out rather than `axum::serve` because that offers no way to configure hyper's
-/// HTTP/1.1 connection ([`MAX_HTTP1_HEAD`]); it is axum's own loop (hyper-util's auto
-/// builder: HTTP/1.1 with upgrades for WebSocket, and HTTP/2), with the router cloned per
-/// connection as one reference count. With `tls`, each connection's task first runs the
-/// handshake (bounded in time; a failed one ends only that task).
-async fn serve(
-    listener: TcpListener,
-    app: Router,
-    tls: Option<Handshaker>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use tokio_util::either::Either;
-    use tower::ServiceExt as _;
-
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(MAX_HTTP1_HEAD);
-    builder.http2().enable_connect_protocol();
-    let builder = Arc::new(builder);
-    let scheme = match tls {
-        Some(_) => gws::base_url::ListenerScheme::Https,
-        None => gws::base_url::ListenerScheme::Http,
-    };
-    let connections = tokio_util::task::TaskTracker::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: wait a moment, as axum does.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let client = auth::ClientAddr(peer.ip());
-        let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
-            move |request: axum::http::Request<hyper::body::Incoming>| {
-                let mut request = request.map(axum::body::Body::new);
-                // The client's address, for the sign-in throttle; the listener's scheme,
-                // for the links of the GWS wing.
-                request.extensions_mut().insert(client);
-                request.extensions_mut().insert(scheme);
-                request
-            },
-        ));
-        let builder = builder.clone();
-        let shutdown = shutdown.clone();
-        let tls = tls.clone();
-        connections.spawn(async move {
-            let io = match tls {
-                None => Either::Left(tcp),
-                Some(tls) => tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    // The handshake and the stream are boxed so that a plain-text
-                    // connection's task stays as small as before (1.7 KiB; BENCHMARKS.md,
-                    // figure 4 counts idle long-polls): inline they made it 3.2 KiB.
-                    established = Box::pin(tls.accept(tcp)) => match established {
-                        Some(stream) => Either::Right(Box::new(stream)),
-                        None => return,
-                    },
-                },
-            };
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
-            }
-            let _ = connection.await;
-        });
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
-    Ok(())
 }

@@ -4,15 +4,13 @@
 //! and B survives U being killed and restarted empty.
 
 mod common;
-#[path = "legacy_common/mod.rs"]
-mod legacy_common;
 #[allow(dead_code, unreachable_pub)]
 #[path = "cometd_support/node.rs"]
 mod node;
 
 use common::binary::Binary as Gateway;
+use common::desktop::Agent;
 use common::{as_user, next_event, pb, snapshot, with_basic};
-use legacy_common::Agent;
 use reqwest::StatusCode;
 use serde_json::json;
 use tonic::Code;
@@ -144,14 +142,7 @@ async fn the_seed_scenario_over_the_bridge_json_api() {
     let agent1 = Agent::new(&bridge.http_url(), "agent1");
     // The JSON API answers at acceptance, as GWS does, and the state follows by
     // notification: a watcher on the bridge tells when it has arrived.
-    let mut watch = bridge
-        .calls()
-        .await
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut bridge.calls().await, "agent1").await;
     let id = agent1.dial("15001").await;
     Agent::new(&upstream.http_url(), "agent2")
         .op(&id, json!({"operationName": "Answer"}))
@@ -175,14 +166,7 @@ async fn the_seed_scenario_over_the_bridge_json_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_made_on_the_upstream_appear_on_the_bridge() {
     let (upstream, bridge) = pair().await;
-    let mut watch = bridge
-        .calls()
-        .await
-        .watch_calls(as_user("agent2", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut bridge.calls().await, "agent2").await;
     let mut on_u = upstream.calls().await;
     let id = dial(&mut on_u, "agent1", "15001").await;
     let event = next_event(&mut watch).await;
@@ -245,7 +229,8 @@ async fn upstream_refusals_reach_the_bridge_clients_with_embedded_codes() {
     );
 }
 
-/// Polls the bridge's gRPC health for CallService until it is `want`, for at most `bound`.
+/// Watches the bridge's gRPC health of CallService (the health service's Watch stream,
+/// which sends every change) until it is `want`, for at most `bound`.
 async fn health_becomes(bridge: &Gateway, want: i32, bound: std::time::Duration) {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let channel = tonic::transport::Endpoint::from_shared(bridge.grpc_url())
@@ -257,19 +242,22 @@ async fn health_becomes(bridge: &Gateway, want: i32, bound: std::time::Duration)
     let ask = HealthCheckRequest {
         service: "voice.v1.CallService".into(),
     };
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        let status = health.check(ask.clone()).await.unwrap().into_inner().status;
-        if status == want {
-            return;
+    let mut changes = health.watch(ask).await.unwrap().into_inner();
+    let mut seen = Vec::new();
+    let reached = tokio::time::timeout(bound, async {
+        while let Some(status) = changes.message().await.unwrap() {
+            seen.push(status.status);
+            if status.status == want {
+                return;
+            }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "health stayed {status}, not {want}, for {bound:?}"
-        );
-        // Polling a status, as a load balancer does; bounded by the deadline above.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        panic!("the health watch ended");
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "health went through {seen:?}, never {want}, in {bound:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,12 +267,7 @@ async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
     let bound = std::time::Duration::from_secs(10);
     let (mut upstream, bridge) = pair().await;
     let mut calls = bridge.calls().await;
-    let mut watch = calls
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut calls, "agent1").await;
     let id = dial(&mut calls, "agent1", "15001").await;
     next_event(&mut watch).await;
 

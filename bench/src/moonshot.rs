@@ -109,9 +109,11 @@ impl Bench {
         let http1 = shape.sessions_on_http1(open_files);
         let total = shape.streams + shape.sessions;
         let config = self.work.join("bench-moonshot.toml");
+        // Room for every session (and for the HTTP/1.1 case, a connection each).
         let extra = format!(
-            "\n[cometd]\nmax_sessions = {}\n",
-            shape.sessions + shape.sessions / 10 + 100
+            "\n[cometd]\nmax_sessions = {}\n\n[server]\nmax_connections = {}\n",
+            shape.sessions + shape.sessions / 10 + 100,
+            connection_count(&shape, http1) + 1000
         );
         std::fs::write(&config, setup::config_toml(2, &extra))?;
         let gw = self.spawn_gateway("gateway-moonshot", Some(&config))?;

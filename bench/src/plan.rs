@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::bridge::BridgePlan;
+use crate::chaos::ChaosPlan;
 use crate::grpc_load::LoadShape;
 use crate::moonshot::MoonshotPlan;
 use crate::paced_load::PacedShape;
@@ -46,6 +47,8 @@ pub struct Plan {
     pub flood: FloodShape,
     /// Figure 9: the moonshot.
     pub moonshot: MoonshotPlan,
+    /// Figure 8: the chaos resume run.
+    pub chaos: ChaosPlan,
 }
 
 /// The shape of the password flood (figure 6, issue 10).
@@ -116,6 +119,7 @@ impl Plan {
                 },
             },
             moonshot: MoonshotPlan::bench(),
+            chaos: ChaosPlan::bench(),
         }
     }
 
@@ -166,6 +170,7 @@ impl Plan {
                 },
             },
             moonshot: MoonshotPlan::smoke(),
+            chaos: ChaosPlan::smoke(),
         }
     }
 }

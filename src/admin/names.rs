@@ -33,6 +33,9 @@ pub const EVENTS_COMMITTED: &str = "voice_gateway_events_committed_total";
 pub const COMETD_SESSIONS_OPENED: &str = "voice_gateway_cometd_sessions_opened_total";
 /// Live CometD sessions.
 pub const COMETD_SESSIONS: &str = "voice_gateway_cometd_sessions";
+/// `/meta/connect`s held open by the gateway now (desktops waiting for events), by
+/// `transport` (`long-polling`, `websocket`).
+pub const COMETD_CONNECTS_HELD: &str = "voice_gateway_cometd_connects_held";
 /// CometD sessions ended, by `reason` (`disconnected`, `expired`, `queue limit reached` for
 /// those dropped at their queue bound, `events lost`, `http session ended`, `shutdown`).
 pub const COMETD_SESSIONS_ENDED: &str = "voice_gateway_cometd_sessions_ended_total";
@@ -46,6 +49,11 @@ pub const UPSTREAM_UP: &str = "voice_gateway_upstream_up";
 pub const UPSTREAM_REQUEST_DURATION: &str = "voice_gateway_upstream_request_duration_seconds";
 /// 1 while the gateway is ready to take traffic (`/readyz`), 0 otherwise.
 pub const READY: &str = "voice_gateway_ready";
+/// Requests refused at once because a bound on requests in flight was reached, by `bound`
+/// (`listener`, `connection`; see `crate::shed`).
+pub const REQUESTS_SHED: &str = "voice_gateway_requests_shed_total";
+/// Connections closed at once because their listener held `server.max_connections`.
+pub const CONNECTIONS_REFUSED: &str = "voice_gateway_connections_refused_total";
 
 /// Every metric: name, kind and help text (the `# HELP` line). The dashboard test checks
 /// that `ops/grafana-dashboard.json` queries only these.
@@ -82,6 +90,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
     ),
     (COMETD_SESSIONS, MetricKind::Gauge, "Live CometD sessions."),
     (
+        COMETD_CONNECTS_HELD,
+        MetricKind::Gauge,
+        "CometD /meta/connect messages held open now, by transport.",
+    ),
+    (
         COMETD_SESSIONS_ENDED,
         MetricKind::Counter,
         "CometD sessions ended, by reason (queue limit reached: dropped at the queue bound).",
@@ -106,6 +119,16 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         MetricKind::Gauge,
         "Whether the gateway is ready to take traffic (1) or not (0).",
     ),
+    (
+        REQUESTS_SHED,
+        MetricKind::Counter,
+        "Requests refused at once at a bound on requests in flight, by bound.",
+    ),
+    (
+        CONNECTIONS_REFUSED,
+        MetricKind::Counter,
+        "Connections closed at once because their listener was full.",
+    ),
 ];
 
 /// The bucket bounds of every `_seconds` histogram: 100 µs to 10 s, roughly ×2.5 apart,
@@ -122,8 +145,14 @@ pub const INITIAL_SERIES: &[(&str, &str, &[&str])] = &[
     (WATCH_STREAMS, "rpc", WATCH_RPCS),
     (WATCHERS_LAGGED, "rpc", WATCH_RPCS),
     (AUTH_FAILURES, "reason", &["invalid", "throttled"]),
+    (REQUESTS_SHED, "bound", &["listener", "connection"]),
     (
         COMETD_SESSIONS_OPENED,
+        "transport",
+        &["long-polling", "websocket"],
+    ),
+    (
+        COMETD_CONNECTS_HELD,
         "transport",
         &["long-polling", "websocket"],
     ),

@@ -71,7 +71,7 @@ fn describe() {
 }
 
 /// Starts the series of [`names::INITIAL_SERIES`] (and the unlabelled gauge of CometD
-/// sessions) at zero.
+/// sessions and counter of refused connections) at zero.
 fn initialize() {
     for &(name, label, values) in names::INITIAL_SERIES {
         for &value in values {
@@ -84,4 +84,5 @@ fn initialize() {
         }
     }
     metrics::gauge!(names::COMETD_SESSIONS).increment(0.0);
+    metrics::counter!(names::CONNECTIONS_REFUSED).increment(0);
 }

@@ -611,6 +611,11 @@ impl CallWatch {
 pub struct DeviceWatch(pub(crate) EventWatch);
 
 impl DeviceWatch {
+    /// Returns the last sequence this watch has passed.
+    pub fn position(&self) -> u64 {
+        self.0.position()
+    }
+
     /// Waits for the next device event in scope; `Ok(None)` when the stream shuts down.
     pub async fn next(&mut self) -> Result<Option<Arc<DeviceEvent>>, WatchError> {
         loop {

@@ -47,6 +47,18 @@ impl From<CoreError> for Status {
     }
 }
 
+impl From<crate::shed::Refused> for Status {
+    /// A load-shedding refusal: `RESOURCE_EXHAUSTED` (what tonic's own load shedding
+    /// answers), the GWS statusCode 4 of the JSON API's 503, and the retry pushback.
+    fn from(refused: crate::shed::Refused) -> Self {
+        let mut metadata = MetadataMap::new();
+        metadata.insert(GWS_STATUS_CODE, MetadataValue::from(4u32));
+        let millis = u64::try_from(crate::shed::RETRY_AFTER.as_millis()).unwrap_or(u64::MAX);
+        metadata.insert(RETRY_PUSHBACK_MS, MetadataValue::from(millis));
+        Status::with_metadata(Code::ResourceExhausted, refused.to_string(), metadata)
+    }
+}
+
 /// Returns where a watch resumes: `from_sequence` of `epoch` (empty: no epoch given, as
 /// older clients send), or `None` for a watch that starts with a snapshot.
 pub fn resume_point(from_sequence: Option<u64>, epoch: String) -> Option<ResumePoint> {
@@ -371,6 +383,22 @@ mod tests {
         let status = Status::from(CoreError::CallNotFound(CallId::new("x")));
         assert_eq!(status.code(), Code::NotFound);
         assert_eq!(status.message(), "call x not found");
+    }
+
+    #[test]
+    fn a_load_shedding_refusal_is_resource_exhausted_with_status_code_4() {
+        let refused = crate::shed::Refused {
+            scope: crate::shed::Scope::Connection,
+            limit: 3,
+        };
+        let status = Status::from(refused);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.metadata().get(GWS_STATUS_CODE).unwrap(), "4");
+        assert_eq!(status.metadata().get(RETRY_PUSHBACK_MS).unwrap(), "1000");
+        assert_eq!(
+            status.message(),
+            "overloaded: 3 requests in flight on this connection; retry later"
+        );
     }
 
     #[test]

@@ -282,7 +282,7 @@ device_service! {
         let (who, message) = self.authenticate(request).await?;
         let scope = self.core.watch_scope(&who, message.contact_center)?;
         let start = self.core.watch_devices(scope, resume_point(message.from_sequence, message.epoch))?;
-        let epoch = start.epoch;
+        let epoch = start.epoch.clone();
         let snapshot = start.snapshot.map(|devices| pb::WatchDevicesResponse {
             kind: Some(pb::watch_devices_response::Kind::Snapshot(pb::DeviceSnapshot {
                 sequence: start.sequence,
@@ -293,6 +293,7 @@ device_service! {
         let render = move |event: &Arc<DeviceEvent>| pb::WatchDevicesResponse {
             kind: Some(pb::watch_devices_response::Kind::Event(device_event_to_pb(event, &epoch))),
         };
-        Ok(Response::new(watch_stream(snapshot, start.watch, self.shutdown.clone(), render)))
+        let stream = watch_stream(snapshot, start.watch, start.epoch, self.shutdown.clone(), render);
+        Ok(Response::new(stream))
     }
 }

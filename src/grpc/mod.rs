@@ -47,13 +47,11 @@ pub async fn routes(state: &AppState) -> tonic::service::Routes {
     reporter
         .set_serving::<DeviceServiceServer<GrpcDeviceControl>>()
         .await;
-    if let Some(upstream) = state.core.upstream().cloned() {
-        tokio::spawn(track_upstream(
-            reporter.clone(),
-            upstream,
-            state.shutdown.clone(),
-        ));
-    }
+    tokio::spawn(report_health(
+        reporter,
+        state.core.upstream().cloned(),
+        state.shutdown.clone(),
+    ));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -74,7 +72,7 @@ pub async fn routes(state: &AppState) -> tonic::service::Routes {
         state.auth.clone(),
         state.shutdown.clone(),
     );
-    tonic::service::Routes::new(CallServiceServer::new(calls))
+    let routes = tonic::service::Routes::new(CallServiceServer::new(calls))
         .add_service(DeviceServiceServer::new(devices))
         .add_service(SimulatorServiceServer::new(GrpcSimulator::new(
             state.core.clone(),
@@ -82,26 +80,71 @@ pub async fn routes(state: &AppState) -> tonic::service::Routes {
         )))
         .add_service(health)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_service(reflection_v1alpha);
+    let bounded = routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn(admit));
+    tonic::service::Routes::from(bounded)
+}
+
+/// The path prefix of the health service, which the bounds on requests in flight leave
+/// alone: a load balancer's probe must get its answer when the gateway is overloaded.
+const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
+
+/// Admits a call under the bounds on requests in flight its listener (and, on the one-port
+/// listener, its connection) set ([`crate::shed`]), holding its slots until its response
+/// head (a watch stream: until it starts), or refuses it at once with `RESOURCE_EXHAUSTED`.
+async fn admit(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if request.uri().path().starts_with(HEALTH_PREFIX) {
+        return next.run(request).await;
+    }
+    match crate::shed::admit(request.extensions()) {
+        Ok(admission) => {
+            let response = next.run(request).await;
+            drop(admission);
+            response
+        }
+        Err(refused) => {
+            let mut response = tonic::Status::from(refused).into_http();
+            // The request layers count it without a log line of its own.
+            response.extensions_mut().insert(refused);
+            response
+        }
+    }
 }
 
 /// How often bridge mode's gRPC health follows the upstream's availability.
 const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Bridge mode: reports the voice services NOT_SERVING while the upstream is unreachable,
-/// and SERVING again once it answers, until `shutdown`.
-async fn track_upstream(
-    reporter: tonic_health::server::HealthReporter,
-    upstream: std::sync::Arc<dyn crate::core::port::Upstream>,
+/// The services whose health [`report_health`] reports: the voice services, and the server
+/// as a whole (`""`).
+const HEALTH_SERVICES: [&str; 4] = [
+    "",
+    <CallServiceServer<GrpcCallControl> as tonic::server::NamedService>::NAME,
+    <DeviceServiceServer<GrpcDeviceControl> as tonic::server::NamedService>::NAME,
+    <SimulatorServiceServer<GrpcSimulator> as tonic::server::NamedService>::NAME,
+];
+
+/// Reports the gateway's health until `shutdown`. In bridge mode the voice services are
+/// NOT_SERVING while the upstream is unreachable, and SERVING again once it answers. On
+/// `shutdown`, every service turns NOT_SERVING at once (a health `Watch` sees it), then its
+/// status is cleared, which ends the health `Watch` streams: they would otherwise hold
+/// their connections open through the whole drain.
+async fn report_health(
+    mut reporter: tonic_health::server::HealthReporter,
+    upstream: Option<std::sync::Arc<dyn crate::core::port::Upstream>>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut serving = true;
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(HEALTH_POLL) => {}
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(HEALTH_POLL), if upstream.is_some() => {}
         }
-        let now = upstream.is_available();
+        let now = upstream.as_ref().is_none_or(|u| u.is_available());
         if now == serving {
             continue;
         }
@@ -111,13 +154,17 @@ async fn track_upstream(
         } else {
             tonic_health::ServingStatus::NotServing
         };
-        for service in [
-            <CallServiceServer<GrpcCallControl> as tonic::server::NamedService>::NAME,
-            <DeviceServiceServer<GrpcDeviceControl> as tonic::server::NamedService>::NAME,
-            <SimulatorServiceServer<GrpcSimulator> as tonic::server::NamedService>::NAME,
-        ] {
+        for service in &HEALTH_SERVICES[1..] {
             reporter.set_service_status(service, status).await;
         }
+    }
+    for service in HEALTH_SERVICES {
+        reporter
+            .set_service_status(service, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+    for service in HEALTH_SERVICES {
+        reporter.clear_service_status(service).await;
     }
 }
 

@@ -168,7 +168,7 @@ call_service! {
         let (who, message) = self.authenticate(request).await?;
         let scope = self.core.watch_scope(&who, message.contact_center)?;
         let start = self.core.watch(scope, resume_point(message.from_sequence, message.epoch))?;
-        let epoch = start.epoch;
+        let epoch = start.epoch.clone();
         let snapshot = start.snapshot.map(|calls| pb::WatchCallsResponse {
             kind: Some(pb::watch_calls_response::Kind::Snapshot(pb::CallSnapshot {
                 sequence: start.sequence,
@@ -177,7 +177,8 @@ call_service! {
             })),
         });
         let render = move |event: &CallWatchEvent| watch_event_to_pb(event, &epoch);
-        Ok(Response::new(watch_stream(snapshot, start.watch, self.shutdown.clone(), render)))
+        let stream = watch_stream(snapshot, start.watch, start.epoch, self.shutdown.clone(), render);
+        Ok(Response::new(stream))
     }
 }
 

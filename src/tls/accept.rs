@@ -23,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use super::identity::ClientCertMap;
+use crate::shed::{ConnectionLimit, Counted};
 
 /// Established gRPC connections waiting for tonic to take them. Small: tonic takes each at
 /// once; a full queue only makes the next finished handshake wait.
@@ -145,13 +146,17 @@ pub struct GrpcTls {
 }
 
 impl GrpcTls {
-    /// Accepts on `listener` until `shutdown` (or until tonic drops the stream), handshakes
-    /// each connection in a task of its own, and yields the established ones.
+    /// Accepts on `listener` until `shutdown` (or until tonic drops the stream), each
+    /// connection under `limit` (beyond it closed at once, before its handshake),
+    /// handshakes each in a task of its own, and yields the established ones, which must
+    /// send the HTTP/2 preface within `header_timeout` ([`Counted`]).
     pub fn incoming(
         self,
         listener: TcpListener,
+        limit: ConnectionLimit,
+        header_timeout: Duration,
         shutdown: CancellationToken,
-    ) -> ReceiverStream<io::Result<GrpcTlsStream>> {
+    ) -> ReceiverStream<io::Result<Counted<GrpcTlsStream>>> {
         let (ready_tx, ready_rx) = mpsc::channel(GRPC_READY_QUEUE);
         tokio::spawn(async move {
             loop {
@@ -168,6 +173,9 @@ impl GrpcTls {
                         }
                     },
                 };
+                let Some(permit) = limit.try_open() else {
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let tls = self.clone();
                 let ready_tx = ready_tx.clone();
@@ -178,8 +186,9 @@ impl GrpcTls {
                         established = tls.establish(tcp) => established,
                     };
                     if let Some(stream) = established {
+                        let counted = Counted::new(stream, permit, header_timeout);
                         // Fails only when tonic has stopped taking connections.
-                        let _ = ready_tx.send(Ok(stream)).await;
+                        let _ = ready_tx.send(Ok(counted)).await;
                     }
                 });
             }

@@ -10,8 +10,10 @@ use serde_json::{Value, json};
 use voice_gateway::grpc::pb;
 use voice_gateway::grpc::pb::watch_calls_response::Kind;
 
+use crate::cometd_support::LpClient;
 use crate::cometd_support::node::NodeClient;
-use crate::cometd_support::{BayeuxGateway, Desktop, LpClient, basic};
+use crate::common::desktop::Agent;
+use crate::common::{TestGateway, basic};
 use crate::support::{WAIT, as_user, cometd_until, watch};
 
 const BUSY: &str = "9165550486";
@@ -65,17 +67,17 @@ fn is_event_of(kind: &Kind, call: &str) -> bool {
     matches!(kind, Kind::Event(e) if e.call.as_ref().is_some_and(|c| c.id == call))
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dial_that_turns_out_busy_is_an_error_message_to_the_dialer_on_both_fronts() {
-    let gw = BayeuxGateway::spawn().await;
-    let mut grpc = gw.call_service().await;
+    let gw = TestGateway::spawn().await;
+    let mut grpc = gw.calls().await;
     let mut cometd1 = LpClient::new(&gw, Some(basic("agent1")));
     cometd1.ready("/v2/me/calls").await;
     let mut cometd2 = LpClient::new(&gw, Some(basic("agent2")));
     cometd2.ready("/v2/me/*").await;
     let mut watch1 = watch(&mut grpc, "agent1").await;
     let mut watch2 = watch(&mut grpc, "agent2").await;
-    let desktop = Desktop::login(&gw, "agent1").await;
+    let desktop = Agent::login(&gw.http_url(), "agent1").await;
     let (device, _) = desktop.device().await;
 
     // Accepted: statusCode 0 (post_ok), and the call is dialing.
@@ -161,11 +163,11 @@ async fn a_dial_that_turns_out_busy_is_an_error_message_to_the_dialer_on_both_fr
     assert_eq!(replay, [Kind::Error(grpc_error)]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consult_to_an_unreachable_number_fails_after_acceptance_and_leaves_the_call_held() {
-    let gw = BayeuxGateway::spawn().await;
-    let mut grpc = gw.call_service().await;
-    let call = gw.established_call("agent1", "agent2", "15001");
+    let gw = TestGateway::spawn().await;
+    let mut grpc = gw.calls().await;
+    let call = gw.established_call("agent1", "agent2", "15001").await;
     let mut cometd1 = LpClient::new(&gw, Some(basic("agent1")));
     cometd1.ready("/v2/me/calls").await;
     let mut watch1 = watch(&mut grpc, "agent1").await;
@@ -220,8 +222,8 @@ async fn a_consult_to_an_unreachable_number_fails_after_acceptance_and_leaves_th
 
 /// The real CometD JS 9 client of a desktop receives the ErrorMessage, over `transport`.
 async fn cometd_js_receives_the_error_message(transport: &str) {
-    let gw = BayeuxGateway::spawn().await;
-    let desktop = Desktop::login(&gw, "agent1").await;
+    let gw = TestGateway::spawn().await;
+    let desktop = Agent::login(&gw.http_url(), "agent1").await;
     let url = gw.http_url();
     let args = [url.as_str(), transport, &desktop.jsessionid, "/v2/me/calls"];
     let mut client = NodeClient::start("cometd9", "listen.mjs", &args);
@@ -253,12 +255,12 @@ async fn cometd_js_receives_the_error_message(transport: &str) {
     assert_eq!(client.finish().await, Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cometd_js_client_receives_the_error_message_over_long_polling() {
     cometd_js_receives_the_error_message("long-polling").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cometd_js_client_receives_the_error_message_over_websocket() {
     cometd_js_receives_the_error_message("websocket").await;
 }

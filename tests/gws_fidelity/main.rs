@@ -6,6 +6,8 @@
 mod agent_control;
 #[path = "../cometd_support/mod.rs"]
 mod cometd_support;
+#[path = "../common/mod.rs"]
+mod common;
 mod error_message;
 mod release;
 mod resource_fields;

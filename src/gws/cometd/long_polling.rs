@@ -137,11 +137,7 @@ async fn hold(
         }
         _ => None,
     };
-    let _guard = HoldGuard {
-        registry,
-        session,
-        browser: counted,
-    };
+    let _guard = HoldGuard::new(registry, session, counted);
     let token = session.begin_hold();
     let deadline = Instant::now() + timeout;
     let shutdown = &endpoint.state.shutdown;
@@ -188,8 +184,24 @@ struct HoldGuard<'a> {
     browser: Option<&'a str>,
 }
 
+impl<'a> HoldGuard<'a> {
+    fn new(
+        registry: &'a BayeuxRegistry,
+        session: &'a Arc<BayeuxSession>,
+        browser: Option<&'a str>,
+    ) -> Self {
+        super::count_held("long-polling", 1.0);
+        Self {
+            registry,
+            session,
+            browser,
+        }
+    }
+}
+
 impl Drop for HoldGuard<'_> {
     fn drop(&mut self) {
+        super::count_held("long-polling", -1.0);
         let config = self.registry.config();
         self.session.end_hold(Instant::now(), config.max_interval());
         if let Some(browser) = self.browser {

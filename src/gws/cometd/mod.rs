@@ -39,6 +39,10 @@
 //!   and a WebSocket upgrade from a foreign `Origin` gets 403 (see `get`). The
 //!   `BAYEUX_BROWSER` cookie carries the configured `SameSite`/`Secure`
 //!   ([`crate::gws::session::CookieAttributes`]).
+//! - On shutdown a held connect (long-polling or WebSocket) is answered at once with
+//!   `advice: {reconnect: "handshake", interval}` ([`protocol::drain_advice`]; the spec
+//!   leaves the choice to the server), and a WebSocket is then closed with 1001: the client
+//!   handshakes with whichever instance answers next and re-subscribes.
 //! - Unparseable bodies get HTTP 400 (as CometD); every message of a parseable batch gets a
 //!   reply, failed ones with a Bayeux error string. A WebSocket frame that is not a batch
 //!   closes the socket with 1007.
@@ -67,6 +71,15 @@ pub use registry::BayeuxRegistry;
 use crate::app::AppState;
 use crate::auth::ClientAddr;
 use crate::gws::base_url::ListenerScheme;
+
+/// Counts a connect held (`delta` 1) or no longer held (-1) on `transport`, in
+/// [`names::COMETD_CONNECTS_HELD`](crate::admin::names::COMETD_CONNECTS_HELD). The handle
+/// is looked up each time rather than kept: a held connect is idle memory on thousands of
+/// connections (BENCHMARKS.md, figure 4), and it begins and ends at most once a timeout.
+fn count_held(transport: &'static str, delta: f64) {
+    metrics::gauge!(crate::admin::names::COMETD_CONNECTS_HELD, "transport" => transport)
+        .increment(delta);
+}
 
 /// The path of the endpoint.
 pub const NOTIFICATIONS_PATH: &str = "/api/v2/notifications";

@@ -302,10 +302,7 @@ pub fn finish_connect(
             Vec::new()
         }
         Some(BayeuxRemoval::Shutdown) => {
-            reply.set(
-                "advice",
-                json!({"reconnect": "retry", "interval": config.max_interval_ms}),
-            );
+            reply.set("advice", drain_advice(config.interval_ms));
             Vec::new()
         }
         Some(_) => {
@@ -316,10 +313,7 @@ pub fn finish_connect(
         }
         None => {
             if shutdown {
-                reply.set(
-                    "advice",
-                    json!({"reconnect": "retry", "interval": config.max_interval_ms}),
-                );
+                reply.set("advice", drain_advice(config.interval_ms));
             }
             let (messages, batch) = session.take_for_connect();
             if let Some(batch) = batch {
@@ -329,6 +323,17 @@ pub fn finish_connect(
             messages
         }
     }
+}
+
+/// The advice of a connect answered because the gateway shuts down: handshake again, after
+/// the usual `interval`. Sessions live in this process only, so no other instance (nor
+/// this one restarted) knows the client's `clientId`: a `retry` would cost the client a
+/// round trip to learn that (`402::Unknown client`) before it handshakes anyway. With
+/// `handshake` it goes straight to whichever instance now answers, re-subscribes, and
+/// (as CometD reports `reestablish`) reloads its calls, since events committed between the
+/// two sessions are not replayed.
+pub fn drain_advice(interval_ms: u64) -> Value {
+    json!({"reconnect": "handshake", "interval": interval_ms})
 }
 
 /// Reads `subscription`: a channel name or an array of them.

@@ -20,7 +20,11 @@ use crate::gws::{auth, config};
 const BASIC_AGENT1: &str = "Basic YWdlbnQxOmRlbW8="; // agent1:demo
 
 fn endpoint() -> (Router, Arc<BayeuxRegistry>, AppState) {
-    let state = crate::build_state(Config::demo(), CancellationToken::new()).unwrap();
+    endpoint_with(Config::demo())
+}
+
+fn endpoint_with(config: Config) -> (Router, Arc<BayeuxRegistry>, AppState) {
+    let state = crate::build_state(config, CancellationToken::new()).unwrap();
     let (router, registry) = router_with_registry(state.clone());
     (router, registry, state)
 }
@@ -100,7 +104,26 @@ async fn the_sweeper_expires_a_session_max_interval_after_its_last_connect() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn shutdown_answers_a_held_long_poll_with_retry() {
+async fn a_held_long_poll_outlives_max_interval() {
+    let mut config = Config::demo();
+    config.cometd.max_interval_ms = 200;
+    config.cometd.timeout_ms = 800;
+    config.cometd.sweep_period_ms = 50;
+    let (router, registry, _) = endpoint_with(config);
+    let (cookie, cid) = connected(&router).await;
+    let started = Instant::now();
+    let reply = connect(&router, &cookie, &cid).await;
+    // Held four times maxInterval, through sixteen sweeps, and answered at its timeout.
+    assert_eq!(started.elapsed(), Duration::from_millis(800));
+    assert_eq!(
+        reply,
+        vec![json!({"channel": "/meta/connect", "successful": true})]
+    );
+    assert!(registry.get(&cid).is_some(), "swept while held");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_answers_a_held_long_poll_with_handshake_advice() {
     let (router, registry, state) = endpoint();
     let (cookie, cid) = connected(&router).await;
     let held = tokio::spawn(async move { connect(&router, &cookie, &cid).await });
@@ -108,7 +131,8 @@ async fn shutdown_answers_a_held_long_poll_with_retry() {
     state.shutdown.cancel();
     let reply = held.await.unwrap();
     assert_eq!(reply[0]["successful"], true);
-    assert_eq!(reply[0]["advice"]["reconnect"], "retry");
+    assert_eq!(reply[0]["advice"]["reconnect"], "handshake");
+    assert_eq!(reply[0]["advice"]["interval"], 0);
     tokio::task::yield_now().await;
     assert!(registry.is_empty());
 }
@@ -184,7 +208,7 @@ async fn a_socket_holds_its_connect_for_the_timeout_and_answers_it_on_shutdown()
     tokio::time::sleep(Duration::from_secs(1)).await;
     state.shutdown.cancel();
     let reply = socket.recv_json().await;
-    assert_eq!(reply[0]["advice"]["reconnect"], "retry");
+    assert_eq!(reply[0]["advice"]["reconnect"], "handshake");
     assert_eq!(socket.recv().await, BayeuxFrameOut::Close(1001, "shutdown"));
 }
 

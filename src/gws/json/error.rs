@@ -22,6 +22,7 @@
 //! | `Content-Type` other than JSON on a POST | 415 | 2 |
 //! | switch unavailable | 503 | 4 |
 //! | credential checks all busy (`Retry-After`) | 503 | 4 |
+//! | requests in flight at a bound of `[server]` (`Retry-After`; [`crate::shed`]) | 503 | 4 |
 //! | too many failed sign-ins for the user name or from the address (`Retry-After`) | 429 | 3 |
 //! | bug in the gateway | 500 | 4 |
 //!
@@ -36,6 +37,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::core::{CoreError, ErrorKind};
+use crate::shed::Refused;
 
 /// The message GWS sends with a CSRF refusal (spec §2).
 pub const CSRF_MESSAGE: &str = "Missing or invalid Csrf token";
@@ -76,6 +78,9 @@ pub enum LegacyError {
     /// A CORS preflight came from an origin that is not allowed.
     #[error("origin {0} is not allowed")]
     OriginRefused(String),
+    /// A bound on requests in flight was reached: refused at once, nothing done.
+    #[error(transparent)]
+    Overloaded(#[from] Refused),
 }
 
 impl LegacyError {
@@ -106,6 +111,7 @@ impl LegacyError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Csrf | Self::OriginRefused(_) => StatusCode::FORBIDDEN,
+            Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -116,7 +122,7 @@ impl LegacyError {
             Self::UnknownRoute(_) => 6,
             Self::MethodNotAllowed(_) | Self::Csrf | Self::OriginRefused(_) => 3,
             Self::UnsupportedMediaType | Self::MalformedJson(_) | Self::PayloadTooLarge => 2,
-            Self::Timeout => 4,
+            Self::Timeout | Self::Overloaded(_) => 4,
         }
     }
 }
@@ -125,9 +131,12 @@ impl IntoResponse for LegacyError {
     fn into_response(self) -> Response {
         let body = json!({ "statusCode": self.status_code(), "statusMessage": self.to_string() });
         let mut response = (self.http_status(), Json(body)).into_response();
-        if let Self::Core(error) = &self
-            && let Some(after) = error.retry_after()
-        {
+        let retry_after = match &self {
+            Self::Core(error) => error.retry_after(),
+            Self::Overloaded(_) => Some(crate::shed::RETRY_AFTER),
+            _ => None,
+        };
+        if let Some(after) = retry_after {
             // Whole seconds, rounded up: a client must not come back before the bound.
             let secs = after.as_millis().div_ceil(1000).max(1);
             response
@@ -139,6 +148,10 @@ impl IntoResponse for LegacyError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"voice-gateway\""),
             );
+        }
+        if let Self::Overloaded(refused) = &self {
+            // The request layers count it without a log line of its own ([`crate::shed`]).
+            response.extensions_mut().insert(*refused);
         }
         response.extensions_mut().insert(self);
         response
@@ -168,14 +181,16 @@ impl From<QueryRejection> for LegacyError {
 }
 
 /// Logs the error a response carries, once per request: client mistakes at debug, the
-/// gateway's own failures at warn.
+/// gateway's own failures at warn, except load-shedding refusals: at debug, as a line per
+/// refusal would add work exactly when there is too much ([`crate::shed`] logs them now and
+/// then).
 pub async fn log_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     if let Some(error) = response.extensions().get::<LegacyError>() {
         let status = response.status();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(error, LegacyError::Overloaded(_)) {
             tracing::warn!(%method, %path, %status, %error, "legacy request failed");
         } else {
             tracing::debug!(%method, %path, %status, %error, "legacy request refused");
@@ -230,6 +245,24 @@ mod tests {
             assert_eq!(error.status_code(), code, "{error}");
             assert_eq!(error.status_code(), expected);
         }
+    }
+
+    #[test]
+    fn a_load_shedding_refusal_is_503_with_status_code_4_and_retry_after() {
+        let refused = crate::shed::Refused {
+            scope: crate::shed::Scope::Listener,
+            limit: 8,
+        };
+        let response = LegacyError::Overloaded(refused).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.extensions().get::<Refused>(), Some(&refused));
+        let error = LegacyError::Overloaded(refused);
+        assert_eq!(error.status_code(), 4);
+        assert_eq!(
+            error.to_string(),
+            "overloaded: 8 requests in flight on this listener; retry later"
+        );
     }
 
     #[test]
