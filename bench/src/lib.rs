@@ -12,6 +12,10 @@
 //!   HTTP/1.1 JSON); [`watchers`]: many WatchCalls streams with commit-to-receipt latency;
 //!   [`driver`]: the fixed-rate event driver; [`paced_load`]: an open-loop (fixed-rate) gRPC
 //!   unary load generator.
+//! - [`crosscheck`]: figures 1 and 2 again with h2load and wrk ([`tools`]); [`charts`]: the
+//!   report's SVG pictures, from data the figures collect ([`figure_charts`]).
+//! - [`moonshot`]: figure 9, one event to 100,000 subscribers, with its lean clients in
+//!   [`moonshot_clients`] and source addresses from [`loopback`].
 //! - [`count`]: a fixed number of figure 1 or 2 requests, for instruction counts under
 //!   callgrind.
 //! - [`setup`]: the generated configuration and established calls; [`plan`]: counts and
@@ -25,15 +29,21 @@
 
 pub mod bridge;
 pub mod chaos;
+pub mod charts;
 pub mod cometd;
 pub mod count;
+pub mod crosscheck;
 pub mod driver;
+pub mod figure_charts;
 pub mod figures;
 pub mod flood;
 pub mod flood_load;
 pub mod grpc_load;
 pub mod http_load;
 pub mod http_util;
+pub mod loopback;
+pub mod moonshot;
+pub mod moonshot_clients;
 pub mod paced_load;
 pub mod plan;
 pub mod process;
@@ -41,4 +51,5 @@ pub mod report;
 pub mod servers;
 pub mod setup;
 pub mod stats;
+pub mod tools;
 pub mod watchers;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::bridge::BridgePlan;
 use crate::chaos::ChaosPlan;
 use crate::grpc_load::LoadShape;
+use crate::moonshot::MoonshotPlan;
 use crate::paced_load::PacedShape;
 
 /// Counts and durations of every figure.
@@ -44,6 +45,8 @@ pub struct Plan {
     pub bridge: BridgePlan,
     /// Figure 6: the password flood.
     pub flood: FloodShape,
+    /// Figure 9: the moonshot.
+    pub moonshot: MoonshotPlan,
     /// Figure 8: the chaos resume run.
     pub chaos: ChaosPlan,
 }
@@ -115,6 +118,7 @@ impl Plan {
                     duration: Duration::from_secs(5),
                 },
             },
+            moonshot: MoonshotPlan::bench(),
             chaos: ChaosPlan::bench(),
         }
     }
@@ -165,6 +169,7 @@ impl Plan {
                     duration: Duration::from_millis(500),
                 },
             },
+            moonshot: MoonshotPlan::smoke(),
             chaos: ChaosPlan::smoke(),
         }
     }

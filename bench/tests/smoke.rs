@@ -2,8 +2,9 @@
 //! binary) so that the suite cannot rot: each figure group must finish, produce nonzero
 //! throughput and latency counts, and a report that parses (figure 7 included: two
 //! gateways, one bridging to the other; figure 8: a small chaos run without a lost or
-//! duplicated event). The groups run as four tests, each a few seconds, rather than one run
-//! of all of them (15 s and more).
+//! duplicated event; figure 9 with 40 subscribers; the h2load/wrk cross-check), with its
+//! charts. The groups run as separate tests, each a few seconds, rather than one run of all
+//! of them (15 s and more).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -49,6 +50,16 @@ fn smoke(groups: &str) -> (Report, String) {
         report.rows.len(),
         "one table line per row"
     );
+    // Each chart is drawn and embedded under the table.
+    for chart in &report.charts {
+        let svg = dir.join(&report.charts_dir).join(&chart.file);
+        assert!(svg.is_file(), "no {}", svg.display());
+        assert!(
+            text.contains(&format!("]({}/{})", report.charts_dir, chart.file)),
+            "{} not embedded: {text}",
+            chart.file
+        );
+    }
     (report, text)
 }
 
@@ -70,6 +81,11 @@ fn figures_1_and_2_unary_grpc_and_json() {
         "{unary:?}"
     );
     assert!(unary.gateway.contains("req/s"), "{unary:?}");
+    assert!(
+        report.charts.iter().any(|c| c.file == "fig1-latency-1.svg"),
+        "figure 1's latency chart: {:?}",
+        report.charts
+    );
     let json = row(&report, "2.");
     assert!(json.gateway.contains("req/s"), "{json:?}");
 }
@@ -148,4 +164,37 @@ fn figure_8_chaos_loses_and_duplicates_nothing() {
     let chaos = row(&report, "8. Chaos resume");
     assert_eq!(chaos.met, Some(true), "{chaos:?}");
     assert!(chaos.gateway.contains("lost 0, duplicated 0"), "{chaos:?}");
+
+    #[test]
+    fn figures_1_and_2_cross_checked_with_h2load_and_wrk() {
+        let (report, _) = smoke("tools");
+        // A row per tool, measured or saying the tool is not installed (the test suite does
+        // not install h2load or wrk; `bench/run` does).
+        for tool in ["suite's generator", "h2load", "wrk"] {
+            let checks: Vec<_> = report
+                .rows
+                .iter()
+                .filter(|r| r.measure.starts_with("cross-check") && r.measure.contains(tool))
+                .collect();
+            assert!(!checks.is_empty(), "no cross-check row for {tool}");
+            for check in checks {
+                assert!(
+                    check.gateway.contains("not installed")
+                        || check.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
+                    "{check:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn figure_9_moonshot_reaches_every_subscriber() {
+        let (report, _) = smoke("moonshot");
+        let moonshot = row(&report, "9. Moonshot");
+        assert_eq!(moonshot.met, Some(true), "{moonshot:?}");
+        assert!(
+            moonshot.gateway.contains("received by 40 of 40"),
+            "{moonshot:?}"
+        );
+    }
 }
