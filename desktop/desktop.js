@@ -135,7 +135,14 @@ function connect(transport) {
 }
 
 function onCallMessage(message) {
-    const {notificationType, call} = message.data ?? {};
+    const data = message.data ?? {};
+    if (data.messageType === "ErrorMessage") {
+        // An operation the gateway accepted failed afterwards (a busy number, say): the
+        // call's own notifications came first, so this only tells the agent.
+        logNotification(`ErrorMessage ${data.operationName ?? ""} ${data.errorCode}: ${data.errorMessage}`);
+        return;
+    }
+    const {notificationType, call} = data;
     if (!call) return;
     logNotification(`${notificationType} ${call.id} ${call.state}` +
         (call.recordingState ? ` recording ${call.recordingState}` : ""));

@@ -3,6 +3,8 @@
 //! | TOML key | meaning | default |
 //! |---|---|---|
 //! | `switch.external_answer_ms` | delay before a simulated external party answers | [`DEFAULT_EXTERNAL_ANSWER_MS`] |
+//! | `switch.busy_numbers` | outside numbers that answer busy: a leg to one fails after the answer delay, an asynchronous `ErrorMessage` | none |
+//! | `switch.unreachable_numbers` | outside numbers the network cannot reach: likewise | none |
 //! | `limits.event_history` | events kept for WatchCalls resume | [`crate::core::DEFAULT_EVENT_HISTORY`] |
 //! | `limits.watch_buffer` | events of its scope a watcher may fall behind before it is ended | [`crate::core::DEFAULT_WATCH_BUFFER`] |
 //! | `limits.ended_calls` | ended calls kept for GetCall | [`crate::core::DEFAULT_ENDED_CALLS`] |
@@ -106,6 +108,12 @@ pub struct SwitchConfig {
     /// Delay before a simulated external party answers, in milliseconds.
     #[serde(default = "default_answer_ms")]
     pub external_answer_ms: u64,
+    /// Outside numbers that answer busy (see [`crate::backend::embedded`]).
+    #[serde(default)]
+    pub busy_numbers: Vec<String>,
+    /// Outside numbers the network cannot reach.
+    #[serde(default)]
+    pub unreachable_numbers: Vec<String>,
 }
 
 fn default_answer_ms() -> u64 {
@@ -116,6 +124,8 @@ impl Default for SwitchConfig {
     fn default() -> Self {
         Self {
             external_answer_ms: DEFAULT_EXTERNAL_ANSWER_MS,
+            busy_numbers: Vec::new(),
+            unreachable_numbers: Vec::new(),
         }
     }
 }
@@ -124,6 +134,31 @@ impl SwitchConfig {
     /// Returns the answer delay.
     pub fn external_answer_delay(&self) -> Duration {
         Duration::from_millis(self.external_answer_ms)
+    }
+
+    /// Checks the failing numbers: phone numbers, outside the configured DNs (`internal`),
+    /// each set once; names the key at fault.
+    fn validate(&self, internal: &[String]) -> anyhow::Result<()> {
+        let keys = [
+            ("busy_numbers", &self.busy_numbers),
+            ("unreachable_numbers", &self.unreachable_numbers),
+        ];
+        let mut seen = BTreeSet::new();
+        for (key, numbers) in keys {
+            for number in numbers {
+                crate::core::validate_number("number", number)
+                    .map_err(|e| anyhow::anyhow!("switch.{key}: {e}"))?;
+                if internal.contains(number) {
+                    anyhow::bail!(
+                        "switch.{key}: {number} is a user's phone number; only outside numbers can fail"
+                    );
+                }
+                if !seen.insert(number) {
+                    anyhow::bail!("switch.{key}: {number} is set more than once");
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -311,7 +346,8 @@ impl Config {
             }
         }
         self.core_limits()?;
-        self.directory()?;
+        let directory = self.directory()?;
+        self.switch.validate(&directory.phone_numbers())?;
         Ok(())
     }
 
@@ -483,5 +519,38 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         assert!(Config::parse("[switch]\nexternal_answer=1\n").is_err());
+    }
+
+    #[test]
+    fn failing_numbers_must_be_outside_numbers_set_once() {
+        let with = |switch: &str| {
+            let text = format!(
+                "[switch]\n{switch}\n[[contact_centers]]\nname='c'\nfeatures=['api-voice']\n\
+                 [[users]]\nname='u'\ncontact_center='c'\nphone_number='100'\npassword='p'\n"
+            );
+            Config::parse(&text).map_err(|e| e.to_string())
+        };
+        assert!(with("busy_numbers=['200']\nunreachable_numbers=['300']").is_ok());
+        let refused = [
+            (
+                "busy_numbers=['100']",
+                "switch.busy_numbers: 100 is a user's phone number",
+            ),
+            (
+                "unreachable_numbers=['x1']",
+                "switch.unreachable_numbers: parameter number",
+            ),
+            (
+                "busy_numbers=['200']\nunreachable_numbers=['200']",
+                "switch.unreachable_numbers: 200 is set more than once",
+            ),
+        ];
+        for (switch, expected) in refused {
+            let error = with(switch).unwrap_err();
+            assert!(error.contains(expected), "{switch}: {error}");
+        }
+        let demo = Config::demo();
+        assert_eq!(demo.switch.busy_numbers, ["9165550486"]);
+        assert_eq!(demo.switch.unreachable_numbers, ["9165550404"]);
     }
 }

@@ -120,11 +120,13 @@ fn embedded_core(
 ) -> anyhow::Result<Arc<CallControl>> {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let numbers = directory.phone_numbers();
-    let switch = Arc::new(EmbeddedSwitch::new(
-        numbers,
-        config.switch.external_answer_delay(),
-        events_tx,
-    ));
+    let switch = Arc::new(
+        EmbeddedSwitch::new(numbers, config.switch.external_answer_delay(), events_tx)
+            .with_failing_numbers(
+                config.switch.busy_numbers.iter().cloned(),
+                config.switch.unreachable_numbers.iter().cloned(),
+            ),
+    );
     let core = Arc::new(CallControl::new(directory, switch, config.core_limits()?));
     let pump_core = core.clone();
     let pump_shutdown = shutdown.clone();
@@ -147,10 +149,17 @@ fn embedded_core(
 /// configured, the desktop page's static files ([`desktop`], public, outside `/api`). A
 /// route added here must be listed the same way, so that `tests/authz_audit.rs` checks it.
 pub fn build_http(state: &AppState) -> Router {
-    Router::new()
+    build_http_with_registry(state).0
+}
+
+/// Like [`build_http`], also returning the CometD session registry.
+fn build_http_with_registry(state: &AppState) -> (Router, Arc<gws::cometd::BayeuxRegistry>) {
+    let (gws, registry) = gws::router_with_registry(state.clone());
+    let router = Router::new()
         .route(HEALTH_PATH, axum::routing::get(http_health))
-        .merge(gws::router(state.clone()))
-        .merge(desktop::router(&state.config.desktop))
+        .merge(gws)
+        .merge(desktop::router(&state.config.desktop));
+    (router, registry)
 }
 
 async fn http_health() -> axum::Json<serde_json::Value> {
@@ -191,66 +200,117 @@ pub async fn run_with_admin(
     readiness: Arc<admin::Readiness>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    warn_clear_listeners(&config, &tls, &listeners);
-    config.desktop.validate().map_err(anyhow::Error::msg)?;
-    let state = build_state(config, shutdown.clone())?;
-    let grpc = grpc::routes(&state).await;
-    let http = build_http(&state);
-    let layers =
-        admin::layer::request_layers(admin::layer::RequestMetricsLayer::new(grpc::method_paths()));
-    let not_found = || async { (axum::http::StatusCode::NOT_FOUND, "not found") };
-    readiness.serving(state.core.clone());
-    let limits = state.config.server.clone();
-    let (drain, _stop_timer) = server::Drain::new(shutdown, limits.shutdown_grace());
-    let admission: Arc<dyn server::Admission> = Arc::new(FrontsAdmission);
-    let served = match listeners.http {
-        None => {
-            let app = http
-                .merge(grpc.into_axum_router())
-                .fallback(not_found)
-                .layer(layers);
-            let listener = server::Listener {
-                tcp: listeners.grpc,
-                tls: tls.http.map_or(ListenerTls::Plain, ListenerTls::Http),
-                http2_only: false,
-            };
-            server::serve(listener, app, admission, &limits, drain.clone()).await
-        }
-        Some(http_listener) => {
-            // The gRPC routes alone, HTTP/2 only; unknown methods get UNIMPLEMENTED.
-            let grpc_app = grpc.into_axum_router().layer(layers.clone());
-            let grpc_listener = server::Listener {
-                tcp: listeners.grpc,
-                tls: tls.grpc.map_or(ListenerTls::Plain, ListenerTls::Grpc),
-                http2_only: true,
-            };
-            let grpc_server = server::serve(
-                grpc_listener,
-                grpc_app,
-                admission.clone(),
-                &limits,
-                drain.clone(),
-            );
-            let http = http.fallback(not_found).layer(layers);
-            let http_listener = server::Listener {
-                tcp: http_listener,
-                tls: tls.http.map_or(ListenerTls::Plain, ListenerTls::Http),
-                http2_only: false,
-            };
-            let http_server = server::serve(http_listener, http, admission, &limits, drain.clone());
-            let (a, b) = tokio::join!(grpc_server, http_server);
-            a.and(b)
-        }
-    };
-    // The WebSockets answer their held connect and close on `shutdown`; until the cut.
-    state.upgraded.close();
-    tokio::select! {
-        () = state.upgraded.wait() => {}
-        () = drain.cut.cancelled() => {
-            tracing::warn!(open = state.upgraded.len(), "shutdown grace over: WebSockets cut");
-        }
+    Gateway::build(config, &tls, &listeners, shutdown)
+        .await?
+        .serve(tls, listeners, readiness)
+        .await
+}
+
+/// A gateway built over its listeners but not serving yet: the two halves of
+/// [`run_with_admin`], apart so that a test can hold the state and the CometD sessions of
+/// the gateway it serves exactly as the binary does.
+pub struct Gateway {
+    /// The state every front shares.
+    pub state: AppState,
+    /// The CometD sessions of the HTTP side.
+    pub registry: Arc<gws::cometd::BayeuxRegistry>,
+    grpc: tonic::service::Routes,
+    http: Router,
+}
+
+impl Gateway {
+    /// Checks the configuration against the listeners (warning about clear text) and builds
+    /// the state and both fronts' routes; `shutdown` ends what [`Self::serve`] serves.
+    pub async fn build(
+        config: Config,
+        tls: &ServerTls,
+        listeners: &Listeners,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        warn_clear_listeners(&config, tls, listeners);
+        config.desktop.validate().map_err(anyhow::Error::msg)?;
+        let state = build_state(config, shutdown)?;
+        let grpc = grpc::routes(&state).await;
+        let (http, registry) = build_http_with_registry(&state);
+        Ok(Self {
+            state,
+            registry,
+            grpc,
+            http,
+        })
     }
-    served
+
+    /// Serves `listeners` until the state's shutdown token is cancelled, reporting into
+    /// `readiness` once they serve; then drains ([`server`]) and returns, at the latest
+    /// `server.shutdown_grace_ms` after the shutdown.
+    pub async fn serve(
+        self,
+        tls: ServerTls,
+        listeners: Listeners,
+        readiness: Arc<admin::Readiness>,
+    ) -> anyhow::Result<()> {
+        let Self {
+            state, grpc, http, ..
+        } = self;
+        let shutdown = state.shutdown.clone();
+        let layers = admin::layer::request_layers(admin::layer::RequestMetricsLayer::new(
+            grpc::method_paths(),
+        ));
+        let not_found = || async { (axum::http::StatusCode::NOT_FOUND, "not found") };
+        readiness.serving(state.core.clone());
+        let limits = state.config.server.clone();
+        let (drain, _stop_timer) = server::Drain::new(shutdown, limits.shutdown_grace());
+        let admission: Arc<dyn server::Admission> = Arc::new(FrontsAdmission);
+        let served = match listeners.http {
+            None => {
+                let app = http
+                    .merge(grpc.into_axum_router())
+                    .fallback(not_found)
+                    .layer(layers);
+                let listener = server::Listener {
+                    tcp: listeners.grpc,
+                    tls: tls.http.map_or(ListenerTls::Plain, ListenerTls::Http),
+                    http2_only: false,
+                };
+                server::serve(listener, app, admission, &limits, drain.clone()).await
+            }
+            Some(http_listener) => {
+                // The gRPC routes alone, HTTP/2 only; unknown methods get UNIMPLEMENTED.
+                let grpc_app = grpc.into_axum_router().layer(layers.clone());
+                let grpc_listener = server::Listener {
+                    tcp: listeners.grpc,
+                    tls: tls.grpc.map_or(ListenerTls::Plain, ListenerTls::Grpc),
+                    http2_only: true,
+                };
+                let grpc_server = server::serve(
+                    grpc_listener,
+                    grpc_app,
+                    admission.clone(),
+                    &limits,
+                    drain.clone(),
+                );
+                let http = http.fallback(not_found).layer(layers);
+                let http_listener = server::Listener {
+                    tcp: http_listener,
+                    tls: tls.http.map_or(ListenerTls::Plain, ListenerTls::Http),
+                    http2_only: false,
+                };
+                let http_server =
+                    server::serve(http_listener, http, admission, &limits, drain.clone());
+                let (a, b) = tokio::join!(grpc_server, http_server);
+                a.and(b)
+            }
+        };
+        // The WebSockets answer their held connect and close on `shutdown`; until the cut.
+        state.upgraded.close();
+        tokio::select! {
+            () = state.upgraded.wait() => {}
+            () = drain.cut.cancelled() => {
+                tracing::warn!(open = state.upgraded.len(), "shutdown grace over: WebSockets cut");
+            }
+        }
+        served
+    }
 }
 
 /// The fronts' side of the bounds on requests in flight ([`crate::shed`]): gRPC calls count,

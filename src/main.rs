@@ -176,11 +176,16 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs the log subscriber: `RUST_LOG` filters (default `info`), in `format`.
+/// Installs the log subscriber: `RUST_LOG` filters (default `info`), in `format`. Text
+/// logs are coloured only on a terminal: a file or a log collector gets plain lines, and
+/// the request span costs fewer instructions (bench/FINDINGS.md, session 5).
 fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -524,7 +524,7 @@ fn every_http_route_and_operation_has_exactly_one_entry() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_refuses_what_its_entry_says_and_changes_nothing() {
     let fixture = Fixture::start(audit_config()).await;
     let mut baseline = fixture.state().await;
@@ -614,7 +614,7 @@ fn http_attempts(route: &Route, fixture: &Fixture) -> Vec<HttpAttempt> {
     all
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_json_route_refuses_what_its_entry_says_and_changes_nothing() {
     let fixture = Fixture::start(audit_config()).await;
     let mut baseline = fixture.state().await;
@@ -644,7 +644,7 @@ async fn every_json_route_refuses_what_its_entry_says_and_changes_nothing() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_notifications_endpoint_refuses_what_its_entries_say() {
     let fixture = Fixture::start(audit_config()).await;
     let mut baseline = fixture.state().await;
@@ -673,7 +673,7 @@ async fn the_notifications_endpoint_refuses_what_its_entries_say() {
     findings.assert_none("CometD");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_serves_nothing_the_tables_do_not_list() {
     let fixture = Fixture::start(audit_config()).await;
     let rpcs = rpc_table();

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use bayeux_support::*;
-use cometd_support::{BayeuxGateway, Desktop, json_call};
+use common::desktop::Agent;
+use common::{TestGateway, eventually};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -55,8 +56,8 @@ async fn call_states(events: &mut BayeuxEvents, call: &str) -> Vec<String> {
 }
 
 async fn gateway_calls_arrive_in_order(ack: bool) {
-    let gw = BayeuxGateway::spawn().await;
-    let agent1 = Desktop::login(&gw, "agent1").await;
+    let gw = TestGateway::spawn().await;
+    let agent1 = Agent::login(&gw.http_url(), "agent1").await;
     let options = BayeuxOptions {
         ack,
         ..quick_options()
@@ -69,7 +70,7 @@ async fn gateway_calls_arrive_in_order(ack: bool) {
         .get(&client_id)
         .expect("the gateway has the session");
     assert_eq!(session.ack, ack, "ack negotiated as asked");
-    let call = json_call(&gw, &agent1, "agent2", "15001").await;
+    let call = gw.established_call("agent1", "agent2", "15001").await;
     agent1.call_op(&call, "Hangup").await;
     assert_eq!(
         call_states(&mut events, &call).await,
@@ -82,20 +83,20 @@ async fn gateway_calls_arrive_in_order(ack: bool) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_call_notifications_arrive_in_order() {
     gateway_calls_arrive_in_order(false).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_call_notifications_arrive_in_order_with_ack() {
     gateway_calls_arrive_in_order(true).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_the_gateway_forgets_is_re_handshaken_and_resubscribed() {
-    let gw = BayeuxGateway::spawn().await;
-    let agent1 = Desktop::login(&gw, "agent1").await;
+    let gw = TestGateway::spawn().await;
+    let agent1 = Agent::login(&gw.http_url(), "agent1").await;
     let mut events = start(&gw.url(), quick_options(), Some(&agent1.jsessionid));
     let (old, _) = subscribed(&mut events).await;
     let session = gw.registry.get(&old).unwrap();
@@ -105,7 +106,7 @@ async fn a_session_the_gateway_forgets_is_re_handshaken_and_resubscribed() {
     assert!(!first, "the consumer is told to resync");
     assert_ne!(new, old);
     assert!(gw.registry.get(&new).is_some());
-    let call = json_call(&gw, &agent1, "agent2", "15001").await;
+    let call = gw.established_call("agent1", "agent2", "15001").await;
     agent1.call_op(&call, "Hangup").await;
     assert_eq!(
         call_states(&mut events, &call).await.last().unwrap(),
@@ -114,9 +115,9 @@ async fn a_session_the_gateway_forgets_is_re_handshaken_and_resubscribed() {
     events.close().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_handshake_or_reconnect_none_stops_the_client() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut events = start(&gw.url(), quick_options(), Some("no-such-session"));
     match next(&mut events).await {
         BayeuxEvent::Stopped {
@@ -149,7 +150,7 @@ async fn a_refused_handshake_or_reconnect_none_stops_the_client() {
     assert_eq!(server.count("/meta/connect"), 1, "no connect after none");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faye_delivers_publishes_and_its_unknown_client_error_leads_to_a_re_handshake() {
     let faye = Faye::start().await;
     let mut events = start(&faye.url, quick_options(), None);
@@ -186,7 +187,7 @@ async fn subscribed_after_failures(events: &mut BayeuxEvents) -> bool {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_retried_with_backoff_until_it_comes_up_and_after_a_restart() {
     voice_gateway::upstream::bayeux::install_crypto_provider();
     // Until the gateway comes up, its port accepts connections and drops them, counted.
@@ -221,7 +222,7 @@ async fn an_unreachable_server_is_retried_with_backoff_until_it_comes_up_and_aft
     .unwrap()
     .header(
         reqwest::header::AUTHORIZATION,
-        cometd_support::basic("agent1").parse().unwrap(),
+        common::basic("agent1").parse().unwrap(),
     )
     .options(options)
     .spawn(CancellationToken::new());
@@ -251,24 +252,20 @@ async fn an_unreachable_server_is_retried_with_backoff_until_it_comes_up_and_aft
         );
     }
     come_up.cancel();
-    let gateway = RunningGateway::start(acceptor.await.unwrap()).await;
+    let gateway = restartable(acceptor.await.unwrap()).await;
     assert!(
         subscribed_after_failures(&mut events).await,
         "first session"
     );
 
     // The upstream restarts on the same port: the old session is gone.
-    gateway.stop().await;
-    let gateway = RunningGateway::start(TcpListener::bind(addr).await.unwrap()).await;
+    gateway.stop().await.unwrap();
+    let gateway = restartable(TcpListener::bind(addr).await.unwrap()).await;
     assert!(
         !subscribed_after_failures(&mut events).await,
         "resync after restart"
     );
-    let mut calls = voice_gateway::grpc::pb::call_service_client::CallServiceClient::connect(
-        format!("http://{}", gateway.grpc_addr),
-    )
-    .await
-    .unwrap();
+    let mut calls = gateway.calls().await;
     let dial = voice_gateway::grpc::pb::DialRequest {
         destination: "15001".into(),
         ..Default::default()
@@ -289,7 +286,20 @@ async fn an_unreachable_server_is_retried_with_backoff_until_it_comes_up_and_aft
         }
     }
     events.close().await;
-    gateway.stop().await;
+    gateway.stop().await.unwrap();
+}
+
+/// The test gateway serving HTTP on `http`, advising a quick reconnect: a shutting-down
+/// gateway advises its `max_interval`, so the restart is quick.
+async fn restartable(http: TcpListener) -> TestGateway {
+    TestGateway::builder()
+        .http_listener(http)
+        .config(|c| {
+            c.cometd.timeout_ms = 2_000;
+            c.cometd.max_interval_ms = 500;
+        })
+        .start()
+        .await
 }
 
 /// Returns the next item, which must be `Disconnected` on attempt `n`; returns its error.
@@ -303,7 +313,7 @@ async fn disconnected(events: &mut BayeuxEvents, n: u32) -> BayeuxClientError {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_replies_are_reported_and_retried_with_a_re_handshake() {
     let server = ScriptedServer::start(|n, batch| match n {
         0 => Answer::Raw(StatusCode::OK, "<html>not json</html>"),
@@ -358,7 +368,7 @@ async fn garbage_replies_are_reported_and_retried_with_a_re_handshake() {
     events.close().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_speaks_cometd_on_the_wire() {
     let server = ScriptedServer::start(ack_server(|_| None)).await;
     let http = bayeux::http_client(&quick_options()).unwrap();
@@ -421,7 +431,7 @@ async fn the_client_speaks_cometd_on_the_wire() {
     events.close().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_lost_with_ack_on_is_retried_on_the_same_session() {
     let server = ScriptedServer::start(ack_server(|k| {
         (k == 2).then_some(Answer::Raw(StatusCode::BAD_GATEWAY, "bad gateway"))
@@ -443,7 +453,7 @@ async fn a_connect_lost_with_ack_on_is_retried_on_the_same_session() {
     events.close().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_holds_back_the_next_connect() {
     // Connects 1 to 3 deliver five numbered messages each; later ones are held.
     let server = ScriptedServer::start(|_, batch| {
@@ -483,7 +493,7 @@ async fn a_slow_consumer_holds_back_the_next_connect() {
     events.close().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_dropping_or_cancelling_sends_a_disconnect() {
     let server = ScriptedServer::start(|_, batch| {
         let reply = well_behaved(batch, &[]);

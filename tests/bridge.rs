@@ -4,15 +4,13 @@
 //! and B survives U being killed and restarted empty.
 
 mod common;
-#[path = "legacy_common/mod.rs"]
-mod legacy_common;
 #[allow(dead_code, unreachable_pub)]
 #[path = "cometd_support/node.rs"]
 mod node;
 
 use common::binary::Binary as Gateway;
+use common::desktop::Agent;
 use common::{as_user, next_event, pb, snapshot, with_basic};
-use legacy_common::Agent;
 use reqwest::StatusCode;
 use serde_json::json;
 use tonic::Code;
@@ -144,14 +142,7 @@ async fn the_seed_scenario_over_the_bridge_json_api() {
     let agent1 = Agent::new(&bridge.http_url(), "agent1");
     // The JSON API answers at acceptance, as GWS does, and the state follows by
     // notification: a watcher on the bridge tells when it has arrived.
-    let mut watch = bridge
-        .calls()
-        .await
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut bridge.calls().await, "agent1").await;
     let id = agent1.dial("15001").await;
     Agent::new(&upstream.http_url(), "agent2")
         .op(&id, json!({"operationName": "Answer"}))
@@ -175,14 +166,7 @@ async fn the_seed_scenario_over_the_bridge_json_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_made_on_the_upstream_appear_on_the_bridge() {
     let (upstream, bridge) = pair().await;
-    let mut watch = bridge
-        .calls()
-        .await
-        .watch_calls(as_user("agent2", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut bridge.calls().await, "agent2").await;
     let mut on_u = upstream.calls().await;
     let id = dial(&mut on_u, "agent1", "15001").await;
     let event = next_event(&mut watch).await;
@@ -245,7 +229,8 @@ async fn upstream_refusals_reach_the_bridge_clients_with_embedded_codes() {
     );
 }
 
-/// Polls the bridge's gRPC health for CallService until it is `want`, for at most `bound`.
+/// Watches the bridge's gRPC health of CallService (the health service's Watch stream,
+/// which sends every change) until it is `want`, for at most `bound`.
 async fn health_becomes(bridge: &Gateway, want: i32, bound: std::time::Duration) {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let channel = tonic::transport::Endpoint::from_shared(bridge.grpc_url())
@@ -257,19 +242,22 @@ async fn health_becomes(bridge: &Gateway, want: i32, bound: std::time::Duration)
     let ask = HealthCheckRequest {
         service: "voice.v1.CallService".into(),
     };
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        let status = health.check(ask.clone()).await.unwrap().into_inner().status;
-        if status == want {
-            return;
+    let mut changes = health.watch(ask).await.unwrap().into_inner();
+    let mut seen = Vec::new();
+    let reached = tokio::time::timeout(bound, async {
+        while let Some(status) = changes.message().await.unwrap() {
+            seen.push(status.status);
+            if status.status == want {
+                return;
+            }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "health stayed {status}, not {want}, for {bound:?}"
-        );
-        // Polling a status, as a load balancer does; bounded by the deadline above.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        panic!("the health watch ended");
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "health went through {seen:?}, never {want}, in {bound:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,12 +267,7 @@ async fn an_upstream_restart_is_survived_and_the_vanished_call_released() {
     let bound = std::time::Duration::from_secs(10);
     let (mut upstream, bridge) = pair().await;
     let mut calls = bridge.calls().await;
-    let mut watch = calls
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut calls, "agent1").await;
     let id = dial(&mut calls, "agent1", "15001").await;
     next_event(&mut watch).await;
 
@@ -521,4 +504,107 @@ async fn upstream_sessions_are_bounded() {
         .await
         .unwrap();
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// Reads WatchCalls until a CallError, each message within 5 s; returns the call events
+/// read before it, and the error.
+async fn next_call_error(
+    stream: &mut tonic::Streaming<pb::WatchCallsResponse>,
+) -> (Vec<pb::CallEvent>, pb::CallError) {
+    let mut before = Vec::new();
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no CallError within 5 s; read {before:#?}"))
+            .expect("a healthy stream")
+            .expect("an open stream");
+        match message.kind {
+            Some(pb::watch_calls_response::Kind::Error(error)) => return (before, error),
+            Some(pb::watch_calls_response::Kind::Event(event)) => before.push(event),
+            other => panic!("expected an event or an error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_error_message_reaches_the_user_on_every_front_of_the_bridge() {
+    const BUSY: &str = "9165550486";
+    let (_upstream, bridge) = pair().await;
+    let mut calls = bridge.calls().await;
+    let mut watches = Vec::new();
+    for user in ["agent1", "agent2"] {
+        let request = as_user(user, pb::WatchCallsRequest::default());
+        let mut watch = calls.watch_calls(request).await.unwrap().into_inner();
+        snapshot(&mut watch).await;
+        watches.push(watch);
+    }
+    let cookie = jsessionid(&bridge, "agent1").await;
+    let base = bridge.http_url();
+    let mut desktop = node::NodeClient::start(
+        "cometd9",
+        "listen.mjs",
+        &[&base, "long-polling", &cookie, "/v2/me/calls"],
+    );
+    desktop.expect("READY").await;
+
+    // U accepts the Dial (B answers with U's dialing call), then U's network says busy: U
+    // sends agent1 an ErrorMessage, which B mirrors to agent1's watchers.
+    let id = dial(&mut calls, "agent1", BUSY).await;
+    let (before, error) = next_call_error(&mut watches[0]).await;
+    let released = before.iter().any(|e| {
+        e.call
+            .as_ref()
+            .is_some_and(|c| c.id == id && c.state() == pb::CallState::Released)
+    });
+    assert!(released, "the release comes first: {before:#?}");
+    assert_eq!(error.operation_name, "Dial");
+    assert_eq!(error.status_code, 19);
+    assert_eq!(error.grpc_code, Code::FailedPrecondition as i32);
+    assert_eq!(error.message, format!("{BUSY} is busy"));
+    assert_eq!(error.phone_number, "15000");
+    let call = error.call.expect("the upstream's call");
+    assert_eq!(
+        (call.id.as_str(), call.state()),
+        (id.as_str(), pb::CallState::Released)
+    );
+
+    let data = loop {
+        let message = desktop.message().await;
+        assert_eq!(message["channel"], "/v2/me/calls", "{message}");
+        if message["data"]["messageType"] == "ErrorMessage" {
+            break message["data"].clone();
+        }
+    };
+    assert_eq!(data["errorCode"], 19, "{data}");
+    assert_eq!(data["errorMessage"], format!("{BUSY} is busy"));
+    assert_eq!(data["operationName"], "Dial");
+    assert_eq!(data["phoneNumber"], "15000");
+    assert_eq!(data["call"]["id"], id.as_str());
+    assert_eq!(data["call"]["state"], "Released");
+    // Links name the bridge, where the desktop reads.
+    assert!(
+        data["call"]["uri"].as_str().unwrap().starts_with(&base),
+        "{data}"
+    );
+
+    // agent2 is not told: a call to agent2 committed after the error reaches agent2's watch
+    // with no error before it.
+    let marker = dial(&mut calls, "agent1", "15001").await;
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(5), watches[1].message())
+            .await
+            .expect("agent2's watch sees the marker call within 5 s")
+            .unwrap()
+            .unwrap();
+        match message.kind {
+            Some(pb::watch_calls_response::Kind::Event(event))
+                if event.call.as_ref().is_some_and(|c| c.id == marker) =>
+            {
+                break;
+            }
+            Some(pb::watch_calls_response::Kind::Event(_)) => {}
+            other => panic!("agent2 received {other:?}"),
+        }
+    }
+    desktop.finish().await;
 }

@@ -5,7 +5,10 @@
 mod cometd_support;
 mod common;
 
-use cometd_support::{BayeuxGateway, Desktop, LpClient, basic, split};
+use cometd_support::{LpClient, split};
+use common::TestGateway;
+use common::basic;
+use common::desktop::Agent;
 use common::{as_user, pb};
 use serde_json::{Value, json};
 
@@ -23,23 +26,47 @@ async fn events(client: &mut LpClient, count: usize) -> Vec<Value> {
     all
 }
 
-/// A connect held for 300 ms that must bring nothing.
-async fn nothing_more(client: &mut LpClient) {
-    let (events, _) = split(&client.connect(Some(300), None).await);
-    assert_eq!(events, Vec::<Value>::new());
+/// Proves that nothing more was queued for `client` (of `user`): `user` changes its
+/// forwarding (on to 15100, or off when `forwarding`), a change later in the gateway's
+/// stream than anything before it, and that change's device message must be the next and
+/// only message.
+async fn nothing_more(gw: &TestGateway, client: &mut LpClient, user: &str, forwarding: bool) {
+    let mut devices = gw.devices().await;
+    if forwarding {
+        let off = pb::ForwardCallsOffRequest::default();
+        devices.forward_calls_off(as_user(user, off)).await.unwrap();
+    } else {
+        let on = pb::ForwardCallsOnRequest {
+            destination: "15100".into(),
+            ..Default::default()
+        };
+        devices.forward_calls_on(as_user(user, on)).await.unwrap();
+    }
+    let marker = client
+        .connect_until(|e| {
+            let to = &e["data"]["devices"][0]["forwardTo"];
+            e["channel"] == "/v2/me/devices"
+                && if forwarding {
+                    to.is_null()
+                } else {
+                    to == "15100"
+                }
+        })
+        .await;
+    assert_eq!(marker.len(), 1, "more was delivered: {marker:#?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_states_go_on_devices_and_channels_as_the_json_api_shows_the_device() {
-    let gw = BayeuxGateway::spawn().await;
-    let desktop = Desktop::login(&gw, "agent1").await;
+    let gw = TestGateway::spawn().await;
+    let desktop = Agent::login(&gw.http_url(), "agent1").await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     client.ready("/v2/me/devices").await;
     assert_eq!(
         client.subscribe(json!("/v2/me/channels")).await["successful"],
         true
     );
-    let mut devices = gw.device_service().await;
+    let mut devices = gw.devices().await;
     let ready = pb::ReadyRequest {
         workmode: "ManualIn".into(),
     };
@@ -48,7 +75,7 @@ async fn agent_states_go_on_devices_and_channels_as_the_json_api_shows_the_devic
 
     let (id, device) = desktop.device().await;
     assert_eq!(
-        desktop.get(&format!("/api/v2/me/devices/{id}")).await["device"],
+        desktop.get_ok(&format!("/api/v2/me/devices/{id}")).await["device"],
         device
     );
     let user_state = json!({"id": "9430250E-0A1B-421F-B372-F29E69366DED",
@@ -88,19 +115,19 @@ async fn agent_states_go_on_devices_and_channels_as_the_json_api_shows_the_devic
         desktop.device().await.1,
         "the notification and the JSON GET agree"
     );
-    nothing_more(&mut client).await;
+    nothing_more(&gw, &mut client, "agent1", false).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcards_get_each_device_message_once_and_forwarding_is_not_a_channel_change() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut client = LpClient::new(&gw, Some(basic("agent2")));
     client.ready("/v2/me/*").await;
     let more = client
         .subscribe(json!(["/v2/me/**", "/v2/me/devices", "/v2/me/channels"]))
         .await;
     assert_eq!(more["successful"], true, "{more}");
-    let mut devices = gw.device_service().await;
+    let mut devices = gw.devices().await;
     devices
         .do_not_disturb_on(as_user("agent2", pb::DoNotDisturbOnRequest::default()))
         .await
@@ -135,17 +162,17 @@ async fn wildcards_get_each_device_message_once_and_forwarding_is_not_a_channel_
     assert_eq!(got[0]["data"]["messageType"], "DeviceStateChangeMessage");
     assert!(got[0]["data"].get("notificationType").is_none());
     assert_eq!(got[0]["data"]["devices"][0]["forwardTo"], "15002");
-    nothing_more(&mut client).await;
+    nothing_more(&gw, &mut client, "agent2", true).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_users_device_changes_are_never_delivered() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut agent1 = LpClient::new(&gw, Some(basic("agent1")));
     agent1.ready("/v2/me/**").await;
     let mut agent3 = LpClient::new(&gw, Some(basic("agent3")));
     agent3.ready("/v2/me/**").await;
-    let mut devices = gw.device_service().await;
+    let mut devices = gw.devices().await;
     devices
         .do_not_disturb_on(as_user("agent3", pb::DoNotDisturbOnRequest::default()))
         .await
@@ -154,5 +181,5 @@ async fn another_users_device_changes_are_never_delivered() {
     assert!(mine.iter().all(|e| {
         e["channel"] == "/v2/me/channels" || e["data"]["devices"][0]["phoneNumber"] == "15002"
     }));
-    nothing_more(&mut agent1).await;
+    nothing_more(&gw, &mut agent1, "agent1", false).await;
 }

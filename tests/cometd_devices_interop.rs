@@ -9,14 +9,15 @@ mod cometd_support;
 mod common;
 
 use cometd_support::node::NodeClient;
-use cometd_support::{BayeuxGateway, Desktop, json_call};
+use common::TestGateway;
+use common::desktop::Agent;
 use common::{as_user, pb};
 use serde_json::{Value, json};
 
 const ALL: &str = "/v2/me/devices,/v2/me/channels,/v2/me/calls";
 
-async fn gateway() -> BayeuxGateway {
-    BayeuxGateway::spawn_with(|c| {
+async fn gateway() -> TestGateway {
+    TestGateway::spawn_with(|c| {
         c.cometd.timeout_ms = 2_000;
         c.cometd.max_interval_ms = 5_000;
     })
@@ -24,7 +25,7 @@ async fn gateway() -> BayeuxGateway {
 }
 
 /// Starts a CometD JS 9 client for a logged-in desktop and waits until it is subscribed.
-async fn listen(gw: &BayeuxGateway, desktop: &Desktop, transport: &str) -> NodeClient {
+async fn listen(gw: &TestGateway, desktop: &Agent, transport: &str) -> NodeClient {
     let url = gw.http_url();
     let args = [&*url, transport, &desktop.jsessionid, ALL];
     let mut node = NodeClient::start("cometd9", "listen.mjs", &args);
@@ -72,7 +73,7 @@ async fn call_message(node: &mut NodeClient, notification: &str) -> Value {
 
 /// Reads the device and channel messages of an agent-state change; checks they agree with
 /// each other and with `GET /api/v2/me/devices`, and returns the userState.
-async fn agent_state(node: &mut NodeClient, desktop: &Desktop, dnd: &str) -> Value {
+async fn agent_state(node: &mut NodeClient, desktop: &Agent, dnd: &str) -> Value {
     let device = device_message(node).await;
     let channel = channel_message(node).await;
     assert_eq!(device, desktop.device().await.1);
@@ -94,9 +95,9 @@ fn user_state(id: &str, display: &str, state: &str, work_mode: Option<&str>) -> 
 
 async fn agent_states_and_dnd(transport: &str) {
     let gw = gateway().await;
-    let desktop = Desktop::login(&gw, "agent1").await;
+    let desktop = Agent::login(&gw.http_url(), "agent1").await;
     let mut node = listen(&gw, &desktop, transport).await;
-    let mut devices = gw.device_service().await;
+    let mut devices = gw.devices().await;
     const READY: &str = "9430250E-0A1B-421F-B372-F29E69366DED";
 
     let ready = pb::ReadyRequest {
@@ -151,24 +152,24 @@ async fn agent_states_and_dnd(transport: &str) {
     assert_eq!(node.finish().await, Vec::<String>::new());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cometd9_agent_states_and_dnd_long_polling() {
     agent_states_and_dnd("long-polling").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cometd9_agent_states_and_dnd_websocket() {
     agent_states_and_dnd("websocket").await;
 }
 
 async fn supervisor_monitoring(transport: &str) {
     let gw = gateway().await;
-    let agent1 = Desktop::login(&gw, "agent1").await;
-    let supervisor = Desktop::login(&gw, "supervisor1").await;
-    let call = json_call(&gw, &agent1, "agent2", "15001").await;
+    let agent1 = Agent::login(&gw.http_url(), "agent1").await;
+    let supervisor = Agent::login(&gw.http_url(), "supervisor1").await;
+    let call = gw.established_call("agent1", "agent2", "15001").await;
     let mut agent_node = listen(&gw, &agent1, transport).await;
     let mut sup_node = listen(&gw, &supervisor, transport).await;
-    let (mut devices, mut calls) = (gw.device_service().await, gw.call_service().await);
+    let (mut devices, mut calls) = (gw.devices().await, gw.calls().await);
     let (agent_device, _) = agent1.device().await;
 
     // ListenIn: the supervisor's device shows the monitoring, then its leg appears muted.
@@ -280,12 +281,12 @@ fn has(list: &Value, name: &str) -> bool {
     list.as_array().unwrap().contains(&json!(name))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cometd9_supervisor_monitoring_long_polling() {
     supervisor_monitoring("long-polling").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cometd9_supervisor_monitoring_websocket() {
     supervisor_monitoring("websocket").await;
 }

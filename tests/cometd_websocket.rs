@@ -1,10 +1,12 @@
 //! Wire tests of the `websocket` transport with a raw tokio-tungstenite client.
 
 mod cometd_support;
+mod common;
 
 use std::time::Duration;
 
-use cometd_support::{BayeuxGateway, LpClient, basic};
+use cometd_support::{LpClient, connect_held, is_recording_stop};
+use common::{TestGateway, basic, eventually};
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -14,7 +16,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-async fn open(gw: &BayeuxGateway, auth: Option<&str>) -> Ws {
+async fn open(gw: &TestGateway, auth: Option<&str>) -> Ws {
     let mut request = gw.ws_url().into_client_request().unwrap();
     if let Some(user) = auth {
         request
@@ -67,9 +69,9 @@ async fn connect(ws: &mut Ws, id: &str, cid: &str, extra: Value) {
     send(ws, json!([m])).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_pushed_at_once_and_the_held_connect_answers_at_its_timeout() {
-    let gw = BayeuxGateway::spawn_with(|c| c.cometd.timeout_ms = 1_500).await;
+    let gw = TestGateway::spawn_with(|c| c.cometd.timeout_ms = 1_500).await;
     let mut ws = open(&gw, Some("agent1")).await;
     let cid = handshake(&mut ws, json!({})).await;
     connect(&mut ws, "2", &cid, json!({"advice": {"timeout": 0}})).await;
@@ -77,32 +79,40 @@ async fn events_are_pushed_at_once_and_the_held_connect_answers_at_its_timeout()
     send(&mut ws, json!([{"id": "3", "channel": "/meta/subscribe", "clientId": cid, "subscription": "/v2/me/calls"}])).await;
     assert_eq!(recv(&mut ws).await[0]["successful"], true);
     connect(&mut ws, "4", &cid, json!({})).await;
-    gw.seed_recording_scenario();
-    let mut events = Vec::new();
-    let reply = loop {
+    connect_held(&gw, &cid).await;
+    gw.seed_recording_scenario().await;
+    // Every event is pushed while the connect stays held: no frame up to the recording
+    // stop carries the connect's reply.
+    let mut events: Vec<Value> = Vec::new();
+    while !events.iter().any(is_recording_stop) {
         let frame = recv(&mut ws).await;
-        if let Some(reply) = frame.iter().find(|m| m["channel"] == "/meta/connect") {
-            break reply.clone();
-        }
+        assert!(
+            frame.iter().all(|m| m["channel"] != "/meta/connect"),
+            "the connect was answered with the events: {frame:?}"
+        );
         events.extend(frame);
-    };
+    }
     assert_eq!(
-        reply,
-        json!({"id": "4", "channel": "/meta/connect", "successful": true})
+        events.len(),
+        4,
+        "the seed's four notifications: {events:#?}"
     );
-    let last = events.last().unwrap();
-    assert_eq!(last["data"]["notificationType"], "CallRecordingStateChange");
-    assert_eq!(last["data"]["call"]["recordingState"], "Stopped");
+    // Then, at its timeout (when exactly: the paused-time unit test
+    // a_socket_holds_its_connect_for_the_timeout_and_answers_it_on_shutdown), the reply.
+    assert_eq!(
+        recv(&mut ws).await,
+        [json!({"id": "4", "channel": "/meta/connect", "successful": true})]
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_adopts_a_session_handshaken_over_http() {
-    let gw = BayeuxGateway::spawn_with(|c| c.cometd.timeout_ms = 500).await;
+    let gw = TestGateway::spawn_with(|c| c.cometd.timeout_ms = 500).await;
     let mut lp = LpClient::new(&gw, Some(basic("agent1")));
     lp.ready("/v2/me/calls").await;
     let mut ws = open(&gw, None).await;
     connect(&mut ws, "9", &lp.client_id, json!({})).await;
-    gw.established_call("agent1", "agent2", "15001");
+    gw.established_call("agent1", "agent2", "15001").await;
     let frame = recv(&mut ws).await;
     assert_eq!(frame[0]["channel"], "/v2/me/calls", "{frame:?}");
     // A second socket takes the session over: the first is closed with 1000 "Cancel".
@@ -124,9 +134,9 @@ async fn a_socket_adopts_a_session_handshaken_over_http() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_without_credentials_cannot_handshake() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut ws = open(&gw, None).await;
     send(&mut ws, json!([{"id": "1", "channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["websocket"]}])).await;
     let reply = recv(&mut ws).await.remove(0);
@@ -134,9 +144,9 @@ async fn a_socket_without_credentials_cannot_handshake() {
     assert_eq!(reply["advice"]["reconnect"], "none");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_get_errors_and_an_unparseable_one_closes_the_socket() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut ws = open(&gw, Some("agent1")).await;
     let cid = handshake(&mut ws, json!({})).await;
     send(
@@ -161,9 +171,9 @@ async fn malformed_frames_get_errors_and_an_unparseable_one_closes_the_socket() 
     assert_eq!(u16::from(closed.code), 1007);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_ack_a_client_that_stops_connecting_hits_its_queue_bound() {
-    let gw = BayeuxGateway::spawn_with(|c| {
+    let gw = TestGateway::spawn_with(|c| {
         c.cometd.max_queue = 2;
         c.cometd.max_interval_ms = 60_000;
     })
@@ -180,9 +190,14 @@ async fn with_ack_a_client_that_stops_connecting_hits_its_queue_bound() {
     assert_eq!(recv(&mut ws).await[0]["ext"], json!({"ack": 1}));
     send(&mut ws, json!([{"id": "3", "channel": "/meta/subscribe", "clientId": cid, "subscription": "/v2/me/calls"}])).await;
     recv(&mut ws).await;
-    // With ack, events wait for a connect that never comes: the queue fills up.
-    gw.seed_recording_scenario();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // With ack, events wait for a connect that never comes: the queue fills up and the
+    // session is dropped.
+    let session = gw.registry.get(&cid).unwrap();
+    gw.seed_recording_scenario().await;
+    eventually("the session is dropped at its bound", || {
+        session.removed().is_some()
+    })
+    .await;
     connect(&mut ws, "4", &cid, json!({"ext": {"ack": 1}})).await;
     let reply = recv(&mut ws).await.remove(0);
     assert_eq!(reply["error"], "402::Unknown client", "{reply}");

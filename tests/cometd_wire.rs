@@ -2,15 +2,63 @@
 //! message shapes, hold/release rules, sessions, auth, ack, bounds and malformed input.
 
 mod cometd_support;
+mod common;
 
-use std::time::{Duration, Instant};
-
-use cometd_support::{BayeuxGateway, Desktop, LpClient, basic, split};
+use cometd_support::{LpClient, connect_held, is_recording_stop, split};
+use common::desktop::Agent;
+use common::{TestGateway, as_user, basic, eventually, pb, within};
 use serde_json::{Value, json};
 
-#[tokio::test]
+/// Starts the test gateway with CometD's default connect timeout (30 s): a connect that
+/// should be answered at once but is held fails the test's 5 s wait instead of passing late.
+async fn gateway_with_default_timeout() -> TestGateway {
+    TestGateway::spawn_with(|c| c.cometd.timeout_ms = 30_000).await
+}
+
+/// agent1 goes Ready over gRPC: one event on `/v2/me/devices`, later in the gateway's
+/// stream than everything before it. Tests read up to it to prove that something earlier
+/// was not delivered, instead of waiting for nothing to arrive.
+async fn marker_event(gw: &TestGateway, user: &str) {
+    let ready = pb::ReadyRequest {
+        workmode: "ManualIn".into(),
+    };
+    gw.devices()
+        .await
+        .ready(as_user(user, ready))
+        .await
+        .unwrap();
+}
+
+/// The notifications agent1 receives for the seed scenario: (notificationType, call state).
+const SEED: [(&str, &str); 4] = [
+    ("StatusChange", "Dialing"),
+    ("StatusChange", "Established"),
+    ("CallRecordingStateChange", "Established"),
+    ("CallRecordingStateChange", "Established"),
+];
+
+/// The (notificationType, call state) of each call message.
+fn notifications<'a>(events: &[&'a Value]) -> Vec<(&'a str, &'a str)> {
+    events
+        .iter()
+        .map(|e| {
+            let data = &e["data"];
+            (
+                data["notificationType"].as_str().unwrap(),
+                data["call"]["state"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Whether `event` is a device message (the marker's).
+fn is_device_message(event: &Value) -> bool {
+    event["channel"] == "/v2/me/devices"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_connect_subscribe_and_a_held_connect_carries_the_recording_stop() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = gateway_with_default_timeout().await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     let response = client
         .http
@@ -46,16 +94,14 @@ async fn handshake_connect_subscribe_and_a_held_connect_carries_the_recording_st
     );
     assert_eq!(
         reply["advice"],
-        json!({"reconnect": "retry", "interval": 0, "timeout": 5000})
+        json!({"reconnect": "retry", "interval": 0, "timeout": 30000})
     );
     let client_id = reply["clientId"].as_str().unwrap();
     assert!(client_id.len() >= 20 && client_id.chars().all(|c| c.is_ascii_alphanumeric()));
     client.client_id = client_id.to_owned();
 
-    // The first connect is answered at once, with the advice.
-    let started = Instant::now();
-    let first = client.connect(None, None).await;
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // The first connect is answered at once (held, it would take 30 s), with the advice.
+    let first = within("the first connect's answer", client.connect(None, None)).await;
     assert_eq!(first[0]["successful"], true);
     assert_eq!(first[0]["advice"]["reconnect"], "retry");
 
@@ -65,34 +111,20 @@ async fn handshake_connect_subscribe_and_a_held_connect_carries_the_recording_st
         json!({"id": sub["id"], "channel": "/meta/subscribe", "subscription": "/v2/me/calls", "successful": true})
     );
 
-    // A second connect is held until events arrive.
-    let held = {
-        let mut c = LpClient::new(&gw, None);
-        c.http = client.http.clone();
-        c.client_id = client.client_id.clone();
-        tokio::spawn(async move {
-            let mut events = Vec::new();
-            loop {
-                let response = c.connect(None, None).await;
-                let (got, reply) = split(&response);
-                assert_eq!(reply["successful"], true, "{reply}");
-                events.extend(got);
-                if events.iter().any(|e| {
-                    e["data"]["recordingState"] == "Stopped"
-                        || e["data"]["call"]["recordingState"] == "Stopped"
-                }) {
-                    return events;
-                }
-            }
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!held.is_finished(), "the connect is held");
-    let call = gw.seed_recording_scenario();
-    let events = tokio::time::timeout(Duration::from_secs(5), held)
-        .await
-        .unwrap()
-        .unwrap();
+    // A second connect is held until events arrive: it is sent, the gateway holds it,
+    // then the seed scenario runs; the held connect answers with its first event, later
+    // connects bring the rest.
+    let mut poller = client.same_session(&gw);
+    let held = tokio::spawn(async move { poller.connect(None, None).await });
+    connect_held(&gw, &client.client_id).await;
+    let call = gw.seed_recording_scenario().await;
+    let released = within("the held connect's answer", held).await.unwrap();
+    let (mut events, reply) = split(&released);
+    assert_eq!(reply["successful"], true, "{reply}");
+    assert!(!events.is_empty(), "an event released the held connect");
+    if !events.iter().any(is_recording_stop) {
+        events.extend(client.connect_until(is_recording_stop).await);
+    }
     let stop = events.last().unwrap();
     assert_eq!(stop["channel"], "/v2/me/calls");
     assert!(stop.get("clientId").is_none() && stop.get("id").is_none());
@@ -116,16 +148,17 @@ async fn handshake_connect_subscribe_and_a_held_connect_carries_the_recording_st
         format!("{}/api/v2/me/calls/{}", gw.http_url(), call.as_str())
     );
     assert_eq!(call_json["path"], format!("/calls/{}", call.as_str()));
-    let kinds: Vec<&str> = events
-        .iter()
-        .map(|e| e["data"]["notificationType"].as_str().unwrap())
-        .collect();
-    assert!(kinds.contains(&"StatusChange"), "{kinds:?}");
+    let all: Vec<&Value> = events.iter().collect();
+    assert_eq!(
+        notifications(&all),
+        SEED,
+        "every notification of the seed, each once, in order"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handshake_without_credentials_is_denied_and_wrong_passwords_too() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     for auth in [None, Some("Basic YWdlbnQxOndyb25n".to_owned())] {
         let mut client = LpClient::new(&gw, auth);
         let reply = client.handshake(None).await;
@@ -136,10 +169,10 @@ async fn a_handshake_without_credentials_is_denied_and_wrong_passwords_too() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_cookie_authenticates_and_logging_out_ends_the_session() {
-    let gw = BayeuxGateway::spawn().await;
-    let desktop = Desktop::login(&gw, "agent1").await;
+    let gw = TestGateway::spawn().await;
+    let desktop = Agent::login(&gw.http_url(), "agent1").await;
     let mut client = LpClient::new(&gw, None);
     let url = reqwest::Url::parse(&gw.http_url()).unwrap();
     let jar = reqwest::cookie::Jar::default();
@@ -161,9 +194,9 @@ async fn the_session_cookie_authenticates_and_logging_out_ends_the_session() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_client_gets_402_and_may_handshake_again() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     client.handshake(None).await;
     let real = client.client_id.clone();
@@ -181,9 +214,9 @@ async fn an_unknown_client_gets_402_and_may_handshake_again() {
     assert_eq!(client.connect(None, None).await[0]["successful"], true);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_id_without_its_browser_cookie_is_unknown() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut owner = LpClient::new(&gw, Some(basic("agent1")));
     owner.handshake(None).await;
     let mut thief = LpClient::new(&gw, Some(basic("agent1")));
@@ -195,44 +228,28 @@ async fn a_client_id_without_its_browser_cookie_is_unknown() {
     assert_eq!(owner.connect(None, None).await[0]["successful"], true);
 }
 
-#[tokio::test]
-async fn a_session_that_stops_polling_expires_after_max_interval() {
-    let gw = BayeuxGateway::spawn_with(|c| c.cometd.max_interval_ms = 300).await;
+/// When (relative to maxInterval) the session goes is a paused-time unit test
+/// (`the_sweeper_expires_a_session_max_interval_after_its_last_connect`, and
+/// `a_held_long_poll_outlives_max_interval` for a held connect); here, what the client
+/// sees once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_stops_polling_is_swept_and_then_told_to_handshake() {
+    let gw = TestGateway::spawn_with(|c| c.cometd.max_interval_ms = 300).await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     client.ready("/v2/me/calls").await;
-    // Still alive within maxInterval...
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(client.connect(Some(0), None).await[0]["successful"], true);
-    // ...gone after it.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let session = gw.registry.get(&client.client_id).unwrap();
+    eventually("the sweeper removes the silent session", || {
+        session.removed().is_some()
+    })
+    .await;
     let response = client.connect(None, None).await;
     assert_eq!(response[0]["error"], "402::Unknown client");
     assert_eq!(response[0]["advice"]["reconnect"], "handshake");
 }
 
-#[tokio::test]
-async fn a_held_connect_is_never_swept_and_returns_after_the_timeout() {
-    let gw = BayeuxGateway::spawn_with(|c| {
-        c.cometd.max_interval_ms = 200;
-        c.cometd.timeout_ms = 800;
-    })
-    .await;
-    let mut client = LpClient::new(&gw, Some(basic("agent1")));
-    client.ready("/v2/me/calls").await;
-    let started = Instant::now();
-    let response = client.connect(None, None).await;
-    let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(750), "{elapsed:?}");
-    assert_eq!(
-        response,
-        vec![json!({"id": response[0]["id"], "channel": "/meta/connect", "successful": true})]
-    );
-    assert_eq!(client.connect(Some(0), None).await[0]["successful"], true);
-}
-
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_unsubscribe_no_event_is_delivered() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     client.ready("/v2/me/calls").await;
     let id = client.id();
@@ -243,25 +260,30 @@ async fn after_unsubscribe_no_event_is_delivered() {
         reply[0],
         json!({"id": id, "channel": "/meta/unsubscribe", "subscription": "/v2/me/calls", "successful": true})
     );
-    gw.seed_recording_scenario();
-    let response = client.connect(Some(300), None).await;
-    assert_eq!(split(&response).0, Vec::<Value>::new());
+    // Still subscribed to the devices: the marker that follows the seed's call events
+    // arrives alone.
+    assert_eq!(
+        client.subscribe(json!("/v2/me/devices")).await["successful"],
+        true
+    );
+    gw.seed_recording_scenario().await;
+    marker_event(&gw, "agent1").await;
+    let events = client.connect_until(is_device_message).await;
+    assert!(events.iter().all(is_device_message), "{events:#?}");
     let again = client
         .post("/", json!([{"channel": "/meta/unsubscribe", "clientId": client.client_id, "subscription": "/v2/me/calls"}]))
         .await;
     assert_eq!(again[0]["error"], "400::channel_missing");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_wakes_the_held_connect_with_reconnect_none() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     client.ready("/v2/me/calls").await;
-    let mut poller = LpClient::new(&gw, None);
-    poller.http = client.http.clone();
-    poller.client_id = client.client_id.clone();
+    let mut poller = client.same_session(&gw);
     let held = tokio::spawn(async move { poller.connect(None, None).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    connect_held(&gw, &client.client_id).await;
     let id = client.id();
     let reply = client
         .post(
@@ -273,10 +295,7 @@ async fn disconnect_wakes_the_held_connect_with_reconnect_none() {
         reply[0],
         json!({"id": id, "channel": "/meta/disconnect", "successful": true})
     );
-    let response = tokio::time::timeout(Duration::from_secs(2), held)
-        .await
-        .unwrap()
-        .unwrap();
+    let response = within("the held connect's answer", held).await.unwrap();
     assert_eq!(response[0]["successful"], true);
     assert_eq!(response[0]["advice"]["reconnect"], "none");
     assert_eq!(
@@ -285,36 +304,51 @@ async fn disconnect_wakes_the_held_connect_with_reconnect_none() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_ack_a_lost_connect_response_is_delivered_again() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = gateway_with_default_timeout().await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     let reply = client.handshake(Some(json!({"ack": true}))).await;
     assert_eq!(reply["ext"], json!({"ack": true}));
     let first = client.connect(Some(0), Some(0)).await;
     assert_eq!(first[0]["ext"], json!({"ack": 1}));
     client.subscribe(json!("/v2/me/calls")).await;
-    gw.seed_recording_scenario();
+    let session = gw.registry.get(&client.client_id).unwrap();
+    let call = gw.seed_recording_scenario().await;
+    eventually("the seed's four events are queued", || {
+        session.queued() == 4
+    })
+    .await;
     // This response is "lost": the client never sees batch 2.
-    let lost = client.connect(None, Some(1)).await;
+    let lost = within("batch 2", client.connect(None, Some(1))).await;
     let (events, reply) = split(&lost);
     assert!(!events.is_empty());
     assert_eq!(reply["ext"], json!({"ack": 2}));
-    // The next connect still acknowledges 1: everything comes again, at once.
-    let started = Instant::now();
-    let again = client.connect(None, Some(1)).await;
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // The next connect still acknowledges 1: everything comes again, at once (held, it
+    // would take 30 s).
+    let again = within("the resent batch", client.connect(None, Some(1))).await;
     let (resent, reply) = split(&again);
+    assert_eq!(events.len(), 4);
     assert_eq!(resent, events);
     assert_eq!(reply["ext"], json!({"ack": 3}));
-    // Acknowledging 3 clears the queue: the next connect is held and brings nothing new.
-    let quiet = client.connect(Some(300), Some(3)).await;
-    assert_eq!(split(&quiet).0, Vec::<Value>::new());
+    // Acknowledging 3 clears the queue: after a Hold, the next connect brings the Hold's
+    // event and nothing sent before.
+    let delivered: Vec<Value> = resent;
+    let mut calls = gw.calls().await;
+    let hold = pb::HoldRequest { call_id: call };
+    calls.hold(as_user("agent1", hold)).await.unwrap();
+    let after = within("the Hold's batch", client.connect(None, Some(3))).await;
+    let (fresh, _) = split(&after);
+    assert!(!fresh.is_empty());
+    for event in &fresh {
+        assert!(!delivered.contains(event), "delivered again: {event}");
+        assert_eq!(event["data"]["call"]["state"], "Held", "{event}");
+    }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_users_events_are_never_delivered() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut agent1 = LpClient::new(&gw, Some(basic("agent1")));
     agent1.ready("/v2/me/**").await;
     let mut agent3 = LpClient::new(&gw, Some(basic("agent3")));
@@ -325,17 +359,19 @@ async fn another_users_events_are_never_delivered() {
         "403:denied_by_security_policy:subscribe_denied"
     );
     assert_eq!(agent3.subscribe(json!("/**")).await["successful"], false);
-    gw.seed_recording_scenario();
-    let (mine, _) = split(&agent1.connect(None, None).await);
-    assert!(!mine.is_empty());
+    gw.seed_recording_scenario().await;
+    let mine = agent1.connect_until(is_recording_stop).await;
     assert!(mine.iter().all(|e| e["data"]["phoneNumber"] == "15000"));
-    let (theirs, _) = split(&agent3.connect(Some(500), None).await);
-    assert_eq!(theirs, Vec::<Value>::new());
+    // agent3's own marker follows all of agent1's events in the stream: it arrives alone.
+    marker_event(&gw, "agent3").await;
+    let theirs = agent3.connect_until(is_device_message).await;
+    assert_eq!(theirs.len(), 1, "{theirs:#?}");
+    assert_eq!(theirs[0]["data"]["devices"][0]["phoneNumber"], "15002");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wildcard_and_an_exact_subscription_deliver_each_event_once() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     client.ready("/v2/me/calls").await;
     let both = client
@@ -343,72 +379,73 @@ async fn a_wildcard_and_an_exact_subscription_deliver_each_event_once() {
         .await;
     assert_eq!(both["subscription"], json!(["/v2/me/*", "/v2/me/devices"]));
     assert_eq!(both["successful"], true);
-    let call = gw.established_call("agent1", "agent2", "15001");
-    let (events, _) = split(&client.connect(None, None).await);
-    let sequences: Vec<(String, String)> = events
-        .iter()
-        .map(|e| {
-            (
-                e["data"]["notificationType"].to_string(),
-                e["data"]["call"]["state"].to_string(),
-            )
-        })
-        .collect();
-    let mut unique = sequences.clone();
-    unique.dedup();
-    assert_eq!(sequences, unique, "no event twice");
+    let call = gw.seed_recording_scenario().await;
+    // The marker (a device message, matching two subscriptions too) comes after all of
+    // the call's messages: everything before it is everything delivered for the call.
+    marker_event(&gw, "agent1").await;
+    let events = client.connect_until(is_device_message).await;
+    let (calls, devices): (Vec<&Value>, Vec<&Value>) =
+        events.iter().partition(|e| e["channel"] == "/v2/me/calls");
+    assert_eq!(devices.len(), 1, "the marker once: {devices:#?}");
     assert!(
-        events
+        calls
             .iter()
             .all(|e| e["data"]["call"]["id"] == call.as_str())
     );
+    // Each of the seed's notifications once, in order, though each matches two
+    // subscriptions.
+    assert_eq!(notifications(&calls), SEED, "{calls:#?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_client_is_dropped_at_its_queue_bound_and_told_to_handshake() {
-    let gw = BayeuxGateway::spawn_with(|c| {
+    let gw = TestGateway::spawn_with(|c| {
         c.cometd.max_queue = 3;
         c.cometd.max_interval_ms = 60_000;
     })
     .await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     client.ready("/v2/me/calls").await;
-    // The client stops polling; more than 3 events arrive for it.
-    gw.seed_recording_scenario();
+    let session = gw.registry.get(&client.client_id).unwrap();
+    // The client stops polling; more than 3 events arrive for it (the seed has 4).
+    gw.seed_recording_scenario().await;
+    eventually("the session is dropped at its bound", || {
+        session.removed().is_some()
+    })
+    .await;
     let response = client.connect(None, None).await;
     assert_eq!(response.len(), 1, "the queue was dropped with the session");
     assert_eq!(response[0]["error"], "402::Unknown client");
     assert_eq!(response[0]["advice"]["reconnect"], "handshake");
-    // A well-behaved client under the same bound gets everything.
+    // A well-behaved client under the same bound gets everything: agent3's two events of
+    // a call, ringing then established.
     let mut fresh = LpClient::new(&gw, Some(basic("agent3")));
     fresh.ready("/v2/me/calls").await;
-    let call = gw.established_call("agent1", "agent3", "15002");
-    let (events, reply) = split(&fresh.connect(None, None).await);
-    assert_eq!(reply["successful"], true);
-    assert!(!events.is_empty() && events.len() <= 3);
-    assert!(
-        events
-            .iter()
-            .all(|e| e["data"]["call"]["id"] == call.as_str())
-    );
+    let call = gw.established_call("agent1", "agent3", "15002").await;
+    let events = fresh
+        .connect_until(|e| e["data"]["call"]["state"] == "Established")
+        .await;
+    let states: Vec<&str> = events
+        .iter()
+        .inspect(|e| assert_eq!(e["data"]["call"]["id"], call.as_str()))
+        .map(|e| e["data"]["call"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["Ringing", "Established"], "{events:#?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_session_of_one_browser_gets_the_multiple_clients_advice() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = gateway_with_default_timeout().await;
     let mut tab1 = LpClient::new(&gw, Some(basic("agent1")));
     tab1.ready("/v2/me/calls").await;
     let mut tab2 = LpClient::new(&gw, Some(basic("agent1")));
     tab2.http = tab1.http.clone(); // same cookie store: same BAYEUX_BROWSER
     tab2.ready("/v2/me/calls").await;
-    let mut poller = LpClient::new(&gw, None);
-    poller.http = tab1.http.clone();
-    poller.client_id = tab1.client_id.clone();
+    let mut poller = tab1.same_session(&gw);
     let held = tokio::spawn(async move { poller.connect(None, None).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let started = Instant::now();
-    let response = tab2.connect(None, None).await;
-    assert!(started.elapsed() < Duration::from_secs(1));
+    connect_held(&gw, &tab1.client_id).await;
+    // Answered at once (held, it would take 30 s).
+    let response = within("tab2's connect", tab2.connect(None, None)).await;
     assert_eq!(response[0]["successful"], true);
     assert_eq!(
         response[0]["advice"],
@@ -417,16 +454,11 @@ async fn a_second_session_of_one_browser_gets_the_multiple_clients_advice() {
     held.abort();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_connect_supersedes_the_held_one() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     client.ready("/v2/me/calls").await;
-    let mut old = LpClient::new(&gw, None);
-    old.http = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
     let body = json!([{"channel": "/meta/connect", "clientId": client.client_id, "connectionType": "long-polling"}]).to_string();
     let http = client.http.clone();
     let url = format!("{}/connect", gw.url());
@@ -439,26 +471,23 @@ async fn a_newer_connect_supersedes_the_held_one() {
             .status()
             .as_u16()
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let newer = tokio::spawn({
-        let mut c = LpClient::new(&gw, None);
-        c.http = client.http.clone();
-        c.client_id = client.client_id.clone();
-        async move { c.connect(Some(300), None).await }
-    });
+    connect_held(&gw, &client.client_id).await;
+    let mut newer = client.same_session(&gw);
+    // A held one (advice timeout 300 ms): a connect answered at once supersedes nothing.
+    let newer = tokio::spawn(async move { newer.connect(Some(300), None).await });
     assert_eq!(
-        tokio::time::timeout(Duration::from_secs(2), first)
+        within("the superseded connect's answer", first)
             .await
-            .unwrap()
             .unwrap(),
         409
     );
-    assert_eq!(newer.await.unwrap()[0]["successful"], true);
+    let newer = within("the newer connect's answer", newer).await.unwrap();
+    assert_eq!(newer[0]["successful"], true);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_get_bayeux_errors_never_a_500() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     client.ready("/v2/me/calls").await;
     let cid = client.client_id.clone();
@@ -555,10 +584,42 @@ async fn malformed_messages_get_bayeux_errors_never_a_500() {
     assert_eq!(client.connect(Some(0), None).await[0]["successful"], true);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_without_an_upgrade_is_an_unknown_transport() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let response = reqwest::get(gw.url()).await.unwrap();
     assert_eq!(response.status().as_u16(), 400);
     assert_eq!(response.text().await.unwrap(), "Unknown Bayeux Transport");
+}
+
+/// At `cometd.max_sessions` live sessions a further handshake is refused with
+/// `503::too_many_sessions` and advice to handshake again later; the sessions that exist go
+/// on, and once one ends a handshake succeeds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_beyond_max_sessions_get_too_many_sessions() {
+    let gw = TestGateway::spawn_with(|c| c.cometd.max_sessions = 2).await;
+    let mut first = LpClient::new(&gw, Some(basic("agent1")));
+    first.ready("/v2/me/calls").await;
+    let mut second = LpClient::new(&gw, Some(basic("agent2")));
+    second.ready("/v2/me/calls").await;
+    let mut third = LpClient::new(&gw, Some(basic("agent3")));
+    let refused = third.handshake(None).await;
+    assert_eq!(refused["successful"], false, "{refused}");
+    assert_eq!(refused["error"], "503::too_many_sessions");
+    assert_eq!(
+        refused["advice"],
+        json!({"reconnect": "handshake", "interval": 1000})
+    );
+    assert!(refused.get("clientId").is_none(), "{refused}");
+    assert_eq!(gw.registry.len(), 2);
+    assert_eq!(
+        first.connect(Some(0), None).await[0]["successful"],
+        true,
+        "existing sessions go on"
+    );
+    let id = first.id();
+    let bye = json!([{"id": id, "channel": "/meta/disconnect", "clientId": first.client_id}]);
+    assert_eq!(first.post("/disconnect", bye).await[0]["successful"], true);
+    let admitted = third.handshake(None).await;
+    assert_eq!(admitted["successful"], true, "{admitted}");
 }

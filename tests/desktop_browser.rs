@@ -28,10 +28,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use voice_gateway::config::Config;
+use voice_gateway::Listeners;
 use voice_gateway::desktop::DesktopConfig;
 use voice_gateway::gws::config::CookieSameSite;
-use voice_gateway::{Listeners, run};
 
 /// One browser at a time: two Chromiums on a two-core machine slow each other's timeouts.
 static ONE_BROWSER: Mutex<()> = Mutex::const_new(());
@@ -82,10 +81,8 @@ fn desktop_config() -> DesktopConfig {
 /// Starts the demo gateway serving `desktop/` and the page's server; CORS allows the
 /// page's origin when `allow` is true.
 async fn fixture(origin: PageOrigin, allow: bool) -> Fixture {
-    voice_gateway::upstream::bayeux::install_crypto_provider();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_addr = grpc.local_addr().unwrap();
     let http_addr = http.local_addr().unwrap();
     let static_server = CancellationToken::new();
     let page_origin = match origin {
@@ -104,29 +101,24 @@ async fn fixture(origin: PageOrigin, allow: bool) -> Fixture {
             origin
         }
     };
-    let mut config = Config::demo();
-    config.switch.external_answer_ms = 50;
-    config.cometd.timeout_ms = 5_000;
-    if allow && origin != PageOrigin::SameOrigin {
-        config.legacy.allowed_origins = vec![page_origin.clone()];
-    }
-    if origin == PageOrigin::OtherSite {
-        config.legacy.cookie_same_site = Some(CookieSameSite::None);
-        config.legacy.cookie_secure = true;
-    }
-    config.desktop = desktop_config();
-    let shutdown = CancellationToken::new();
-    let listeners = Listeners {
-        grpc,
-        http: Some(http),
-    };
-    let task = tokio::spawn(run(config, listeners, shutdown.clone()));
-    let gw = TestGateway {
-        grpc_addr,
-        http_addr,
-        shutdown,
-        task: Some(task),
-    };
+    let allowed = page_origin.clone();
+    let gw = TestGateway::builder()
+        .listeners(Listeners {
+            grpc,
+            http: Some(http),
+        })
+        .config(|config| {
+            if allow && origin != PageOrigin::SameOrigin {
+                config.legacy.allowed_origins = vec![allowed];
+            }
+            if origin == PageOrigin::OtherSite {
+                config.legacy.cookie_same_site = Some(CookieSameSite::None);
+                config.legacy.cookie_secure = true;
+            }
+            config.desktop = desktop_config();
+        })
+        .start()
+        .await;
     let page = match origin {
         PageOrigin::SameOrigin => format!("{page_origin}/desktop/?user=agent1"),
         _ => format!("{page_origin}/desktop/?gateway={}", gw.http_url()),

@@ -6,15 +6,14 @@
 //! In process, on port-0 listeners; every wait gives up after [`BOUND`].
 
 mod common;
-mod legacy_common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::Request;
+use common::desktop::Agent;
 use common::{TestGateway, as_user, pb, snapshot};
-use legacy_common::Agent;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -61,7 +60,7 @@ fn resume_position(status: &tonic::Status) -> (u64, String) {
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_streams_end_with_unavailable_naming_where_to_resume() {
     let gw = TestGateway::spawn().await;
     let mut calls = gw.calls().await;
@@ -139,7 +138,7 @@ async fn watch_streams_end_with_unavailable_naming_where_to_resume() {
     within("the gateway stops", gw.stop()).await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_turns_not_serving_at_once_and_its_watch_ends() {
     use tonic_health::pb::health_check_response::ServingStatus;
     let gw = TestGateway::spawn().await;
@@ -245,7 +244,7 @@ async fn until_refused(addr: SocketAddr) {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_finish_while_new_connections_are_refused() {
     let gw = TestGateway::spawn_with(|c| c.server.max_requests = 1).await;
     let device = Agent::new(&gw.http_url(), "agent1").device_id().await;
@@ -284,7 +283,7 @@ async fn requests_in_flight_finish_while_new_connections_are_refused() {
     within("the gateway stops", gw.stop()).await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_is_still_open_after_the_grace_is_cut() {
     let gw = TestGateway::spawn_with(|c| {
         c.server.shutdown_grace_ms = 300;

@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::binary::Binary as Gateway;
-use common::{as_user, next_device_event, next_event, pb, snapshot};
+use common::{as_user, device_snapshot, next_device_event, next_event, pb, snapshot};
 use tonic::Code;
 
 /// agent1 dials agent2 (15001): events for both.
@@ -37,7 +35,7 @@ fn watch_calls(from: Option<u64>, epoch: &str) -> tonic::Request<pb::WatchCallsR
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_watch_resumed_across_a_restart_is_told_to_resync() {
     let mut gw = Gateway::launch().one_port().start().await;
     let mut watch = gw
@@ -111,20 +109,6 @@ fn watch_devices(from: Option<u64>, epoch: &str) -> tonic::Request<pb::WatchDevi
     )
 }
 
-async fn device_snapshot(
-    stream: &mut tonic::Streaming<pb::WatchDevicesResponse>,
-) -> pb::DeviceSnapshot {
-    let message = tokio::time::timeout(Duration::from_secs(5), stream.message())
-        .await
-        .expect("a snapshot within 5 s")
-        .unwrap()
-        .unwrap();
-    match message.kind {
-        Some(pb::watch_devices_response::Kind::Snapshot(snapshot)) => snapshot,
-        other => panic!("expected a snapshot, got {other:?}"),
-    }
-}
-
 /// agent1 goes Ready then NotReady: two device events.
 async fn toggle_state(gw: &Gateway) {
     let mut devices = gw.devices().await;
@@ -138,7 +122,7 @@ async fn toggle_state(gw: &Gateway) {
         .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_watch_resumed_across_a_restart_is_told_to_resync() {
     let mut gw = Gateway::launch().one_port().start().await;
     let mut watch = gw

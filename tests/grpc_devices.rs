@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::state::GatewayState;
 use common::*;
 use pb::CallState as S;
 use tonic::Code;
@@ -20,10 +21,7 @@ async fn device_watch(gw: &TestGateway, user: &str) -> tonic::Streaming<pb::Watc
         .await
         .unwrap()
         .into_inner();
-    match stream.message().await.unwrap().unwrap().kind {
-        Some(pb::watch_devices_response::Kind::Snapshot(s)) => assert_eq!(s.devices.len(), 1),
-        other => panic!("expected a snapshot, got {other:?}"),
-    }
+    assert_eq!(device_snapshot(&mut stream).await.devices.len(), 1);
     stream
 }
 
@@ -39,7 +37,7 @@ async fn call_watch(gw: &TestGateway, user: &str) -> tonic::Streaming<pb::WatchC
     stream
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_goes_ready_not_ready_after_call_work_ready() {
     let gw = TestGateway::spawn().await;
     let mut devices = gw.devices().await;
@@ -81,7 +79,7 @@ async fn agent_goes_ready_not_ready_after_call_work_ready() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_call_work_with_wrap_up_time_returns_to_ready() {
     let gw = TestGateway::spawn().await;
     let mut devices = gw.devices().await;
@@ -103,7 +101,7 @@ async fn after_call_work_with_wrap_up_time_returns_to_ready() {
     assert_eq!(user_state(&back), ("Ready".to_owned(), String::new()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn do_not_disturb_fails_calls_and_forwarding_rings_the_target() {
     let gw = TestGateway::spawn().await;
     let (mut calls, mut devices) = (gw.calls().await, gw.devices().await);
@@ -170,7 +168,7 @@ async fn do_not_disturb_fails_calls_and_forwarding_rings_the_target() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervisor_listens_in_barges_in_mutes_unmutes_and_cancels() {
     let gw = TestGateway::spawn().await;
     let (mut calls, mut devices) = (gw.calls().await, gw.devices().await);
@@ -320,7 +318,7 @@ async fn supervisor_listens_in_barges_in_mutes_unmutes_and_cancels() {
     assert_eq!(agent_view.participants.len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitoring_refusals_change_nothing() {
     let gw = TestGateway::spawn_with(|config| {
         config.users.push(voice_gateway::config::UserConfig {
@@ -336,6 +334,7 @@ async fn monitoring_refusals_change_nothing() {
     })
     .await;
     let mut devices = gw.devices().await;
+    let before = GatewayState::read(&gw).await;
     let by_number = |n: &str| pb::ListenInRequest {
         target: Some(pb::MonitorTarget {
             phone_number: n.into(),
@@ -347,11 +346,15 @@ async fn monitoring_refusals_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!((err.code(), gws_status(&err)), (Code::PermissionDenied, 5));
+    before.assert_unchanged(&gw, "an agent's ListenIn").await;
     let err = devices
         .listen_in(as_user("basicsup", by_number("16000")))
         .await
         .unwrap_err();
     assert_eq!((err.code(), gws_status(&err)), (Code::PermissionDenied, 3));
+    before
+        .assert_unchanged(&gw, "ListenIn without the feature")
+        .await;
     let unknown = pb::ListenInRequest {
         target: Some(pb::MonitorTarget {
             device_id: "no-such-device".into(),
@@ -363,6 +366,9 @@ async fn monitoring_refusals_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!((err.code(), gws_status(&err)), (Code::NotFound, 6));
+    before
+        .assert_unchanged(&gw, "ListenIn on an unknown device")
+        .await;
     let bad_mode = pb::ListenInRequest {
         target: Some(pb::MonitorTarget {
             phone_number: "15000".into(),
@@ -375,11 +381,15 @@ async fn monitoring_refusals_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!((err.code(), gws_status(&err)), (Code::InvalidArgument, 2));
+    before
+        .assert_unchanged(&gw, "ListenIn with a bad mode")
+        .await;
 
     devices
         .listen_in(as_user("supervisor1", by_number("15000")))
         .await
         .unwrap();
+    let listening = GatewayState::read(&gw).await;
     let err = devices
         .coach(as_user(
             "supervisor2",
@@ -393,36 +403,25 @@ async fn monitoring_refusals_change_nothing() {
         (err.code(), gws_status(&err)),
         (Code::FailedPrecondition, 19)
     );
-    let sup2 = devices
-        .list_devices(as_user("supervisor2", pb::ListDevicesRequest {}))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(sup2.devices[0].supervisor_monitoring_state.is_none());
-    let sup1 = devices
-        .list_devices(as_user("supervisor1", pb::ListDevicesRequest {}))
-        .await
-        .unwrap()
-        .into_inner();
+    listening
+        .assert_unchanged(&gw, "a second supervisor's Coach")
+        .await;
+    let sup1 = listening
+        .devices
+        .iter()
+        .find(|d| d.user_name == "supervisor1")
+        .unwrap();
     assert_eq!(
-        sup1.devices[0]
-            .supervisor_monitoring_state
-            .as_ref()
-            .unwrap()
-            .state,
+        sup1.supervisor_monitoring_state.as_ref().unwrap().state,
         "ListenIn"
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_refusals_change_nothing() {
     let gw = TestGateway::spawn().await;
     let mut devices = gw.devices().await;
-    let before = devices
-        .list_devices(as_user("agent1", pb::ListDevicesRequest {}))
-        .await
-        .unwrap()
-        .into_inner();
+    let before = GatewayState::read(&gw).await;
     let err = devices
         .ready(as_user(
             "agent1",
@@ -433,6 +432,9 @@ async fn device_refusals_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!((err.code(), gws_status(&err)), (Code::InvalidArgument, 2));
+    before
+        .assert_unchanged(&gw, "Ready with a bad workmode")
+        .await;
     let other = pb::DoNotDisturbOnRequest {
         device_id: "not-my-device".into(),
     };
@@ -441,11 +443,17 @@ async fn device_refusals_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!((err.code(), gws_status(&err)), (Code::NotFound, 6));
+    before
+        .assert_unchanged(&gw, "DoNotDisturbOn on no device")
+        .await;
     let err = devices
         .forward_calls_on(as_user("agent1", pb::ForwardCallsOnRequest::default()))
         .await
         .unwrap_err();
     assert_eq!((err.code(), gws_status(&err)), (Code::InvalidArgument, 1));
+    before
+        .assert_unchanged(&gw, "ForwardCallsOn without a number")
+        .await;
     let err = devices
         .forward_calls_off(as_user("agent1", pb::ForwardCallsOffRequest::default()))
         .await
@@ -454,6 +462,9 @@ async fn device_refusals_change_nothing() {
         (err.code(), gws_status(&err)),
         (Code::FailedPrecondition, 2)
     );
+    before
+        .assert_unchanged(&gw, "ForwardCallsOff when not forwarding")
+        .await;
     let err = devices
         .start_contact_center_session(as_user(
             "agent1",
@@ -465,10 +476,116 @@ async fn device_refusals_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!((err.code(), gws_status(&err)), (Code::InvalidArgument, 1));
-    let after = devices
-        .list_devices(as_user("agent1", pb::ListDevicesRequest {}))
+    before
+        .assert_unchanged(&gw, "StartContactCenterSession without channels")
+        .await;
+}
+
+/// agent1 names agent2's real device id: refused as if it did not exist (no probing of
+/// another agent's devices), and agent2's device is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_agents_real_device_is_refused() {
+    let gw = TestGateway::spawn().await;
+    let mut devices = gw.devices().await;
+    let agent2_device = devices
+        .list_devices(as_user("agent2", pb::ListDevicesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .devices[0]
+        .id
+        .clone();
+    let before = GatewayState::read(&gw).await;
+    let err = devices
+        .do_not_disturb_on(as_user(
+            "agent1",
+            pb::DoNotDisturbOnRequest {
+                device_id: agent2_device.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), gws_status(&err)),
+        (Code::NotFound, 6),
+        "{err:?}"
+    );
+    before
+        .assert_unchanged(&gw, "DoNotDisturbOn on agent2's device")
+        .await;
+    let forward = pb::ForwardCallsOnRequest {
+        device_id: agent2_device.clone(),
+        destination: "15002".into(),
+    };
+    let err = devices
+        .forward_calls_on(as_user("agent1", forward))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), gws_status(&err)),
+        (Code::NotFound, 6),
+        "{err:?}"
+    );
+    before
+        .assert_unchanged(&gw, "ForwardCallsOn on agent2's device")
+        .await;
+    // The same requests on agent2's own device work: the id was real.
+    let own = pb::DoNotDisturbOnRequest {
+        device_id: agent2_device,
+    };
+    devices
+        .do_not_disturb_on(as_user("agent2", own))
+        .await
+        .unwrap();
+}
+
+/// A WatchDevices resumed after a noted event gets every later event of the user, in
+/// order, none twice, then new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_watch_resumes_after_a_noted_event() {
+    let gw = TestGateway::spawn().await;
+    let mut devices = gw.devices().await;
+    let mut watch = device_watch(&gw, "agent1").await;
+    let ready = || pb::ReadyRequest {
+        workmode: "ManualIn".into(),
+    };
+    devices.ready(as_user("agent1", ready())).await.unwrap();
+    let noted = next_device_event(&mut watch).await;
+    drop(watch);
+    // Missed while disconnected: NotReady, do-not-disturb on (agent1), and agent2 going
+    // Ready, which agent1's watch must not get.
+    devices
+        .not_ready(as_user("agent1", pb::NotReadyRequest {}))
+        .await
+        .unwrap();
+    devices.ready(as_user("agent2", ready())).await.unwrap();
+    devices
+        .do_not_disturb_on(as_user("agent1", pb::DoNotDisturbOnRequest::default()))
+        .await
+        .unwrap();
+    let mut resumed = devices
+        .watch_devices(as_user(
+            "agent1",
+            pb::WatchDevicesRequest {
+                from_sequence: Some(noted.sequence),
+                contact_center: false,
+                epoch: noted.epoch.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(before, after);
+    let not_ready = next_device_event(&mut resumed).await;
+    assert_eq!(not_ready.sequence, noted.sequence + 1, "no gap, no repeat");
+    assert_eq!(user_state(not_ready.device.as_ref().unwrap()).0, "NotReady");
+    let dnd = next_device_event(&mut resumed).await;
+    // agent2's event came between: its sequence was skipped, not delivered.
+    assert_eq!(dnd.sequence, noted.sequence + 3, "{dnd:?}");
+    assert!(dnd.device.as_ref().unwrap().do_not_disturb);
+    assert_eq!(dnd.epoch, noted.epoch);
+    // Then live events follow on the same stream.
+    devices.ready(as_user("agent1", ready())).await.unwrap();
+    let live = next_device_event(&mut resumed).await;
+    assert_eq!(live.sequence, dnd.sequence + 1);
+    assert_eq!(user_state(live.device.as_ref().unwrap()).0, "Ready");
 }

@@ -26,7 +26,7 @@ fn assert_refused(status: &tonic::Status, code: Code, gws: u32) {
     assert!(!status.message().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_call_id_is_not_found() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -53,7 +53,7 @@ async fn unknown_call_id_is_not_found() {
     assert_refused(&err, Code::InvalidArgument, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operation_outside_capabilities_is_refused_and_changes_nothing() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -109,7 +109,7 @@ async fn operation_outside_capabilities_is_refused_and_changes_nothing() {
     assert_refused(&err, Code::FailedPrecondition, 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_or_malformed_destination_is_invalid() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -158,7 +158,7 @@ async fn missing_or_malformed_destination_is_invalid() {
     assert_eq!(view(&mut client, "agent1", &id).await, before);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acting_on_another_agents_call_is_denied() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -220,16 +220,11 @@ async fn acting_on_another_agents_call_is_denied() {
     assert_eq!(held.into_inner().call.unwrap().state(), pb::CallState::Held);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_feature_refuses_recording_for_basic1() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
-    let mut watch = client
-        .watch_calls(as_user("basic1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut client, "basic1").await;
     let dial = pb::DialRequest {
         destination: "9165550104".into(),
         ..Default::default()
@@ -274,7 +269,7 @@ async fn missing_feature_refuses_recording_for_basic1() {
     assert_eq!(view(&mut client, "basic1", &id).await, before);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_or_missing_credentials_are_unauthenticated() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -323,7 +318,104 @@ async fn bad_or_missing_credentials_are_unauthenticated() {
     assert_eq!(view(&mut client, "agent1", &id).await, before);
 }
 
-#[tokio::test]
+/// Refusals of every kind commit no event: the watch's next event after them is the one
+/// that follows the last before them, with the very next sequence number (sequences are
+/// gateway-wide: any committed change moves them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_emit_no_event() {
+    let gw = TestGateway::spawn().await;
+    let mut client = gw.calls().await;
+    let id = established_call(&mut client).await;
+    // The last event committed anywhere, from a contact-center snapshot.
+    let whole_center = |from_sequence| {
+        as_service(
+            None,
+            pb::WatchCallsRequest {
+                from_sequence,
+                contact_center: true,
+                epoch: String::new(),
+            },
+        )
+    };
+    let mut center = client
+        .watch_calls(whole_center(None))
+        .await
+        .unwrap()
+        .into_inner();
+    let last = snapshot(&mut center).await.sequence;
+    drop(center);
+    let call_id = || id.clone();
+    let refusals: Vec<(&str, tonic::Status)> = vec![
+        (
+            "Hold of an unknown call",
+            client
+                .hold(as_user(
+                    "agent1",
+                    pb::HoldRequest {
+                        call_id: "NOPE".into(),
+                    },
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "Retrieve of a call not held",
+            client
+                .retrieve(as_user(
+                    "agent1",
+                    pb::RetrieveRequest { call_id: call_id() },
+                ))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "Dial without a destination",
+            client
+                .dial(as_user("agent1", pb::DialRequest::default()))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "Hold of another agent's call",
+            client
+                .hold(as_user("agent3", pb::HoldRequest { call_id: call_id() }))
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "Hold with a wrong password",
+            client
+                .hold(with_basic(
+                    "agent1",
+                    "wrong",
+                    pb::HoldRequest { call_id: call_id() },
+                ))
+                .await
+                .unwrap_err(),
+        ),
+    ];
+    for (what, status) in &refusals {
+        assert_ne!(status.code(), Code::Ok, "{what}");
+    }
+    client
+        .hold(as_user("agent1", pb::HoldRequest { call_id: call_id() }))
+        .await
+        .unwrap();
+    // Resumed after the last event before the refusals, the first event is the Hold's.
+    let mut resumed = client
+        .watch_calls(whole_center(Some(last)))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next_event(&mut resumed).await;
+    assert_eq!(
+        (first.sequence, first.call.unwrap().state()),
+        (last + 1, pb::CallState::Held),
+        "refusals committed events: {refusals:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_outside_the_history_asks_for_resync() {
     let gw = TestGateway::spawn_with(|config| config.limits.event_history = 2).await;
     let mut client = gw.calls().await;
@@ -368,7 +460,7 @@ async fn resume_outside_the_history_asks_for_resync() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_stops_reading_is_cut_off_with_a_resume_point() {
     let gw = TestGateway::spawn_with(|config| config.limits.watch_buffer = 4).await;
     let mut client = gw.calls().await;
@@ -394,7 +486,7 @@ async fn a_watcher_that_stops_reading_is_cut_off_with_a_resume_point() {
         .await
         .unwrap()
         .into_inner();
-    snapshot(&mut watch).await;
+    let first = snapshot(&mut watch).await;
     // Far more events than the buffer while the watcher does not read.
     for _ in 0..100 {
         let id = established_call(&mut client).await;
@@ -403,25 +495,69 @@ async fn a_watcher_that_stops_reading_is_cut_off_with_a_resume_point() {
             .await
             .unwrap();
     }
-    let mut delivered = 0;
+    let mut delivered = Vec::new();
     let status = loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
-            .await
-            .unwrap()
-        {
-            Ok(Some(_)) => delivered += 1,
+        match within("the watcher's next message", watch.message()).await {
+            Ok(Some(message)) => match message.kind {
+                Some(pb::watch_calls_response::Kind::Event(event)) => {
+                    delivered.push(event.sequence)
+                }
+                other => panic!("expected an event, got {other:?}"),
+            },
             Ok(None) => panic!("stream ended without an error"),
             Err(status) => break status,
         }
     };
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    let resume_from: u64 = status
+        .message()
+        .rsplit("resume from sequence ")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no resume point in {:?}", status.message()));
+
+    // Every event of the contact center since the snapshot, replayed from the history.
+    let whole_center = |from_sequence| {
+        as_service(
+            None,
+            pb::WatchCallsRequest {
+                from_sequence,
+                contact_center: true,
+                epoch: first.epoch.clone(),
+            },
+        )
+    };
+    let last = snapshot(
+        &mut client
+            .watch_calls(whole_center(None))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await
+    .sequence;
+    let mut read_to_last = async |from: u64| {
+        let mut replay = client
+            .watch_calls(whole_center(Some(from)))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut sequences = Vec::new();
+        while sequences.last().is_none_or(|s| *s < last) {
+            sequences.push(next_event(&mut replay).await.sequence);
+        }
+        sequences
+    };
+    let all = read_to_last(first.sequence).await;
     assert!(
-        delivered < 600,
-        "the watcher was cut off ({delivered} delivered)"
+        delivered.len() < all.len(),
+        "the watcher was cut off ({} of {} delivered)",
+        delivered.len(),
+        all.len()
     );
-    assert_eq!(status.code(), Code::Aborted);
-    assert!(
-        status.message().contains("resume from sequence"),
-        "{}",
-        status.message()
-    );
+    // Nothing lost before the cut: the watcher got every event up to its resume point...
+    let (before, after): (Vec<u64>, Vec<u64>) = all.iter().partition(|s| **s <= resume_from);
+    assert_eq!(delivered, before, "delivered up to sequence {resume_from}");
+    // ...and resuming there gets every later one, no gap, no duplicate.
+    assert_eq!(read_to_last(resume_from).await, after);
 }

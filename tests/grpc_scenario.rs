@@ -10,7 +10,7 @@ fn call_of<T>(response: tonic::Response<T>, get: impl Fn(T) -> Option<pb::Call>)
     get(response.into_inner()).expect("a call in the response")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dial_answer_record_hold_transfer_watched_and_resumed() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -28,12 +28,7 @@ async fn dial_answer_record_hold_transfer_watched_and_resumed() {
         .into_inner();
     let first = snapshot(&mut cc_watch).await;
     assert_eq!((first.sequence, first.calls.len()), (0, 0));
-    let mut agent1_watch = client
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut agent1_watch).await;
+    let mut agent1_watch = common::watch_calls(&mut client, "agent1").await;
 
     let dial = pb::DialRequest {
         destination: "15001".into(),
@@ -356,7 +351,7 @@ async fn dial_answer_record_hold_transfer_watched_and_resumed() {
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_call_from_the_simulator_rings_and_is_answered() {
     let gw = TestGateway::spawn().await;
     let mut sim = pb::simulator_service_client::SimulatorServiceClient::connect(gw.grpc_url())
@@ -398,16 +393,11 @@ async fn inbound_call_from_the_simulator_rings_and_is_answered() {
     assert_eq!(answered.into_inner().call.unwrap().state(), S::Established);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_external_party_answers_a_dialed_call() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
-    let mut watch = client
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut client, "agent1").await;
     let dial = pb::DialRequest {
         destination: "9165550104".into(),
         ..Default::default()
@@ -424,7 +414,7 @@ async fn an_external_party_answers_a_dialed_call() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_port_serves_grpc_and_http() {
     let gw = TestGateway::spawn_single_port().await;
     let mut client = gw.calls().await;
@@ -443,16 +433,11 @@ async fn one_port_serves_grpc_and_http() {
     assert_eq!(missing.status(), 404);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_watch_streams() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
-    let mut watch = client
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut watch).await;
+    let mut watch = common::watch_calls(&mut client, "agent1").await;
     gw.shutdown.cancel();
     let end = tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
         .await
@@ -466,7 +451,7 @@ async fn shutdown_ends_watch_streams() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_external_caller_hangs_up_and_the_call_is_released() {
     let gw = TestGateway::spawn().await;
     let mut sim = pb::simulator_service_client::SimulatorServiceClient::connect(gw.grpc_url())

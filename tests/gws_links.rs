@@ -5,10 +5,14 @@
 //! `legacy.public_url` above all. The https listener is covered in `tls.rs`.
 
 mod cometd_support;
+mod common;
 
 use std::time::Duration;
 
-use cometd_support::{BayeuxGateway, Desktop, LpClient, basic, json_call, split};
+use cometd_support::{LpClient, split};
+use common::TestGateway;
+use common::basic;
+use common::desktop::Agent;
 use serde_json::Value;
 use voice_gateway::config::Config;
 use voice_gateway::gws::config::PublicUrl;
@@ -31,11 +35,7 @@ fn client_with(headers: &[(&'static str, &'static str)]) -> reqwest::Client {
 }
 
 /// GETs `/api/v2/me/calls/{call}` as agent1 with `headers`; returns the call.
-async fn get_call(
-    gw: &BayeuxGateway,
-    call: &str,
-    headers: &[(&'static str, &'static str)],
-) -> Value {
+async fn get_call(gw: &TestGateway, call: &str, headers: &[(&'static str, &'static str)]) -> Value {
     let response = client_with(headers)
         .get(format!("{}/api/v2/me/calls/{call}", gw.http_url()))
         .header("authorization", basic("agent1"))
@@ -84,9 +84,9 @@ struct Seen {
     after: Value,
 }
 
-async fn seen_with(gw: &BayeuxGateway, headers: &[(&'static str, &'static str)]) -> Seen {
-    let agent1 = Desktop::login(gw, "agent1").await;
-    let call = json_call(gw, &agent1, "agent2", "15001").await;
+async fn seen_with(gw: &TestGateway, headers: &[(&'static str, &'static str)]) -> Seen {
+    let agent1 = Agent::login(&gw.http_url(), "agent1").await;
+    let call = gw.established_call("agent1", "agent2", "15001").await;
     let mut lp = LpClient::new(gw, Some(basic("agent1")));
     lp.http = client_with(headers);
     lp.ready("/v2/me/calls").await;
@@ -137,9 +137,9 @@ fn assert_links(seen: &Seen, base: &str) {
     assert_eq!(seen.notified["deviceUri"], device);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_and_the_next_notification_render_a_call_alike() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let seen = seen_with(&gw, &[]).await;
     assert_eq!(seen.before["uri"], seen.notified["uri"]);
     assert_eq!(
@@ -170,15 +170,15 @@ async fn a_get_and_the_next_notification_render_a_call_alike() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_and_the_next_notification_render_a_device_alike() {
-    let gw = BayeuxGateway::spawn().await;
-    let agent1 = Desktop::login(&gw, "agent1").await;
+    let gw = TestGateway::spawn().await;
+    let agent1 = Agent::login(&gw.http_url(), "agent1").await;
     let (id, _) = agent1.device().await;
     let mut lp = LpClient::new(&gw, Some(basic("agent1")));
     lp.ready("/v2/me/devices").await;
     let path = format!("/api/v2/me/devices/{id}");
-    let before = agent1.get(&path).await["device"].clone();
+    let before = agent1.get_ok(&path).await["device"].clone();
     agent1
         .post_ok(
             &path,
@@ -190,7 +190,7 @@ async fn a_get_and_the_next_notification_render_a_device_alike() {
     })
     .await;
     let notified = &data["devices"][0];
-    let after = agent1.get(&path).await["device"].clone();
+    let after = agent1.get_ok(&path).await["device"].clone();
     assert_eq!(notified["doNotDisturb"], "On", "{data}");
     assert_eq!(before["uri"], notified["uri"]);
     assert_eq!(
@@ -207,9 +207,9 @@ async fn a_get_and_the_next_notification_render_a_device_alike() {
     assert_eq!(&after, notified);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_use_the_listener_scheme_and_the_host_by_default() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let seen = seen_with(&gw, &[]).await;
     assert!(gw.http_url().starts_with("http://127.0.0.1:"));
     assert_links(&seen, &gw.http_url());
@@ -224,23 +224,23 @@ const PROXY_HEADERS: [(&str, &str); 3] = [
     ("x-forwarded-host", "other.example.com"),
 ];
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_headers_are_ignored_unless_trusted() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let seen = seen_with(&gw, &PROXY_HEADERS).await;
     assert_links(&seen, &gw.http_url());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_forwarded_comes_before_x_forwarded() {
-    let gw = BayeuxGateway::spawn_with(|c| c.legacy.trust_forwarded = true).await;
+    let gw = TestGateway::spawn_with(|c| c.legacy.trust_forwarded = true).await;
     let seen = seen_with(&gw, &PROXY_HEADERS).await;
     assert_links(&seen, "https://gws.example.com");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_x_forwarded_headers_give_scheme_and_host() {
-    let gw = BayeuxGateway::spawn_with(|c| c.legacy.trust_forwarded = true).await;
+    let gw = TestGateway::spawn_with(|c| c.legacy.trust_forwarded = true).await;
     let headers = [
         ("x-forwarded-proto", "https"),
         ("x-forwarded-host", "desk.example.com:8443"),
@@ -249,10 +249,10 @@ async fn trusted_x_forwarded_headers_give_scheme_and_host() {
     assert_links(&seen, "https://desk.example.com:8443");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_public_url_wins_over_proxy_headers_and_host() {
     let public = PublicUrl::try_from("https://gws.example.com/".to_owned()).unwrap();
-    let gw = BayeuxGateway::spawn_with(|c| {
+    let gw = TestGateway::spawn_with(|c| {
         c.legacy.public_url = Some(public);
         c.legacy.trust_forwarded = true;
     })

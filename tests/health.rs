@@ -4,7 +4,7 @@ mod common;
 
 use common::TestGateway;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_and_grpc_health_answer() {
     let gw = TestGateway::spawn().await;
     let body: serde_json::Value = reqwest::get(format!("{}/healthz", gw.http_url()))
@@ -34,7 +34,7 @@ async fn http_and_grpc_health_answer() {
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_grpc_method_is_answered_in_grpc_terms() {
     let gw = TestGateway::spawn().await;
     // Raw HTTP/2, as any gRPC client sends it: the answer must be a gRPC status
@@ -59,7 +59,7 @@ async fn an_unknown_grpc_method_is_answered_in_grpc_terms() {
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_head_over_8_kib_is_refused_with_431() {
     let gw = TestGateway::spawn().await;
     let client = reqwest::Client::new();

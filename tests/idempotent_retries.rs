@@ -4,11 +4,9 @@
 //! refused and changes nothing; a full key store refuses new keys.
 
 mod common;
-#[path = "legacy_common/mod.rs"]
-mod legacy_common;
 
+use common::desktop::Agent;
 use common::*;
-use legacy_common::Agent;
 use pb::NotificationType as N;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -24,15 +22,7 @@ fn keyed<T>(key: &str, mut request: tonic::Request<T>) -> tonic::Request<T> {
 
 /// agent1's watch, opened before the operations under test.
 async fn watch(gw: &TestGateway) -> tonic::Streaming<pb::WatchCallsResponse> {
-    let mut stream = gw
-        .calls()
-        .await
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot(&mut stream).await;
-    stream
+    common::watch_calls(&mut gw.calls().await, "agent1").await
 }
 
 /// Puts the call on hold (no key) and returns the notification types agent1's watch saw
@@ -79,7 +69,7 @@ fn user_data(pairs: &[(&str, &str)]) -> Vec<pb::KeyValue> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_a_retried_dial_makes_one_call() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -137,7 +127,7 @@ async fn grpc_a_retried_dial_makes_one_call() {
     assert_eq!(calls.len(), 1, "still one call of agent1: {calls:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_retried_recording_and_user_data_are_done_once() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -200,7 +190,7 @@ async fn post_keyed(agent: &Agent, key: &str, path: &str, body: &Value) -> (Stat
     (status, response.json().await.unwrap())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_a_retried_dial_makes_one_call() {
     let gw = TestGateway::spawn().await;
     let agent = Agent::new(&gw.http_url(), "agent1");
@@ -224,7 +214,7 @@ async fn json_a_retried_dial_makes_one_call() {
     assert_eq!(agent.call_ids().await.len(), 1, "still one call");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_retried_recording_and_user_data_are_done_once() {
     let gw = TestGateway::spawn().await;
     let mut client = gw.calls().await;
@@ -254,7 +244,7 @@ async fn json_retried_recording_and_user_data_are_done_once() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_key_store_refuses_new_keys_and_still_replays_held_ones() {
     let gw = TestGateway::spawn_with(|config| config.limits.idempotency_keys = 1).await;
     let agent = Agent::new(&gw.http_url(), "agent1");

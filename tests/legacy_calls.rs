@@ -2,14 +2,13 @@
 //! the call operations with their parameter forms.
 
 mod common;
-mod legacy_common;
 
-use common::TestGateway;
-use legacy_common::{Agent, assert_error, established_call, stable};
+use common::desktop::{Agent, assert_error, stable};
+use common::{TestGateway, pb, watch_until};
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent1_dials_agent2_answers_and_recording_starts_and_stops() {
     let gw = TestGateway::spawn().await;
     let (a1, a2) = (
@@ -60,12 +59,12 @@ async fn agent1_dials_agent2_answers_and_recording_starts_and_stops() {
     assert!(!caps.contains(&"StopCallRecording"), "{caps:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_resource_has_every_field_of_the_spec() {
     let gw = TestGateway::spawn().await;
     let base = gw.http_url();
-    let (a1, a2) = (Agent::new(&base, "agent1"), Agent::new(&base, "agent2"));
-    let id = established_call(&a1, &a2).await;
+    let a1 = Agent::new(&base, "agent1");
+    let id = gw.established_call("agent1", "agent2", "15001").await;
     let call = a1.call(&id).await;
     assert_eq!(call["id"], id);
     assert_eq!(call["callUuid"], id);
@@ -96,14 +95,11 @@ async fn the_call_resource_has_every_field_of_the_spec() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_with_and_without_a_trailing_slash_are_the_same() {
     let gw = TestGateway::spawn().await;
-    let (a1, a2) = (
-        Agent::new(&gw.http_url(), "agent1"),
-        Agent::new(&gw.http_url(), "agent2"),
-    );
-    let id = established_call(&a1, &a2).await;
+    let a1 = Agent::new(&gw.http_url(), "agent1");
+    let id = gw.established_call("agent1", "agent2", "15001").await;
     for path in [
         "/api/v2/me",
         "/api/v2/me/devices",
@@ -126,7 +122,7 @@ async fn paths_with_and_without_a_trailing_slash_are_the_same() {
     assert_eq!(a1.call(&id).await["state"], "Held");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn me_devices_features_and_version_render_what_the_gateway_serves() {
     let gw = TestGateway::spawn().await;
     let base = gw.http_url();
@@ -208,7 +204,7 @@ async fn me_devices_features_and_version_render_what_the_gateway_serves() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contact_center_sessions_end_and_start_the_device() {
     let gw = TestGateway::spawn().await;
     let a1 = Agent::new(&gw.http_url(), "agent1");
@@ -250,7 +246,7 @@ async fn contact_center_sessions_end_and_start_the_device() {
     assert_eq!(a1.post(&path, dial).await.0, StatusCode::OK);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_operations_take_their_parameters_from_json() {
     let gw = TestGateway::spawn().await;
     let base = gw.http_url();
@@ -259,13 +255,21 @@ async fn call_operations_take_their_parameters_from_json() {
         Agent::new(&base, "agent2"),
         Agent::new(&base, "agent3"),
     );
-    let id = established_call(&a1, &a2).await;
+    let id = gw.established_call("agent1", "agent2", "15001").await;
+    let mut watch = common::watch_calls(&mut gw.calls().await, "agent1").await;
 
     a1.op(&id, json!({"operationName": "MuteCall"})).await;
     assert_eq!(a1.call(&id).await["mute"], "On");
     a1.op(&id, json!({"operationName": "UnmuteCall"})).await;
+    assert_eq!(a1.call(&id).await["mute"], "Off");
     a1.op(&id, json!({"operationName": "SendDtmf", "digits": "12#"}))
         .await;
+    // DTMF changes no field of the call: its event carries the digits sent.
+    let dtmf = watch_until(&mut watch, |e| {
+        e.notification_type() == pb::NotificationType::DtmfSent
+    })
+    .await;
+    assert_eq!(dtmf.last().unwrap().digits, "12#");
     a1.op(
         &id,
         json!({"operationName": "AttachUserData", "userData": {"Case": "A-1", "Score": 7}}),
@@ -288,6 +292,8 @@ async fn call_operations_take_their_parameters_from_json() {
     .await;
     assert!(a1.call(&id).await["userData"].get("Score").is_none());
     a1.op(&id, json!({"operationName": "DeleteUserData"})).await;
+    // No data left: the call resource has no userData (as GWS omits an empty one).
+    assert!(a1.call(&id).await.get("userData").is_none());
     a1.op(&id, json!({"operationName": "SetCallDisposition", "disposition": "Sale", "dispositionKey": "Outcome"})).await;
     assert_eq!(a1.call(&id).await["userData"]["Outcome"], "Sale");
 

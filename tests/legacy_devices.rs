@@ -4,10 +4,9 @@
 //! on `/api/v2/me/calls/{id}`; and the refusals, each with nothing changed.
 
 mod common;
-mod legacy_common;
 
+use common::desktop::{Agent, assert_error, stable};
 use common::*;
-use legacy_common::{Agent, assert_error, established_call, stable};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -74,7 +73,7 @@ where
     reply.1["statusMessage"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_goes_ready_not_ready_after_call_work_ready_over_json() {
     let gw = TestGateway::spawn().await;
     let a1 = Agent::new(&gw.http_url(), "agent1");
@@ -133,7 +132,7 @@ async fn agent_goes_ready_not_ready_after_call_work_ready_over_json() {
     assert!(me["user"].get("devices").is_none());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_call_work_with_a_wrap_up_time_returns_to_ready() {
     let gw = TestGateway::spawn().await;
     let a1 = Agent::new(&gw.http_url(), "agent1");
@@ -167,7 +166,7 @@ async fn after_call_work_with_a_wrap_up_time_returns_to_ready() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn do_not_disturb_refuses_calls_and_forwarding_rings_the_target() {
     let gw = TestGateway::spawn().await;
     let base = gw.http_url();
@@ -234,16 +233,15 @@ async fn leg(supervisor: &Agent, id: &str) -> Value {
     supervisor.call(id).await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervisor_listens_in_barges_in_mutes_unmutes_and_cancels_over_json() {
     let gw = TestGateway::spawn().await;
     let base = gw.http_url();
-    let (a1, a2, sup) = (
+    let (a1, sup) = (
         Agent::new(&base, "agent1"),
-        Agent::new(&base, "agent2"),
         Agent::new(&base, "supervisor1"),
     );
-    let id = established_call(&a1, &a2).await;
+    let id = gw.established_call("agent1", "agent2", "15001").await;
     let call = a1.call(&id).await;
     assert!(!call["supervisorListeningIn"].as_bool().unwrap());
     // The call names agent1's device by its deviceUri, which answers as agent1's device.
@@ -315,7 +313,7 @@ async fn supervisor_listens_in_barges_in_mutes_unmutes_and_cancels_over_json() {
     assert_eq!(agent_view["supervisorListeningIn"], false);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitoring_refusals_change_nothing() {
     let gw = TestGateway::spawn_with(|config| {
         config.users.push(voice_gateway::config::UserConfig {
@@ -339,7 +337,7 @@ async fn monitoring_refusals_change_nothing() {
         agent("supervisor2"),
     );
     let (basic1, basicsup) = (agent("basic1"), agent("basicsup"));
-    let id = established_call(&a1, &a2).await;
+    let id = gw.established_call("agent1", "agent2", "15001").await;
     let target = a1.call(&id).await["deviceUri"].as_str().unwrap().to_owned();
     let listen = |extra: Value| {
         let mut body = json!({"operationName": "ListenIn", "targetDeviceUri": target});
@@ -393,7 +391,7 @@ async fn monitoring_refusals_change_nothing() {
     assert_eq!(device(&sup1).await["supervisorMonitoringState"], state);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_and_agent_state_refusals_change_nothing() {
     let gw = TestGateway::spawn().await;
     let base = gw.http_url();

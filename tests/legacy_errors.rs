@@ -2,10 +2,9 @@
 //! mapping in `gws::json::error`, and leaves the call exactly as it was.
 
 mod common;
-mod legacy_common;
 
 use common::TestGateway;
-use legacy_common::{Agent, assert_error, established_call, stable};
+use common::desktop::{Agent, assert_error, stable};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -22,7 +21,7 @@ impl Fixture {
         let gw = TestGateway::spawn().await;
         let a1 = Agent::new(&gw.http_url(), "agent1");
         let a2 = Agent::new(&gw.http_url(), "agent2");
-        let id = established_call(&a1, &a2).await;
+        let id = gw.established_call("agent1", "agent2", "15001").await;
         Self { gw, a1, a2, id }
     }
 
@@ -82,7 +81,7 @@ impl Fixture {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_operation_names_are_400_with_status_code_2() {
     let f = Fixture::new().await;
     f.refused(400, 2, || f.post_op(json!({"operationName": "Fly"})))
@@ -91,7 +90,7 @@ async fn unknown_operation_names_are_400_with_status_code_2() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_parameters_are_400_with_status_code_1() {
     let f = Fixture::new().await;
     f.refused(400, 1, || f.post_op(json!({"operationName": "SendDtmf"})))
@@ -120,7 +119,7 @@ async fn missing_parameters_are_400_with_status_code_1() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mistyped_parameters_are_400_with_status_code_2() {
     let f = Fixture::new().await;
     f.refused(400, 2, || {
@@ -161,7 +160,7 @@ async fn mistyped_parameters_are_400_with_status_code_2() {
     f.refused(400, 2, || f.a1.post(&dial, body)).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_outside_the_capabilities_are_400_with_status_code_2() {
     let f = Fixture::new().await;
     f.refused(400, 2, || f.post_op(json!({"operationName": "Retrieve"})))
@@ -174,7 +173,7 @@ async fn operations_outside_the_capabilities_are_400_with_status_code_2() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_call_and_device_ids_are_404_with_status_code_6() {
     let f = Fixture::new().await;
     let hangup = json!({"operationName": "Hangup"});
@@ -196,7 +195,7 @@ async fn unknown_call_and_device_ids_are_404_with_status_code_6() {
     f.refused(404, 6, || f.a1.post(&path, dial)).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_feature_is_403_with_status_code_3() {
     let gw = TestGateway::spawn().await;
     let basic = Agent::new(&gw.http_url(), "basic1");
@@ -222,7 +221,7 @@ async fn a_missing_feature_is_403_with_status_code_3() {
     assert_eq!(stable(&basic.call(&id).await), before);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_is_400_with_status_code_2() {
     let f = Fixture::new().await;
     let path = f.call_path();
@@ -239,7 +238,7 @@ async fn malformed_json_is_400_with_status_code_2() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_is_not_json_is_415_with_status_code_2() {
     let f = Fixture::new().await;
     let path = f.call_path();
@@ -259,7 +258,7 @@ async fn a_body_that_is_not_json_is_415_with_status_code_2() {
     f.refused(415, 2, || f.post_bytes(&path, None, body)).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_is_413_with_status_code_2() {
     let f = Fixture::new().await;
     let big = "x".repeat(100 * 1024);
@@ -274,7 +273,7 @@ async fn an_oversized_body_is_413_with_status_code_2() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_are_404_and_wrong_methods_405() {
     let f = Fixture::new().await;
     f.refused(404, 6, || f.a1.get("/api/v2/me/nothing")).await;
@@ -297,7 +296,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
     f.refused(405, 3, put).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_or_bad_credentials_are_401_with_status_code_20() {
     let f = Fixture::new().await;
     let url = format!("{}{}", f.gw.http_url(), f.call_path());
@@ -347,7 +346,7 @@ async fn missing_or_bad_credentials_are_401_with_status_code_20() {
     assert_eq!(body["statusMessage"], "Access denied");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_users_call_is_403_with_status_code_5() {
     let f = Fixture::new().await;
     let a3 = Agent::new(&f.gw.http_url(), "agent3");

@@ -3,10 +3,9 @@
 //! the same GWS statusCode on both fronts.
 
 mod common;
-mod legacy_common;
 
+use common::desktop::{Agent, assert_error};
 use common::*;
-use legacy_common::{Agent, assert_error};
 use pb::{CallState as S, NotificationType as N, RecordingState as R};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -66,7 +65,7 @@ fn assert_same_call(json: &Value, grpc: &pb::Call) {
     assert_eq!(json_numbers, numbers);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_dialed_over_json_is_answered_over_grpc_and_watched_over_grpc() {
     let gw = TestGateway::spawn().await;
     let (a1, a2) = (
@@ -156,7 +155,7 @@ async fn a_call_dialed_over_json_is_answered_over_grpc_and_watched_over_grpc() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_dialed_over_grpc_is_answered_over_json() {
     let gw = TestGateway::spawn().await;
     let (a1, a2) = (
@@ -216,14 +215,11 @@ async fn a_call_dialed_over_grpc_is_answered_over_json() {
     assert_same_call(&json_view, &get("agent1").await);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_failure_reports_the_same_status_code_on_both_fronts() {
     let gw = TestGateway::spawn().await;
-    let (a1, a2) = (
-        Agent::new(&gw.http_url(), "agent1"),
-        Agent::new(&gw.http_url(), "agent2"),
-    );
-    let id = legacy_common::established_call(&a1, &a2).await;
+    let a1 = Agent::new(&gw.http_url(), "agent1");
+    let id = gw.established_call("agent1", "agent2", "15001").await;
     let mut client = gw.calls().await;
     let call_path = format!("/api/v2/me/calls/{id}");
 

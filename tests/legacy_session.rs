@@ -1,10 +1,9 @@
 //! Sessions (`JSESSIONID`), the optional CSRF protection and CORS of the legacy API.
 
 mod common;
-mod legacy_common;
 
 use common::TestGateway;
-use legacy_common::{Agent, assert_error, established_call, stable};
+use common::desktop::{Agent, assert_error, stable};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
@@ -28,7 +27,7 @@ async fn send(request: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, Value
     (status, headers, response.json().await.unwrap())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_basic_request_opens_a_session_that_the_cookie_alone_keeps_using() {
     let gw = TestGateway::spawn().await;
     let url = |path: &str| format!("{}{path}", gw.http_url());
@@ -84,7 +83,7 @@ async fn a_basic_request_opens_a_session_that_the_cookie_alone_keeps_using() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cookie_store_client_needs_credentials_only_once() {
     let gw = TestGateway::spawn().await;
     let mut a1 = Agent::with_cookies(&gw.http_url(), "agent1");
@@ -102,7 +101,7 @@ async fn a_cookie_store_client_needs_credentials_only_once() {
     assert_error(&fresh.get("/api/v2/me").await, 401, 20);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_win_over_the_cookie_of_another_session() {
     let gw = TestGateway::spawn().await;
     let url = format!("{}/api/v2/me", gw.http_url());
@@ -136,7 +135,7 @@ async fn credentials_win_over_the_cookie_of_another_session() {
     assert_eq!(me["user"]["userName"], "agent1");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_contact_center_session_ends_the_http_session() {
     let gw = TestGateway::spawn().await;
     let url = format!("{}/api/v2/me", gw.http_url());
@@ -160,7 +159,7 @@ async fn end_contact_center_session_ends_the_http_session() {
     assert_ne!(cookie_pair(&session_cookie(&headers).unwrap()), cookie);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_csrf_on_gets_hand_out_the_token_and_posts_need_it() {
     let gw = TestGateway::spawn_with(|c| c.legacy.csrf = true).await;
     let base = gw.http_url();
@@ -229,17 +228,14 @@ async fn with_csrf_on_gets_hand_out_the_token_and_posts_need_it() {
     assert_eq!(a1.call(&id).await["state"], "Held");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_csrf_off_no_token_is_handed_out_or_needed() {
     let gw = TestGateway::spawn().await;
-    let (a1, a2) = (
-        Agent::new(&gw.http_url(), "agent1"),
-        Agent::new(&gw.http_url(), "agent2"),
-    );
+    let a1 = Agent::new(&gw.http_url(), "agent1");
     let response = a1.get_raw("/api/v2/me").await;
     assert!(response.headers().get("x-csrf-token").is_none());
     assert!(response.headers().get("x-csrf-header").is_none());
-    let id = established_call(&a1, &a2).await;
+    let id = gw.established_call("agent1", "agent2", "15001").await;
     a1.op(&id, json!({"operationName": "Hold"})).await;
 }
 
@@ -262,7 +258,7 @@ async fn preflight(gw: &TestGateway, origin: &str) -> reqwest::Response {
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_answers_preflights_of_allowed_origins_and_refuses_others() {
     let gw = TestGateway::spawn_with(|c| c.legacy.allowed_origins = vec![DESK.into()]).await;
     let ok = preflight(&gw, DESK).await;
@@ -301,7 +297,7 @@ async fn cors_answers_preflights_of_allowed_origins_and_refuses_others() {
     assert_eq!(body["statusCode"], 3);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_headers_go_only_to_allowed_origins() {
     let gw = TestGateway::spawn_with(|c| c.legacy.allowed_origins = vec![DESK.into()]).await;
     let client = reqwest::Client::new();
@@ -336,7 +332,7 @@ async fn cors_headers_go_only_to_allowed_origins() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_configured_origins_every_preflight_is_refused() {
     let gw = TestGateway::spawn().await;
     assert_eq!(preflight(&gw, DESK).await.status(), StatusCode::FORBIDDEN);

@@ -8,15 +8,14 @@
 //! open), so the bounds are reached without any sleep; every wait gives up after [`BOUND`].
 
 mod common;
-mod legacy_common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{Request, StatusCode};
+use common::desktop::Agent;
 use common::{TestGateway, as_user, gws_status, pb};
-use legacy_common::Agent;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -157,7 +156,7 @@ async fn until_json_status(agent: &Agent, status: StatusCode) -> Value {
     .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_requests_beyond_the_listener_bound_are_refused_at_once_and_change_nothing() {
     let gw = TestGateway::spawn_with(|c| c.server.max_requests = 2).await;
     let agent = Agent::new(&gw.http_url(), "agent1");
@@ -199,7 +198,7 @@ async fn json_requests_beyond_the_listener_bound_are_refused_at_once_and_change_
     assert_eq!(listed["uris"], json!([]));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_calls_beyond_the_listener_bound_are_refused_at_once_and_change_nothing() {
     let gw = TestGateway::spawn_with(|c| c.server.max_requests = 2).await;
     let (sender, _driver) = h2_connect(gw.grpc_addr).await;
@@ -258,7 +257,7 @@ async fn grpc_calls_beyond_the_listener_bound_are_refused_at_once_and_change_not
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_beyond_its_own_bound_is_refused_and_the_others_are_served() {
     let gateways = [
         TestGateway::spawn_single_port_with(|c| c.server.max_requests_per_connection = 2).await,
@@ -289,7 +288,7 @@ async fn a_connection_beyond_its_own_bound_is_refused_and_the_others_are_served(
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_listener_closes_new_connections_until_one_leaves() {
     let gw = TestGateway::spawn_with(|c| c.server.max_connections = 2).await;
     for (name, addr) in [("HTTP", gw.http_addr), ("gRPC", gw.grpc_addr)] {
@@ -315,7 +314,7 @@ async fn a_full_listener_closes_new_connections_until_one_leaves() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_send_its_request_head_in_time_is_disconnected() {
     let gw = TestGateway::spawn_with(|c| c.server.header_timeout_ms = 500).await;
     let silent = |addr: SocketAddr, name: &'static str| async move {
@@ -358,7 +357,7 @@ async fn a_client_that_does_not_send_its_request_head_in_time_is_disconnected() 
     assert_eq!(health.status(), StatusCode::OK);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_clients_see_the_stream_bound_and_the_goaway_of_an_aged_connection() {
     let configure = |c: &mut voice_gateway::config::Config| {
         c.server.http2_max_streams = 7;

@@ -72,7 +72,7 @@ async fn post_handshake(gw: &TestGateway, origin: &str) -> reqwest::Response {
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allowed_origin_gets_cors_headers_on_preflight_and_long_poll() {
     let gw = gateway(None, false).await;
     let response = preflight(&gw, DESK).await;
@@ -97,7 +97,7 @@ async fn an_allowed_origin_gets_cors_headers_on_preflight_and_long_poll() {
     assert_eq!(reply[0]["successful"], true, "{reply}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_origin_gets_no_cors_headers_and_its_preflight_is_refused() {
     let gw = gateway(None, false).await;
     let response = preflight(&gw, EVIL).await;
@@ -126,7 +126,7 @@ async fn another_origin_gets_no_cors_headers_and_its_preflight_is_refused() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_cookies_carry_the_configured_attributes() {
     let gw = gateway(Some(CookieSameSite::None), true).await;
     let login = reqwest::Client::new()
@@ -172,7 +172,7 @@ async fn the_session_cookies_carry_the_configured_attributes() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_the_cookies_have_no_same_site_and_are_not_secure() {
     let gw = gateway(None, false).await;
     let response = post_handshake(&gw, DESK).await;
@@ -184,7 +184,7 @@ async fn by_default_the_cookies_have_no_same_site_and_are_not_secure() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_upgrade_from_another_origin_is_refused() {
     let gw = gateway(None, false).await;
     let ws_url = notifications(&gw, "").replacen("http", "ws", 1);

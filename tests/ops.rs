@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::binary::Binary;
-use common::{as_user, established_call, pb, with_basic};
+use common::{established_call, pb, with_basic};
 use serde_json::Value;
 
 /// Every wait of this file gives up after this long, failing with a message.
@@ -45,7 +45,7 @@ fn lines_of(lines: &[String], id: &str) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_the_request_id_and_the_user_and_never_a_credential() {
     const PASSWORD: &str = "wrong-pw-Zq81x";
     const TOKEN: &str = "bearer-tok-Vb33k";
@@ -127,24 +127,10 @@ async fn json_logs_carry_the_request_id_and_the_user_and_never_a_credential() {
 /// `n` StopCallRecording requests (each after a StartCallRecording).
 async fn seed_and_stop_recordings(gw: &Binary, n: usize) {
     let mut calls = gw.calls().await;
-    let mut watch = calls
-        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    common::snapshot(&mut watch).await;
+    let watch = common::watch_calls(&mut calls, "agent1").await;
     let id = established_call(&mut calls).await;
     for _ in 0..n {
-        let call_id = id.clone();
-        calls
-            .start_call_recording(as_user("agent1", pb::StartCallRecordingRequest { call_id }))
-            .await
-            .unwrap();
-        let call_id = id.clone();
-        calls
-            .stop_call_recording(as_user("agent1", pb::StopCallRecordingRequest { call_id }))
-            .await
-            .unwrap();
+        common::record_and_stop(&mut calls, "agent1", &id).await;
     }
     // Keep the watcher open until the metrics are read? No: it ends here; the gauge
     // returns to zero, which promtool checks as well as any other value.
@@ -161,7 +147,7 @@ fn tool(name: &str) -> PathBuf {
     path
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_accepts_the_metrics_after_the_seed_scenario() {
     let gw = start().await;
     seed_and_stop_recordings(&gw, 2).await;
@@ -201,7 +187,7 @@ async fn promtool_accepts_the_metrics_after_the_seed_scenario() {
     gw.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_reads_back_the_stop_call_recording_count() {
     const N: usize = 7;
     let gw = start().await;
@@ -264,6 +250,8 @@ async fn a_real_prometheus_reads_back_the_stop_call_recording_count() {
             tokio::time::Instant::now() < deadline,
             "Prometheus has no sample of {query} after 60 s; last answer: {last}"
         );
+        // The poll interval of a Prometheus query (Prometheus reports no event), bounded
+        // by the deadline above; the gateway is not waited for.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     gw.stop().await;
@@ -384,8 +372,16 @@ fn configuration_mistakes_are_refused_before_any_listener_binds() {
             format!("{BASE}[switch]\nexternal_answer = 1\n"),
             &[
                 "unknown field `external_answer`",
-                "expected `external_answer_ms`",
+                "expected one of `external_answer_ms`",
             ],
+        ),
+        (
+            "failing-dn",
+            format!(
+                "{}[switch]\nbusy_numbers = [\"100\"]\n",
+                user("password = \"p\"\n")
+            ),
+            &["switch.busy_numbers", "100 is a user's phone number"],
         ),
     ];
     for (name, text, wanted) in cases {
@@ -452,7 +448,7 @@ fn hash_password_refuses_an_empty_input_and_hashes_a_given_one() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hash_password_prompts_on_a_terminal_without_echoing() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     // util-linux `script` runs the command on a pseudo-terminal fed from our pipe.
@@ -496,4 +492,48 @@ async fn hash_password_prompts_on_a_terminal_without_echoing() {
         !screen.contains("s3cret-on-tty"),
         "the secret was echoed: {screen:?}"
     );
+}
+
+/// Text logs written to a pipe (a file, a log collector) carry no colour codes: the
+/// gateway colours its logs only on a terminal.
+#[tokio::test]
+async fn text_logs_to_a_pipe_have_no_colour_codes() {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--admin-listen", "none", "--log-format", "text"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the gateway binary starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    tokio::time::timeout(BOUND, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let serving = line.contains("voice-gateway serving");
+            seen.push(line);
+            if serving {
+                return;
+            }
+        }
+        panic!("the gateway exited before serving: {seen:?}");
+    })
+    .await
+    .expect("the gateway serves in time");
+    assert!(
+        seen.iter().all(|line| !line.contains('\u{1b}')),
+        "colour codes in piped logs: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|line| line.contains(" INFO ")),
+        "plain text lines with their level: {seen:?}"
+    );
+    child.kill().await.unwrap();
 }

@@ -13,17 +13,14 @@ mod tls_support;
 use std::time::Duration;
 
 use cometd_support::node::NodeClient;
-use common::{as_user, pb};
+use common::{TestGateway, as_user, pb};
 use serde_json::{Value, json};
 use tls_support::{Curl, Pki, basic, curl, gateway, grpcurl_json, tls_channel};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use voice_gateway::config::Config;
 use voice_gateway::tls::{ServerTls, TlsConfig};
-use voice_gateway::{Listeners, run};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_runs_the_seed_scenario_over_tls() {
     let pki = Pki::new();
     let gw = gateway(pki.tls_config()).await;
@@ -180,12 +177,12 @@ async fn curl_scenario(version_flag: &'static str, expected_version: &str) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_runs_the_seed_scenario_over_https_http1() {
     curl_scenario("--http1.1", "1.1").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_runs_the_seed_scenario_over_https_http2() {
     curl_scenario("--http2", "2").await;
 }
@@ -251,17 +248,17 @@ async fn cometd9_scenario(transport: &str) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cometd9_long_polling_over_https() {
     cometd9_scenario("long-polling").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cometd9_websocket_over_wss() {
     cometd9_scenario("websocket").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_and_silent_handshakes_disturb_no_other_connection() {
     let pki = Pki::new();
     let gw = gateway(TlsConfig {
@@ -304,16 +301,16 @@ async fn failed_and_silent_handshakes_disturb_no_other_connection() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_port_serves_grpc_and_https_over_tls() {
     let pki = Pki::new();
-    let mut config = Config::demo();
-    config.tls = Some(pki.tls_config());
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = grpc.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let _guard = shutdown.clone().drop_guard();
-    tokio::spawn(run(config, Listeners { grpc, http: None }, shutdown));
+    let tls = pki.tls_config();
+    let gw = TestGateway::builder()
+        .one_port()
+        .config(|c| c.tls = Some(tls))
+        .start()
+        .await;
+    let addr = gw.grpc_addr;
     let channel = tls_channel(addr, &pki.ca, None)
         .await
         .expect("a TLS channel");

@@ -22,7 +22,7 @@ fn for_agent1<T>(message: T) -> tonic::Request<T> {
     request
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_acts_as_its_service_account_without_a_token() {
     let pki = Pki::new();
     let gw = gateway(pki.mtls_config()).await;
@@ -90,7 +90,7 @@ async fn a_client_certificate_acts_as_its_service_account_without_a_token() {
     assert_eq!(listed["calls"][0]["id"], call.id.as_str(), "{listed}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_of_no_service_account_needs_credentials() {
     let pki = Pki::new();
     let gw = gateway(pki.mtls_config()).await;
@@ -144,7 +144,7 @@ async fn server_verdict(
         .unwrap_or_else(|error| error.to_string())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_refuses_no_certificate_and_one_from_another_ca() {
     let pki = Pki::new();
     let gw = gateway(pki.mtls_config()).await;

@@ -378,7 +378,7 @@ async fn seen(
             let calls = match message.kind {
                 Some(Kind::Snapshot(snapshot)) => snapshot.calls,
                 Some(Kind::Event(event)) => event.call.into_iter().collect(),
-                None => Vec::new(),
+                Some(Kind::Error(_)) | None => Vec::new(),
             };
             if calls.iter().any(|c| c.id == id && c.state() == state) {
                 return Ok(());

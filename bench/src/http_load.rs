@@ -111,7 +111,7 @@ async fn connection_loop(
     }
 }
 
-async fn post(
+pub(crate) async fn post(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     request: http::Request<Full<Bytes>>,
     cookie: &mut Option<String>,

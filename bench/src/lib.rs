@@ -12,15 +12,21 @@
 //!   HTTP/1.1 JSON); [`watchers`]: many WatchCalls streams with commit-to-receipt latency;
 //!   [`driver`]: the fixed-rate event driver; [`paced_load`]: an open-loop (fixed-rate) gRPC
 //!   unary load generator.
+//! - [`count`]: a fixed number of figure 1 or 2 requests, for instruction counts under
+//!   callgrind.
 //! - [`setup`]: the generated configuration and established calls; [`plan`]: counts and
 //!   durations; [`figures`]: the figures; [`report`]: BENCHMARKS.md.
 //! - [`flood`]: figure 6, a password flood against an argon2 user (issue 10), with its
-//!   clients in [`flood_load`] (the RSS sampler is [`process::sample_peaks`]).
-//!   durations; [`figures`]: the figures; [`bridge`]: figure 7 (bridge mode, two gateways);
-//!   [`report`]: BENCHMARKS.md.
+//!   clients in [`flood_load`] (the RSS sampler is [`process::sample_peaks`]);
+//!   [`bridge`]: figure 7 (bridge mode, two gateways).
+//! - [`chaos`]: figure 8, chaos resume (issue 14): watchers and CometD clients whose
+//!   connections die at random, checked for lost and duplicated events; the test suite's
+//!   `tests/chaos_resume.rs` runs the same module against an in-process gateway.
 
 pub mod bridge;
+pub mod chaos;
 pub mod cometd;
+pub mod count;
 pub mod driver;
 pub mod figures;
 pub mod flood;

@@ -53,7 +53,7 @@ enum Command {
         faye_dir: PathBuf,
         /// Run only these figure groups: `unary` (1 and 2), `fanout` (3 and 4), `faye`
         /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5), `flood` (6),
-        /// `bridge` (7).
+        /// `bridge` (7), `chaos` (8).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Hand-written profile findings copied into the report.
@@ -81,6 +81,41 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Sends a fixed number of figure 1 or 2 requests to a running server (for instruction
+    /// counts: run the server under callgrind, zero its counters with `--before`, dump
+    /// them with `--after`).
+    Count {
+        /// What the server is.
+        #[arg(long, value_enum)]
+        target: voice_bench::count::Target,
+        /// Its listener (the gateway's gRPC listener for both gateway targets).
+        #[arg(long)]
+        addr: SocketAddr,
+        /// The gateway's HTTP listener (target `gateway-json`).
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        /// Measured requests.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Connections.
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// Streams in flight per connection (gRPC).
+        #[arg(long, default_value_t = 10)]
+        in_flight: usize,
+        /// Warm-up requests per slot.
+        #[arg(long, default_value_t = 4)]
+        warmup: usize,
+        /// WatchCalls streams held open on the gateway.
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        /// Shell command run after the warm-up.
+        #[arg(long)]
+        before: Option<String>,
+        /// Shell command run after the measured requests.
+        #[arg(long)]
+        after: Option<String>,
+    },
     /// Serves the gateway library in this process (for the smoke run).
     Gateway {
         /// gRPC listen address.
@@ -107,6 +142,34 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::BareTonic { listen } => servers::bare_tonic(listen).await,
         Command::BareAxum { listen } => servers::bare_axum(listen).await,
+        Command::Count {
+            target,
+            addr,
+            http,
+            requests,
+            connections,
+            in_flight,
+            warmup,
+            watchers,
+            before,
+            after,
+        } => {
+            let ok = voice_bench::count::run(voice_bench::count::CountShape {
+                target,
+                addr,
+                http,
+                connections,
+                in_flight,
+                requests,
+                warmup_per_slot: warmup,
+                watchers,
+                before,
+                after,
+            })
+            .await?;
+            println!("{ok}");
+            Ok(())
+        }
         Command::Gateway {
             grpc_listen,
             http_listen,
@@ -195,6 +258,10 @@ async fn main() -> anyhow::Result<()> {
             if wanted("bridge") {
                 eprintln!("voice-bench: figure 7 (bridge mode)");
                 bench.bridge().await?;
+            }
+            if wanted("chaos") {
+                eprintln!("voice-bench: figure 8 (chaos resume)");
+                bench.chaos().await?;
             }
             let report = Report {
                 command: command_line,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::bridge::BridgePlan;
+use crate::chaos::ChaosPlan;
 use crate::grpc_load::LoadShape;
 use crate::paced_load::PacedShape;
 
@@ -43,6 +44,8 @@ pub struct Plan {
     pub bridge: BridgePlan,
     /// Figure 6: the password flood.
     pub flood: FloodShape,
+    /// Figure 8: the chaos resume run.
+    pub chaos: ChaosPlan,
 }
 
 /// The shape of the password flood (figure 6, issue 10).
@@ -112,6 +115,7 @@ impl Plan {
                     duration: Duration::from_secs(5),
                 },
             },
+            chaos: ChaosPlan::bench(),
         }
     }
 
@@ -161,6 +165,7 @@ impl Plan {
                     duration: Duration::from_millis(500),
                 },
             },
+            chaos: ChaosPlan::smoke(),
         }
     }
 }

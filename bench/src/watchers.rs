@@ -162,7 +162,8 @@ async fn read_stream(
                         }
                     }
                 }
-                None => {}
+                // The bench dials no failing number: no asynchronous error to count.
+                Some(pb::watch_calls_response::Kind::Error(_)) | None => {}
             },
             Ok(None) => return tally,
             Err(status) => {

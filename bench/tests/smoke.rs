@@ -1,7 +1,8 @@
 //! A small run of the whole bench (tiny counts, a few seconds, the gateway served in
 //! process by the bench binary) so that the suite cannot rot: it must finish, produce
 //! nonzero throughput and latency counts, and a report that parses (figure 7 included: two
-//! gateways, one bridging to the other).
+//! gateways, one bridging to the other; figure 8: a small chaos run without a lost or
+//! duplicated event).
 
 use std::process::Command;
 
@@ -55,16 +56,21 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
     // (done by scripts/install-test-clients).
     let cometd = row("3. Fan-out (CometD)");
     assert!(cometd.value > 0.0, "{cometd:?}");
-    if let Some(faye) = report
+    // The Faye row is required: a missing install fails here, as the README says.
+    let faye = report
         .rows
         .iter()
         .find(|r| r.figure == "3. Fan-out vs Faye")
-    {
-        assert!(
-            faye.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
-            "{faye:?}"
-        );
-    }
+        .unwrap_or_else(|| {
+            panic!(
+                "no Faye row (run scripts/install-test-clients for bench/faye): {:?}",
+                report.rows
+            )
+        });
+    assert!(
+        faye.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
+        "{faye:?}"
+    );
     // Figure 6: peak RSS, the legitimate client, the fresh login, and the flood's answers.
     let flood: Vec<_> = report
         .rows
@@ -97,6 +103,10 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
         .find(|n| n.starts_with("Figure 7"))
         .expect("a note for figure 7");
     assert!(bridge_note.contains(" 0 failed in all"), "{bridge_note}");
+    // Figure 8: the chaos run's clients lost and duplicated nothing.
+    let chaos = row("8. Chaos resume");
+    assert_eq!(chaos.met, Some(true), "{chaos:?}");
+    assert!(chaos.gateway.contains("lost 0, duplicated 0"), "{chaos:?}");
     for row in &report.rows {
         assert!(row.value.is_finite(), "{row:?}");
     }

@@ -1,6 +1,15 @@
 //! The embedded switch: a small PBX inside the process, so the gateway runs with no other
 //! system. Configured DNs ring their users; any other number reaches a simulated external
 //! party that answers after a configurable delay.
+//!
+//! The simulated outside world can also fail a leg, as a real network does after it took
+//! the call: numbers set as busy answer busy, numbers set as unreachable cannot be reached
+//! ([`EmbeddedSwitch::with_failing_numbers`], the `switch.busy_numbers` and
+//! `switch.unreachable_numbers` keys). The switch takes such a leg like any other and
+//! reports [`SwitchEvent::Failed`] after the same delay as an answer, so the operation that
+//! created the leg has been accepted by then; the core turns the failure into an
+//! asynchronous error for the user who asked (`crate::core::ErrorEvent`). Numbers match
+//! exactly, as dialed (after forwarding).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -18,6 +27,10 @@ const MAX_FORWARD_HOPS: usize = 5;
 #[derive(Debug)]
 pub struct EmbeddedSwitch {
     numbers: HashSet<String>,
+    /// Outside numbers that answer busy.
+    busy: HashSet<String>,
+    /// Outside numbers the network cannot reach.
+    unreachable: HashSet<String>,
     lines: Mutex<HashMap<String, LineSettings>>,
     answer_delay: Duration,
     // Unbounded on purpose: it carries one message per external leg the core created,
@@ -35,9 +48,34 @@ impl EmbeddedSwitch {
     ) -> Self {
         Self {
             numbers: numbers.into_iter().collect(),
+            busy: HashSet::new(),
+            unreachable: HashSet::new(),
             lines: Mutex::new(HashMap::new()),
             answer_delay,
             events,
+        }
+    }
+
+    /// Makes legs to the outside numbers `busy` fail as busy, and legs to `unreachable` as
+    /// unreachable, instead of being answered.
+    pub fn with_failing_numbers(
+        mut self,
+        busy: impl IntoIterator<Item = String>,
+        unreachable: impl IntoIterator<Item = String>,
+    ) -> Self {
+        self.busy = busy.into_iter().collect();
+        self.unreachable = unreachable.into_iter().collect();
+        self
+    }
+
+    /// Returns how a leg to an outside number fails, if it does.
+    fn leg_failure(&self, number: &str) -> Option<SwitchError> {
+        if self.busy.contains(number) {
+            Some(SwitchError::Busy(number.to_owned()))
+        } else if self.unreachable.contains(number) {
+            Some(SwitchError::Unreachable(number.to_owned()))
+        } else {
+            None
         }
     }
 }
@@ -79,9 +117,14 @@ impl Switch for EmbeddedSwitch {
     }
 
     fn external_leg(&self, call: &CallId, number: &str) {
-        let event = SwitchEvent::Answered {
-            call: call.clone(),
-            number: number.to_owned(),
+        let (call, number) = (call.clone(), number.to_owned());
+        let event = match self.leg_failure(&number) {
+            Some(error) => SwitchEvent::Failed {
+                call,
+                number,
+                error,
+            },
+            None => SwitchEvent::Answered { call, number },
         };
         self.report_later(event, self.answer_delay);
     }
@@ -166,5 +209,44 @@ mod tests {
             },
         );
         assert!(matches!(dial("15001"), Err(SwitchError::Refused(_))));
+    }
+
+    #[test]
+    fn outside_numbers_set_as_failing_fail_after_routing_and_the_rest_answer() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let switch = EmbeddedSwitch::new(["15001".to_owned()], Duration::ZERO, tx)
+            .with_failing_numbers(["9165550486".to_owned()], ["9165550404".to_owned()]);
+        let call = CallId::new("c");
+        for number in ["9165550486", "9165550404", "9165550104"] {
+            // Routing takes them all: the failure comes later, from the network.
+            assert_eq!(
+                switch.route("15000", &Destination::to_number(number)),
+                Ok(Route::External(number.into()))
+            );
+            switch.external_leg(&call, number);
+        }
+        let failed = |number: &str, error| SwitchEvent::Failed {
+            call: call.clone(),
+            number: number.into(),
+            error,
+        };
+        assert_eq!(
+            rx.try_recv(),
+            Ok(failed("9165550486", SwitchError::Busy("9165550486".into())))
+        );
+        assert_eq!(
+            rx.try_recv(),
+            Ok(failed(
+                "9165550404",
+                SwitchError::Unreachable("9165550404".into())
+            ))
+        );
+        assert_eq!(
+            rx.try_recv(),
+            Ok(SwitchEvent::Answered {
+                call: call.clone(),
+                number: "9165550104".into()
+            })
+        );
     }
 }

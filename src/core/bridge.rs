@@ -25,14 +25,16 @@
 //! UNAVAILABLE saying the upstream accepted it and that the call will appear on the watch.
 //!
 //! What the upstream reports arrives through [`CallControl::mirror_call`],
-//! [`CallControl::mirror_device`] and, after a reconnection, [`CallControl::mirror_resync`];
-//! each change is one event in the same numbered log as embedded mode's.
+//! [`CallControl::mirror_device`], [`CallControl::mirror_error`] and, after a reconnection,
+//! [`CallControl::mirror_resync`]; each is one event in the same numbered log as embedded
+//! mode's.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::devices::{DeviceChange, DeviceEvent, DeviceSnapshot};
-use super::events::{CallWatch, DeviceWatch, WatchScope};
+use super::error_event::ErrorEvent;
+use super::events::{CallWatch, CallWatchEvent, DeviceWatch, WatchScope};
 use super::model::{CallEvent, CallId, CallSnapshot, CallState, NotificationType, Operation};
 use super::operation::{CallOperation, DeviceRequest, DialRequest};
 use super::port::{Unplugged, Upstream};
@@ -248,6 +250,17 @@ impl CallControl {
         });
     }
 
+    /// Mirrors an asynchronous error the upstream reported to `error.user` (bridge mode;
+    /// ignored in embedded mode): one [`ErrorEvent`], numbered like the call events. Its
+    /// call is not mirrored: the upstream reports the call's own changes separately.
+    pub fn mirror_error(&self, error: ErrorEvent) {
+        let mut store = self.lock();
+        if store.mirror.is_none() {
+            return;
+        }
+        store.log.append_error(error);
+    }
+
     /// Mirrors a device as the upstream reported it (bridge mode): one event, when it
     /// differs from what is mirrored, classed by what changed (the agent state or session,
     /// do-not-disturb, or the rest), which decides the CometD channels it goes out on.
@@ -352,7 +365,7 @@ fn reported_as(operation: Operation) -> Option<NotificationType> {
     }
 }
 
-/// Waits up to `wait` for the next event of the watch that `wanted` accepts; its call.
+/// Waits up to `wait` for the next call event of the watch that `wanted` accepts; its call.
 async fn next_event(
     watch: &mut CallWatch,
     wait: Duration,
@@ -361,7 +374,9 @@ async fn next_event(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, watch.next()).await {
-            Ok(Ok(Some(event))) if wanted(&event) => return Some(event.call.clone()),
+            Ok(Ok(Some(CallWatchEvent::Call(event)))) if wanted(&event) => {
+                return Some(event.call.clone());
+            }
             Ok(Ok(Some(_))) => {}
             _ => return None,
         }

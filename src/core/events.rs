@@ -1,5 +1,6 @@
-//! The numbered event stream: every change is a [`CallEvent`] with a sequence number,
-//! appended under the store lock (so sequence order is commit order), kept in a bounded
+//! The numbered event stream: every change is a [`CallEvent`] or a [`DeviceEvent`], and
+//! every failure after acceptance an [`ErrorEvent`], each with a sequence number, appended
+//! under the store lock (so sequence order is commit order), kept in a bounded
 //! history for resume, and dispatched to watchers through a per-scope index.
 //!
 //! Dispatch: each watcher owns a mailbox registered under its scope's key (the user, the
@@ -36,6 +37,7 @@ use tokio::sync::Notify;
 use super::FastMap;
 use super::devices::DeviceEvent;
 use super::error::{CoreError, CoreResult};
+use super::error_event::ErrorEvent;
 use super::model::{CallEvent, CallId, CallSnapshot, UserRef};
 
 /// One entry of the event stream.
@@ -45,6 +47,8 @@ pub enum Event {
     Call(Arc<CallEvent>),
     /// A device notification.
     Device(Arc<DeviceEvent>),
+    /// An operation that failed after it was accepted.
+    Error(Arc<ErrorEvent>),
 }
 
 impl Event {
@@ -53,6 +57,7 @@ impl Event {
         match self {
             Self::Call(e) => e.sequence,
             Self::Device(e) => e.sequence,
+            Self::Error(e) => e.sequence,
         }
     }
 
@@ -61,6 +66,35 @@ impl Event {
         match self {
             Self::Call(e) => &e.call.user,
             Self::Device(e) => &e.device.user,
+            Self::Error(e) => &e.user,
+        }
+    }
+}
+
+/// What a [`CallWatch`] delivers: the events of `/v2/me/calls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallWatchEvent {
+    /// A call notification.
+    Call(Arc<CallEvent>),
+    /// An operation that failed after it was accepted.
+    Error(Arc<ErrorEvent>),
+}
+
+impl From<CallWatchEvent> for Event {
+    fn from(event: CallWatchEvent) -> Self {
+        match event {
+            CallWatchEvent::Call(e) => Self::Call(e),
+            CallWatchEvent::Error(e) => Self::Error(e),
+        }
+    }
+}
+
+impl CallWatchEvent {
+    /// Returns the event's sequence number.
+    pub fn sequence(&self) -> u64 {
+        match self {
+            Self::Call(e) => e.sequence,
+            Self::Error(e) => e.sequence,
         }
     }
 }
@@ -392,6 +426,16 @@ impl EventLog {
         event
     }
 
+    /// Numbers and publishes an asynchronous error.
+    pub(crate) fn append_error(&mut self, mut event: ErrorEvent) -> Arc<ErrorEvent> {
+        self.last += 1;
+        event.sequence = self.last;
+        event.committed_at = std::time::SystemTime::now();
+        let event = Arc::new(event);
+        self.push(Event::Error(event.clone()));
+        event
+    }
+
     /// Starts a watch of every kind of event; `from` resumes right after that sequence.
     pub(crate) fn watch_events(
         &self,
@@ -538,7 +582,7 @@ impl EventWatch {
     }
 }
 
-/// A live subscription to the call events of a scope.
+/// A live subscription to the call events and asynchronous errors of a scope.
 #[derive(Debug)]
 pub struct CallWatch(EventWatch);
 
@@ -548,11 +592,13 @@ impl CallWatch {
         self.0.position()
     }
 
-    /// Waits for the next call event in scope; `Ok(None)` when the stream shuts down.
-    pub async fn next(&mut self) -> Result<Option<Arc<CallEvent>>, WatchError> {
+    /// Waits for the next call event or error in scope; `Ok(None)` when the stream shuts
+    /// down.
+    pub async fn next(&mut self) -> Result<Option<CallWatchEvent>, WatchError> {
         loop {
             match self.0.next().await? {
-                Some(Event::Call(event)) => return Ok(Some(event)),
+                Some(Event::Call(event)) => return Ok(Some(CallWatchEvent::Call(event))),
+                Some(Event::Error(event)) => return Ok(Some(CallWatchEvent::Error(event))),
                 Some(Event::Device(_)) => {}
                 None => return Ok(None),
             }
@@ -575,7 +621,7 @@ impl DeviceWatch {
         loop {
             match self.0.next().await? {
                 Some(Event::Device(event)) => return Ok(Some(event)),
-                Some(Event::Call(_)) => {}
+                Some(Event::Call(_) | Event::Error(_)) => {}
                 None => return Ok(None),
             }
         }
@@ -631,7 +677,7 @@ mod tests {
         log.append(event("a"));
         let mut got = vec![];
         for _ in 0..3 {
-            got.push(watch.next().await.unwrap().unwrap().sequence);
+            got.push(watch.next().await.unwrap().unwrap().sequence());
         }
         assert_eq!(got, vec![3, 4, 5]);
     }
@@ -689,13 +735,13 @@ mod tests {
         let mut log = EventLog::new(100, 2);
         let mut watch = log.watch(WatchScope::All, None).unwrap();
         log.append(event("a"));
-        assert_eq!(watch.next().await.unwrap().unwrap().sequence, 1);
+        assert_eq!(watch.next().await.unwrap().unwrap().sequence(), 1);
         for _ in 0..5 {
             log.append(event("a"));
         }
         // It gets what its mailbox held (2 and 3), then where to resume from.
-        assert_eq!(watch.next().await.unwrap().unwrap().sequence, 2);
-        assert_eq!(watch.next().await.unwrap().unwrap().sequence, 3);
+        assert_eq!(watch.next().await.unwrap().unwrap().sequence(), 2);
+        assert_eq!(watch.next().await.unwrap().unwrap().sequence(), 3);
         assert_eq!(
             watch.next().await,
             Err(WatchError::Lagged { last_delivered: 3 })
@@ -715,10 +761,10 @@ mod tests {
             log.append(event("b"));
         }
         log.append(event("a"));
-        assert_eq!(quiet.next().await.unwrap().unwrap().sequence, 11);
+        assert_eq!(quiet.next().await.unwrap().unwrap().sequence(), 11);
         // The contact-center watcher sees every user, so it fell behind.
-        assert_eq!(center.next().await.unwrap().unwrap().sequence, 1);
-        assert_eq!(center.next().await.unwrap().unwrap().sequence, 2);
+        assert_eq!(center.next().await.unwrap().unwrap().sequence(), 1);
+        assert_eq!(center.next().await.unwrap().unwrap().sequence(), 2);
         assert_eq!(
             center.next().await,
             Err(WatchError::Lagged { last_delivered: 2 })
@@ -744,7 +790,7 @@ mod tests {
         let mut watch = log.watch(WatchScope::All, None).unwrap();
         log.append(event("a"));
         drop(log);
-        assert_eq!(watch.next().await.unwrap().unwrap().sequence, 1);
+        assert_eq!(watch.next().await.unwrap().unwrap().sequence(), 1);
         assert_eq!(watch.next().await, Ok(None));
     }
 
@@ -761,7 +807,7 @@ mod tests {
             0,
             "an undelivered event in scope holds it back"
         );
-        assert_eq!(watch.next().await.unwrap().unwrap().sequence, 3);
+        assert_eq!(watch.next().await.unwrap().unwrap().sequence(), 3);
         assert_eq!(watch.position(), 3);
     }
 
@@ -782,6 +828,6 @@ mod tests {
         };
         wakes.wake();
         let got = waiter.await.unwrap().unwrap().unwrap();
-        assert_eq!(got.sequence, 1);
+        assert_eq!(got.sequence(), 1);
     }
 }

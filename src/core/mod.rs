@@ -4,7 +4,9 @@
 //!
 //! [`CallControl`] is the one entry point both front-ends call. It never imports tonic,
 //! prost, axum, http or serde_json: the front-ends convert their wire types into the
-//! requests of [`CallOperation`], [`DialRequest`] and [`DeviceRequest`] and render [`CallSnapshot`]s and [`CallEvent`]s back.
+//! requests of [`CallOperation`], [`DialRequest`] and [`DeviceRequest`] and render
+//! [`CallSnapshot`]s, [`CallEvent`]s and [`ErrorEvent`]s (operations that failed after
+//! they were accepted) back.
 //!
 //! Locking: one `std::sync::Mutex` guards the store. Every operation is short and never
 //! awaits under it; events are appended to the log under the same lock, so the sequence
@@ -22,6 +24,7 @@ pub mod country;
 mod device;
 mod directory;
 mod error;
+mod error_event;
 mod events;
 pub mod idempotency;
 mod model;
@@ -43,7 +46,10 @@ pub use directory::{
     invalid_password, invalid_token, stable_id, user_principal, voice_environment_id,
 };
 pub use error::{CoreError, CoreResult, ErrorKind};
-pub use events::{CallWatch, DeviceWatch, Event, EventWatch, ResumePoint, WatchError, WatchScope};
+pub use error_event::ErrorEvent;
+pub use events::{
+    CallWatch, CallWatchEvent, DeviceWatch, Event, EventWatch, ResumePoint, WatchError, WatchScope,
+};
 pub use model::{
     CallEvent, CallId, CallSnapshot, CallState, CallType, NotificationType, Operation, Participant,
     RecordingState, UserData, UserDataValue, UserRef, feature,
@@ -249,7 +255,7 @@ impl CallControl {
             &request.destination,
         )?;
         if let store::Endpoint::External(number) = &target {
-            self.switch.external_leg(&id, number);
+            self.external_leg(&mut store, &id, number, user, Operation::Dial);
         }
         store.view_of(&self.directory, &id, &user.name)
     }
@@ -296,8 +302,8 @@ impl CallControl {
             target.clone(),
         )?;
         if let Some(store::Endpoint::External(number)) = &target {
-            self.switch
-                .external_leg(created.as_ref().unwrap_or(call_id), number);
+            let leg_call = created.as_ref().unwrap_or(call_id);
+            self.external_leg(&mut store, leg_call, number, user, operation);
         }
         match store.log.latest_view(committed, call_id, &user.name) {
             Some(view) => Ok(view),
@@ -455,6 +461,17 @@ impl CallControl {
             SwitchEvent::Released { call, number } => {
                 ops::remote_released(&mut store, &self.directory, call, number)
             }
+            SwitchEvent::Failed {
+                call,
+                number,
+                error,
+            } => ops::remote_failed(
+                &mut store,
+                &self.directory,
+                call,
+                number,
+                switch_error(error.clone()),
+            ),
             SwitchEvent::WrapUpEnded { user, generation } => device_ops::wrap_up_ended(
                 &mut store,
                 &self.directory,
@@ -466,6 +483,28 @@ impl CallControl {
         if let Err(error) = result {
             tracing::debug!(?event, %error, "switch event for a call that moved on");
         }
+    }
+
+    /// Hands a new leg to an outside number to the switch, first noting on the leg who asked
+    /// for it with which operation, so that the switch's later [`SwitchEvent::Failed`]
+    /// reaches that user as an [`ErrorEvent`].
+    fn external_leg(
+        &self,
+        store: &mut Store,
+        call: &CallId,
+        number: &str,
+        user: &User,
+        operation: Operation,
+    ) {
+        store.note_leg_request(
+            call,
+            number,
+            error_event::LegRequest {
+                user: user.name.clone(),
+                operation,
+            },
+        );
+        self.switch.external_leg(call, number);
     }
 
     fn route(&self, user: &User, destination: &Destination) -> CoreResult<store::Endpoint> {
@@ -496,9 +535,12 @@ fn switch_error(error: SwitchError) -> CoreError {
         SwitchError::Unavailable(_) => CoreError::Unavailable(error.to_string()),
         SwitchError::Busy(_) => CoreError::InUse(error.to_string()),
         SwitchError::Refused(reason) => CoreError::invalid("destination", reason),
+        SwitchError::Unreachable(_) => CoreError::NotFound(error.to_string()),
     }
 }
 
+#[cfg(test)]
+mod error_event_tests;
 #[cfg(test)]
 mod release_tests;
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //!
 //! [`Upstream`]: bridge mode. A GWS server upstream owns the calls and decides (state,
 //! capabilities, errors); the core hands each operation to it and mirrors what it reports
-//! (`CallControl::mirror_call`, `mirror_device`, `mirror_resync`). The fronts call the same
+//! (`CallControl::mirror_call`, `mirror_device`, `mirror_error`, `mirror_resync`). The fronts call the same
 //! `CallControl::submit_*` methods in both modes and cannot tell which port is behind them.
 
 use std::fmt;
@@ -38,6 +38,18 @@ pub enum SwitchEvent {
         call: CallId,
         /// The external number.
         number: String,
+    },
+    /// The network could not complete a leg to an external number (busy, unreachable):
+    /// reported instead of [`SwitchEvent::Answered`], after the operation that created the
+    /// leg was accepted. The core releases the leg and tells the user who asked for it
+    /// (see [`crate::core::ErrorEvent`]).
+    Failed {
+        /// The call.
+        call: CallId,
+        /// The external number.
+        number: String,
+        /// Why the leg failed: [`SwitchError::Busy`] or [`SwitchError::Unreachable`].
+        error: SwitchError,
     },
     /// An external party hung up.
     Released {
@@ -73,9 +85,12 @@ pub enum SwitchError {
     /// The switch refused this request (unreachable).
     #[error("{0}")]
     Refused(String),
-    /// The dialed number is busy (do-not-disturb).
+    /// The dialed number is busy (do-not-disturb, or an outside line that answers busy).
     #[error("{0} is busy")]
     Busy(String),
+    /// The network has no way to the dialed number.
+    #[error("{0} cannot be reached")]
+    Unreachable(String),
 }
 
 /// A telephone switch that the core drives.
@@ -90,7 +105,8 @@ pub trait Switch: Send + Sync + fmt::Debug + 'static {
     fn submit(&self, call: &CallId, operation: Operation) -> Result<(), SwitchError>;
 
     /// Tells the switch that a leg to an external number was created on a call; the switch
-    /// reports [`SwitchEvent::Answered`] when the far end answers.
+    /// reports [`SwitchEvent::Answered`] when the far end answers, or
+    /// [`SwitchEvent::Failed`] when the leg cannot be completed.
     fn external_leg(&self, call: &CallId, number: &str);
 
     /// Sets the do-not-disturb and forwarding settings of a DN.

@@ -217,8 +217,12 @@ async fn watch_sees_both_sides_of_a_dial_in_order() {
     let mut start = core.watch(scope, None).unwrap();
     assert_eq!(start.snapshot.as_ref().map(Vec::len), Some(0));
     dial(&core, &a1, "15001");
-    let first = start.watch.next().await.unwrap().unwrap();
-    let second = start.watch.next().await.unwrap().unwrap();
+    let mut next = async || match start.watch.next().await.unwrap().unwrap() {
+        CallWatchEvent::Call(event) => event,
+        CallWatchEvent::Error(error) => panic!("no error expected: {error:?}"),
+    };
+    let first = next().await;
+    let second = next().await;
     assert_eq!(
         (first.sequence, &*first.call.user.name, first.call.state),
         (1, "agent1", CallState::Dialing)

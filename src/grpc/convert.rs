@@ -7,8 +7,9 @@ use tonic::{Code, Status};
 
 use super::pb;
 use crate::core::{
-    CallEvent, CallId, CallOperation, CallSnapshot, CallState, CallType, CoreError, Destination,
-    ErrorKind, NotificationType, Participant, RecordingState, ResumePoint, UserData, UserDataValue,
+    CallEvent, CallId, CallOperation, CallSnapshot, CallState, CallType, CallWatchEvent, CoreError,
+    Destination, ErrorEvent, ErrorKind, NotificationType, Participant, RecordingState, ResumePoint,
+    UserData, UserDataValue,
 };
 
 /// Metadata key (a trailer on errors) carrying the GWS statusCode of a failure.
@@ -16,19 +17,24 @@ pub const GWS_STATUS_CODE: &str = "gws-status-code";
 /// Trailer telling a refused client how long to wait before retrying, in milliseconds.
 pub const RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 
+/// Returns the gRPC code of a class of core errors.
+fn code_of(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::OutOfRange => Code::OutOfRange,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Internal => Code::Internal,
+    }
+}
+
 impl From<CoreError> for Status {
     fn from(error: CoreError) -> Self {
-        let code = match error.kind() {
-            ErrorKind::Unauthenticated => Code::Unauthenticated,
-            ErrorKind::PermissionDenied => Code::PermissionDenied,
-            ErrorKind::NotFound => Code::NotFound,
-            ErrorKind::FailedPrecondition => Code::FailedPrecondition,
-            ErrorKind::InvalidArgument => Code::InvalidArgument,
-            ErrorKind::OutOfRange => Code::OutOfRange,
-            ErrorKind::Unavailable => Code::Unavailable,
-            ErrorKind::ResourceExhausted => Code::ResourceExhausted,
-            ErrorKind::Internal => Code::Internal,
-        };
+        let code = code_of(error.kind());
         let mut metadata = MetadataMap::new();
         metadata.insert(GWS_STATUS_CODE, MetadataValue::from(error.status_code()));
         if let Some(after) = error.retry_after() {
@@ -334,6 +340,35 @@ pub fn call_event_to_pb(event: &CallEvent, epoch: &str) -> pb::CallEvent {
         digits: event.digits.clone().unwrap_or_default(),
         commit_time: Some(prost_types::Timestamp::from(event.committed_at)),
     }
+}
+
+/// Renders an asynchronous error of the event log named `epoch`: the error keeps the gRPC
+/// code and GWS statusCode a refusal of the request would have had.
+pub fn error_event_to_pb(event: &ErrorEvent, epoch: &str) -> pb::CallError {
+    pb::CallError {
+        sequence: event.sequence,
+        epoch: epoch.to_owned(),
+        operation_name: event
+            .operation
+            .map(|o| o.as_str().to_owned())
+            .unwrap_or_default(),
+        grpc_code: code_of(event.error.kind()).into(),
+        status_code: event.error.status_code(),
+        message: event.error.to_string(),
+        call: event.call.as_ref().map(pb::Call::from),
+        phone_number: event.user.phone_number.to_string(),
+        commit_time: Some(prost_types::Timestamp::from(event.committed_at)),
+    }
+}
+
+/// Renders what a call watch delivers as one WatchCalls message.
+pub fn watch_event_to_pb(event: &CallWatchEvent, epoch: &str) -> pb::WatchCallsResponse {
+    use pb::watch_calls_response::Kind;
+    let kind = match event {
+        CallWatchEvent::Call(event) => Kind::Event(call_event_to_pb(event, epoch)),
+        CallWatchEvent::Error(event) => Kind::Error(error_event_to_pb(event, epoch)),
+    };
+    pb::WatchCallsResponse { kind: Some(kind) }
 }
 
 #[cfg(test)]

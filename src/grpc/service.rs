@@ -8,14 +8,14 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::auth::authenticate;
-use super::convert::{CallRequest, call_event_to_pb, call_id, resume_point, user_data};
+use super::convert::{CallRequest, call_id, resume_point, user_data, watch_event_to_pb};
 use super::idempotency;
 use super::pb;
 use super::pb::call_service_server::CallService;
 use super::pb::simulator_service_server::SimulatorService;
 use super::stream::{WatchStream, watch_stream};
 use crate::auth::Authenticator;
-use crate::core::{CallControl, CallEvent, Destination, DialRequest, Principal, Reply};
+use crate::core::{CallControl, CallWatchEvent, Destination, DialRequest, Principal, Reply};
 
 /// The gRPC call-control service.
 #[derive(Debug, Clone)]
@@ -176,9 +176,7 @@ call_service! {
                 epoch: epoch.to_string(),
             })),
         });
-        let render = move |event: &Arc<CallEvent>| pb::WatchCallsResponse {
-            kind: Some(pb::watch_calls_response::Kind::Event(call_event_to_pb(event, &epoch))),
-        };
+        let render = move |event: &CallWatchEvent| watch_event_to_pb(event, &epoch);
         let stream = watch_stream(snapshot, start.watch, start.epoch, self.shutdown.clone(), render);
         Ok(Response::new(stream))
     }

@@ -17,7 +17,7 @@ use tonic::Status;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::admin::names;
-use crate::core::{CallEvent, CallWatch, DeviceEvent, DeviceWatch, WatchError};
+use crate::core::{CallWatch, CallWatchEvent, DeviceEvent, DeviceWatch, WatchError};
 
 /// A core watch whose events a gRPC stream forwards.
 pub trait CoreWatch: Send + 'static {
@@ -37,7 +37,7 @@ pub trait CoreWatch: Send + 'static {
 }
 
 impl CoreWatch for CallWatch {
-    type Event = Arc<CallEvent>;
+    type Event = CallWatchEvent;
     const RPC: &'static str = "WatchCalls";
 
     fn next_event(

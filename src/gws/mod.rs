@@ -23,6 +23,8 @@ pub mod json;
 pub mod render;
 pub mod session;
 
+use std::sync::Arc;
+
 use axum::Router;
 use tower::ServiceBuilder;
 
@@ -36,10 +38,18 @@ use crate::app::AppState;
 /// from another allowed origin reads its long-polling answers with credentials, and a
 /// disallowed origin's preflight is refused.
 pub fn router(state: AppState) -> Router {
+    router_with_registry(state).0
+}
+
+/// Like [`router`], also returning the CometD session registry (for tests, which watch and
+/// drop sessions as the server does).
+pub fn router_with_registry(state: AppState) -> (Router, Arc<cometd::BayeuxRegistry>) {
     let cors = ServiceBuilder::new()
         .layer(json::cors::GuardLayer::new(&state.config.legacy))
         .layer(json::cors::layer(&state.config.legacy));
-    Router::new()
-        .merge(json::router(state.clone()))
-        .merge(cometd::router(state).layer(cors))
+    let (notifications, registry) = cometd::router_with_registry(state.clone());
+    let router = Router::new()
+        .merge(json::router(state))
+        .merge(notifications.layer(cors));
+    (router, registry)
 }

@@ -1,8 +1,8 @@
 //! The wing's one renderer: the JSON shapes of the GWS v2 Voice API (spec §5). The call,
 //! device and voice channel resources are rendered here for the JSON API's GETs and for the
 //! CometD notifications alike (`CallStateChangeMessage`, `DeviceStateChangeMessage`,
-//! `ChannelStateChangeMessageV2`), so a resource reads the same in both; the user and
-//! feature resources are the JSON API's.
+//! `ChannelStateChangeMessageV2`, and the Voice `ErrorMessage` that carries a call), so a
+//! resource reads the same in both; the user and feature resources are the JSON API's.
 //!
 //! Links are the base URL of [`crate::gws::base_url`] followed by the resource's path
 //! ([`call_uri`], [`device_uri`], [`my_device_uri`]); a notification carries the base URL
@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::core::{
-    AgentState, CallEvent, CallSnapshot, DeviceSnapshot, Participant, User, UserData, UserDataValue,
+    AgentState, CallEvent, CallSnapshot, DeviceSnapshot, ErrorEvent, Participant, User, UserData,
+    UserDataValue,
 };
 
 /// Returns a call's link, `{base_url}/api/v2/me/calls/{id}`.
@@ -225,6 +226,48 @@ impl CallStateChangeJson {
             phone_number: event.call.user.phone_number.to_string(),
             call: CallJson::from_snapshot(&event.call, base_url),
             digits: event.digits.clone(),
+        }
+    }
+}
+
+/// The Voice `ErrorMessage` of `/v2/me/calls`: an operation that failed after it was
+/// accepted (spec §3.2). Its shape is the spec's proposal (§8.4, inferred): `errorCode` and
+/// `errorMessage` as T-Server's EventError names them, the call when there is one, and the
+/// user's DN as in a `CallStateChangeMessage`; `operationName` names the failed operation
+/// in the request vocabulary. `errorCode` holds the GWS statusCode of the failure (see
+/// `crate::core::ErrorEvent` for the choices).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorMessageJson {
+    /// Always `ErrorMessage`.
+    pub message_type: &'static str,
+    /// The GWS statusCode of the failure (in bridge mode, the upstream's `errorCode`).
+    pub error_code: u32,
+    /// What failed, in words.
+    pub error_message: String,
+    /// The operation that failed; omitted when an upstream did not name it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_name: Option<&'static str>,
+    /// The user's own DN.
+    pub phone_number: String,
+    /// The call as the user sees it after the failure; omitted when it concerns no call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallJson>,
+}
+
+impl ErrorMessageJson {
+    /// Renders a core error event for the user it belongs to.
+    pub fn from_event(event: &ErrorEvent, base_url: &str) -> Self {
+        Self {
+            message_type: "ErrorMessage",
+            error_code: event.error.status_code(),
+            error_message: event.error.to_string(),
+            operation_name: event.operation.map(|o| o.as_str()),
+            phone_number: event.user.phone_number.to_string(),
+            call: event
+                .call
+                .as_ref()
+                .map(|call| CallJson::from_snapshot(call, base_url)),
         }
     }
 }

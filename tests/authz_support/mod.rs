@@ -12,14 +12,11 @@ pub mod fixture;
 pub mod surface;
 pub mod wire;
 
-use std::time::Duration;
-
 pub use checks::*;
 pub use fixture::*;
 pub use wire::*;
 
-/// How long any single wait on the gateway may take before the audit fails.
-pub const WAIT: Duration = Duration::from_secs(5);
+pub use crate::common::WAIT;
 
 /// The failures an audit collects, so one run reports every broken promise.
 #[derive(Debug, Default)]

@@ -20,14 +20,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use voice_gateway::config::Config;
 use voice_gateway::upstream::bayeux::{BayeuxDelivery, BayeuxEvent, BayeuxEvents, BayeuxOptions};
-use voice_gateway::{Listeners, run};
 
-/// How long a test waits for the client's next item before failing.
-pub const WAIT: Duration = Duration::from_secs(15);
+pub use crate::common::WAIT;
 
 /// Options with short timings, so that failures and retries take milliseconds.
 pub fn quick_options() -> BayeuxOptions {
@@ -60,18 +56,6 @@ pub async fn message(events: &mut BayeuxEvents) -> BayeuxDelivery {
     match next(events).await {
         BayeuxEvent::Message(message) => message,
         other => panic!("expected a message, got {other:?}"),
-    }
-}
-
-/// Polls `check` every 10 ms until it holds, failing with `what` after [`WAIT`].
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {WAIT:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -193,6 +177,7 @@ async fn answer(
         Answer::Raw(status, body) => (status, body).into_response(),
         Answer::Held(delay, json) => {
             tokio::select! {
+                // The thing under test: a server holding its reply (a long-poll) for `delay`.
                 () = tokio::time::sleep(delay) => {}
                 () = state.stop.cancelled() => {}
             }
@@ -341,44 +326,5 @@ pub fn ack_server(
             }
         }
         _ => Answer::Json(well_behaved(batch, &[])),
-    }
-}
-
-/// A gateway started with `run` on a listener the test bound (so it can come up, go
-/// down and come back on one port).
-pub struct RunningGateway {
-    shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-    /// The gRPC address.
-    pub grpc_addr: SocketAddr,
-}
-
-impl RunningGateway {
-    /// Starts the demo gateway serving HTTP on `http`, with short CometD timings.
-    pub async fn start(http: TcpListener) -> Self {
-        let mut config = Config::demo();
-        config.switch.external_answer_ms = 50;
-        config.cometd.timeout_ms = 2_000;
-        // Also the interval a shutting-down gateway advises: keep the restart quick.
-        config.cometd.max_interval_ms = 500;
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_addr = grpc.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let listeners = Listeners {
-            grpc,
-            http: Some(http),
-        };
-        let task = tokio::spawn(run(config, listeners, shutdown.clone()));
-        Self {
-            shutdown,
-            task,
-            grpc_addr,
-        }
-    }
-
-    /// Shuts it down and waits until it has stopped.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
     }
 }

@@ -348,6 +348,39 @@ impl Binary {
     }
 }
 
+/// How a run of the binary that was not meant to serve ended.
+#[derive(Debug)]
+pub struct Exited {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs the binary with `args` (nothing on standard input) until it exits, at most
+/// [`BINARY_BOUND`]: for runs that must stop on their own (bad flags, a taken port).
+pub async fn run_to_exit(args: &[&str]) -> Exited {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-gateway"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the gateway binary starts");
+    let output = tokio::time::timeout(BINARY_BOUND, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("voice-gateway {args:?} did not exit within {BINARY_BOUND:?}"))
+        .unwrap();
+    Exited {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// Whether a log line's `fields.message` is `message`.
 fn is_message(line: &Value, message: &str) -> bool {
     line["fields"]["message"] == message

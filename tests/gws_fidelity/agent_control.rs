@@ -5,10 +5,10 @@
 use serde_json::{Value, json};
 use voice_gateway::grpc::pb;
 
-use crate::cometd_support::BayeuxGateway;
+use crate::common::TestGateway;
 use crate::support::as_user;
 
-async fn post(gw: &BayeuxGateway, who: &str, agent: &str, body: Value) -> (u16, Value) {
+async fn post(gw: &TestGateway, who: &str, agent: &str, body: Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!(
             "{}/api/v2/users/{agent}/channels/voice",
@@ -23,7 +23,7 @@ async fn post(gw: &BayeuxGateway, who: &str, agent: &str, body: Value) -> (u16, 
 }
 
 /// The `userState.state` of `user`'s device, read by the user.
-async fn state_of(gw: &BayeuxGateway, user: &str) -> Value {
+async fn state_of(gw: &TestGateway, user: &str) -> Value {
     let response = reqwest::Client::new()
         .get(format!("{}/api/v2/me/devices?fields=*", gw.http_url()))
         .basic_auth(user, Some("demo"))
@@ -35,7 +35,7 @@ async fn state_of(gw: &BayeuxGateway, user: &str) -> Value {
 }
 
 /// agent1's user id, as `GET /api/v2/me` shows it.
-async fn user_id(gw: &BayeuxGateway, user: &str) -> String {
+async fn user_id(gw: &TestGateway, user: &str) -> String {
     let response = reqwest::Client::new()
         .get(format!("{}/api/v2/me", gw.http_url()))
         .basic_auth(user, Some("demo"))
@@ -46,9 +46,9 @@ async fn user_id(gw: &BayeuxGateway, user: &str) -> String {
     body["user"]["id"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_sets_an_agents_state_over_json_and_grpc() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let agent1 = user_id(&gw, "agent1").await;
     let ready = json!({"operationName": "Ready", "workmode": "ManualIn"});
     let (status, body) = post(&gw, "supervisor1", &agent1, ready).await;
@@ -59,7 +59,7 @@ async fn a_supervisor_sets_an_agents_state_over_json_and_grpc() {
         (&json!("Ready"), &json!("ManualIn"))
     );
 
-    let mut devices = gw.device_service().await;
+    let mut devices = gw.devices().await;
     let device = devices
         .control_agent_state(as_user(
             "supervisor1",
@@ -90,9 +90,9 @@ async fn a_supervisor_sets_an_agents_state_over_json_and_grpc() {
     assert_eq!(body["devices"][0]["deviceState"], "Inactive");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_of_agent_control_change_nothing() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let before = [state_of(&gw, "agent1").await, state_of(&gw, "basic1").await];
     let ready = json!({"operationName": "Ready"});
     let refusals = [
@@ -120,7 +120,7 @@ async fn refusals_of_agent_control_change_nothing() {
     .await;
     assert_eq!((got, &body["statusCode"]), (400, &json!(2)), "{body}");
 
-    let mut devices = gw.device_service().await;
+    let mut devices = gw.devices().await;
     for (who, agent, code) in [
         ("agent2", "agent1", tonic::Code::PermissionDenied),
         ("basic1", "basic1", tonic::Code::PermissionDenied),

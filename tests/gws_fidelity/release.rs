@@ -2,13 +2,11 @@
 //! a recording or a supervisor's mute of the agent.
 
 use serde_json::{Value, json};
-use voice_gateway::core::{
-    CallOperation, DeviceRequest, MonitorKind, MonitorMode, MonitorScope, MonitorTarget,
-};
 use voice_gateway::grpc::pb;
 
-use crate::cometd_support::{BayeuxGateway, LpClient, basic};
-use crate::support::{cometd_until, watch, watch_until};
+use crate::cometd_support::LpClient;
+use crate::common::{TestGateway, basic};
+use crate::support::{as_user, cometd_until, watch, watch_until};
 
 fn released(event: &Value, call: &str) -> bool {
     event["data"]["call"]["id"] == call && event["data"]["call"]["state"] == "Released"
@@ -44,18 +42,15 @@ async fn assert_grpc_release(
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_up_a_recorded_call_is_status_change_released_on_cometd_and_grpc() {
-    let gw = BayeuxGateway::spawn().await;
-    let mut grpc = gw.call_service().await;
-    let call = gw.established_call("agent1", "agent2", "15001");
-    let core = &gw.state.core;
-    core.execute(
-        &gw.principal("agent1"),
-        &call,
-        CallOperation::StartCallRecording,
-    )
-    .unwrap();
+    let gw = TestGateway::spawn().await;
+    let mut grpc = gw.calls().await;
+    let call = gw.established_call("agent1", "agent2", "15001").await;
+    let call_id = call.clone();
+    grpc.start_call_recording(as_user("agent1", pb::StartCallRecordingRequest { call_id }))
+        .await
+        .unwrap();
     let mut cometd = Vec::new();
     let mut watches = Vec::new();
     for who in ["agent1", "agent2"] {
@@ -65,7 +60,9 @@ async fn hanging_up_a_recorded_call_is_status_change_released_on_cometd_and_grpc
         watches.push(watch(&mut grpc, who).await);
     }
 
-    core.execute(&gw.principal("agent2"), &call, CallOperation::Hangup)
+    let call_id = call.clone();
+    grpc.hangup(as_user("agent2", pb::HangupRequest { call_id }))
+        .await
         .unwrap();
     for ((client, stream), who) in cometd
         .iter_mut()
@@ -82,22 +79,29 @@ async fn hanging_up_a_recorded_call_is_status_change_released_on_cometd_and_grpc
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releasing_a_monitored_muted_leg_is_status_change_released_on_cometd_and_grpc() {
-    let gw = BayeuxGateway::spawn().await;
-    let mut grpc = gw.call_service().await;
-    let call = gw.established_call("agent1", "agent2", "15001");
-    let core = &gw.state.core;
-    let supervisor = gw.principal("supervisor1");
-    let barge_in = DeviceRequest::Monitor {
-        kind: MonitorKind::BargeIn,
-        target: MonitorTarget::PhoneNumber("15000".into()),
-        mode: MonitorMode::AllCalls,
-        scope: MonitorScope::Call,
-    };
-    core.device_operation(&supervisor, None, barge_in).unwrap();
-    core.execute(&supervisor, &call, CallOperation::MuteMonitoredUser)
+    let gw = TestGateway::spawn().await;
+    let mut grpc = gw.calls().await;
+    let call = gw.established_call("agent1", "agent2", "15001").await;
+    let target = Some(pb::MonitorTarget {
+        phone_number: "15000".into(),
+        mode: "AllCalls".into(),
+        scope: "Call".into(),
+        ..Default::default()
+    });
+    gw.devices()
+        .await
+        .barge_in(as_user("supervisor1", pb::BargeInRequest { target }))
+        .await
         .unwrap();
+    let call_id = call.clone();
+    grpc.mute_monitored_user(as_user(
+        "supervisor1",
+        pb::MuteMonitoredUserRequest { call_id },
+    ))
+    .await
+    .unwrap();
     let users = ["agent1", "supervisor1"];
     let mut cometd = Vec::new();
     let mut watches = Vec::new();
@@ -108,7 +112,9 @@ async fn releasing_a_monitored_muted_leg_is_status_change_released_on_cometd_and
         watches.push(watch(&mut grpc, who).await);
     }
 
-    core.execute(&gw.principal("agent1"), &call, CallOperation::Hangup)
+    let call_id = call.clone();
+    grpc.hangup(as_user("agent1", pb::HangupRequest { call_id }))
+        .await
         .unwrap();
     for ((client, stream), who) in cometd.iter_mut().zip(&mut watches).zip(users) {
         let events = cometd_until(client, |e| released(e, call.as_str())).await;

@@ -4,12 +4,13 @@
 use serde_json::json;
 use voice_gateway::grpc::pb;
 
-use crate::cometd_support::{BayeuxGateway, Desktop};
+use crate::common::TestGateway;
+use crate::common::desktop::Agent;
 use crate::support::as_user;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inbound_call_has_ani_and_a_located_caller_and_devices_a_voice_environment() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut sim = pb::simulator_service_client::SimulatorServiceClient::connect(format!(
         "http://{}",
         gw.grpc_addr
@@ -43,9 +44,9 @@ async fn an_inbound_call_has_ani_and_a_located_caller_and_devices_a_voice_enviro
     );
     assert_eq!(caller.location, "United States of America");
 
-    let agent2 = Desktop::login(&gw, "agent2").await;
+    let agent2 = Agent::login(&gw.http_url(), "agent2").await;
     let call = agent2
-        .get(&format!("/api/v2/me/calls/{}", inbound.id))
+        .get_ok(&format!("/api/v2/me/calls/{}", inbound.id))
         .await;
     let call = &call["call"];
     assert_eq!(call["ani"], "9165550104");
@@ -59,10 +60,10 @@ async fn an_inbound_call_has_ani_and_a_located_caller_and_devices_a_voice_enviro
     );
 
     // An internal call has no ANI, and its internal party no country.
-    let internal = gw.established_call("agent1", "agent3", "15002");
-    let agent1 = Desktop::login(&gw, "agent1").await;
+    let internal = gw.established_call("agent1", "agent3", "15002").await;
+    let agent1 = Agent::login(&gw.http_url(), "agent1").await;
     let call = agent1
-        .get(&format!("/api/v2/me/calls/{}", internal.as_str()))
+        .get_ok(&format!("/api/v2/me/calls/{}", internal.as_str()))
         .await;
     assert!(call["call"].get("ani").is_none(), "{call}");
     let party = &call["call"]["participants"][0];
@@ -73,7 +74,7 @@ async fn an_inbound_call_has_ani_and_a_located_caller_and_devices_a_voice_enviro
     let uri = device["voiceEnvironmentUri"]
         .as_str()
         .expect("a voiceEnvironmentUri");
-    let mut devices = gw.device_service().await;
+    let mut devices = gw.devices().await;
     let listed = devices
         .list_devices(as_user("agent2", pb::ListDevicesRequest {}))
         .await

@@ -5,11 +5,14 @@
 use serde_json::{Value, json};
 use voice_gateway::grpc::pb;
 
-use crate::cometd_support::{BayeuxGateway, Desktop, LpClient, basic};
+use crate::cometd_support::LpClient;
+use crate::common::TestGateway;
+use crate::common::basic;
+use crate::common::desktop::Agent;
 use crate::support::{as_user, cometd_until, watch, watch_until};
 
 /// POSTs `body` to `path` as `user` with Basic credentials; returns status and body.
-async fn post(gw: &BayeuxGateway, user: &str, path: &str, body: Value) -> (u16, Value) {
+async fn post(gw: &TestGateway, user: &str, path: &str, body: Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}{path}", gw.http_url()))
         .basic_auth(user, Some("demo"))
@@ -21,7 +24,7 @@ async fn post(gw: &BayeuxGateway, user: &str, path: &str, body: Value) -> (u16, 
 }
 
 /// agent1's device as the JSON API shows it.
-async fn device_state(gw: &BayeuxGateway) -> Value {
+async fn device_state(gw: &TestGateway) -> Value {
     let response = reqwest::Client::new()
         .get(format!("{}/api/v2/me/devices?fields=*", gw.http_url()))
         .basic_auth("agent1", Some("demo"))
@@ -32,9 +35,9 @@ async fn device_state(gw: &BayeuxGateway) -> Value {
     body["devices"][0]["deviceState"].clone()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_start_parameters_are_used_or_refused_over_json() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let end = json!({"operationName": "EndContactCenterSession"});
     assert_eq!(post(&gw, "agent1", "/api/v2/me", end).await.0, 200);
     assert_eq!(device_state(&gw).await, "Inactive");
@@ -87,10 +90,10 @@ async fn session_start_parameters_are_used_or_refused_over_json() {
     assert_eq!(device_state(&gw).await, "Active");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_start_takes_a_place_over_grpc_and_refuses_a_queue() {
-    let gw = BayeuxGateway::spawn().await;
-    let mut devices = gw.device_service().await;
+    let gw = TestGateway::spawn().await;
+    let mut devices = gw.devices().await;
     let status = devices
         .start_contact_center_session(as_user(
             "agent1",
@@ -133,10 +136,10 @@ async fn session_start_takes_a_place_over_grpc_and_refuses_a_queue() {
     assert_eq!(device.device_state(), pb::DeviceState::Active);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_in_agent_has_ringing_calls_answered_seen_on_grpc() {
-    let gw = BayeuxGateway::spawn().await;
-    let mut devices = gw.device_service().await;
+    let gw = TestGateway::spawn().await;
+    let mut devices = gw.devices().await;
     devices
         .ready(as_user(
             "agent2",
@@ -146,7 +149,7 @@ async fn an_auto_in_agent_has_ringing_calls_answered_seen_on_grpc() {
         ))
         .await
         .expect("Ready AutoIn");
-    let mut calls = gw.call_service().await;
+    let mut calls = gw.calls().await;
     let mut agent2 = watch(&mut calls, "agent2").await;
     let dialed = calls
         .dial(as_user(
@@ -189,10 +192,10 @@ async fn an_auto_in_agent_has_ringing_calls_answered_seen_on_grpc() {
     assert_eq!(caller.state(), pb::CallState::Established);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_in_agent_has_ringing_calls_answered_seen_on_cometd() {
-    let gw = BayeuxGateway::spawn().await;
-    let agent2 = Desktop::login(&gw, "agent2").await;
+    let gw = TestGateway::spawn().await;
+    let agent2 = Agent::login(&gw.http_url(), "agent2").await;
     agent2
         .post_ok(
             "/api/v2/me/channels/voice",
@@ -201,7 +204,7 @@ async fn an_auto_in_agent_has_ringing_calls_answered_seen_on_cometd() {
         .await;
     let mut notifications = LpClient::new(&gw, Some(basic("agent2")));
     notifications.ready("/v2/me/calls").await;
-    let agent1 = Desktop::login(&gw, "agent1").await;
+    let agent1 = Agent::login(&gw.http_url(), "agent1").await;
     let call = agent1.dial("15001").await;
     let events = cometd_until(&mut notifications, |e| {
         e["data"]["call"]["state"] == "Established"
@@ -213,22 +216,22 @@ async fn an_auto_in_agent_has_ringing_calls_answered_seen_on_cometd() {
         .map(|e| &e["data"]["call"]["state"])
         .collect();
     assert_eq!(states, [&json!("Ringing"), &json!("Established")]);
-    let mine = agent1.get(&format!("/api/v2/me/calls/{call}")).await;
+    let mine = agent1.get_ok(&format!("/api/v2/me/calls/{call}")).await;
     assert_eq!(mine["call"]["state"], "Established");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_in_agent_still_answers_by_hand() {
-    let gw = BayeuxGateway::spawn().await;
-    let agent2 = Desktop::login(&gw, "agent2").await;
+    let gw = TestGateway::spawn().await;
+    let agent2 = Agent::login(&gw.http_url(), "agent2").await;
     agent2
         .post_ok(
             "/api/v2/me/channels/voice",
             json!({"operationName": "Ready", "workmode": "ManualIn"}),
         )
         .await;
-    let agent1 = Desktop::login(&gw, "agent1").await;
+    let agent1 = Agent::login(&gw.http_url(), "agent1").await;
     let call = agent1.dial("15001").await;
-    let ringing = agent2.get(&format!("/api/v2/me/calls/{call}")).await;
+    let ringing = agent2.get_ok(&format!("/api/v2/me/calls/{call}")).await;
     assert_eq!(ringing["call"]["state"], "Ringing");
 }

@@ -5,16 +5,19 @@
 use serde_json::json;
 use voice_gateway::grpc::pb;
 
-use crate::cometd_support::{BayeuxGateway, Desktop, LpClient, basic};
+use crate::cometd_support::LpClient;
+use crate::common::TestGateway;
+use crate::common::basic;
+use crate::common::desktop::Agent;
 use crate::support::{as_user, cometd_until, watch, watch_until};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_step_transfer_carries_user_data_over_json_and_cometd() {
-    let gw = BayeuxGateway::spawn().await;
-    let call = gw.established_call("agent1", "agent2", "15001");
+    let gw = TestGateway::spawn().await;
+    let call = gw.established_call("agent1", "agent2", "15001").await;
     let mut agent3 = LpClient::new(&gw, Some(basic("agent3")));
     agent3.ready("/v2/me/calls").await;
-    let agent1 = Desktop::login(&gw, "agent1").await;
+    let agent1 = Agent::login(&gw.http_url(), "agent1").await;
 
     let body = json!({
         "operationName": "SingleStepTransfer",
@@ -31,22 +34,22 @@ async fn single_step_transfer_carries_user_data_over_json_and_cometd() {
         ringing["userData"],
         json!({"CaseId": "c-42", "Priority": 3})
     );
-    let desk3 = Desktop::login(&gw, "agent3").await;
+    let desk3 = Agent::login(&gw.http_url(), "agent3").await;
     let read = desk3
-        .get(&format!("/api/v2/me/calls/{}", call.as_str()))
+        .get_ok(&format!("/api/v2/me/calls/{}", call.as_str()))
         .await;
     assert_eq!(read["call"]["userData"]["CaseId"], "c-42");
     let released = agent1
-        .get(&format!("/api/v2/me/calls/{}", call.as_str()))
+        .get_ok(&format!("/api/v2/me/calls/{}", call.as_str()))
         .await;
     assert_eq!(released["call"]["state"], "Released");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_step_conference_carries_user_data_over_grpc() {
-    let gw = BayeuxGateway::spawn().await;
-    let call = gw.established_call("agent1", "agent2", "15001");
-    let mut grpc = gw.call_service().await;
+    let gw = TestGateway::spawn().await;
+    let call = gw.established_call("agent1", "agent2", "15001").await;
+    let mut grpc = gw.calls().await;
     let mut agent3 = watch(&mut grpc, "agent3").await;
     let pair = |key: &str, value: &str| pb::KeyValue {
         key: key.into(),

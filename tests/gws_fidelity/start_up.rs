@@ -3,9 +3,12 @@
 
 use serde_json::{Value, json};
 
-use crate::cometd_support::{BayeuxGateway, Desktop, LpClient, basic};
+use crate::cometd_support::LpClient;
+use crate::common::TestGateway;
+use crate::common::basic;
+use crate::common::desktop::Agent;
 
-async fn get(gw: &BayeuxGateway, user: &str, path: &str) -> (u16, Value) {
+async fn get(gw: &TestGateway, user: &str, path: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
         .get(format!("{}{path}", gw.http_url()))
         .basic_auth(user, Some("demo"))
@@ -15,9 +18,9 @@ async fn get(gw: &BayeuxGateway, user: &str, path: &str) -> (u16, Value) {
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_start_up_reads_of_a_desktop_answer() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let (status, me) = get(
         &gw,
         "agent1",
@@ -55,15 +58,15 @@ async fn the_start_up_reads_of_a_desktop_answer() {
     assert_eq!(status, 404);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_desktop_subscribes_to_service_notifications_and_still_gets_its_calls() {
-    let gw = BayeuxGateway::spawn().await;
+    let gw = TestGateway::spawn().await;
     let mut client = LpClient::new(&gw, Some(basic("agent1")));
     client.ready("/v2/me/calls").await;
     let reply = client.subscribe(json!("/notifications/services")).await;
     assert_eq!(reply["successful"], true, "{reply}");
     assert_eq!(reply["subscription"], "/notifications/services");
-    let agent1 = Desktop::login(&gw, "agent1").await;
+    let agent1 = Agent::login(&gw.http_url(), "agent1").await;
     let call = agent1.dial("15001").await;
     let events =
         crate::support::cometd_until(&mut client, |e| e["data"]["call"]["id"] == call.as_str())

@@ -14,10 +14,11 @@ use serde_json::{Map, Value, json};
 
 use crate::core::country::Country;
 use crate::core::{
-    AgentState, CallId, CallOperation, CallSnapshot, CallState, CallType, ContactCenter,
-    DeviceOperation, DeviceRequest, DeviceSnapshot, DialRequest, MonitorKind, MonitorMode,
-    MonitorScope, MonitorTarget, Monitoring, NotificationType, Operation, Participant,
-    RecordingState, Role, Secret, User, UserData, UserDataValue, UserRef, WorkMode, stable_id,
+    AgentState, CallId, CallOperation, CallSnapshot, CallState, CallType, ContactCenter, CoreError,
+    DeviceOperation, DeviceRequest, DeviceSnapshot, DialRequest, ErrorEvent, ErrorKind,
+    MonitorKind, MonitorMode, MonitorScope, MonitorTarget, Monitoring, NotificationType, Operation,
+    Participant, RecordingState, Role, Secret, User, UserData, UserDataValue, UserRef, WorkMode,
+    stable_id,
 };
 
 /// Where an operation is posted on the upstream, and its body.
@@ -323,6 +324,53 @@ pub fn call_notification(
     let call = call(data.get("call")?, user)?;
     let digits = text(data, "digits").map(str::to_owned);
     Some((notification, call, digits))
+}
+
+/// Returns the class of an upstream failure from its GWS `statusCode` alone (spec §3.1),
+/// as embedded mode classes its own: a code the gateway does not give is `Internal`.
+pub fn error_kind(status_code: u32) -> ErrorKind {
+    match status_code {
+        1 => ErrorKind::InvalidArgument,
+        2 | 19 => ErrorKind::FailedPrecondition,
+        3 | 5 => ErrorKind::PermissionDenied,
+        4 => ErrorKind::Unavailable,
+        6 => ErrorKind::NotFound,
+        20 => ErrorKind::Unauthenticated,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// Reads the `data` of a Voice `ErrorMessage` (spec §8.4, shape inferred there) as an error
+/// of `user`'s: `errorCode` (a number, or digits in a string) and `errorMessage`, kept
+/// unchanged as [`CoreError::Upstream`]; the `call`, when it is one the core can read;
+/// `operationName`, when it names an operation. Lenient, as GWS builds may differ: a
+/// `statusCode` / `statusMessage` pair is read when the error pair is missing, and a
+/// message with no code at all is still the user's error, with statusCode 4 (internal).
+pub fn error_message(data: &Value, user: &UserRef) -> ErrorEvent {
+    let code_of = |key: &str| match data.get(key)? {
+        Value::Number(n) => n.as_u64().and_then(|c| u32::try_from(c).ok()),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    let status_code = code_of("errorCode")
+        .or_else(|| code_of("statusCode"))
+        .unwrap_or(4);
+    let message = text(data, "errorMessage")
+        .or_else(|| text(data, "statusMessage"))
+        .unwrap_or("the upstream reported an error without a message")
+        .to_owned();
+    ErrorEvent {
+        sequence: 0,
+        user: user.clone(),
+        operation: text(data, "operationName").and_then(Operation::from_name),
+        error: CoreError::Upstream {
+            kind: error_kind(status_code),
+            status_code,
+            message,
+        },
+        call: data.get("call").and_then(|value| call(value, user)),
+        committed_at: std::time::UNIX_EPOCH,
+    }
 }
 
 /// Reads a device resource as its user sees it; `None` when it lacks `userState`.

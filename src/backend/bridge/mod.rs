@@ -18,7 +18,10 @@
 //! - **Notifications.** Each session runs one CometD long-polling client
 //!   ([`crate::upstream::bayeux`]) subscribed to `/v2/me/calls` and `/v2/me/devices`; each
 //!   `CallStateChangeMessage` and `DeviceStateChangeMessage` is mirrored into the core,
-//!   which numbers it in its own event log.
+//!   which numbers it in its own event log. Each Voice `ErrorMessage` (an operation the
+//!   upstream accepted that failed afterwards) becomes the user's
+//!   [`ErrorEvent`](crate::core::ErrorEvent), its `errorCode` and `errorMessage` unchanged
+//!   ([`convert::error_message`]), so it reaches that user on every front.
 //! - **Faults.** Whenever the client had to hand-shake again (messages may have been lost),
 //!   or had to sign in again (upstream restart), the user's calls and device are re-read and
 //!   the differences reported ([`CallControl::mirror_resync`]: a call that vanished is
@@ -495,14 +498,7 @@ fn check(status: StatusCode, body: &Value) -> CoreResult<()> {
         StatusCode::CONFLICT => ErrorKind::FailedPrecondition,
         StatusCode::TOO_MANY_REQUESTS => ErrorKind::ResourceExhausted,
         s if s.is_server_error() => ErrorKind::Unavailable,
-        _ => match code {
-            Some(1) => ErrorKind::InvalidArgument,
-            Some(2) => ErrorKind::FailedPrecondition,
-            Some(3 | 5) => ErrorKind::PermissionDenied,
-            Some(6) => ErrorKind::NotFound,
-            Some(20) => ErrorKind::Unauthenticated,
-            _ => ErrorKind::Internal,
-        },
+        _ => code.map_or(ErrorKind::Internal, convert::error_kind),
     };
     Err(CoreError::Upstream {
         kind,

@@ -1,6 +1,6 @@
 //! One upstream CometD session per user: `/v2/me/calls` and `/v2/me/devices`
-//! notifications mirrored into the core, and a re-read of the user's state whenever some
-//! may have been lost.
+//! notifications (and the Voice `ErrorMessage` of `/v2/me/calls`) mirrored into the core,
+//! and a re-read of the user's state whenever some may have been lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +92,7 @@ fn on_message(bridge: &GwsBridge, session: &Session, delivery: &BayeuxDelivery) 
             Some((notification, call, digits)) => core.mirror_call(notification, call, digits),
             None => tracing::warn!(user = %user.name, "unreadable upstream call notification"),
         },
+        Some("ErrorMessage") => core.mirror_error(convert::error_message(data, &user)),
         Some("DeviceStateChangeMessage") => {
             let devices = data.get("devices").and_then(Value::as_array);
             for device in devices.into_iter().flatten() {

@@ -9,6 +9,9 @@
 //!   the initiator the conference's owner.
 //! - Reject ends the call: the embedded switch has no ACD queue to send it back to.
 //! - Hanging up a held original during a consult leaves the consult call as a plain call.
+//! - A leg to an outside number that the switch fails later (busy, unreachable) is released,
+//!   and the user who asked for it receives an asynchronous error (`remote_failed`; the
+//!   choices are in `crate::core::error_event`).
 
 use std::sync::Arc;
 
@@ -16,6 +19,7 @@ use crate::core::capabilities::ConsultKind;
 use crate::core::devices::MonitorKind;
 use crate::core::directory::{Directory, User};
 use crate::core::error::{CoreError, CoreResult};
+use crate::core::error_event::ErrorEvent;
 use crate::core::model::{
     CallEvent, CallId, CallState, NotificationType, RecordingState, UserData, UserDataValue,
 };
@@ -82,6 +86,49 @@ pub(crate) fn remote_answered(
         answer(s, id, index)?;
         Ok(vec![id.clone()])
     })?;
+    Ok(())
+}
+
+/// The network could not complete the leg to an outside party (busy, unreachable): the leg
+/// is released in one commit, then the user who asked for it receives `error` as an
+/// [`ErrorEvent`] with the call as they see it after (see `crate::core::error_event`).
+/// Only a leg still ringing can fail; one released or answered meanwhile is an error here
+/// (the switch event came for a call that moved on).
+pub(crate) fn remote_failed(
+    store: &mut Store,
+    dir: &Directory,
+    id: &CallId,
+    number: &str,
+    error: CoreError,
+) -> CoreResult<()> {
+    let index = external_party(store, id, number)?;
+    let party = &store.call(id)?.parties[index];
+    if party.state != CallState::Ringing {
+        return Err(CoreError::Precondition(format!(
+            "{number} is {} on call {id}, not ringing",
+            party.state
+        )));
+    }
+    let requested = party.requested.clone();
+    store.commit(dir, std::slice::from_ref(id), |s| {
+        s.call_mut(id)?.parties[index].state = CallState::Released;
+        Ok(vec![id.clone()])
+    })?;
+    let Some(requested) = requested else {
+        return Ok(());
+    };
+    let Some(user) = dir.user(&requested.user) else {
+        return Ok(());
+    };
+    let call = store.view_of(dir, id, &user.name).ok();
+    store.log.append_error(ErrorEvent {
+        sequence: 0,
+        user: user.to_ref(),
+        operation: Some(requested.operation),
+        error,
+        call,
+        committed_at: std::time::UNIX_EPOCH,
+    });
     Ok(())
 }
 

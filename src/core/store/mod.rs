@@ -20,6 +20,7 @@ use super::devices::{
 };
 use super::directory::Directory;
 use super::error::{CoreError, CoreResult};
+use super::error_event::LegRequest;
 use super::events::EventLog;
 use super::model::{
     CallEvent, CallId, CallSnapshot, CallState, NotificationType, RecordingState, UserData,
@@ -53,6 +54,8 @@ pub(crate) struct Party {
     pub(crate) monitor: Option<MonitorLeg>,
     /// Whether a supervisor muted this (monitored) party.
     pub(crate) supervisor_muted: bool,
+    /// On a leg to an outside number: who asked for it, and with which operation.
+    pub(crate) requested: Option<LegRequest>,
 }
 
 /// A supervisor's monitoring leg on a call.
@@ -109,6 +112,7 @@ impl Party {
             muted: false,
             monitor: None,
             supervisor_muted: false,
+            requested: None,
         }
     }
 
@@ -286,6 +290,16 @@ impl Store {
         }
         self.call_mut(id)?.parties.push(Party::new(endpoint, state));
         Ok(())
+    }
+
+    /// Notes who asked for the active leg to the outside number `number` on a call.
+    pub(crate) fn note_leg_request(&mut self, id: &CallId, number: &str, request: LegRequest) {
+        let endpoint = Endpoint::External(number.to_owned());
+        if let Some(call) = self.calls.get_mut(id)
+            && let Some(index) = call.active_party(&endpoint)
+        {
+            call.parties[index].requested = Some(request);
+        }
     }
 
     /// Lists the (call, user) pairs whose views an operation on `touched` may change:

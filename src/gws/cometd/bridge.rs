@@ -3,8 +3,9 @@
 //! user it belongs to, instead of one core watch per session, so 10,000 long-polls cost one
 //! broadcast reader.
 //!
-//! Channels (spec §8.2): a call event goes on `/v2/me/calls` (CallStateChangeMessage); a
-//! device event on `/v2/me/devices` (DeviceStateChangeMessage) and, when it changed the
+//! Channels (spec §8.2): a call event goes on `/v2/me/calls` (CallStateChangeMessage), and
+//! so does an asynchronous error (the Voice `ErrorMessage`: an operation of that user's
+//! that failed after it was accepted, see [`crate::core::ErrorEvent`]); a device event on `/v2/me/devices` (DeviceStateChangeMessage) and, when it changed the
 //! agent state or do-not-disturb, also on `/v2/me/channels` (ChannelStateChangeMessageV2).
 //! The JSON comes from the wing's one renderer ([`crate::gws::render`]), so a notification
 //! shows a resource exactly as the JSON API's GET does.
@@ -19,9 +20,12 @@ use super::channel::{CALLS_CHANNEL, CHANNELS_CHANNEL, DEVICES_CHANNEL};
 use super::registry::BayeuxRegistry;
 use super::session::BayeuxRemoval;
 use crate::core::{
-    CallControl, CallEvent, DeviceChange, DeviceEvent, Event, EventWatch, WatchError, WatchScope,
+    CallControl, CallEvent, DeviceChange, DeviceEvent, ErrorEvent, Event, EventWatch, WatchError,
+    WatchScope,
 };
-use crate::gws::render::{CallStateChangeJson, ChannelStateChangeJson, DeviceStateChangeJson};
+use crate::gws::render::{
+    CallStateChangeJson, ChannelStateChangeJson, DeviceStateChangeJson, ErrorMessageJson,
+};
 
 /// Serializes `{"channel": channel, "data": data}`.
 fn envelope(channel: &str, data: impl Serialize) -> Option<Arc<str>> {
@@ -35,6 +39,11 @@ pub fn render_call_event(event: &CallEvent, base_url: &str) -> Option<Arc<str>> 
         CALLS_CHANNEL,
         CallStateChangeJson::from_event(event, base_url),
     )
+}
+
+/// Renders an asynchronous error as the `/v2/me/calls` `ErrorMessage` for one base URL.
+pub fn render_error_event(event: &ErrorEvent, base_url: &str) -> Option<Arc<str>> {
+    envelope(CALLS_CHANNEL, ErrorMessageJson::from_event(event, base_url))
 }
 
 /// Renders a device event as the `/v2/me/devices` message (spec §8.4) for one base URL.
@@ -71,6 +80,9 @@ pub fn dispatch(registry: &BayeuxRegistry, event: &Event) -> usize {
                 render_call_event(call, base)
             })
         }
+        Event::Error(error) => registry.publish_to_user(&error.user.name, CALLS_CHANNEL, |base| {
+            render_error_event(error, base)
+        }),
         Event::Device(device) => {
             let user = &device.device.user.name;
             let mut queued = registry.publish_to_user(user, DEVICES_CHANNEL, |base| {
@@ -195,7 +207,7 @@ mod tests {
             dispatch(&self.registry, &event);
             match event {
                 Event::Device(device) => device,
-                Event::Call(call) => panic!("expected a device event, got {call:?}"),
+                other => panic!("expected a device event, got {other:?}"),
             }
         }
     }

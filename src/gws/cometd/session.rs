@@ -273,8 +273,9 @@ impl BayeuxSession {
         state.expire_at = state.expire_at.max(now + grace);
     }
 
-    /// Returns whether a connect of this session is being held.
-    pub(crate) fn is_held(&self) -> bool {
+    /// Returns whether a connect of this session is being held (tests wait for it before
+    /// producing the event that should release it).
+    pub fn is_held(&self) -> bool {
         self.lock().held > 0
     }
 

@@ -20,7 +20,11 @@ use crate::gws::{auth, config};
 const BASIC_AGENT1: &str = "Basic YWdlbnQxOmRlbW8="; // agent1:demo
 
 fn endpoint() -> (Router, Arc<BayeuxRegistry>, AppState) {
-    let state = crate::build_state(Config::demo(), CancellationToken::new()).unwrap();
+    endpoint_with(Config::demo())
+}
+
+fn endpoint_with(config: Config) -> (Router, Arc<BayeuxRegistry>, AppState) {
+    let state = crate::build_state(config, CancellationToken::new()).unwrap();
     let (router, registry) = router_with_registry(state.clone());
     (router, registry, state)
 }
@@ -97,6 +101,25 @@ async fn the_sweeper_expires_a_session_max_interval_after_its_last_connect() {
     ))
     .await;
     assert_eq!(registry.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_long_poll_outlives_max_interval() {
+    let mut config = Config::demo();
+    config.cometd.max_interval_ms = 200;
+    config.cometd.timeout_ms = 800;
+    config.cometd.sweep_period_ms = 50;
+    let (router, registry, _) = endpoint_with(config);
+    let (cookie, cid) = connected(&router).await;
+    let started = Instant::now();
+    let reply = connect(&router, &cookie, &cid).await;
+    // Held four times maxInterval, through sixteen sweeps, and answered at its timeout.
+    assert_eq!(started.elapsed(), Duration::from_millis(800));
+    assert_eq!(
+        reply,
+        vec![json!({"channel": "/meta/connect", "successful": true})]
+    );
+    assert!(registry.get(&cid).is_some(), "swept while held");
 }
 
 #[tokio::test(start_paused = true)]
@@ -229,7 +252,7 @@ async fn fan_out_of_one_event_to_10000_sessions() {
         .unwrap();
     let event = watch.next().await.unwrap().unwrap();
     let started = std::time::Instant::now();
-    let delivered = bridge::dispatch(&registry, &crate::core::Event::Call(event));
+    let delivered = bridge::dispatch(&registry, &crate::core::Event::from(event));
     let elapsed = started.elapsed();
     println!("dispatch to {delivered} sessions took {elapsed:?}");
     assert_eq!(delivered, 10_000);

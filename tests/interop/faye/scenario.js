@@ -21,17 +21,23 @@ if (transport === "long-polling") {
 }
 // Faye keeps server cookies itself (tough-cookie); seed the login's session cookie.
 client._dispatcher.cookies.setCookieSync(`JSESSIONID=${jsessionid}; Path=/`, base);
-const seen = new Set();
+// Every connectionType the client's /meta/connect messages used, in order (a fallback
+// from websocket to long-polling shows as a second entry), and the data messages as they
+// arrived on the wire, with their channel (Faye's subscription callback gets data only).
+const transports = [];
+const wire = [];
 client.addExtension({
     incoming(message, callback) {
         if (message.channel === "/meta/handshake" && !message.successful) {
             fail(`handshake: ${JSON.stringify(message)}`, 3);
         }
-        if (message.channel === "/meta/connect" && message.connectionType) seen.add(message.connectionType);
+        if (!message.channel.startsWith("/meta/")) wire.push(message);
         callback(message);
     },
     outgoing(message, callback) {
-        if (message.channel === "/meta/connect") seen.add(message.connectionType);
+        if (message.channel === "/meta/connect" && transports.at(-1) !== message.connectionType) {
+            transports.push(message.connectionType);
+        }
         callback(message);
     },
 });
@@ -40,8 +46,8 @@ const received = [];
 const subscription = client.subscribe("/v2/me/calls", data => {
     received.push(data.notificationType);
     if (data.notificationType === "CallRecordingStateChange" && data.call.recordingState === "Stopped") {
-        const message = {channel: "/v2/me/calls", data};
-        const result = {transport: [...seen].pop(), transports: [...seen], received, message};
+        const message = wire.findLast(m => m.data === data) ?? fail("the message is not on the wire");
+        const result = {transport: transports.at(-1), transports, received, message};
         console.log(`RESULT ${JSON.stringify(result)}`);
         Promise.resolve(client.disconnect()).then(() => process.exit(0));
         setTimeout(() => process.exit(0), 2000).unref();

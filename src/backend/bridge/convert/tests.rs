@@ -248,3 +248,89 @@ fn fields_the_core_does_not_model_pass_through_to_gws_clients() {
     let rendered = serde_json::to_value(DeviceJson::from_snapshot(&read, "http://gw")).unwrap();
     assert_eq!(rendered["voiceEnvironmentUri"], "http://gws/ve/1");
 }
+
+#[test]
+fn an_upstream_error_message_in_the_spec_shape_is_the_users_error_unchanged() {
+    let user = agent1().to_ref();
+    // Spec §8.4: `{"data":{"messageType":"ErrorMessage","errorCode":<T-Server code>,
+    // "errorMessage":"...","call":{...}?,"phoneNumber":"..."},"channel":"/v2/me/calls"}`,
+    // its call as in the §8.3 sample.
+    let data: Value = serde_json::json!({
+        "messageType": "ErrorMessage",
+        "errorCode": 56,
+        "errorMessage": "Invalid called DN",
+        "phoneNumber": "15000",
+        "call": {
+            "id": "01RCC3N118B1V0SL8O7GK2LAES00000V",
+            "callUuid": "01RCC3N118B1V0SL8O7GK2LAES00000V",
+            "connId": "007102719818001f", "state": "Released", "callType": "Outbound",
+            "dnis": "9165550404", "participants": [], "capabilities": [],
+            "userData": {}, "duration": "0", "mute": "Off",
+            "uri": "http://127.0.0.1:8080/api/v2/me/calls/01RCC3N118B1V0SL8O7GK2LAES00000V",
+            "path": "/calls/01RCC3N118B1V0SL8O7GK2LAES00000V"
+        }
+    });
+    let error = error_message(&data, &user);
+    assert_eq!(error.user, user);
+    assert_eq!(
+        error.error,
+        CoreError::Upstream {
+            kind: ErrorKind::Internal,
+            status_code: 56,
+            message: "Invalid called DN".into(),
+        }
+    );
+    assert_eq!(error.operation, None, "the spec's shape names no operation");
+    let call = error.call.expect("the call is read");
+    assert_eq!(call.id, CallId::new("01RCC3N118B1V0SL8O7GK2LAES00000V"));
+    assert_eq!(call.state, CallState::Released);
+
+    // GWS builds differ: digits in a string, an operation named, no call, the reply's pair.
+    let lean: Value = serde_json::json!({
+        "messageType": "ErrorMessage", "errorCode": "19", "errorMessage": "15001 is busy",
+        "operationName": "Dial",
+    });
+    let error = error_message(&lean, &user);
+    assert_eq!(error.error.status_code(), 19);
+    assert_eq!(error.error.kind(), ErrorKind::FailedPrecondition);
+    assert_eq!(error.operation, Some(Operation::Dial));
+    assert_eq!(error.call, None);
+    let reply_pair: Value = serde_json::json!({"statusCode": 6, "statusMessage": "gone"});
+    let error = error_message(&reply_pair, &user);
+    assert_eq!(
+        (error.error.status_code(), error.error.kind()),
+        (6, ErrorKind::NotFound)
+    );
+    assert_eq!(error.error.to_string(), "gone");
+    let bare = error_message(&serde_json::json!({"messageType": "ErrorMessage"}), &user);
+    assert_eq!(bare.error.status_code(), 4);
+}
+
+#[test]
+fn the_gateways_own_error_message_reads_back_as_it_was() {
+    use crate::gws::render::ErrorMessageJson;
+    let user = agent1().to_ref();
+    let call = super::call(
+        &serde_json::json!({"id": "C1", "state": "Released", "dnis": "9165550486"}),
+        &user,
+    )
+    .unwrap();
+    let sent = ErrorEvent {
+        sequence: 9,
+        user: user.clone(),
+        operation: Some(Operation::InitiateTransfer),
+        error: CoreError::InUse("9165550486 is busy".into()),
+        call: Some(call.clone()),
+        committed_at: std::time::UNIX_EPOCH,
+    };
+    let json = serde_json::to_value(ErrorMessageJson::from_event(&sent, "http://u")).unwrap();
+    let read = error_message(&json, &user);
+    assert_eq!(read.operation, sent.operation);
+    assert_eq!(read.error.status_code(), 19);
+    assert_eq!(read.error.kind(), sent.error.kind());
+    assert_eq!(read.error.to_string(), "9165550486 is busy");
+    assert_eq!(
+        read.call.map(|c| (c.id, c.state)),
+        Some((call.id, call.state))
+    );
+}

@@ -1,9 +1,11 @@
-//! Helpers of the legacy JSON end-to-end tests: an agent speaking the GWS API over a real
-//! socket with reqwest (Basic on every request, no cookie store unless asked).
-#![allow(dead_code, unreachable_pub)]
+//! The suite's one agent desktop client: speaks the GWS JSON API over a real socket with
+//! reqwest, with Basic on every request (`new`), a cookie store (`with_cookies`), or as a
+//! browser does after its login: Basic once, then only the `JSESSIONID` cookie (`login`).
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+use super::within;
 
 /// One agent's HTTP client.
 pub struct Agent {
@@ -15,6 +17,8 @@ pub struct Agent {
     pub user: String,
     /// Whether to send Basic credentials.
     pub basic: bool,
+    /// The session id the login set (empty unless built by [`Agent::login`]).
+    pub jsessionid: String,
 }
 
 impl Agent {
@@ -25,6 +29,40 @@ impl Agent {
             base: base.to_owned(),
             user: user.to_owned(),
             basic: true,
+            jsessionid: String::new(),
+        }
+    }
+
+    /// Logs `user` in with Basic (`GET /api/v2/me`, which sets `JSESSIONID`) and builds an
+    /// agent that sends only that session cookie from then on, as a browser does.
+    pub async fn login(base: &str, user: &str) -> Self {
+        let response = within(
+            "a login",
+            reqwest::Client::new()
+                .get(format!("{base}/api/v2/me"))
+                .basic_auth(user, Some("demo"))
+                .send(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{user} logs in");
+        let jsessionid = response
+            .cookies()
+            .find(|c| c.name() == "JSESSIONID")
+            .expect("the login sets JSESSIONID")
+            .value()
+            .to_owned();
+        let mut headers = reqwest::header::HeaderMap::new();
+        let cookie = format!("JSESSIONID={jsessionid}");
+        headers.insert("cookie", cookie.parse().unwrap());
+        Self {
+            client: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap(),
+            basic: false,
+            jsessionid,
+            ..Self::new(base, user)
         }
     }
 
@@ -50,7 +88,7 @@ impl Agent {
     /// Sends a GET and returns the response.
     pub async fn get_raw(&self, path: &str) -> reqwest::Response {
         let request = self.client.get(format!("{}{path}", self.base));
-        self.auth(request).send().await.unwrap()
+        within("a GET", self.auth(request).send()).await.unwrap()
     }
 
     /// Sends a GET; returns the status and the JSON body.
@@ -58,10 +96,17 @@ impl Agent {
         decode(self.get_raw(path).await).await
     }
 
+    /// GETs a path; expects 200 and returns the JSON body.
+    pub async fn get_ok(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
     /// POSTs JSON and returns the response.
     pub async fn post_raw(&self, path: &str, body: &Value) -> reqwest::Response {
         let request = self.client.post(format!("{}{path}", self.base)).json(body);
-        self.auth(request).send().await.unwrap()
+        within("a POST", self.auth(request).send()).await.unwrap()
     }
 
     /// POSTs JSON; returns the status and the JSON body.
@@ -69,23 +114,37 @@ impl Agent {
         decode(self.post_raw(path, &body).await).await
     }
 
-    /// POSTs an operation to a call and asserts `{"statusCode":0}`.
-    pub async fn op(&self, call: &str, body: Value) {
-        let (status, reply) = self
-            .post(&format!("/api/v2/me/calls/{call}"), body.clone())
-            .await;
+    /// POSTs JSON; expects `{"statusCode":0}`.
+    pub async fn post_ok(&self, path: &str, body: Value) {
+        let (status, reply) = self.post(path, body.clone()).await;
         assert_eq!(
             (status, &reply),
             (StatusCode::OK, &json!({"statusCode": 0})),
-            "{body}"
+            "POST {path} {body}"
         );
+    }
+
+    /// POSTs an operation to a call and asserts `{"statusCode":0}`.
+    pub async fn op(&self, call: &str, body: Value) {
+        self.post_ok(&format!("/api/v2/me/calls/{call}"), body)
+            .await;
+    }
+
+    /// Sends `operationName` on a call; expects `{"statusCode":0}`.
+    pub async fn call_op(&self, call: &str, operation: &str) {
+        self.op(call, json!({ "operationName": operation })).await;
+    }
+
+    /// Returns the agent's device id and its JSON resource.
+    pub async fn device(&self) -> (String, Value) {
+        let body = self.get_ok("/api/v2/me/devices?fields=*").await;
+        let device = body["devices"][0].clone();
+        (device["id"].as_str().unwrap().to_owned(), device)
     }
 
     /// Returns the agent's device id.
     pub async fn device_id(&self) -> String {
-        let (status, body) = self.get("/api/v2/me/devices?fields=*").await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["devices"][0]["id"].as_str().unwrap().to_owned()
+        self.device().await.0
     }
 
     /// Returns the ids of the agent's active calls.
@@ -169,13 +228,4 @@ pub fn assert_error(reply: &(StatusCode, Value), status: u16, code: u64) {
         "{body}"
     );
     assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
-}
-
-/// Connects agent1 to agent2 over JSON (agent1 dials 15001, agent2 answers); returns the
-/// call id.
-pub async fn established_call(a1: &Agent, a2: &Agent) -> String {
-    let id = a1.dial("15001").await;
-    a2.op(&id, json!({"operationName": "Answer"})).await;
-    assert_eq!(a1.call(&id).await["state"], "Established");
-    id
 }

@@ -1,0 +1,435 @@
+//! A chaotic CometD client with the ack extension, over long-polling or WebSocket, doing
+//! what CometD JS does: handshake with `ext.ack: true`, subscribe `/v2/me/calls` (and
+//! `/v2/me/*` for half of them), read its calls (`GET /api/v2/me/calls`, the snapshot a
+//! desktop starts from), then the `/meta/connect` loop, each connect carrying `ext.ack` = the
+//! batch of the last successful connect reply. A lost connection is followed by a new one
+//! and a connect with the same `clientId` (and `advice.timeout: 0`, as CometD JS asks after
+//! a failure); `402::Unknown client` or `advice.reconnect: "handshake"` by a new handshake,
+//! subscriptions and snapshot (a resync). Messages are not de-duplicated: what the server
+//! sends is what is recorded.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::keys::{CallView, EventKey};
+pub use super::link::Transport;
+use super::link::{BayeuxLink, HttpLink};
+use super::{Chaos, ChaosRng, Lives, keep_connecting, lock};
+use crate::setup::{basic_auth, phone, user};
+
+/// Longest wait for a reply other than a held connect.
+const REPLY_LIMIT: Duration = Duration::from_secs(10);
+
+/// One CometD client of the run.
+#[derive(Debug, Clone)]
+pub struct BayeuxSpec {
+    /// Its number.
+    pub index: usize,
+    /// The agent it logs in as.
+    pub agent: usize,
+    /// Its transport.
+    pub transport: Transport,
+    /// Whether it also subscribes to `/v2/me/*` (which matches `/v2/me/calls` too).
+    pub wildcard: bool,
+    /// The HTTP proxy.
+    pub addr: SocketAddr,
+}
+
+impl BayeuxSpec {
+    /// Returns a name for messages.
+    pub fn name(&self) -> String {
+        let transport = match self.transport {
+            Transport::LongPolling => "long-polling",
+            Transport::WebSocket => "websocket",
+        };
+        let wildcard = if self.wildcard { ", also /v2/me/*" } else { "" };
+        format!(
+            "cometd {} ({transport}{wildcard}) of {}",
+            self.index,
+            user(self.agent)
+        )
+    }
+}
+
+/// What a client received from one snapshot on.
+#[derive(Debug, Clone, Default)]
+pub struct CometdSegment {
+    /// The calls `GET /api/v2/me/calls` answered after subscribing: (DN, call).
+    pub snapshot: BTreeSet<(String, CallView)>,
+    /// Every `/v2/me/calls` message after it (`None` if unreadable).
+    pub events: Vec<Option<EventKey>>,
+    /// Messages for another user's DN.
+    pub foreign: u64,
+}
+
+/// What a client did and received.
+#[derive(Debug, Clone)]
+pub struct CometdRecord {
+    /// Its name.
+    pub name: String,
+    /// Its agent.
+    pub agent: usize,
+    /// One segment per session (the first, then one per resync).
+    pub segments: Vec<CometdSegment>,
+    /// How its connections went.
+    pub lives: Lives,
+    /// Re-handshakes the server asked for.
+    pub resyncs: u64,
+    /// Replies with the `multiple-clients` advice.
+    pub multiple_clients: u64,
+}
+
+/// How far a client got, for the run to wait on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CometdProgress {
+    /// The last message received since the last snapshot.
+    pub last: Option<EventKey>,
+    /// The last snapshot, once a connect reply after it brought no message (nothing was
+    /// queued for the session then).
+    pub quiet_snapshot: Option<BTreeSet<(String, CallView)>>,
+}
+
+/// The session the client has.
+#[derive(Debug, Clone)]
+struct Session {
+    client_id: String,
+    /// The ack batch of the last successful connect reply.
+    batch: u64,
+    /// Whether the snapshot of this session was read.
+    synced: bool,
+}
+
+struct State {
+    spec: BayeuxSpec,
+    dn: String,
+    authorization: String,
+    session: Option<Session>,
+    /// `BAYEUX_BROWSER=...`, kept across sessions, as a browser keeps it.
+    cookie: Option<String>,
+    next_id: u64,
+    record: CometdRecord,
+    progress: watch::Sender<CometdProgress>,
+    ready: bool,
+}
+
+/// What a connect reply asks of the client.
+enum Next {
+    Connect,
+    Handshake,
+}
+
+impl State {
+    fn id(&mut self) -> String {
+        self.next_id += 1;
+        self.next_id.to_string()
+    }
+
+    fn connection_type(&self) -> &'static str {
+        match self.spec.transport {
+            Transport::LongPolling => "long-polling",
+            Transport::WebSocket => "websocket",
+        }
+    }
+
+    fn handshake_message(&mut self) -> Value {
+        json!({"id": self.id(), "channel": "/meta/handshake", "version": "1.0",
+               "minimumVersion": "1.0", "supportedConnectionTypes": [self.connection_type()],
+               "advice": {"timeout": 60000, "interval": 0}, "ext": {"ack": true}})
+    }
+
+    fn subscribe_batch(&mut self, client_id: &str) -> Vec<Value> {
+        let mut channels = vec!["/v2/me/calls"];
+        if self.spec.wildcard {
+            channels.push("/v2/me/*");
+        }
+        channels
+            .into_iter()
+            .map(|channel| {
+                json!({"id": self.id(), "channel": "/meta/subscribe", "clientId": client_id,
+                       "subscription": channel})
+            })
+            .collect()
+    }
+
+    fn connect_message(&mut self, immediate: bool) -> anyhow::Result<Value> {
+        let session = self.session.clone().context("no session")?;
+        let mut message = json!({"id": self.id(), "channel": "/meta/connect",
+            "clientId": session.client_id, "connectionType": self.connection_type(),
+            "ext": {"ack": session.batch}});
+        if immediate {
+            message["advice"] = json!({"timeout": 0});
+        }
+        Ok(message)
+    }
+
+    /// Takes the handshake reply; returns the new session's `clientId`.
+    fn take_handshake(&mut self, reply: &[Value]) -> anyhow::Result<String> {
+        let reply = reply
+            .iter()
+            .find(|m| m["channel"] == "/meta/handshake")
+            .context("no handshake reply")?;
+        anyhow::ensure!(reply["successful"] == true, "handshake refused: {reply}");
+        anyhow::ensure!(
+            reply.pointer("/ext/ack") == Some(&json!(true)),
+            "the server did not accept the ack extension: {reply}"
+        );
+        let client_id = reply["clientId"]
+            .as_str()
+            .context("no clientId")?
+            .to_owned();
+        self.session = Some(Session {
+            client_id: client_id.clone(),
+            batch: 0,
+            synced: false,
+        });
+        Ok(client_id)
+    }
+
+    /// Starts a segment with the snapshot read after subscribing.
+    fn take_snapshot(&mut self, body: &Value) -> anyhow::Result<bool> {
+        let calls = body["calls"]
+            .as_array()
+            .context("no calls in the snapshot")?;
+        let snapshot = calls
+            .iter()
+            .map(|c| CallView::from_json(c).map(|view| (self.dn.clone(), view)))
+            .collect::<Option<BTreeSet<_>>>()
+            .with_context(|| format!("an unreadable snapshot: {body}"))?;
+        self.record.segments.push(CometdSegment {
+            snapshot,
+            ..CometdSegment::default()
+        });
+        self.progress.send_replace(CometdProgress::default());
+        if let Some(session) = self.session.as_mut() {
+            session.synced = true;
+        }
+        let first = !self.ready;
+        self.ready = true;
+        Ok(first)
+    }
+
+    /// Takes the messages that came with a connect reply, in order (the CometD ack
+    /// extension reads `ext.ack` of a successful connect reply only).
+    fn take_connect(&mut self, messages: &[Value]) -> anyhow::Result<Next> {
+        let mut next = None;
+        let mut delivered = false;
+        for message in messages {
+            match message["channel"].as_str() {
+                Some("/v2/me/calls") => {
+                    delivered = true;
+                    self.take_call_message(&message["data"])?;
+                }
+                Some("/meta/connect") => next = Some(self.take_connect_reply(message)?),
+                _ => {}
+            }
+        }
+        let next = next.context("no connect reply")?;
+        if !delivered
+            && matches!(next, Next::Connect)
+            && let Some(segment) = self.record.segments.last()
+            && segment.events.is_empty()
+        {
+            let snapshot = segment.snapshot.clone();
+            self.progress
+                .send_modify(|p| p.quiet_snapshot = Some(snapshot));
+        }
+        Ok(next)
+    }
+
+    fn take_call_message(&mut self, data: &Value) -> anyhow::Result<()> {
+        let segment = self
+            .record
+            .segments
+            .last_mut()
+            .context("a message before the snapshot")?;
+        if data["phoneNumber"].as_str() != Some(self.dn.as_str()) {
+            segment.foreign += 1;
+        }
+        let key = EventKey::from_json(data);
+        segment.events.push(key.clone());
+        self.progress.send_replace(CometdProgress {
+            last: key,
+            quiet_snapshot: None,
+        });
+        Ok(())
+    }
+
+    fn take_connect_reply(&mut self, reply: &Value) -> anyhow::Result<Next> {
+        let reconnect = reply.pointer("/advice/reconnect").and_then(Value::as_str);
+        if reply.pointer("/advice/multiple-clients") == Some(&json!(true)) {
+            self.record.multiple_clients += 1;
+        }
+        if reply["successful"] != true {
+            let unknown = reply["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("402"));
+            anyhow::ensure!(
+                unknown || reconnect == Some("handshake"),
+                "connect failed: {reply}"
+            );
+            return Ok(self.drop_session());
+        }
+        if let (Some(batch), Some(session)) = (
+            reply.pointer("/ext/ack").and_then(Value::as_u64),
+            self.session.as_mut(),
+        ) {
+            session.batch = batch;
+        }
+        match reconnect {
+            Some("handshake") => Ok(self.drop_session()),
+            Some("none") => anyhow::bail!("the server said reconnect none: {reply}"),
+            _ => Ok(Next::Connect),
+        }
+    }
+
+    fn drop_session(&mut self) -> Next {
+        self.session = None;
+        self.record.resyncs += 1;
+        Next::Handshake
+    }
+}
+
+/// Runs the client until the run stops; returns what it received.
+pub async fn run(
+    spec: BayeuxSpec,
+    chaos: Chaos,
+    mut rng: ChaosRng,
+    progress: watch::Sender<CometdProgress>,
+) -> CometdRecord {
+    let index = spec.index;
+    let state = Arc::new(Mutex::new(State {
+        dn: phone(spec.agent),
+        authorization: basic_auth(spec.agent),
+        session: None,
+        cookie: None,
+        next_id: 0,
+        record: CometdRecord {
+            name: spec.name(),
+            agent: spec.agent,
+            segments: Vec::new(),
+            lives: Lives::default(),
+            resyncs: 0,
+            multiple_clients: 0,
+        },
+        spec,
+        progress,
+        ready: false,
+    }));
+    let away = index < chaos.plan.away;
+    let lives = keep_connecting(&chaos, &mut rng, away, || {
+        one_life(state.clone(), chaos.clone())
+    })
+    .await;
+    let mut record = lock(&state).record.clone();
+    record.lives = lives;
+    record
+}
+
+/// Sends a batch on the link with the client's credentials and browser cookie (keeping
+/// a new one the server sets); returns the messages of the answer.
+async fn send(
+    state: &Mutex<State>,
+    link: &mut BayeuxLink,
+    suffix: &str,
+    batch: Vec<Value>,
+    limit: Duration,
+) -> anyhow::Result<Vec<Value>> {
+    let (authorization, cookie) = {
+        let state = lock(state);
+        (state.authorization.clone(), state.cookie.clone())
+    };
+    let (messages, set_cookie) = link
+        .send(&authorization, cookie.as_deref(), suffix, &batch, limit)
+        .await?;
+    if set_cookie.is_some() {
+        lock(state).cookie = set_cookie;
+    }
+    Ok(messages)
+}
+
+/// One connection: a session if there is none, its snapshot if not read yet, then the
+/// connect loop until something ends it.
+async fn one_life(state: Arc<Mutex<State>>, chaos: Chaos) -> anyhow::Result<()> {
+    let (transport, addr, authorization) = {
+        let state = lock(&state);
+        (
+            state.spec.transport,
+            state.spec.addr,
+            state.authorization.clone(),
+        )
+    };
+    let mut link = BayeuxLink::open(transport, addr, &authorization).await?;
+    if lock(&state).session.is_none() {
+        let handshake = lock(&state).handshake_message();
+        let reply = send(
+            &state,
+            &mut link,
+            "/handshake",
+            vec![handshake],
+            REPLY_LIMIT,
+        )
+        .await?;
+        let client_id = lock(&state).take_handshake(&reply)?;
+        let batch = lock(&state).subscribe_batch(&client_id);
+        let replies = send(&state, &mut link, "/", batch, REPLY_LIMIT).await?;
+        let refused: Vec<_> = replies
+            .iter()
+            .filter(|m| m["channel"] == "/meta/subscribe" && m["successful"] != true)
+            .collect();
+        anyhow::ensure!(refused.is_empty(), "subscribe refused: {refused:?}");
+    }
+    if lock(&state).session.as_ref().is_some_and(|s| !s.synced) {
+        read_snapshot(&state, &mut link, &chaos).await?;
+    }
+    let limit = Duration::from_millis(chaos.plan.cometd_timeout_ms) + REPLY_LIMIT;
+    let mut immediate = true;
+    loop {
+        let connect = lock(&state).connect_message(immediate)?;
+        let reply = send(&state, &mut link, "/connect", vec![connect], limit).await?;
+        match lock(&state).take_connect(&reply)? {
+            Next::Connect => immediate = false,
+            Next::Handshake => return Ok(()),
+        }
+    }
+}
+
+/// Reads the user's calls over HTTP (on the long-polling link, or on a connection of its
+/// own for a WebSocket client) and starts a segment with them.
+async fn read_snapshot(
+    state: &Mutex<State>,
+    link: &mut BayeuxLink,
+    chaos: &Chaos,
+) -> anyhow::Result<()> {
+    let (addr, authorization) = {
+        let state = lock(state);
+        (state.spec.addr, state.authorization.clone())
+    };
+    let mut own;
+    let http = match link {
+        BayeuxLink::Http(http) => http,
+        BayeuxLink::Ws(_) => {
+            own = HttpLink::open(addr).await?;
+            &mut own
+        }
+    };
+    let reply = http
+        .request(
+            http::Method::GET,
+            "/api/v2/me/calls?fields=*",
+            &[("authorization", &authorization)],
+            None,
+            REPLY_LIMIT,
+        )
+        .await?;
+    anyhow::ensure!(reply.status == 200, "GET calls: HTTP {}", reply.status);
+    if lock(state).take_snapshot(&reply.body)? {
+        chaos.ready();
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! A fixed number of figure 1 or figure 2 requests against one server that is already
+//! running (the gateway, bare tonic or bare axum), for instruction counting: on a shared
+//! machine req/s and CPU time move with whatever else runs, but the instructions a server
+//! executes for a fixed request count do not. Run the server under
+//! `valgrind --tool=callgrind` and pass `--before "callgrind_control -z PID"` and
+//! `--after "callgrind_control -d PID"`: the counters then cover exactly the measured
+//! requests (after the set-up and a warm-up that fills caches, hpack tables and sessions).
+//!
+//! The requests are figure 1's and figure 2's: Start/StopCallRecording in turn on one
+//! established call per slot with Basic credentials (the gateway, with figure 1's
+//! WatchCalls streams open), or the bare RPC / bare JSON handler with the same headers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::grpc_load::{self, SlotPlan, grpc_frame};
+use crate::setup::{self, EstablishedCall, basic_auth};
+use crate::watchers::WatchFleet;
+
+/// What is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// The gateway's gRPC listener (figure 1).
+    GatewayGrpc,
+    /// The gateway's HTTP listener (figure 2).
+    GatewayJson,
+    /// The bare tonic baseline.
+    BareTonic,
+    /// The bare axum baseline.
+    BareAxum,
+}
+
+/// The shape of a counted run.
+#[derive(Debug, Clone)]
+pub struct CountShape {
+    /// The server.
+    pub target: Target,
+    /// Its listener (the gRPC one for the gateway, which also serves the set-up calls).
+    pub addr: SocketAddr,
+    /// The gateway's HTTP listener (for [`Target::GatewayJson`]).
+    pub http: Option<SocketAddr>,
+    /// Connections.
+    pub connections: usize,
+    /// Requests in flight per connection (gRPC only; HTTP/1.1 has one).
+    pub in_flight: usize,
+    /// Measured requests, spread evenly over the slots (rounded up to an even count per
+    /// slot, so that every call ends as it started).
+    pub requests: usize,
+    /// Warm-up requests per slot, before `before` runs.
+    pub warmup_per_slot: usize,
+    /// WatchCalls streams held open on the gateway (figure 1 holds 100).
+    pub watchers: usize,
+    /// Shell command run after the warm-up (e.g. `callgrind_control -z PID`).
+    pub before: Option<String>,
+    /// Shell command run after the measured requests and a pause (e.g. `callgrind_control -d PID`).
+    pub after: Option<String>,
+}
+
+/// Runs the counted load; returns the measured requests that succeeded.
+pub async fn run(shape: CountShape) -> anyhow::Result<u64> {
+    let slots = match shape.target {
+        Target::GatewayGrpc | Target::BareTonic => shape.connections * shape.in_flight,
+        Target::GatewayJson | Target::BareAxum => shape.connections,
+    };
+    let gateway = matches!(shape.target, Target::GatewayGrpc | Target::GatewayJson);
+    let grpc_url = format!("http://{}", shape.addr);
+    let calls = if gateway {
+        setup::establish_calls(&grpc_url, slots).await?
+    } else {
+        (0..slots)
+            .map(|k| EstablishedCall {
+                id: format!("bare-{k}"),
+                caller: 2 * k,
+                callee: 2 * k + 1,
+            })
+            .collect()
+    };
+    let fleet = if gateway && shape.watchers > 0 {
+        Some(WatchFleet::open(&grpc_url, 0..shape.watchers, 50).await?)
+    } else {
+        None
+    };
+    let plans = plans(shape.target, &calls);
+    let per_slot = shape.requests.div_ceil(slots).next_multiple_of(2);
+    let warmup = shape.warmup_per_slot.next_multiple_of(2);
+    let ok = match shape.target {
+        Target::GatewayGrpc | Target::BareTonic => grpc(&shape, &plans, warmup, per_slot).await?,
+        Target::GatewayJson | Target::BareAxum => {
+            let addr = match shape.target {
+                Target::GatewayJson => shape.http.context("--http is required")?,
+                _ => shape.addr,
+            };
+            json(&shape, addr, &plans, warmup, per_slot).await?
+        }
+    };
+    if let Some(fleet) = fleet {
+        let watched = fleet.close().await?;
+        eprintln!(
+            "count: watchers received {} events, {} failed",
+            watched.all_events, watched.failed_streams
+        );
+    }
+    Ok(ok)
+}
+
+fn plans(target: Target, calls: &[EstablishedCall]) -> Vec<SlotPlan> {
+    calls
+        .iter()
+        .map(|c| {
+            let path = format!("/api/v2/me/calls/{}", c.id);
+            let start = Bytes::from_static(br#"{"operationName":"StartCallRecording"}"#);
+            let stop = Bytes::from_static(br#"{"operationName":"StopCallRecording"}"#);
+            let requests = match target {
+                Target::GatewayGrpc => grpc_load::recording_requests(&c.id),
+                Target::BareTonic => vec![(
+                    crate::servers::BARE_PATH.into(),
+                    grpc_frame(&crate::servers::pb::EmptyRequest {}),
+                )],
+                Target::GatewayJson | Target::BareAxum => {
+                    vec![(path.clone(), start), (path, stop)]
+                }
+            };
+            SlotPlan {
+                authorization: Some(basic_auth(c.caller)),
+                requests,
+            }
+        })
+        .collect()
+}
+
+async fn hook(command: Option<&String>) -> anyhow::Result<()> {
+    if let Some(command) = command {
+        let status = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "{command:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Warms up, runs `before`, sends the measured requests, pauses so that the watchers'
+/// events go out, runs `after`.
+async fn measured<F, Fut>(
+    shape: &CountShape,
+    warmup: usize,
+    per_slot: usize,
+    mut phase: F,
+) -> anyhow::Result<u64>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<u64>>,
+{
+    phase(warmup).await?;
+    hook(shape.before.as_ref()).await?;
+    let began = Instant::now();
+    let ok = phase(per_slot).await?;
+    eprintln!("count: {ok} requests in {:?}", began.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    hook(shape.after.as_ref()).await?;
+    Ok(ok)
+}
+
+async fn grpc(
+    shape: &CountShape,
+    plans: &[SlotPlan],
+    warmup: usize,
+    per_slot: usize,
+) -> anyhow::Result<u64> {
+    let authority = Arc::<str>::from(shape.addr.to_string());
+    let mut senders = Vec::with_capacity(shape.connections);
+    for _ in 0..shape.connections {
+        senders.push(grpc_load::connect(shape.addr).await?);
+    }
+    measured(shape, warmup, per_slot, |count| {
+        let mut tasks = Vec::new();
+        for (c, sender) in senders.iter().enumerate() {
+            for m in 0..shape.in_flight {
+                let plan = plans[c * shape.in_flight + m].clone();
+                let (sender, authority) = (sender.clone(), authority.clone());
+                tasks.push(tokio::spawn(async move {
+                    for turn in 0..count {
+                        let (path, body) = &plan.requests[turn % plan.requests.len()];
+                        let mut request = http::Request::post(format!("http://{authority}{path}"))
+                            .header("content-type", "application/grpc")
+                            .header("te", "trailers")
+                            .body(())?;
+                        if let Some(value) = &plan.authorization {
+                            request
+                                .headers_mut()
+                                .insert("authorization", value.parse()?);
+                        }
+                        grpc_load::unary(&sender, request, body.clone()).await?;
+                    }
+                    anyhow::Ok(count as u64)
+                }));
+            }
+        }
+        async move {
+            let mut ok = 0;
+            for task in tasks {
+                ok += task.await??;
+            }
+            Ok(ok)
+        }
+    })
+    .await
+}
+
+async fn json(
+    shape: &CountShape,
+    addr: SocketAddr,
+    plans: &[SlotPlan],
+    warmup: usize,
+    per_slot: usize,
+) -> anyhow::Result<u64> {
+    type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+    let mut connections: Vec<(Sender, Option<String>)> = Vec::new();
+    for _ in 0..shape.connections {
+        let tcp = TcpStream::connect(addr).await.context("cannot connect")?;
+        tcp.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        connections.push((sender, None));
+    }
+    let connections = Arc::new(tokio::sync::Mutex::new(connections));
+    let host = addr.to_string();
+    measured(shape, warmup, per_slot, |count| {
+        let (connections, host) = (connections.clone(), host.clone());
+        let plans = plans.to_vec();
+        async move {
+            let taken = std::mem::take(&mut *connections.lock().await);
+            let tasks: Vec<_> = taken
+                .into_iter()
+                .enumerate()
+                .map(|(c, (mut sender, mut cookie))| {
+                    let plan = plans[c].clone();
+                    let host = host.clone();
+                    tokio::spawn(async move {
+                        for turn in 0..count {
+                            let (path, body) = plan.requests[turn % plan.requests.len()].clone();
+                            let mut request = http::Request::post(path.as_str())
+                                .header("host", host.as_str())
+                                .header("content-type", "application/json")
+                                .body(Full::new(body))?;
+                            if let Some(value) = &plan.authorization {
+                                request
+                                    .headers_mut()
+                                    .insert("authorization", value.parse()?);
+                            }
+                            if let Some(value) = &cookie {
+                                request.headers_mut().insert("cookie", value.parse()?);
+                            }
+                            crate::http_load::post(&mut sender, request, &mut cookie).await?;
+                        }
+                        anyhow::Ok((sender, cookie))
+                    })
+                })
+                .collect();
+            let mut back = Vec::new();
+            for task in tasks {
+                back.push(task.await??);
+            }
+            let ok = (back.len() * count) as u64;
+            *connections.lock().await = back;
+            Ok(ok)
+        }
+    })
+    .await
+}
