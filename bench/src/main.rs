@@ -53,7 +53,7 @@ enum Command {
         faye_dir: PathBuf,
         /// Run only these figure groups: `unary` (1 and 2), `fanout` (3 and 4), `faye`
         /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5), `flood` (6),
-        /// `bridge` (7), `chaos` (8).
+        /// `bridge` (7), `chaos` (8), `overload` (9).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Hand-written profile findings copied into the report.
@@ -262,6 +262,10 @@ async fn main() -> anyhow::Result<()> {
             if wanted("chaos") {
                 eprintln!("voice-bench: figure 8 (chaos resume)");
                 bench.chaos().await?;
+            }
+            if wanted("overload") {
+                eprintln!("voice-bench: figure 9 (overload)");
+                bench.overload().await?;
             }
             let report = Report {
                 command: command_line,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::bridge::BridgePlan;
 use crate::chaos::ChaosPlan;
 use crate::grpc_load::LoadShape;
+use crate::overload::OverloadPlan;
 use crate::paced_load::PacedShape;
 
 /// Counts and durations of every figure.
@@ -46,6 +47,8 @@ pub struct Plan {
     pub flood: FloodShape,
     /// Figure 8: the chaos resume run.
     pub chaos: ChaosPlan,
+    /// Figure 9: saturation, then overload.
+    pub overload: OverloadPlan,
 }
 
 /// The shape of the password flood (figure 6, issue 10).
@@ -116,6 +119,22 @@ impl Plan {
                 },
             },
             chaos: ChaosPlan::bench(),
+            overload: OverloadPlan {
+                calls: 64,
+                // 16 × 64 = 1024: the default `server.max_requests`.
+                saturation: LoadShape {
+                    connections: 16,
+                    in_flight: 64,
+                    warmup: Duration::from_secs(1),
+                    duration: Duration::from_secs(5),
+                },
+                factor: 3.0,
+                connections: 16,
+                warmup: Duration::from_secs(1),
+                duration: Duration::from_secs(5),
+                sample_every: Duration::from_millis(50),
+                rss_cap_kib: 2 << 20,
+            },
         }
     }
 
@@ -166,6 +185,21 @@ impl Plan {
                 },
             },
             chaos: ChaosPlan::smoke(),
+            overload: OverloadPlan {
+                calls: 4,
+                saturation: LoadShape {
+                    connections: 2,
+                    in_flight: 4,
+                    warmup: Duration::from_millis(100),
+                    duration: Duration::from_millis(500),
+                },
+                factor: 3.0,
+                connections: 2,
+                warmup: Duration::from_millis(100),
+                duration: Duration::from_millis(500),
+                sample_every: Duration::from_millis(50),
+                rss_cap_kib: 1 << 20,
+            },
         }
     }
 }

@@ -107,6 +107,26 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
     let chaos = row("8. Chaos resume");
     assert_eq!(chaos.met, Some(true), "{chaos:?}");
     assert!(chaos.gateway.contains("lost 0, duplicated 0"), "{chaos:?}");
+    // Figure 9: saturation, then three times its rate against the load shedding: the
+    // smoke's listener admits as many calls as its saturating load keeps in flight, so
+    // the overload has both answers.
+    let overload: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| r.figure.starts_with("9."))
+        .collect();
+    assert_eq!(overload.len(), 3, "{overload:?}");
+    assert!(
+        !overload[0].gateway.contains("(0 refused"),
+        "{:?}",
+        overload[0]
+    );
+    assert!(
+        overload[1].ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
+        "{:?}",
+        overload[1]
+    );
+    assert!(overload[2].gateway.contains("MiB"), "{:?}", overload[2]);
     for row in &report.rows {
         assert!(row.value.is_finite(), "{row:?}");
     }
