@@ -9,7 +9,7 @@
 //! (the HTTP/1.1 head parsed, or the HTTP/2 stream opened), not from when its handler
 //! first runs: when the gateway is short of CPU, requests wait in the runtime's queue,
 //! and a count taken inside the handler would see few of them while the queue grew
-//! (BENCHMARKS.md, figure 9, measured it: 0 refusals and a p99 of seconds). It holds its
+//! (BENCHMARKS.md, figure 10, measured it: 0 refusals and a p99 of seconds). It holds its
 //! slots until its response head is ready, not while its body streams, so a `WatchCalls`
 //! stream costs a slot only while it starts.
 //!

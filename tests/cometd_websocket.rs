@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use cometd_support::{LpClient, connect_held, is_recording_stop};
-use common::{TestGateway, basic, eventually};
+use common::{TestGateway, basic, eventually, within};
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -204,4 +204,49 @@ async fn with_ack_a_client_that_stops_connecting_hits_its_queue_bound() {
     assert_eq!(reply["advice"]["reconnect"], "handshake");
     // Re-handshaking on the same socket works.
     handshake(&mut ws, json!({"ack": true})).await;
+}
+
+/// The HTTP listener serves a WebSocket over HTTP/2 too (RFC 8441 extended CONNECT, which
+/// the production server enables): the upgrade is accepted and Bayeux runs over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_over_http2_extended_connect_carries_bayeux() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let gw = TestGateway::spawn().await;
+    let tcp = TcpStream::connect(gw.http_addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(tcp))
+        .await
+        .expect("an HTTP/2 connection (prior knowledge)");
+    tokio::spawn(connection);
+    let request = axum::http::Request::builder()
+        .method(axum::http::Method::CONNECT)
+        .uri(gw.url())
+        .header("sec-websocket-version", "13")
+        .header("authorization", basic("agent1"))
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = within("the CONNECT's answer", sender.send_request(request))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{response:?}");
+    let upgraded = within("the upgrade", hyper::upgrade::on(response))
+        .await
+        .unwrap();
+    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+    ws.send(Message::text(
+        json!([{"id": "1", "channel": "/meta/handshake", "version": "1.0",
+                "supportedConnectionTypes": ["websocket"]}])
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    let frame = within("the handshake reply", ws.next())
+        .await
+        .expect("the socket is open")
+        .unwrap();
+    let reply: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+    assert_eq!(reply[0]["successful"], true, "{reply}");
+    assert!(reply[0]["clientId"].is_string(), "{reply}");
 }

@@ -509,12 +509,18 @@ async fn a_watcher_that_stops_reading_is_cut_off_with_a_resume_point() {
         }
     };
     assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    // "... resume from sequence N of epoch E": N, in the epoch of the snapshot.
     let resume_from: u64 = status
         .message()
         .rsplit("resume from sequence ")
         .next()
-        .and_then(|n| n.trim().parse().ok())
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no resume point in {:?}", status.message()));
+    assert!(
+        status.message().contains(&first.epoch),
+        "the resume point names the stream's epoch: {:?}",
+        status.message()
+    );
 
     // Every event of the contact center since the snapshot, replayed from the history.
     let whole_center = |from_sequence| {

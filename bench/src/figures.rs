@@ -72,6 +72,8 @@ pub struct Bench {
     pub missing: Vec<String>,
     /// Method notes and findings.
     pub notes: Vec<String>,
+    /// The report's charts, drawn at the end of the run.
+    pub charts: Vec<crate::charts::Chart>,
     /// The Faye baseline's directory (with `server.js` and `node_modules`).
     pub faye_dir: Option<PathBuf>,
     /// Figure 4's CometD reading: bytes per session, RSS before and after (KiB).
@@ -115,6 +117,7 @@ impl Bench {
             rows: Vec::new(),
             missing: Vec::new(),
             notes: Vec::new(),
+            charts: Vec::new(),
             faye_dir: None,
             session_memory: None,
             payload: None,
@@ -263,6 +266,13 @@ impl Bench {
             target: "≥ 0.8×".into(),
             met: Some(ratio >= 0.8),
         });
+        self.chart_unary_pair(
+            "1. gRPC unary",
+            "suite, Start/Stop",
+            "bare tonic",
+            &gw_mid,
+            &bare_mid,
+        );
         let tail = gw_mid.latency.p99_ms / gw_mid.latency.p50_ms.max(0.001);
         self.rows.push(Row {
             figure: "1. gRPC unary".into(),
@@ -459,6 +469,13 @@ impl Bench {
             target: "≥ 0.8×".into(),
             met: Some(ratio >= 0.8),
         });
+        self.chart_unary_pair(
+            "2. Legacy JSON",
+            "suite, Start/Stop",
+            "bare axum",
+            &gw_mid,
+            &bare_mid,
+        );
         self.notes.push(format!(
             "Figure 2: {} rounds, bare axum then gateway in turn, median shown. All runs (gateway / bare req/s): {}.",
             plan.rounds,
@@ -524,6 +541,7 @@ impl Bench {
         fleet.set_recording(false);
         let tally = fleet.close().await?;
         let latency = tally.latency.summary();
+        let mut fanout_series = vec![("WatchCalls, commit → receipt".to_owned(), latency)];
         let rate = driven.ops_per_sec * 2.0;
         self.rows.push(Row {
             figure: "3. Fan-out (gRPC)".into(),
@@ -560,6 +578,7 @@ impl Bench {
             sessions.set_recording(false);
             let seen = sessions.close().await?;
             let latency = seen.latency.summary();
+            fanout_series.push(("CometD, operation sent → receipt".to_owned(), latency));
             self.rows.push(Row {
                 figure: "3. Fan-out (CometD)".into(),
                 measure: format!(
@@ -590,6 +609,11 @@ impl Bench {
                 "3./4. CometD: this gateway build has no `/api/v2/notifications` endpoint".into(),
             );
         }
+        self.chart_latency(
+            "3. Fan-out",
+            &format!("latency at {:.0} events/s", plan.events_per_sec),
+            fanout_series,
+        );
         Ok(())
     }
 
@@ -673,6 +697,7 @@ impl Bench {
         let (faye_rate, faye_latency, faye_driven) =
             (faye_run.rate, faye_run.latency, faye_run.driven);
         let ratio = gw_rate / faye_rate.max(f64::MIN_POSITIVE);
+        self.chart_faye(&gw_run, &faye_run);
         self.rows.push(Row {
             figure: "3. Fan-out vs Faye".into(),
             measure: format!(
@@ -776,18 +801,16 @@ impl Bench {
     }
 }
 
-/// Runs a saturating driver over `sessions`: warm-up, then a recorded window; returns the
-/// delivered messages/s, their latency and what the driver did.
 /// What a saturating run measured.
-struct Saturation {
+pub(crate) struct Saturation {
     /// Delivered messages per second.
-    rate: f64,
+    pub(crate) rate: f64,
     /// Delivery latency.
-    latency: crate::stats::LatencySummary,
+    pub(crate) latency: crate::stats::LatencySummary,
     /// The driver's tally.
     driven: driver::DriveResult,
     /// The server's CPU time per delivered message, µs (when it could be read).
-    cpu_us_per_message: Option<f64>,
+    pub(crate) cpu_us_per_message: Option<f64>,
 }
 
 /// Drives a server to saturation; `pid` is the server process, whose CPU time in the
@@ -860,7 +883,11 @@ fn run_pairs(gw_runs: &[LoadResult], bare_runs: &[LoadResult]) -> String {
 }
 
 /// Fails on a run without successes or with more than 0.1 % errors; returns the run.
-fn check_errors(what: &str, run: LoadResult, first: Option<String>) -> anyhow::Result<LoadResult> {
+pub(crate) fn check_errors(
+    what: &str,
+    run: LoadResult,
+    first: Option<String>,
+) -> anyhow::Result<LoadResult> {
     anyhow::ensure!(
         run.requests > 0,
         "{what}: no successful request ({first:?})"

@@ -12,6 +12,10 @@
 //!   HTTP/1.1 JSON); [`watchers`]: many WatchCalls streams with commit-to-receipt latency;
 //!   [`driver`]: the fixed-rate event driver; [`paced_load`]: an open-loop (fixed-rate) gRPC
 //!   unary load generator.
+//! - [`crosscheck`]: figures 1 and 2 again with h2load and wrk ([`tools`]); [`charts`]: the
+//!   report's SVG pictures, from data the figures collect ([`figure_charts`]).
+//! - [`moonshot`]: figure 9, one event to 100,000 subscribers, with its lean clients in
+//!   [`moonshot_clients`] and source addresses from [`loopback`].
 //! - [`count`]: a fixed number of figure 1 or 2 requests, for instruction counts under
 //!   callgrind.
 //! - [`setup`]: the generated configuration and established calls; [`plan`]: counts and
@@ -22,20 +26,26 @@
 //! - [`chaos`]: figure 8, chaos resume (issue 14): watchers and CometD clients whose
 //!   connections die at random, checked for lost and duplicated events; the test suite's
 //!   `tests/chaos_resume.rs` runs the same module against an in-process gateway.
-//! - [`overload`]: figure 9, saturation then three times its rate against the load
+//! - [`overload`]: figure 10, saturation then three times its rate against the load
 //!   shedding of `[server]` (issue 14), with its open-loop load in [`overload_load`].
 
 pub mod bridge;
 pub mod chaos;
+pub mod charts;
 pub mod cometd;
 pub mod count;
+pub mod crosscheck;
 pub mod driver;
+pub mod figure_charts;
 pub mod figures;
 pub mod flood;
 pub mod flood_load;
 pub mod grpc_load;
 pub mod http_load;
 pub mod http_util;
+pub mod loopback;
+pub mod moonshot;
+pub mod moonshot_clients;
 pub mod overload;
 pub mod overload_load;
 pub mod paced_load;
@@ -45,4 +55,5 @@ pub mod report;
 pub mod servers;
 pub mod setup;
 pub mod stats;
+pub mod tools;
 pub mod watchers;

@@ -2,7 +2,7 @@
 //! serves one of the baselines (used by the suite itself as child processes).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -53,9 +53,13 @@ enum Command {
         faye_dir: PathBuf,
         /// Run only these figure groups: `unary` (1 and 2), `fanout` (3 and 4), `faye`
         /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5), `flood` (6),
-        /// `bridge` (7), `chaos` (8), `overload` (9).
+        /// `bridge` (7), `chaos` (8), `tools` (1 and 2 with h2load and wrk), `moonshot` (9),
+        /// `overload` (10).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Where to write the SVG charts (default: `bench/charts` beside the report).
+        #[arg(long)]
+        charts: Option<PathBuf>,
         /// Hand-written profile findings copied into the report.
         #[arg(long, default_value = "bench/FINDINGS.md")]
         findings: PathBuf,
@@ -202,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
             streams,
             sessions,
             findings,
+            charts,
         } => {
             let wanted = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
             let began = Instant::now();
@@ -233,11 +238,17 @@ async fn main() -> anyhow::Result<()> {
             plan.streams = streams.unwrap_or(plan.streams);
             plan.sessions = sessions.unwrap_or(plan.sessions);
             let json = json.unwrap_or_else(|| work.join("bench-results.json"));
+            let report_dir = out.parent().unwrap_or(Path::new("")).to_path_buf();
+            let charts_dir = charts.unwrap_or_else(|| report_dir.join("bench/charts"));
             let mut bench = Bench::new(plan, gateway, bench_exe, work)?;
             bench.faye_dir = Some(faye_dir);
             if wanted("unary") {
                 eprintln!("voice-bench: figures 1 and 2 (gRPC unary, legacy JSON)");
                 bench.unary_and_json().await?;
+            }
+            if wanted("tools") {
+                eprintln!("voice-bench: figures 1 and 2 with h2load and wrk");
+                bench.crosscheck().await?;
             }
             if wanted("fanout") {
                 eprintln!("voice-bench: figures 3 and 4 (fan-out, memory)");
@@ -255,6 +266,10 @@ async fn main() -> anyhow::Result<()> {
                 eprintln!("voice-bench: figure 6 (password flood)");
                 bench.password_flood().await?;
             }
+            if wanted("moonshot") {
+                eprintln!("voice-bench: figure 9 (moonshot)");
+                bench.moonshot(open_files).await?;
+            }
             if wanted("bridge") {
                 eprintln!("voice-bench: figure 7 (bridge mode)");
                 bench.bridge().await?;
@@ -264,7 +279,7 @@ async fn main() -> anyhow::Result<()> {
                 bench.chaos().await?;
             }
             if wanted("overload") {
-                eprintln!("voice-bench: figure 9 (overload)");
+                eprintln!("voice-bench: figure 10 (overload)");
                 bench.overload().await?;
             }
             let report = Report {
@@ -276,7 +291,12 @@ async fn main() -> anyhow::Result<()> {
                 missing: bench.missing,
                 notes: bench.notes,
                 findings: std::fs::read_to_string(&findings).unwrap_or_default(),
+                charts_dir: link_to(&report_dir, &charts_dir),
+                charts: bench.charts,
             };
+            for chart in &report.charts {
+                voice_bench::charts::draw(chart, &charts_dir)?;
+            }
             std::fs::write(&out, report.to_markdown())
                 .with_context(|| format!("cannot write {}", out.display()))?;
             std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
@@ -288,4 +308,15 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Returns how a report in `from` links to `to`: relative when `to` lies under `from`,
+/// otherwise `to` as given.
+fn link_to(from: &Path, to: &Path) -> String {
+    let relative = if from.as_os_str().is_empty() {
+        Some(to)
+    } else {
+        to.strip_prefix(from).ok()
+    };
+    relative.unwrap_or(to).display().to_string()
 }

@@ -1,4 +1,4 @@
-//! Figure 9 (issue 14): overload. The gateway as shipped (the default `[server]` bounds)
+//! Figure 10 (issue 14): overload. The gateway as shipped (the default `[server]` bounds)
 //! is first saturated with gRPC unary calls, closed loop, as many in flight as its
 //! listener admits (`server.max_requests`): that gives the saturating rate and the
 //! accepted calls' p99 at saturation. Then the open-loop load of [`crate::overload_load`]
@@ -19,11 +19,11 @@ use crate::process::{Peaks, ProcStatus, cpu_seconds, sample_peaks};
 use crate::report::Row;
 use crate::setup::{self, basic_auth};
 
-const FIGURE: &str = "9. Overload";
+const FIGURE: &str = "10. Overload";
 /// What "immediate" means for a refusal: its p99, send to answer, on loopback.
 const IMMEDIATE_MS: f64 = 10.0;
 
-/// The shape of figure 9.
+/// The shape of figure 10.
 #[derive(Debug, Clone, Copy)]
 pub struct OverloadPlan {
     /// Established calls the load reads (GetCall by each call's caller).
@@ -57,7 +57,7 @@ struct OverloadRun {
 }
 
 impl Bench {
-    /// Figure 9 on a fresh gateway with the generated configuration, `server.max_requests`
+    /// Figure 10 on a fresh gateway with the generated configuration, `server.max_requests`
     /// set to the saturating load's calls in flight (the default in the full run).
     pub async fn overload(&mut self) -> anyhow::Result<()> {
         let plan = self.plan.overload;
@@ -232,7 +232,7 @@ impl Bench {
             format!("; gateway CPU {us:.1} µs per call sent")
         });
         self.notes.push(format!(
-            "Figure 9: the gateway with `server.max_requests = {}` (the default is {}) and the other `[server]` bounds at their defaults; {} established calls read with GetCall by their callers. Saturation: closed loop, {} conns × {} streams, {:?} after {:?} warm-up: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors{}. Overload: {:.0} calls/s offered over {} HTTP/2 connections for {:?} after {:?} warm-up: {} due, {} sent ({:.0}/s), {} dropped by the client (a connection held {} calls), {} accepted, {} refused, {} other{}; the pacer handed out calls at most {:.2} ms late at p99{}.",
+            "Figure 10: the gateway with `server.max_requests = {}` (the default is {}) and the other `[server]` bounds at their defaults; {} established calls read with GetCall by their callers. Saturation: closed loop, {} conns × {} streams, {:?} after {:?} warm-up: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors{}. Overload: {:.0} calls/s offered over {} HTTP/2 connections for {:?} after {:?} warm-up: {} due, {} sent ({:.0}/s), {} dropped by the client (a connection held {} calls), {} accepted, {} refused, {} other{}; the pacer handed out calls at most {:.2} ms late at p99{}.",
             plan.saturation.connections * plan.saturation.in_flight,
             voice_gateway::server::config::DEFAULT_MAX_REQUESTS,
             plan.calls,

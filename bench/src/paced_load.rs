@@ -184,7 +184,7 @@ impl Readings {
 
 /// Sums the run-queue wait of a process's threads (the second field of
 /// `/proc/PID/task/TID/schedstat`, ns), in seconds.
-fn run_queue_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn run_queue_seconds(pid: u32) -> Option<f64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut ns = 0u64;
     for task in tasks.flatten() {
@@ -200,7 +200,7 @@ fn run_queue_seconds(pid: u32) -> Option<f64> {
 
 /// Reads the machine's busy and total CPU jiffies from the first line of `/proc/stat`
 /// (idle and iowait are not busy).
-fn machine_jiffies() -> Option<(u64, u64)> {
+pub(crate) fn machine_jiffies() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let fields: Vec<u64> = stat
         .lines()

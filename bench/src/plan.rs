@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::bridge::BridgePlan;
 use crate::chaos::ChaosPlan;
 use crate::grpc_load::LoadShape;
+use crate::moonshot::MoonshotPlan;
 use crate::overload::OverloadPlan;
 use crate::paced_load::PacedShape;
 
@@ -45,9 +46,11 @@ pub struct Plan {
     pub bridge: BridgePlan,
     /// Figure 6: the password flood.
     pub flood: FloodShape,
+    /// Figure 9: the moonshot.
+    pub moonshot: MoonshotPlan,
     /// Figure 8: the chaos resume run.
     pub chaos: ChaosPlan,
-    /// Figure 9: saturation, then overload.
+    /// Figure 10: saturation, then overload.
     pub overload: OverloadPlan,
 }
 
@@ -118,6 +121,7 @@ impl Plan {
                     duration: Duration::from_secs(5),
                 },
             },
+            moonshot: MoonshotPlan::bench(),
             chaos: ChaosPlan::bench(),
             overload: OverloadPlan {
                 calls: 64,
@@ -184,6 +188,7 @@ impl Plan {
                     duration: Duration::from_millis(500),
                 },
             },
+            moonshot: MoonshotPlan::smoke(),
             chaos: ChaosPlan::smoke(),
             overload: OverloadPlan {
                 calls: 4,

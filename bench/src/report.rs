@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::charts::Chart;
+
 /// One row of the table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
@@ -110,6 +112,12 @@ pub struct Report {
     /// Hand-written profile findings (`bench/FINDINGS.md`), copied verbatim.
     #[serde(default)]
     pub findings: String,
+    /// The charts (SVG files in `charts_dir`).
+    #[serde(default)]
+    pub charts: Vec<Chart>,
+    /// The charts' directory as the Markdown links it (relative to the report's own).
+    #[serde(default)]
+    pub charts_dir: String,
 }
 
 fn yes_no(met: Option<bool>) -> &'static str {
@@ -159,6 +167,7 @@ impl Report {
                 yes_no(row.met)
             );
         }
+        self.charts_markdown(&mut out);
         if !self.missing.is_empty() {
             out.push_str("\n## Not measured in this run\n\n");
             for line in &self.missing {
@@ -176,5 +185,30 @@ impl Report {
             out.push_str(&self.findings);
         }
         out
+    }
+
+    /// Embeds the charts under the table, grouped by figure in the order they were made.
+    fn charts_markdown(&self, out: &mut String) {
+        if self.charts.is_empty() {
+            return;
+        }
+        out.push_str("\n## Charts\n\n");
+        let mut figures: Vec<&str> = Vec::new();
+        for chart in &self.charts {
+            if !figures.contains(&chart.figure.as_str()) {
+                figures.push(&chart.figure);
+            }
+        }
+        for figure in figures {
+            let _ = writeln!(out, "Figure {figure}:\n");
+            for chart in self.charts.iter().filter(|c| c.figure == figure) {
+                let _ = writeln!(
+                    out,
+                    "![Figure {figure}: {}]({}/{})",
+                    chart.title, self.charts_dir, chart.file
+                );
+            }
+            out.push('\n');
+        }
     }
 }

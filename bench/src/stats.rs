@@ -31,17 +31,37 @@ impl Latency {
         self.0.len()
     }
 
-    /// Returns count, p50, p99 and max, in milliseconds.
+    /// Returns count, p50, p99 and max, in milliseconds, and the distribution at
+    /// [`CURVE_QUANTILES`] (for the charts).
     pub fn summary(&self) -> LatencySummary {
         let ms = |us: u64| us as f64 / 1000.0;
+        let mut curve = [0.0; CURVE_QUANTILES.len()];
+        if !self.0.is_empty() {
+            for (value, q) in curve.iter_mut().zip(CURVE_QUANTILES) {
+                *value = ms(if q <= 0.0 {
+                    self.0.min()
+                } else if q >= 1.0 {
+                    self.0.max()
+                } else {
+                    self.0.value_at_quantile(q)
+                });
+            }
+        }
         LatencySummary {
             count: self.0.len(),
             p50_ms: ms(self.0.value_at_quantile(0.50)),
             p99_ms: ms(self.0.value_at_quantile(0.99)),
             max_ms: ms(self.0.max()),
+            curve,
         }
     }
 }
+
+/// The quantiles at which a summary keeps the distribution, for the latency charts: from
+/// the minimum (0) to the maximum (1), denser in the tail.
+pub const CURVE_QUANTILES: [f64; 12] = [
+    0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0,
+];
 
 /// The summary of a latency histogram.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -54,6 +74,8 @@ pub struct LatencySummary {
     pub p99_ms: f64,
     /// Maximum, ms.
     pub max_ms: f64,
+    /// Latency at each of [`CURVE_QUANTILES`], ms (all 0 without samples).
+    pub curve: [f64; CURVE_QUANTILES.len()],
 }
 
 /// Returns the median of some values (0 for none).

@@ -1,21 +1,25 @@
-//! A small run of the whole bench (tiny counts, a few seconds, the gateway served in
-//! process by the bench binary) so that the suite cannot rot: it must finish, produce
-//! nonzero throughput and latency counts, and a report that parses (figure 7 included: two
+//! A small run of the whole bench (tiny counts, the gateway served in process by the bench
+//! binary) so that the suite cannot rot: each figure group must finish, produce nonzero
+//! throughput and latency counts, and a report that parses (figure 7 included: two
 //! gateways, one bridging to the other; figure 8: a small chaos run without a lost or
-//! duplicated event).
+//! duplicated event; figure 9 with 40 subscribers; the h2load/wrk cross-check), with its
+//! charts. The groups run as separate tests, each a few seconds, rather than one run of all
+//! of them (15 s and more).
 
+use std::path::PathBuf;
 use std::process::Command;
 
-use voice_bench::report::Report;
+use voice_bench::report::{Report, Row};
 
-#[test]
-fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-smoke");
+/// Runs `voice-bench all --smoke --only <groups>`; returns its JSON report and Markdown.
+fn smoke(groups: &str) -> (Report, String) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-smoke-{groups}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let markdown = dir.join("BENCHMARKS.md");
     let status = Command::new(env!("CARGO_BIN_EXE_voice-bench"))
         .args(["all", "--smoke", "--in-process", "--command-line", "smoke"])
+        .args(["--only", groups])
         .arg("--out")
         .arg(&markdown)
         .arg("--json")
@@ -26,35 +30,79 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
         .arg(dir.join("work"))
         .status()
         .expect("voice-bench starts");
-    assert!(status.success(), "voice-bench all --smoke failed: {status}");
-
+    assert!(
+        status.success(),
+        "voice-bench all --smoke --only {groups} failed: {status}"
+    );
     let report: Report =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
             .expect("the JSON report parses");
     assert!(report.smoke);
-    let row = |figure: &str| {
-        report
-            .rows
-            .iter()
-            .find(|r| r.figure.starts_with(figure))
-            .unwrap_or_else(|| panic!("no row for figure {figure}: {:?}", report.rows))
-    };
-    let unary = row("1.");
+    for row in &report.rows {
+        assert!(row.value.is_finite(), "{row:?}");
+    }
+    let text = std::fs::read_to_string(&markdown).unwrap();
+    assert!(text.contains("| figure | measure | gateway | baseline | ratio | target | met |"));
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| figure"))
+            .count(),
+        report.rows.len(),
+        "one table line per row"
+    );
+    // Each chart is drawn and embedded under the table.
+    for chart in &report.charts {
+        let svg = dir.join(&report.charts_dir).join(&chart.file);
+        assert!(svg.is_file(), "no {}", svg.display());
+        assert!(
+            text.contains(&format!("]({}/{})", report.charts_dir, chart.file)),
+            "{} not embedded: {text}",
+            chart.file
+        );
+    }
+    (report, text)
+}
+
+/// The first row whose figure starts with `figure`.
+fn row<'a>(report: &'a Report, figure: &str) -> &'a Row {
+    report
+        .rows
+        .iter()
+        .find(|r| r.figure.starts_with(figure))
+        .unwrap_or_else(|| panic!("no row for figure {figure}: {:?}", report.rows))
+}
+
+#[test]
+fn figures_1_and_2_unary_grpc_and_json() {
+    let (report, _) = smoke("unary");
+    let unary = row(&report, "1.");
     assert!(
         unary.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
         "{unary:?}"
     );
     assert!(unary.gateway.contains("req/s"), "{unary:?}");
-    let fanout = row("3.");
+    assert!(
+        report.charts.iter().any(|c| c.file == "fig1-latency-1.svg"),
+        "figure 1's latency chart: {:?}",
+        report.charts
+    );
+    let json = row(&report, "2.");
+    assert!(json.gateway.contains("req/s"), "{json:?}");
+}
+
+#[test]
+fn figures_3_to_5_fan_out_faye_memory_start_up() {
+    let (report, _) = smoke("fanout,faye,startup");
+    let fanout = row(&report, "3.");
     assert!(fanout.value > 0.0 && fanout.value < 10_000.0, "{fanout:?}");
     assert!(!fanout.gateway.contains("(0 events)"), "{fanout:?}");
-    let memory = row("4.");
+    let memory = row(&report, "4.");
     assert!(memory.value > 0.0, "{memory:?}");
-    let startup = row("5.");
+    let startup = row(&report, "5.");
     assert!(startup.value > 0.0, "{startup:?}");
     // CometD rows need the endpoint (always built) and, for Faye, `npm ci` in bench/faye
     // (done by scripts/install-test-clients).
-    let cometd = row("3. Fan-out (CometD)");
+    let cometd = row(&report, "3. Fan-out (CometD)");
     assert!(cometd.value > 0.0, "{cometd:?}");
     // The Faye row is required: a missing install fails here, as the README says.
     let faye = report
@@ -71,6 +119,11 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
         faye.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
         "{faye:?}"
     );
+}
+
+#[test]
+fn figures_6_and_7_password_flood_and_bridge() {
+    let (report, _) = smoke("flood,bridge");
     // Figure 6: peak RSS, the legitimate client, the fresh login, and the flood's answers.
     let flood: Vec<_> = report
         .rows
@@ -92,7 +145,7 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
         .expect("a note on figure 6");
     assert!(!note.contains(" got 0 answers"), "{note}");
     // Figure 7: two gateways (B bridging to U), operations through B and directly on U.
-    let bridge = row("7. Bridge mode");
+    let bridge = row(&report, "7. Bridge mode");
     assert!(
         bridge.gateway.contains("B: p50") && bridge.baseline.contains("U direct: p50"),
         "{bridge:?}"
@@ -103,41 +156,45 @@ fn the_bench_runs_end_to_end_and_reports_sane_numbers() {
         .find(|n| n.starts_with("Figure 7"))
         .expect("a note for figure 7");
     assert!(bridge_note.contains(" 0 failed in all"), "{bridge_note}");
-    // Figure 8: the chaos run's clients lost and duplicated nothing.
-    let chaos = row("8. Chaos resume");
+}
+
+#[test]
+fn figure_8_chaos_loses_and_duplicates_nothing() {
+    let (report, _) = smoke("chaos");
+    let chaos = row(&report, "8. Chaos resume");
     assert_eq!(chaos.met, Some(true), "{chaos:?}");
     assert!(chaos.gateway.contains("lost 0, duplicated 0"), "{chaos:?}");
-    // Figure 9: saturation, then three times its rate against the load shedding: the
-    // smoke's listener admits as many calls as its saturating load keeps in flight, so
-    // the overload has both answers.
-    let overload: Vec<_> = report
-        .rows
-        .iter()
-        .filter(|r| r.figure.starts_with("9."))
-        .collect();
-    assert_eq!(overload.len(), 3, "{overload:?}");
-    assert!(
-        !overload[0].gateway.contains("(0 refused"),
-        "{:?}",
-        overload[0]
-    );
-    assert!(
-        overload[1].ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
-        "{:?}",
-        overload[1]
-    );
-    assert!(overload[2].gateway.contains("MiB"), "{:?}", overload[2]);
-    for row in &report.rows {
-        assert!(row.value.is_finite(), "{row:?}");
-    }
+}
 
-    let text = std::fs::read_to_string(&markdown).unwrap();
-    assert!(text.contains("| figure | measure | gateway | baseline | ratio | target | met |"));
-    assert_eq!(
-        text.lines()
-            .filter(|l| l.starts_with("| ") && !l.starts_with("| figure"))
-            .count(),
-        report.rows.len(),
-        "one table line per row"
+#[test]
+fn figures_1_and_2_cross_checked_with_h2load_and_wrk() {
+    let (report, _) = smoke("tools");
+    // A row per tool, measured or saying the tool is not installed (the test suite does
+    // not install h2load or wrk; `bench/run` does).
+    for tool in ["suite's generator", "h2load", "wrk"] {
+        let checks: Vec<_> = report
+            .rows
+            .iter()
+            .filter(|r| r.measure.starts_with("cross-check") && r.measure.contains(tool))
+            .collect();
+        assert!(!checks.is_empty(), "no cross-check row for {tool}");
+        for check in checks {
+            assert!(
+                check.gateway.contains("not installed")
+                    || check.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
+                "{check:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn figure_9_moonshot_reaches_every_subscriber() {
+    let (report, _) = smoke("moonshot");
+    let moonshot = row(&report, "9. Moonshot");
+    assert_eq!(moonshot.met, Some(true), "{moonshot:?}");
+    assert!(
+        moonshot.gateway.contains("received by 40 of 40"),
+        "{moonshot:?}"
     );
 }

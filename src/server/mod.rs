@@ -25,7 +25,7 @@
 //! The gRPC-only listener was tonic's own server before the bounds: tonic takes requests
 //! through `tower::Service::call` inside each stream's task, so a bound counted there sees
 //! a request only once the runtime gets to it, and under a CPU overload the queue grows in
-//! front of the count (BENCHMARKS.md, figure 9). tonic's server also honoured a client's
+//! front of the count (BENCHMARKS.md, figure 10). tonic's server also honoured a client's
 //! `grpc-timeout`; this loop does not (nor did the one-port listener).
 //!
 //! # Drain

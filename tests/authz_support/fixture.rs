@@ -229,6 +229,6 @@ impl Fixture {
 
     /// Reads everything a refused request must leave unchanged.
     pub async fn state(&self) -> GatewayState {
-        GatewayState::read(&self.gw).await
+        GatewayState::read_with(&self.calls, &self.devices).await
     }
 }

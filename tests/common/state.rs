@@ -1,6 +1,10 @@
 //! What a refused request must leave unchanged, read through the gateway's own APIs: the
 //! gateway-wide event sequence, every call view and every device of the demo users.
 
+use pb::call_service_client::CallServiceClient;
+use pb::device_service_client::DeviceServiceClient;
+use tonic::transport::Channel;
+
 use super::{TestGateway, WAIT, as_service, as_user, pb};
 
 /// The demo users, for naming them in a difference of state.
@@ -30,8 +34,16 @@ impl GatewayState {
     /// Reads everything a refused request must leave unchanged: the demo contact center
     /// through the service account's snapshots, basic1 through its own lists.
     pub async fn read(gw: &TestGateway) -> Self {
+        Self::read_with(&gw.calls().await, &gw.devices().await).await
+    }
+
+    /// Like [`Self::read`], over clients the caller holds (no new connection per read).
+    pub async fn read_with(
+        calls: &CallServiceClient<Channel>,
+        devices: &DeviceServiceClient<Channel>,
+    ) -> Self {
         let whole_center = || as_service(None, ());
-        let (mut calls, mut devices) = (gw.calls().await, gw.devices().await);
+        let (mut calls, mut devices) = (calls.clone(), devices.clone());
         let (mut basic_calls, mut basic_devices) = (calls.clone(), devices.clone());
         let center_calls = async {
             let request = whole_center().map(|()| pb::WatchCallsRequest {

@@ -168,7 +168,7 @@ impl EventKey {
     /// Reads the `data` of a `/v2/me/calls` message (a `CallStateChangeMessage` or an
     /// `ErrorMessage`).
     pub fn from_json(data: &Value) -> Option<Self> {
-        if data.get("messageType")?.as_str()? == ERROR {
+        if data.get("messageType").and_then(Value::as_str) == Some(ERROR) {
             let code = data.get("errorCode")?.as_u64()?;
             let operation = data
                 .get("operationName")
@@ -288,6 +288,7 @@ mod tests {
             ..Default::default()
         };
         let data = json!({
+            "messageType": "CallStateChangeMessage",
             "notificationType": "CallRecordingStateChange",
             "call": {"id": "c1", "state": "Established", "capabilities": ["Hold", "Hangup"],
                      "recordingState": "Recording", "userData": {"n": 7},

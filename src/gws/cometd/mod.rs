@@ -126,7 +126,9 @@ pub fn router_with_registry(state: AppState) -> (Router, Arc<BayeuxRegistry>) {
         state,
         registry: registry.clone(),
     });
-    let routes = post(long_polling::post).get(get);
+    // GET upgrades an HTTP/1.1 connection; CONNECT (RFC 8441, which the HTTP listener
+    // enables) opens a WebSocket on an HTTP/2 stream, as browsers do over TLS with h2.
+    let routes = post(long_polling::post).get(get).connect(get);
     let router = PATHS
         .into_iter()
         .fold(Router::new(), |router, path| {
