@@ -333,3 +333,102 @@ async fn exchange(
     let trailers = body.trailers().await?.context("no trailers")?;
     status_of(&trailers).context("no grpc-status")
 }
+
+/// What [`probe_full_listener`] measured.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ProbeResult {
+    /// Calls held open (their heads sent, their bodies not).
+    pub held: usize,
+    /// Probe calls sent, one after another, once the listener refused one.
+    pub sent: u64,
+    /// Probes answered `RESOURCE_EXHAUSTED`.
+    pub refused: u64,
+    /// Probes answered otherwise (accepted, or broken).
+    pub other: u64,
+    /// Latency of the refusals, send to answer.
+    pub refused_latency: LatencySummary,
+    /// The first other answer.
+    pub first_other: Option<String>,
+}
+
+/// Calls a connection holds in [`probe_full_listener`]: below the default
+/// `server.http2_max_streams` (128), so that no held call waits for a stream.
+const HELD_PER_CONNECTION: usize = 120;
+/// How long [`probe_full_listener`] waits for its first refusal.
+const FIRST_REFUSAL: Duration = Duration::from_secs(5);
+
+/// Takes every slot of the listener's bound on requests in flight without giving the
+/// gateway work: `held` calls whose heads are sent and whose bodies never come (the gateway
+/// counts a call from its head, and a unary call's response waits for its body). Then sends
+/// `probes` calls one after another on a connection of their own and measures their
+/// refusals: with the CPU idle, this is the shed's own delay, apart from the queue a CPU
+/// overload puts in front of it. The held calls are dropped (reset) at the end.
+pub async fn probe_full_listener(
+    addr: SocketAddr,
+    held: usize,
+    probes: usize,
+    call: &OverloadCall,
+) -> anyhow::Result<ProbeResult> {
+    let uri = format!("http://{addr}{}", call.path);
+    let request = || {
+        Request::post(uri.as_str())
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("authorization", call.authorization.as_str())
+            .body(())
+            .expect("a valid request")
+    };
+    let (mut holding, mut senders) = (Vec::with_capacity(held), Vec::new());
+    for chunk in 0..held.div_ceil(HELD_PER_CONNECTION) {
+        let sender = connect(addr).await?;
+        let count = HELD_PER_CONNECTION.min(held - chunk * HELD_PER_CONNECTION);
+        for _ in 0..count {
+            let mut ready = sender.clone().ready().await?;
+            // The body's stream, kept open and empty: the call stays in flight.
+            holding.push(ready.send_request(request(), false)?);
+        }
+        senders.push(sender);
+    }
+    let sender = connect(addr).await?;
+    let began = Instant::now();
+    loop {
+        let refused = matches!(
+            unary(sender.clone(), request(), call.frame.clone()).await,
+            Answer::Refused
+        );
+        if refused {
+            break;
+        }
+        anyhow::ensure!(
+            began.elapsed() < FIRST_REFUSAL,
+            "no refusal within {FIRST_REFUSAL:?} with {held} calls held"
+        );
+    }
+    let mut result = ProbeResult {
+        held,
+        ..ProbeResult::default()
+    };
+    let mut latency = Latency::default();
+    for _ in 0..probes {
+        let sent = Instant::now();
+        let answer = unary(sender.clone(), request(), call.frame.clone()).await;
+        result.sent += 1;
+        match answer {
+            Answer::Refused => {
+                result.refused += 1;
+                latency.record_us(sent.elapsed().as_micros() as u64);
+            }
+            Answer::Accepted => {
+                result.other += 1;
+                result.first_other.get_or_insert_with(|| "accepted".into());
+            }
+            Answer::Failed(why) => {
+                result.other += 1;
+                result.first_other.get_or_insert(why);
+            }
+        }
+    }
+    result.refused_latency = latency.summary();
+    drop((holding, senders));
+    Ok(result)
+}
