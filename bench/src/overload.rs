@@ -2,8 +2,8 @@
 //! driven open loop ([`crate::overload_load`]) at rising rates, from half of what a
 //! closed-loop load with as many calls in flight as the listener admits
 //! (`server.max_requests`) got through, each step `growth` times the last, until the calls
-//! it accepts per second stop following the offer: the step that accepted the most gives
-//! the saturating rate and the accepted calls' p99 at saturation. Then the same load offers
+//! it accepts per second stop rising: the step that accepted the most gives the saturating
+//! rate and the accepted calls' p99 at saturation. Then the same load offers
 //! `factor` times that rate for a bounded time. Reported: how fast refusals come (they must
 //! be immediate) and that no call went unanswered, the accepted calls' p99 against their
 //! p99 at saturation (at most 2×), and the gateway's RSS before, at its peak and after
@@ -24,9 +24,12 @@ use crate::setup::{self, basic_auth};
 const FIGURE: &str = "10. Overload";
 /// What "immediate" means for a refusal: its p99, send to answer, on loopback.
 const IMMEDIATE_MS: f64 = 10.0;
-/// A ramp step kept up when it accepted this share of the calls it offered per second;
-/// the first step below it ends the ramp.
-const KEPT_UP: f64 = 0.9;
+/// The ramp goes on while a step accepts at least this many times the most calls per
+/// second a step before it accepted: throughput still rising with the offer. A criterion on
+/// the offer (accepted ≥ 90% of it) stopped the first full run at 9,835 accepted/s, when a
+/// latency spike of the shared machine filled the listener's bound, while three times that
+/// offer then got 22,444 accepted/s through.
+const RISING: f64 = 1.05;
 
 /// The shape of figure 10.
 #[derive(Debug, Clone, Copy)]
@@ -148,15 +151,16 @@ impl Bench {
             let step =
                 overload_load::run(gw.grpc, shape(rate, warmup, duration), &open_loop).await?;
             let peak = join(sampler).await?;
-            let kept_up = step.accepted_rate() >= KEPT_UP * rate;
-            let best = ramp
+            let most = ramp
                 .iter()
-                .all(|(_, r): &(f64, OverloadResult)| step.accepted_rate() > r.accepted_rate());
-            if best {
+                .map(|(_, r): &(f64, OverloadResult)| r.accepted_rate())
+                .fold(0.0, f64::max);
+            let rising = step.accepted_rate() >= RISING * most;
+            if step.accepted_rate() > most {
                 saturation_peak = peak;
             }
             ramp.push((rate, step));
-            if !kept_up {
+            if !rising {
                 break;
             }
             rate *= plan.growth;
@@ -361,7 +365,7 @@ fn overload_note(plan: &OverloadPlan, run: &OverloadRun) -> String {
         format!("; gateway CPU {us:.1} µs per call sent")
     });
     format!(
-        "Figure 10: the gateway with `server.max_requests = {}` (the default is {}) and the other `[server]` bounds at their defaults; {} established calls read with GetCall by their callers. Closed loop, {} conns × {} streams, {:?} after {:?} warm-up: {:.0} req/s (p99 {:.2} ms); the open-loop ramp from half that, {:?} per step after {:?}, ×{} each, until a step accepts less than {:.0}% of its offer: {}. Overload: {:.0} calls/s offered over {} HTTP/2 connections for {:?} after {:?} warm-up: {} due, {} sent ({:.0}/s), {} dropped by the client (a connection held {} calls), {} accepted, {} refused, {} other{}; the pacer handed out calls at most {:.2} ms late at p99{}.",
+        "Figure 10: the gateway with `server.max_requests = {}` (the default is {}) and the other `[server]` bounds at their defaults; {} established calls read with GetCall by their callers. Closed loop, {} conns × {} streams, {:?} after {:?} warm-up: {:.0} req/s (p99 {:.2} ms); the open-loop ramp from half that, {:?} per step after {:?}, ×{} each, until a step accepts less than {:.0}% more calls per second than the best before it: {}. Overload: {:.0} calls/s offered over {} HTTP/2 connections for {:?} after {:?} warm-up: {} due, {} sent ({:.0}/s), {} dropped by the client (a connection held {} calls), {} accepted, {} refused, {} other{}; the pacer handed out calls at most {:.2} ms late at p99{}.",
         plan.saturation.connections * plan.saturation.in_flight,
         voice_gateway::server::config::DEFAULT_MAX_REQUESTS,
         plan.calls,
@@ -374,7 +378,7 @@ fn overload_note(plan: &OverloadPlan, run: &OverloadRun) -> String {
         plan.step.1,
         plan.step.0,
         plan.growth,
-        KEPT_UP * 100.0,
+        (RISING - 1.0) * 100.0,
         steps.join("; "),
         run.rate,
         plan.connections,
