@@ -34,14 +34,13 @@ pub const DEFAULT_MAX_REQUESTS: usize = 1024;
 /// Default of `server.max_requests_per_connection`: a quarter of the listener's bound, so
 /// one connection cannot take every slot.
 pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 256;
-/// Default of `server.http2_max_streams` (nginx's default). It bounds what a client can
-/// have sent on one connection that the gateway has not read yet: a request waiting in the
-/// socket is refused only once read, so under a CPU overload the refusals come as late as
-/// that backlog is long. Measured (BENCHMARKS.md, figure 10): at three times the saturating
-/// rate over 16 connections, 2048 streams each gave accepted calls a p99 of 11× their p99
-/// at saturation and refusals one of 1.5 s; 128 gave 1.9× and 0.3 s. A client with more
-/// watch streams than this opens another connection for them (a gRPC client queues the
-/// streams beyond it, so watchers and operations on one connection should stay below it).
+/// Default of `server.http2_max_streams` (nginx's default; it was 2,048). It bounds what a
+/// client can have sent on one connection that the gateway has not read yet: a request
+/// waiting in the socket is refused only once read, so under a CPU overload the refusals
+/// come as late as that backlog is long (BENCHMARKS.md, figure 10, and bench/FINDINGS.md,
+/// "Overload (figure 10)"). A client with more watch streams than this opens another
+/// connection for them (a gRPC client queues the streams beyond it, so watchers and
+/// operations on one connection should stay below it).
 pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 128;
 /// Default of `server.http2_keepalive_interval_ms`.
 pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL_MS: u64 = 60_000;
