@@ -137,7 +137,10 @@ impl Plan {
                 max_steps: 10,
                 probes: 500,
                 factor: 3.0,
-                connections: 16,
+                // A client keeps at most `server.http2_max_streams` (128) calls in flight
+                // on a connection: with 16, three times the saturating rate could not be
+                // put on the wire (bench/FINDINGS.md, "Overload (figure 10)").
+                connections: 48,
                 warmup: Duration::from_secs(1),
                 duration: Duration::from_secs(5),
                 sample_every: Duration::from_millis(50),
