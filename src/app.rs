@@ -31,6 +31,10 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// Cancelled when the gateway shuts down; long-lived streams and polls end on it.
     pub shutdown: CancellationToken,
+    /// The tasks of upgraded connections (CometD WebSockets), which outlive the request and
+    /// connection that started them: the drain waits for them too, so that each socket
+    /// sends its goodbye before the process exits.
+    pub upgraded: tokio_util::task::TaskTracker,
 }
 
 impl AppState {

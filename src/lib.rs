@@ -21,9 +21,9 @@
 //! - [`desktop`]: the agent desktop demo page at `/desktop/`, when a folder is configured.
 //! - [`admin`]: the admin listener (metrics, health, readiness) and the request layers
 //!   (request ids, spans, request metrics) both fronts run.
-//! - [`server`]: the API listeners' serve loops, their bounds (the `[server]` table) and the
+//! - [`server`]: the API listeners' serve loop, its bounds (the `[server]` table) and the
 //!   drain on shutdown; [`shed`]: the load-shedding bounds on connections and requests in
-//!   flight that the loops, TLS and both fronts share.
+//!   flight it applies.
 //! - `run` wires them together over listeners the caller bound.
 
 pub mod admin;
@@ -53,6 +53,7 @@ use crate::backend::embedded::EmbeddedSwitch;
 use crate::config::Config;
 use crate::core::CallControl;
 use crate::gws::session::SessionStore;
+use crate::server::ListenerTls;
 use crate::tls::ServerTls;
 
 /// The listeners the gateway serves, bound by the caller (tests bind port 0).
@@ -103,6 +104,7 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         )),
         config: Arc::new(config),
         shutdown,
+        upgraded: tokio_util::task::TaskTracker::new(),
     }))
 }
 
@@ -239,7 +241,8 @@ impl Gateway {
     }
 
     /// Serves `listeners` until the state's shutdown token is cancelled, reporting into
-    /// `readiness` once they serve.
+    /// `readiness` once they serve; then drains ([`server`]) and returns, at the latest
+    /// `server.shutdown_grace_ms` after the shutdown.
     pub async fn serve(
         self,
         tls: ServerTls,
@@ -257,28 +260,98 @@ impl Gateway {
         readiness.serving(state.core.clone());
         let limits = state.config.server.clone();
         let (drain, _stop_timer) = server::Drain::new(shutdown, limits.shutdown_grace());
-        match listeners.http {
+        let admission: Arc<dyn server::Admission> = Arc::new(FrontsAdmission);
+        let served = match listeners.http {
             None => {
                 let app = http
                     .merge(grpc.into_axum_router())
                     .fallback(not_found)
                     .layer(layers);
-                server::serve(listeners.grpc, app, tls.http, &limits, drain).await
+                let listener = server::Listener {
+                    tcp: listeners.grpc,
+                    tls: tls.http.map_or(ListenerTls::Plain, ListenerTls::Http),
+                    http2_only: false,
+                };
+                server::serve(listener, app, admission, &limits, drain.clone()).await
             }
             Some(http_listener) => {
-                let grpc_server = server::serve_grpc(
-                    listeners.grpc,
-                    grpc,
-                    tls.grpc,
-                    layers.clone(),
+                // The gRPC routes alone, HTTP/2 only; unknown methods get UNIMPLEMENTED.
+                let grpc_app = grpc.into_axum_router().layer(layers.clone());
+                let grpc_listener = server::Listener {
+                    tcp: listeners.grpc,
+                    tls: tls.grpc.map_or(ListenerTls::Plain, ListenerTls::Grpc),
+                    http2_only: true,
+                };
+                let grpc_server = server::serve(
+                    grpc_listener,
+                    grpc_app,
+                    admission.clone(),
                     &limits,
                     drain.clone(),
                 );
                 let http = http.fallback(not_found).layer(layers);
-                let http_server = server::serve(http_listener, http, tls.http, &limits, drain);
+                let http_listener = server::Listener {
+                    tcp: http_listener,
+                    tls: tls.http.map_or(ListenerTls::Plain, ListenerTls::Http),
+                    http2_only: false,
+                };
+                let http_server =
+                    server::serve(http_listener, http, admission, &limits, drain.clone());
                 let (a, b) = tokio::join!(grpc_server, http_server);
                 a.and(b)
             }
+        };
+        // The WebSockets answer their held connect and close on `shutdown`; until the cut.
+        state.upgraded.close();
+        tokio::select! {
+            () = state.upgraded.wait() => {}
+            () = drain.cut.cancelled() => {
+                tracing::warn!(open = state.upgraded.len(), "shutdown grace over: WebSockets cut");
+            }
+        }
+        served
+    }
+}
+
+/// The fronts' side of the bounds on requests in flight ([`crate::shed`]): gRPC calls count,
+/// health checks not (a load balancer's probe must be answered when the gateway is
+/// overloaded); JSON API requests count, the CometD endpoint not (a held connect is not
+/// work in flight; the `[cometd]` bounds hold there). A refusal is gRPC
+/// `RESOURCE_EXHAUSTED` or the JSON API's 503 `{"statusCode":4}`. It is answered before
+/// routing, so without the request layers (request id, request metrics, CORS headers: a
+/// browser on another origin sees a network error); `requests_shed_total` counts it.
+#[derive(Debug)]
+struct FrontsAdmission;
+
+impl FrontsAdmission {
+    fn is_grpc<B>(request: &axum::http::Request<B>) -> bool {
+        request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    }
+}
+
+impl server::Admission for FrontsAdmission {
+    fn counts(&self, request: &axum::http::Request<hyper::body::Incoming>) -> bool {
+        let path = request.uri().path();
+        if Self::is_grpc(request) {
+            !path.starts_with(grpc::HEALTH_PREFIX)
+        } else {
+            path.starts_with("/api/") && !path.starts_with(gws::cometd::NOTIFICATIONS_PATH)
+        }
+    }
+
+    fn refuse(
+        &self,
+        request: &axum::http::Request<hyper::body::Incoming>,
+        refused: shed::Refused,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        if Self::is_grpc(request) {
+            tonic::Status::from(refused).into_http()
+        } else {
+            gws::json::LegacyError::Overloaded(refused).into_response()
         }
     }
 }

@@ -1,15 +1,20 @@
 //! Load shedding: the bounds on open connections and on requests in flight, which refuse
 //! at once what lies beyond them instead of queueing it, so that the work the gateway holds
 //! (and with it the latency of what it accepted, and its memory) stays bounded however much
-//! arrives. The serve loops ([`crate::server`]) and TLS ([`crate::tls`]) bound connections;
-//! both fronts bound requests with [`admit`] and render its [`Refused`] in their own
-//! vocabulary (gRPC `RESOURCE_EXHAUSTED`, GWS JSON 503 with `statusCode` 4). This module
-//! imports nothing of the gateway but the metric names.
+//! arrives. The serve loop ([`crate::server`]) applies them; the fronts render a
+//! [`Refused`] in their own vocabulary (gRPC `RESOURCE_EXHAUSTED`, GWS JSON 503 with
+//! `statusCode` 4). This module imports nothing of the gateway but the metric names.
+//!
+//! A request is counted from its arrival, when hyper hands it to the connection's service
+//! (the HTTP/1.1 head parsed, or the HTTP/2 stream opened), not from when its handler
+//! first runs: when the gateway is short of CPU, requests wait in the runtime's queue,
+//! and a count taken inside the handler would see few of them while the queue grew
+//! (BENCHMARKS.md, figure 10, measured it: 0 refusals and a p99 of seconds). It holds its
+//! slots until its response head is ready, not while its body streams, so a `WatchCalls`
+//! stream costs a slot only while it starts.
 //!
 //! The slots are tokio semaphores taken with `try_acquire`, never awaited: a request that
-//! finds none is refused, it does not wait. A request holds its slots until its response
-//! head is ready (the response future resolves), not while its body streams, so a
-//! `WatchCalls` stream costs a slot only while it starts.
+//! finds none is refused, it does not wait.
 
 use std::future::Future;
 use std::io;
@@ -19,10 +24,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::Extensions;
-use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admin::names;
@@ -146,37 +148,24 @@ impl Drop for Slot {
     }
 }
 
-/// The request slots of the listener a request came in on, put in its extensions by the
-/// serve loop.
-#[derive(Debug, Clone)]
-pub struct ListenerSlots(pub Arc<RequestSlots>);
-
-/// The request slots of the connection a request came in on, put in its extensions by the
-/// serve loop that has them (on the gRPC-only listener, tonic bounds each connection).
-#[derive(Debug, Clone)]
-pub struct ConnectionSlots(pub Arc<RequestSlots>);
-
 /// The slots an admitted request holds until it is dropped.
 #[derive(Debug)]
 #[must_use = "the request is admitted only while this lives"]
 pub struct Admission {
-    _listener: Option<Slot>,
-    _connection: Option<Slot>,
+    _listener: Slot,
+    _connection: Slot,
 }
 
-/// Admits a request under the bounds its extensions carry (none: a router driven without a
-/// listener, as in unit tests, is not bounded), or refuses it at once.
-pub fn admit(extensions: &Extensions) -> Result<Admission, Refused> {
+/// Admits a request under its connection's and its listener's bounds, or refuses it at
+/// once.
+pub fn admit(
+    connection: &Arc<RequestSlots>,
+    listener: &Arc<RequestSlots>,
+) -> Result<Admission, Refused> {
     // The connection's bound first: a client that floods its own connection is refused
     // without taking a slot from the other connections of the listener.
-    let connection = match extensions.get::<ConnectionSlots>() {
-        Some(ConnectionSlots(slots)) => Some(slots.take()?),
-        None => None,
-    };
-    let listener = match extensions.get::<ListenerSlots>() {
-        Some(ListenerSlots(slots)) => Some(slots.take()?),
-        None => None,
-    };
+    let connection = connection.take()?;
+    let listener = listener.take()?;
     Ok(Admission {
         _listener: listener,
         _connection: connection,
@@ -221,17 +210,18 @@ impl ConnectionLimit {
     }
 }
 
-/// The HTTP/2 connection preface's length: what a client of the gRPC-only listener (HTTP/2
-/// only) must send first.
+/// The HTTP/2 connection preface's length: what a client must send within the header
+/// timeout.
 const PREFACE_LEN: usize = 24;
 
 pin_project_lite::pin_project! {
-    /// A connection of the gRPC-only listener, holding its place under the listener's
-    /// [`ConnectionLimit`] for as long as tonic holds it, and closed (a read error) if its
-    /// client has not sent the HTTP/2 preface within the header timeout.
+    /// An accepted connection, holding its place under the listener's [`ConnectionLimit`]
+    /// for as long as it is open, and closed (a read error) if its client has not sent its
+    /// first 24 bytes (the HTTP/2 preface's length; every HTTP/1.1 request head is longer)
+    /// within the header timeout: hyper's protocol detection and its HTTP/2 handshake
+    /// would otherwise wait for them forever.
     ///
-    /// Hand-written because tonic's server takes connections from a stream and offers no
-    /// hook per connection: the permit and the deadline have to travel with the IO.
+    /// Hand-written: hyper has no timeout before it knows the protocol.
     #[derive(Debug)]
     pub struct Counted<IO> {
         #[pin]
@@ -252,14 +242,6 @@ impl<IO> Counted<IO> {
             preface_deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             preface_left: PREFACE_LEN,
         }
-    }
-}
-
-impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected for Counted<IO> {
-    type ConnectInfo = IO::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
     }
 }
 
@@ -322,58 +304,23 @@ impl<IO: AsyncWrite> AsyncWrite for Counted<IO> {
     }
 }
 
-/// Accepts a listener's connections as tonic's `incoming`: each under `limit` (beyond it
-/// accepted and closed at once), with `TCP_NODELAY`, and given `header_timeout` to send
-/// the HTTP/2 preface. The stream owns the listener: when tonic drops it (shutdown), the
-/// listener closes and new clients are refused by the system.
-pub fn incoming(
-    listener: TcpListener,
-    limit: ConnectionLimit,
-    header_timeout: Duration,
-) -> impl Stream<Item = io::Result<Counted<TcpStream>>> {
-    futures::stream::unfold(listener, move |listener| {
-        let limit = limit.clone();
-        async move {
-            loop {
-                let tcp = match listener.accept().await {
-                    Ok((tcp, _)) => tcp,
-                    Err(error) => {
-                        // Out of file descriptors and the like: wait a moment, as axum does.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Some(permit) = limit.try_open() else {
-                    continue;
-                };
-                let _ = tcp.set_nodelay(true);
-                let counted = Counted::new(tcp, permit, header_timeout);
-                return Some((Ok(counted), listener));
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn bounded(listener: usize, connection: Option<usize>) -> Extensions {
-        let mut extensions = Extensions::new();
-        extensions.insert(ListenerSlots(RequestSlots::new(Scope::Listener, listener)));
-        if let Some(limit) = connection {
-            extensions.insert(ConnectionSlots(RequestSlots::new(Scope::Connection, limit)));
-        }
-        extensions
+    fn slots(listener: usize, connection: usize) -> (Arc<RequestSlots>, Arc<RequestSlots>) {
+        (
+            RequestSlots::new(Scope::Connection, connection),
+            RequestSlots::new(Scope::Listener, listener),
+        )
     }
 
     #[test]
     fn requests_beyond_the_listener_bound_are_refused_until_one_ends() {
-        let extensions = bounded(2, None);
-        let first = admit(&extensions).unwrap();
-        let _second = admit(&extensions).unwrap();
-        let refused = admit(&extensions).unwrap_err();
+        let (connection, listener) = slots(2, 10);
+        let first = admit(&connection, &listener).unwrap();
+        let _second = admit(&connection, &listener).unwrap();
+        let refused = admit(&connection, &listener).unwrap_err();
         assert_eq!(
             refused,
             Refused {
@@ -385,23 +332,18 @@ mod tests {
             refused.to_string(),
             "overloaded: 2 requests in flight on this listener; retry later"
         );
+        assert_eq!(connection.in_flight(), 2, "the refusal gave its slot back");
         drop(first);
-        let _third = admit(&extensions).unwrap();
+        let _third = admit(&connection, &listener).unwrap();
     }
 
     #[test]
     fn the_connection_bound_refuses_without_taking_a_listener_slot() {
-        let extensions = bounded(2, Some(1));
-        let _held = admit(&extensions).unwrap();
-        let refused = admit(&extensions).unwrap_err();
+        let (connection, listener) = slots(2, 1);
+        let _held = admit(&connection, &listener).unwrap();
+        let refused = admit(&connection, &listener).unwrap_err();
         assert_eq!(refused.scope, Scope::Connection);
-        let ListenerSlots(listener) = extensions.get::<ListenerSlots>().unwrap();
         assert_eq!(listener.in_flight(), 1);
-    }
-
-    #[test]
-    fn a_request_without_bounds_is_admitted() {
-        let _admitted = admit(&Extensions::new()).unwrap();
     }
 
     #[test]

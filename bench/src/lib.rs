@@ -26,6 +26,8 @@
 //! - [`chaos`]: figure 8, chaos resume (issue 14): watchers and CometD clients whose
 //!   connections die at random, checked for lost and duplicated events; the test suite's
 //!   `tests/chaos_resume.rs` runs the same module against an in-process gateway.
+//! - [`overload`]: figure 10, saturation then three times its rate against the load
+//!   shedding of `[server]` (issue 14), with its open-loop load in [`overload_load`].
 
 pub mod bridge;
 pub mod chaos;
@@ -44,6 +46,8 @@ pub mod http_util;
 pub mod loopback;
 pub mod moonshot;
 pub mod moonshot_clients;
+pub mod overload;
+pub mod overload_load;
 pub mod paced_load;
 pub mod plan;
 pub mod process;

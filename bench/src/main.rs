@@ -53,7 +53,8 @@ enum Command {
         faye_dir: PathBuf,
         /// Run only these figure groups: `unary` (1 and 2), `fanout` (3 and 4), `faye`
         /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5), `flood` (6),
-        /// `bridge` (7), `chaos` (8), `tools` (1 and 2 with h2load and wrk), `moonshot` (9).
+        /// `bridge` (7), `chaos` (8), `tools` (1 and 2 with h2load and wrk), `moonshot` (9),
+        /// `overload` (10).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Where to write the SVG charts (default: `bench/charts` beside the report).
@@ -276,6 +277,10 @@ async fn main() -> anyhow::Result<()> {
             if wanted("chaos") {
                 eprintln!("voice-bench: figure 8 (chaos resume)");
                 bench.chaos().await?;
+            }
+            if wanted("overload") {
+                eprintln!("voice-bench: figure 10 (overload)");
+                bench.overload().await?;
             }
             let report = Report {
                 command: command_line,

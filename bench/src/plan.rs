@@ -6,6 +6,7 @@ use crate::bridge::BridgePlan;
 use crate::chaos::ChaosPlan;
 use crate::grpc_load::LoadShape;
 use crate::moonshot::MoonshotPlan;
+use crate::overload::OverloadPlan;
 use crate::paced_load::PacedShape;
 
 /// Counts and durations of every figure.
@@ -49,6 +50,8 @@ pub struct Plan {
     pub moonshot: MoonshotPlan,
     /// Figure 8: the chaos resume run.
     pub chaos: ChaosPlan,
+    /// Figure 10: saturation, then overload.
+    pub overload: OverloadPlan,
 }
 
 /// The shape of the password flood (figure 6, issue 10).
@@ -120,6 +123,29 @@ impl Plan {
             },
             moonshot: MoonshotPlan::bench(),
             chaos: ChaosPlan::bench(),
+            overload: OverloadPlan {
+                calls: 64,
+                // 16 × 64 = 1024: the default `server.max_requests`.
+                saturation: LoadShape {
+                    connections: 16,
+                    in_flight: 64,
+                    warmup: Duration::from_secs(1),
+                    duration: Duration::from_secs(5),
+                },
+                step: (Duration::from_millis(500), Duration::from_secs(2)),
+                growth: 1.25,
+                max_steps: 10,
+                probes: 500,
+                factor: 3.0,
+                // A client keeps at most `server.http2_max_streams` (128) calls in flight
+                // on a connection: with 16, three times the saturating rate could not be
+                // put on the wire (bench/FINDINGS.md, "Overload (figure 10)").
+                connections: 48,
+                warmup: Duration::from_secs(1),
+                duration: Duration::from_secs(5),
+                sample_every: Duration::from_millis(50),
+                rss_cap_kib: 2 << 20,
+            },
         }
     }
 
@@ -171,6 +197,25 @@ impl Plan {
             },
             moonshot: MoonshotPlan::smoke(),
             chaos: ChaosPlan::smoke(),
+            overload: OverloadPlan {
+                calls: 4,
+                saturation: LoadShape {
+                    connections: 2,
+                    in_flight: 4,
+                    warmup: Duration::from_millis(100),
+                    duration: Duration::from_millis(500),
+                },
+                step: (Duration::from_millis(100), Duration::from_millis(300)),
+                growth: 1.5,
+                max_steps: 6,
+                probes: 50,
+                factor: 3.0,
+                connections: 2,
+                warmup: Duration::from_millis(100),
+                duration: Duration::from_millis(500),
+                sample_every: Duration::from_millis(50),
+                rss_cap_kib: 1 << 20,
+            },
         }
     }
 }

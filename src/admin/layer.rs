@@ -370,9 +370,6 @@ where
 }
 
 fn record<RB>(operation: Operation, response: Option<&Response<RB>>, elapsed: std::time::Duration) {
-    // A load-shedding refusal is counted but not logged: a line per refusal would add work
-    // exactly when there is too much ([`crate::shed`] logs them now and then).
-    let log = response.is_none_or(|r| r.extensions().get::<crate::shed::Refused>().is_none());
     match operation {
         Operation::Grpc(op) => {
             op.duration.record(elapsed);
@@ -383,7 +380,6 @@ fn record<RB>(operation: Operation, response: Option<&Response<RB>>, elapsed: st
                     op.name.clone(),
                     grpc_code_name(code),
                     code_is_server(code),
-                    log,
                 ),
             }
         }
@@ -394,7 +390,6 @@ fn record<RB>(operation: Operation, response: Option<&Response<RB>>, elapsed: st
                 UNKNOWN_OPERATION.into(),
                 grpc_code_name(code),
                 code_is_server(code),
-                log,
             );
         }
         Operation::Http(op) => {
@@ -403,13 +398,7 @@ fn record<RB>(operation: Operation, response: Option<&Response<RB>>, elapsed: st
             if status < 400 {
                 op.count_ok(status);
             } else {
-                failed(
-                    "http",
-                    op.name.clone(),
-                    status.to_string(),
-                    status >= 500,
-                    log,
-                );
+                failed("http", op.name.clone(), status.to_string(), status >= 500);
             }
         }
         Operation::HttpUncached(name) => {
@@ -420,29 +409,24 @@ fn record<RB>(operation: Operation, response: Option<&Response<RB>>, elapsed: st
                 metrics::counter!(names::REQUESTS, "front" => "http", "operation" => name, "code" => status.to_string())
                     .increment(1);
             } else {
-                failed("http", name, status.to_string(), status >= 500, log);
+                failed("http", name, status.to_string(), status >= 500);
             }
         }
     }
 }
 
-/// Counts a failed request and, with `log`, logs its one line: at `warn` for the gateway's
-/// own failures, `info` for a client's mistakes.
+/// Counts a failed request and logs its one line: at `warn` for the gateway's own failures,
+/// `info` for a client's mistakes.
 fn failed(
     front: &'static str,
     operation: String,
     code: impl Into<metrics::SharedString> + std::fmt::Display + Clone,
     server: bool,
-    log: bool,
 ) {
-    match (log, server) {
-        (false, _) => {}
-        (true, true) => {
-            tracing::warn!(front, operation = %operation, code = %code, "request failed");
-        }
-        (true, false) => {
-            tracing::info!(front, operation = %operation, code = %code, "request failed");
-        }
+    if server {
+        tracing::warn!(front, operation = %operation, code = %code, "request failed");
+    } else {
+        tracing::info!(front, operation = %operation, code = %code, "request failed");
     }
     metrics::counter!(names::REQUESTS, "front" => front, "operation" => operation, "code" => code)
         .increment(1);

@@ -72,7 +72,7 @@ pub async fn routes(state: &AppState) -> tonic::service::Routes {
         state.auth.clone(),
         state.shutdown.clone(),
     );
-    let routes = tonic::service::Routes::new(CallServiceServer::new(calls))
+    tonic::service::Routes::new(CallServiceServer::new(calls))
         .add_service(DeviceServiceServer::new(devices))
         .add_service(SimulatorServiceServer::new(GrpcSimulator::new(
             state.core.clone(),
@@ -80,41 +80,13 @@ pub async fn routes(state: &AppState) -> tonic::service::Routes {
         )))
         .add_service(health)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
-    let bounded = routes
-        .into_axum_router()
-        .layer(axum::middleware::from_fn(admit));
-    tonic::service::Routes::from(bounded)
+        .add_service(reflection_v1alpha)
 }
 
 /// The path prefix of the health service, which the bounds on requests in flight leave
-/// alone: a load balancer's probe must get its answer when the gateway is overloaded.
-const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
-
-/// Admits a call under the bounds on requests in flight its listener (and, on the one-port
-/// listener, its connection) set ([`crate::shed`]), holding its slots until its response
-/// head (a watch stream: until it starts), or refuses it at once with `RESOURCE_EXHAUSTED`.
-async fn admit(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    if request.uri().path().starts_with(HEALTH_PREFIX) {
-        return next.run(request).await;
-    }
-    match crate::shed::admit(request.extensions()) {
-        Ok(admission) => {
-            let response = next.run(request).await;
-            drop(admission);
-            response
-        }
-        Err(refused) => {
-            let mut response = tonic::Status::from(refused).into_http();
-            // The request layers count it without a log line of its own.
-            response.extensions_mut().insert(refused);
-            response
-        }
-    }
-}
+/// alone ([`crate::shed`]): a load balancer's probe must get its answer when the gateway is
+/// overloaded.
+pub const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// How often bridge mode's gRPC health follows the upstream's availability.
 const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(200);

@@ -7,7 +7,7 @@
 //! | `server.max_connections` | open connections per listener; beyond it a new connection is accepted and closed at once | [`DEFAULT_MAX_CONNECTIONS`] |
 //! | `server.max_requests` | requests in flight per listener (gRPC calls and JSON API requests until their response head); beyond it a request is refused at once | [`DEFAULT_MAX_REQUESTS`] |
 //! | `server.max_requests_per_connection` | requests in flight per connection, likewise | [`DEFAULT_MAX_REQUESTS_PER_CONNECTION`] |
-//! | `server.http2_max_streams` | HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: open streams per connection, watch streams included | [`DEFAULT_HTTP2_MAX_STREAMS`] |
+//! | `server.http2_max_streams` | HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: open streams per connection, watch streams included (beyond it a client queues its streams) | [`DEFAULT_HTTP2_MAX_STREAMS`] |
 //! | `server.http2_keepalive_interval_ms` | idle time after which the server pings an HTTP/2 client; 0: no pings | [`DEFAULT_HTTP2_KEEPALIVE_INTERVAL_MS`] |
 //! | `server.http2_keepalive_timeout_ms` | time a ping may go unanswered before the connection is closed | [`DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_MS`] |
 //! | `server.max_connection_age_ms` | age at which an HTTP/2 connection gets a GOAWAY (clients reconnect, spreading over instances); 0: no limit | [`DEFAULT_MAX_CONNECTION_AGE_MS`] |
@@ -34,9 +34,14 @@ pub const DEFAULT_MAX_REQUESTS: usize = 1024;
 /// Default of `server.max_requests_per_connection`: a quarter of the listener's bound, so
 /// one connection cannot take every slot.
 pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 256;
-/// Default of `server.http2_max_streams`: room for a client that multiplexes a thousand
-/// watch streams and its operations over one channel.
-pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 2048;
+/// Default of `server.http2_max_streams` (nginx's default; it was 2,048). It bounds what a
+/// client can have sent on one connection that the gateway has not read yet: a request
+/// waiting in the socket is refused only once read, so under a CPU overload the refusals
+/// come as late as that backlog is long (BENCHMARKS.md, figure 10, and bench/FINDINGS.md,
+/// "Overload (figure 10)"). A client with more watch streams than this opens another
+/// connection for them (a gRPC client queues the streams beyond it, so watchers and
+/// operations on one connection should stay below it).
+pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 128;
 /// Default of `server.http2_keepalive_interval_ms`.
 pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL_MS: u64 = 60_000;
 /// Default of `server.http2_keepalive_timeout_ms` (hyper's own default).

@@ -1,9 +1,10 @@
-//! The API listeners' serve loops and their bounds ([`config`], the `[server]` table), and
-//! the drain on shutdown.
+//! The API listeners' serve loop and its bounds ([`config`], the `[server]` table), and the
+//! drain on shutdown.
 //!
-//! Two loops: [`serve`], our own hyper loop for the HTTP listener (and the one-port
-//! listener: HTTP/1.1, WebSocket and HTTP/2), and [`serve_grpc`], tonic's server for a
-//! gRPC-only listener. Both apply the same bounds:
+//! One loop, [`serve`], hyper's connections from hyper-util's auto builder, serves every
+//! listener: the HTTP listener and the one-port listener (HTTP/1.1, WebSocket and HTTP/2),
+//! and a gRPC-only listener (HTTP/2 only, the gRPC routes, unknown methods answered with
+//! `UNIMPLEMENTED`). It applies the bounds:
 //!
 //! - **Connections** (`server.max_connections`): beyond the bound a new connection is
 //!   accepted and closed at once, before any byte is read. The system completes the TCP
@@ -11,28 +12,33 @@
 //!   a client send a request nobody reads; closed at once, it reads end-of-file and can try
 //!   another instance.
 //! - **Requests in flight** (`server.max_requests` per listener,
-//!   `server.max_requests_per_connection`): see [`crate::shed`]. The serve loop puts the
-//!   listener's slots (and, in [`serve`], the connection's) in each request's extensions;
-//!   on the gRPC-only listener tonic bounds each connection (`concurrency_limit_per_connection`
-//!   with `load_shed`: `RESOURCE_EXHAUSTED` too).
+//!   `server.max_requests_per_connection`): see [`crate::shed`]. Each connection's service
+//!   takes the slots when hyper hands it a request ([`Admitting`]), and the caller's
+//!   [`Admission`] says which requests count and renders a refusal.
 //! - **HTTP/2**: `SETTINGS_MAX_CONCURRENT_STREAMS`, keep-alive pings with a timeout, and a
-//!   maximum connection age after which the connection gets a GOAWAY.
+//!   maximum connection age after which the connection gets a GOAWAY, then a grace.
 //! - **Slow clients**: a connection must send its first 24 bytes (the HTTP/2 preface's
 //!   length; every HTTP/1.1 request head is longer) within `server.header_timeout_ms`,
 //!   and on HTTP/1.1 each request head within the same time (hyper's header read timeout,
 //!   which also runs while a keep-alive connection waits for its next request).
 //!
+//! The gRPC-only listener was tonic's own server before the bounds: tonic takes requests
+//! through `tower::Service::call` inside each stream's task, so a bound counted there sees
+//! a request only once the runtime gets to it, and under a CPU overload the queue grows in
+//! front of the count (BENCHMARKS.md, figure 10). tonic's server also honoured a client's
+//! `grpc-timeout`; this loop does not (nor did the one-port listener).
+//!
 //! # Drain
 //!
-//! When `shutdown` is cancelled (SIGTERM): both loops stop accepting and close their
-//! listeners at once, so new clients are refused by the system; every connection gets
-//! hyper's graceful shutdown (HTTP/2 GOAWAY; HTTP/1.1 closes after the request in flight);
-//! requests in flight finish and get their replies. The fronts end what is long-lived on the
-//! same token: watch streams with `UNAVAILABLE` naming where to resume
+//! When `shutdown` is cancelled (SIGTERM): the loop stops accepting and closes its listener
+//! at once, so new clients are refused by the system; every connection gets hyper's
+//! graceful shutdown (HTTP/2 GOAWAY; HTTP/1.1 closes after the request in flight); requests
+//! in flight finish and get their replies. The fronts end what is long-lived on the same
+//! token: watch streams with `UNAVAILABLE` naming where to resume
 //! ([`crate::grpc::stream`]), held CometD connects with advice to handshake again
-//! ([`crate::gws::cometd`]), the gRPC health service turns `NOT_SERVING`. When
-//! `cut` is cancelled ([`Drain`], `server.shutdown_grace_ms` later) the connections still
-//! open are closed and the loops return.
+//! ([`crate::gws::cometd`]), the gRPC health service turns `NOT_SERVING`. When `cut` is
+//! cancelled ([`Drain`], `server.shutdown_grace_ms` later) the connections still open are
+//! closed and the loop returns.
 
 pub mod config;
 
@@ -41,16 +47,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::Router;
-use tokio::net::TcpListener;
+use axum::body::Body;
+use axum::http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin;
 use crate::auth;
 use crate::gws;
-use crate::shed::{ConnectionLimit, ConnectionSlots, Counted, ListenerSlots, RequestSlots, Scope};
+use crate::shed::{ConnectionLimit, ConnectionPermit, Counted, Refused, RequestSlots, Scope};
 use crate::tls::{GrpcTls, Handshaker};
 pub use config::ServerConfig;
 
@@ -94,65 +103,37 @@ impl Drain {
     }
 }
 
-/// Serves a gRPC-only listener with tonic's own server: HTTP/2 only (no protocol
-/// sniffing), the bounds of `config`, and unknown methods answered with gRPC
-/// `UNIMPLEMENTED`. Per request it costs less than the shared HTTP stack, which the one-port
-/// mode needs for HTTP/1.1 and WebSocket (BENCHMARKS.md, figure 1). With `tls`, tonic takes
-/// connections whose handshake is done ([`GrpcTls::incoming`]); their requests carry the
-/// client certificate's service account ([`crate::tls::TlsPeer`]).
-///
-/// The maximum connection age is given to tonic without its grace: tonic 0.14.9, given a
-/// grace, sends no GOAWAY at the age and closes the connection at age + grace instead. So on
-/// this listener an aged connection gets its GOAWAY and ends with its last stream (or at
-/// the drain's cut).
-pub async fn serve_grpc(
-    listener: TcpListener,
-    routes: tonic::service::Routes,
-    tls: Option<GrpcTls>,
-    layers: admin::layer::RequestLayers,
-    config: &ServerConfig,
-    drain: Drain,
-) -> anyhow::Result<()> {
-    let limit = ConnectionLimit::new(config.max_connections);
-    let slots = ListenerSlots(RequestSlots::new(Scope::Listener, config.max_requests));
-    let mut server = tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(config.max_requests_per_connection)
-        .load_shed(true)
-        .max_concurrent_streams(config.http2_max_streams)
-        .http2_keepalive_interval(config.http2_keepalive_interval())
-        .http2_keepalive_timeout(Some(config.http2_keepalive_timeout()))
-        .tcp_nodelay(true);
-    if let Some(age) = config.max_connection_age() {
-        server = server.max_connection_age(age);
-    }
-    let server = server
-        .layer(axum::Extension(slots))
-        .layer(layers)
-        .add_routes(routes);
-    let signal = drain.shutdown.clone().cancelled_owned();
-    let header_timeout = config.header_timeout();
-    let served = async {
-        match tls {
-            None => {
-                let incoming = crate::shed::incoming(listener, limit.clone(), header_timeout);
-                server.serve_with_incoming_shutdown(incoming, signal).await
-            }
-            Some(tls) => {
-                let incoming =
-                    tls.incoming(listener, limit.clone(), header_timeout, drain.shutdown);
-                server.serve_with_incoming_shutdown(incoming, signal).await
-            }
-        }
-    };
-    tokio::select! {
-        served = served => served.context("gRPC server failed"),
-        () = drain.cut.cancelled() => {
-            // tonic's connection tasks are detached: they end with the runtime (the
-            // binary exits next).
-            tracing::warn!(open = limit.open(), "shutdown grace over: gRPC connections cut");
-            Ok(())
-        }
-    }
+/// A listener to serve, and how.
+#[derive(Debug)]
+pub struct Listener {
+    /// The bound socket.
+    pub tcp: TcpListener,
+    /// Its TLS.
+    pub tls: ListenerTls,
+    /// HTTP/2 only (the gRPC-only listener), or HTTP/1.1 and HTTP/2 told apart by their
+    /// first bytes.
+    pub http2_only: bool,
+}
+
+/// The TLS of a listener.
+#[derive(Debug)]
+pub enum ListenerTls {
+    /// Plain text.
+    Plain,
+    /// The HTTP listener's (and the one-port listener's) handshake.
+    Http(Handshaker),
+    /// The gRPC listener's handshake: its requests carry the client certificate's service
+    /// account ([`crate::tls::TlsPeer`]).
+    Grpc(GrpcTls),
+}
+
+/// Which requests count against the bounds on requests in flight, and how a refusal reads:
+/// the caller's, since it knows the fronts behind the router.
+pub trait Admission: Send + Sync + 'static {
+    /// Returns whether `request` counts (a health check or a long-poll need not).
+    fn counts(&self, request: &Request<Incoming>) -> bool;
+    /// Answers `request`, refused.
+    fn refuse(&self, request: &Request<Incoming>, refused: Refused) -> Response<Body>;
 }
 
 /// Serves an axum router until `drain.shutdown`, then stops accepting, lets each connection
@@ -160,27 +141,32 @@ pub async fn serve_grpc(
 /// at `drain.cut`, closing those still open.
 ///
 /// Written out rather than `axum::serve` because that offers no way to configure hyper's
-/// connections (the bounds of `config`, [`MAX_HTTP1_HEAD`]) or to bound them; it is axum's
-/// own loop (hyper-util's auto builder: HTTP/1.1 with upgrades for WebSocket, and HTTP/2),
-/// with the router cloned per connection as one reference count. With `tls`, each
-/// connection's task first runs the handshake (bounded in time; a failed one ends only that
-/// task).
+/// connections (the bounds of `config`, [`MAX_HTTP1_HEAD`]), to bound them, or to see a
+/// request when it arrives; it is axum's own loop (hyper-util's auto builder: HTTP/1.1
+/// with upgrades for WebSocket, and HTTP/2), with the router cloned per connection as one
+/// reference count. With TLS, each connection's task first runs the handshake (bounded in
+/// time; a failed one ends only that task).
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     app: Router,
-    tls: Option<Handshaker>,
+    admission: Arc<dyn Admission>,
     config: &ServerConfig,
     drain: Drain,
 ) -> anyhow::Result<()> {
-    use tower::ServiceExt as _;
-
-    let builder = Arc::new(http_builder(config));
+    let Listener {
+        tcp: listener,
+        tls,
+        http2_only,
+    } = listener;
+    let app = app.with_state(());
+    let builder = Arc::new(http_builder(config, http2_only));
     let scheme = match tls {
-        Some(_) => gws::base_url::ListenerScheme::Https,
-        None => gws::base_url::ListenerScheme::Http,
+        ListenerTls::Plain => gws::base_url::ListenerScheme::Http,
+        _ => gws::base_url::ListenerScheme::Https,
     };
+    let tls = Arc::new(tls);
     let limit = ConnectionLimit::new(config.max_connections);
-    let slots = ListenerSlots(RequestSlots::new(Scope::Listener, config.max_requests));
+    let listener_slots = RequestSlots::new(Scope::Listener, config.max_requests);
     let timers = ConnectionTimers::from_config(config);
     let connections = tokio_util::task::TaskTracker::new();
     loop {
@@ -201,42 +187,27 @@ pub async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let client = auth::ClientAddr(peer.ip());
-        let listener_slots = slots.clone();
-        let connection_slots = ConnectionSlots(RequestSlots::new(
-            Scope::Connection,
-            config.max_requests_per_connection,
-        ));
-        let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
-            move |request: axum::http::Request<hyper::body::Incoming>| {
-                let mut request = request.map(axum::body::Body::new);
-                // The client's address, for the sign-in throttle; the listener's scheme,
-                // for the links of the GWS wing; the bounds on requests in flight.
-                let extensions = request.extensions_mut();
-                extensions.insert(client);
-                extensions.insert(scheme);
-                extensions.insert(listener_slots.clone());
-                extensions.insert(connection_slots.clone());
-                request
-            },
-        ));
-        let builder = builder.clone();
-        let drain = drain.clone();
-        let tls = tls.clone();
+        let accepted = Accepted {
+            client: auth::ClientAddr(peer.ip()),
+            scheme,
+            slots: (
+                RequestSlots::new(Scope::Connection, config.max_requests_per_connection),
+                listener_slots.clone(),
+            ),
+            admission: admission.clone(),
+        };
+        let (app, builder, drain, tls) = (app.clone(), builder.clone(), drain.clone(), tls.clone());
         connections.spawn(async move {
-            let io = match tls {
-                None => Either::Left(Counted::new(tcp, permit, timers.header)),
-                Some(tls) => tokio::select! {
-                    () = drain.shutdown.cancelled() => return,
-                    // The handshake and the stream are boxed so that a plain-text
-                    // connection's task stays as small as before (1.7 KiB; BENCHMARKS.md,
-                    // figure 4 counts idle long-polls): inline they made it 3.2 KiB.
-                    established = Box::pin(tls.accept(tcp)) => match established {
-                        Some(stream) => Either::Right(Box::new(Counted::new(stream, permit, timers.header))),
-                        None => return,
-                    },
+            let (io, tls_peer) = tokio::select! {
+                () = drain.shutdown.cancelled() => return,
+                // Boxed, so that a plain-text connection's task stays as small as before
+                // (BENCHMARKS.md, figure 4 counts idle long-polls).
+                io = Box::pin(establish(tls, tcp, permit, timers.header)) => match io {
+                    Some(io) => io,
+                    None => return,
                 },
             };
+            let service = accepted.service(app, tls_peer);
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             run_connection(connection, timers, drain).await;
         });
@@ -245,17 +216,188 @@ pub async fn serve(
     connections.close();
     connections.wait().await;
     if drain.cut.is_cancelled() {
-        tracing::warn!("shutdown grace over: HTTP connections cut");
+        tracing::warn!("shutdown grace over: connections cut");
     }
     Ok(())
 }
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio_util::either::Either;
+/// A connection's stream: plain, or (boxed, so that a plain connection's task stays small)
+/// after the HTTP or the gRPC listener's TLS handshake. Concrete types, not a boxed trait
+/// object: with one, rustc cannot show the connection's task to be `Send`.
+type Io = Either<
+    Counted<TcpStream>,
+    Either<
+        Box<Counted<tokio_rustls::server::TlsStream<TcpStream>>>,
+        Box<Counted<crate::tls::GrpcTlsStream>>,
+    >,
+>;
+
+/// Runs the listener's TLS handshake, if any, on an accepted connection; returns its stream
+/// under the header timeout, and for the gRPC listener what the handshake established.
+async fn establish(
+    tls: Arc<ListenerTls>,
+    tcp: TcpStream,
+    permit: ConnectionPermit,
+    header_timeout: Duration,
+) -> Option<(Io, Option<Arc<crate::tls::TlsPeer>>)> {
+    match &*tls {
+        ListenerTls::Plain => Some((
+            Either::Left(Counted::new(tcp, permit, header_timeout)),
+            None,
+        )),
+        ListenerTls::Http(tls) => {
+            let stream = tls.accept(tcp).await?;
+            let io = Box::new(Counted::new(stream, permit, header_timeout));
+            Some((Either::Right(Either::Left(io)), None))
+        }
+        ListenerTls::Grpc(tls) => {
+            let stream = tls.establish(tcp).await?;
+            let peer = Arc::new(stream.peer().clone());
+            let io = Box::new(Counted::new(stream, permit, header_timeout));
+            Some((Either::Right(Either::Right(io)), Some(peer)))
+        }
+    }
+}
+
+/// What a connection's requests carry and are bounded by.
+struct Accepted {
+    client: auth::ClientAddr,
+    scheme: gws::base_url::ListenerScheme,
+    /// The connection's request slots, then the listener's.
+    slots: (Arc<RequestSlots>, Arc<RequestSlots>),
+    admission: Arc<dyn Admission>,
+}
+
+impl Accepted {
+    /// Returns the connection's service: the router behind the bounds on requests in
+    /// flight.
+    fn service(
+        self,
+        app: Router,
+        tls_peer: Option<Arc<crate::tls::TlsPeer>>,
+    ) -> Admitting<hyper_util::service::TowerToHyperService<Tagged>> {
+        let tagged = Tagged {
+            app,
+            client: self.client,
+            scheme: self.scheme,
+            tls_peer,
+        };
+        Admitting {
+            inner: hyper_util::service::TowerToHyperService::new(tagged),
+            slots: self.slots,
+            admission: self.admission,
+        }
+    }
+}
+
+/// The router, its requests carrying the client's address (for the sign-in throttle), the
+/// listener's scheme (for the links of the GWS wing) and, on the gRPC listener with TLS,
+/// what the handshake established. A named type rather than `map_request` with a closure,
+/// so that the connection's task can be shown to be `Send`.
+#[derive(Clone)]
+struct Tagged {
+    app: Router,
+    client: auth::ClientAddr,
+    scheme: gws::base_url::ListenerScheme,
+    tls_peer: Option<Arc<crate::tls::TlsPeer>>,
+}
+
+impl tower::Service<Request<Incoming>> for Tagged {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower::Service<Request<Body>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower::Service::<Request<Body>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let mut request = request.map(Body::new);
+        let extensions = request.extensions_mut();
+        extensions.insert(self.client);
+        extensions.insert(self.scheme);
+        if let Some(peer) = &self.tls_peer {
+            extensions.insert(crate::tls::TlsPeer::clone(peer));
+        }
+        self.app.call(request)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's response future, holding its slots until the response head is ready.
+    struct Admitted<F> {
+        #[pin]
+        inner: F,
+        admission: Option<crate::shed::Admission>,
+    }
+}
+
+impl<F: Future> Future for Admitted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        this.admission.take();
+        std::task::Poll::Ready(output)
+    }
+}
+
+/// A connection's service behind the bounds on requests in flight: a request takes its
+/// slots when hyper hands it over ([`crate::shed`] says why then), or is refused at once.
+/// Hand-written: the bound must be taken in `call`, which runs as the request arrives;
+/// tower's `ConcurrencyLimit` and `LoadShed` take it in `poll_ready`, which hyper-util's
+/// adapter runs inside the request's own task, once the runtime gets to it.
+struct Admitting<S> {
+    inner: S,
+    /// The connection's request slots, then the listener's.
+    slots: (Arc<RequestSlots>, Arc<RequestSlots>),
+    admission: Arc<dyn Admission>,
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for Admitting<S>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = futures::future::Either<
+        std::future::Ready<Result<Response<Body>, S::Error>>,
+        Admitted<S::Future>,
+    >;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        use futures::future::Either;
+        let admission = if self.admission.counts(&request) {
+            match crate::shed::admit(&self.slots.0, &self.slots.1) {
+                Ok(admission) => Some(admission),
+                Err(refused) => {
+                    let refusal = self.admission.refuse(&request, refused);
+                    return Either::Left(std::future::ready(Ok(refusal)));
+                }
+            }
+        } else {
+            None
+        };
+        Either::Right(Admitted {
+            inner: self.inner.call(request),
+            admission,
+        })
+    }
+}
 
 /// Builds hyper's connection settings from `config`.
-fn http_builder(config: &ServerConfig) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+fn http_builder(
+    config: &ServerConfig,
+    http2_only: bool,
+) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if http2_only {
+        builder = builder.http2_only();
+    }
     builder
         .http1()
         .max_buf_size(MAX_HTTP1_HEAD)
@@ -299,16 +441,18 @@ where
     // Boxed, so that a connection without an age (the default) carries 8 bytes, not a
     // timer, for its whole life.
     let aged = timers.age.map(|age| Box::pin(tokio::time::sleep(age)));
+    // Owned futures: borrowed ones make the connection's task fail the `Send` check
+    // (rustc cannot prove it for every lifetime of the borrow).
     let by_age = tokio::select! {
         _ = connection.as_mut() => return,
-        () = drain.shutdown.cancelled() => false,
+        () = drain.shutdown.cancelled_owned() => false,
         () = until(aged) => true,
     };
     connection.as_mut().shutdown_gracefully();
     let age_grace = by_age.then(|| Box::pin(tokio::time::sleep(timers.age_grace)));
     tokio::select! {
         _ = connection.as_mut() => {}
-        () = drain.cut.cancelled() => {}
+        () = drain.cut.cancelled_owned() => {}
         () = until(age_grace) => {}
     }
 }

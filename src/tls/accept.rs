@@ -1,9 +1,9 @@
-//! Accepting TLS connections: the handshake under a timeout, and for the gRPC listener a
-//! stream of established connections that tonic's server takes as its `incoming`.
+//! Accepting TLS connections: the handshake under a timeout, and for the gRPC listener what
+//! it established about the client ([`TlsPeer`]).
 //!
-//! Each handshake runs in the task of its own connection (the HTTP serve loop's connection
-//! task, or a task per connection here), never in the accept loop: a client that fails its
-//! handshake or says nothing only ends its own task, after at most `tls.handshake_timeout_ms`.
+//! Each handshake runs in the task of its own connection (the serve loop's connection
+//! task), never in the accept loop: a client that fails its handshake or says nothing only
+//! ends its own task, after at most `tls.handshake_timeout_ms`.
 //! Failed handshakes are logged at `debug`: port scanners and clients that do not trust the
 //! certificate would otherwise fill the log.
 
@@ -15,19 +15,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 
 use super::identity::ClientCertMap;
-use crate::shed::{ConnectionLimit, Counted};
-
-/// Established gRPC connections waiting for tonic to take them. Small: tonic takes each at
-/// once; a full queue only makes the next finished handshake wait.
-const GRPC_READY_QUEUE: usize = 64;
 
 /// A TLS acceptor (certificate, ALPN, client verification) with its handshake timeout.
 #[derive(Clone)]
@@ -71,9 +63,9 @@ impl Handshaker {
     }
 }
 
-/// What the gRPC listener's TLS handshake established about a connection. tonic puts it in
-/// the extensions of every request on that connection (see [`GrpcTlsStream`]); only the
-/// server can, so a client cannot forge it.
+/// What the gRPC listener's TLS handshake established about a connection. The serve loop
+/// puts it in the extensions of every request on that connection (see [`GrpcTlsStream`]);
+/// only the server can, so a client cannot forge it.
 #[derive(Debug, Clone)]
 pub struct TlsPeer {
     /// The client's address.
@@ -89,11 +81,10 @@ pub struct GrpcTlsStream {
     peer: TlsPeer,
 }
 
-impl tonic::transport::server::Connected for GrpcTlsStream {
-    type ConnectInfo = TlsPeer;
-
-    fn connect_info(&self) -> TlsPeer {
-        self.peer.clone()
+impl GrpcTlsStream {
+    /// Returns what the handshake established about the client.
+    pub fn peer(&self) -> &TlsPeer {
+        &self.peer
     }
 }
 
@@ -146,58 +137,9 @@ pub struct GrpcTls {
 }
 
 impl GrpcTls {
-    /// Accepts on `listener` until `shutdown` (or until tonic drops the stream), each
-    /// connection under `limit` (beyond it closed at once, before its handshake),
-    /// handshakes each in a task of its own, and yields the established ones, which must
-    /// send the HTTP/2 preface within `header_timeout` ([`Counted`]).
-    pub fn incoming(
-        self,
-        listener: TcpListener,
-        limit: ConnectionLimit,
-        header_timeout: Duration,
-        shutdown: CancellationToken,
-    ) -> ReceiverStream<io::Result<Counted<GrpcTlsStream>>> {
-        let (ready_tx, ready_rx) = mpsc::channel(GRPC_READY_QUEUE);
-        tokio::spawn(async move {
-            loop {
-                let tcp = tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = ready_tx.closed() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((tcp, _)) => tcp,
-                        Err(error) => {
-                            // Out of file descriptors and the like: wait a moment, as axum does.
-                            tracing::warn!(%error, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                };
-                let Some(permit) = limit.try_open() else {
-                    continue;
-                };
-                let _ = tcp.set_nodelay(true);
-                let tls = self.clone();
-                let ready_tx = ready_tx.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    let established = tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        established = tls.establish(tcp) => established,
-                    };
-                    if let Some(stream) = established {
-                        let counted = Counted::new(stream, permit, header_timeout);
-                        // Fails only when tonic has stopped taking connections.
-                        let _ = ready_tx.send(Ok(counted)).await;
-                    }
-                });
-            }
-        });
-        ReceiverStream::new(ready_rx)
-    }
-
-    /// Runs the handshake and names the client's service account.
-    async fn establish(&self, tcp: TcpStream) -> Option<GrpcTlsStream> {
+    /// Runs the handshake and names the client's service account; `None` (logged at
+    /// `debug`) when it fails or the client does not finish it in time.
+    pub async fn establish(&self, tcp: TcpStream) -> Option<GrpcTlsStream> {
         let remote_addr = tcp.peer_addr().ok();
         let inner = self.handshaker.accept(tcp).await?;
         let service_account = inner

@@ -48,7 +48,7 @@ pub use identity::{ClientCertMap, certificate_names};
 
 /// ALPN of the HTTP listener (and of the one-port listener): HTTP/2, then HTTP/1.1.
 const HTTP_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
-/// ALPN of the gRPC listener: HTTP/2 only, which is all tonic's server speaks.
+/// ALPN of the gRPC listener: HTTP/2 only, all it serves.
 const GRPC_ALPN: [&[u8]; 1] = [b"h2"];
 
 /// The listeners' TLS, loaded and checked from the configuration.

@@ -108,7 +108,26 @@ impl BayeuxRegistry {
     }
 
     /// Ends a session: it leaves the tables, its queue is dropped and its transport woken.
+    /// Logs one line when the reason is unusual (at `warn`; `debug` for a disconnect or an
+    /// expiry).
     pub fn remove(&self, session: &BayeuxSession, reason: BayeuxRemoval) -> bool {
+        let removed = self.unlist(session, reason);
+        if removed {
+            match reason {
+                BayeuxRemoval::Disconnected | BayeuxRemoval::Expired => {
+                    tracing::debug!(client_id = %session.id, user = %session.user, reason = reason.as_str(), "bayeux session ended");
+                }
+                _ => {
+                    tracing::warn!(client_id = %session.id, user = %session.user, reason = reason.as_str(), "bayeux session dropped");
+                }
+            }
+        }
+        removed
+    }
+
+    /// Takes a session out of the tables, marks it removed (waking its transport) and
+    /// counts it; returns whether this call removed it.
+    fn unlist(&self, session: &BayeuxSession, reason: BayeuxRemoval) -> bool {
         {
             let mut inner = self.lock();
             inner.sessions.remove(&session.id);
@@ -123,24 +142,32 @@ impl BayeuxRegistry {
         if removed {
             metrics::gauge!(crate::admin::names::COMETD_SESSIONS).decrement(1.0);
             metrics::counter!(crate::admin::names::COMETD_SESSIONS_ENDED, "reason" => reason.as_str()).increment(1);
-            match reason {
-                BayeuxRemoval::Disconnected | BayeuxRemoval::Expired => {
-                    tracing::debug!(client_id = %session.id, user = %session.user, reason = reason.as_str(), "bayeux session ended");
-                }
-                _ => {
-                    tracing::warn!(client_id = %session.id, user = %session.user, reason = reason.as_str(), "bayeux session dropped");
-                }
-            }
         }
         removed
     }
 
-    /// Ends every session (shutdown, or events lost by the bridge).
-    pub fn remove_all(&self, reason: BayeuxRemoval) {
+    /// Ends every session (shutdown, or events lost by the bridge) and logs one line for
+    /// all of them: a line per session would be thousands of lines at a drain, written
+    /// while the drain runs (a blocked log pipe stalled the 1,000-session drain test's
+    /// gateway), and say nothing more than their count. The line is at `info` for a
+    /// shutdown (expected) and at `warn` otherwise.
+    pub fn remove_all(&self, reason: BayeuxRemoval) -> usize {
         let all: Vec<_> = self.lock().sessions.values().cloned().collect();
-        for session in all {
-            self.remove(&session, reason);
+        let ended = all.iter().filter(|s| self.unlist(s, reason)).count();
+        if reason == BayeuxRemoval::Shutdown {
+            tracing::info!(
+                sessions = ended,
+                reason = reason.as_str(),
+                "bayeux sessions ended"
+            );
+        } else {
+            tracing::warn!(
+                sessions = ended,
+                reason = reason.as_str(),
+                "bayeux sessions dropped"
+            );
         }
+        ended
     }
 
     /// Delivers a message on `channel` to every session of `user` subscribed to it.

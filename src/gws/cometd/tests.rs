@@ -12,6 +12,7 @@ use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+use super::session::BayeuxRemoval;
 use super::websocket::{BayeuxFrameIn, BayeuxFrameOut, BayeuxSocketInfo, run_socket};
 use super::*;
 use crate::config::Config;
@@ -135,6 +136,21 @@ async fn shutdown_answers_a_held_long_poll_with_handshake_advice() {
     assert_eq!(reply[0]["advice"]["interval"], 0);
     tokio::task::yield_now().await;
     assert!(registry.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn ending_every_session_counts_each_once_and_answers_a_held_connect() {
+    let (router, registry, _state) = endpoint();
+    let (cookie, cid) = connected(&router).await;
+    connected(&router).await;
+    connected(&router).await;
+    let held = tokio::spawn(async move { connect(&router, &cookie, &cid).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(registry.remove_all(BayeuxRemoval::Shutdown), 3);
+    assert_eq!(registry.remove_all(BayeuxRemoval::Shutdown), 0);
+    assert!(registry.is_empty());
+    let reply = held.await.unwrap();
+    assert_eq!(reply[0]["advice"]["reconnect"], "handshake", "{reply:?}");
 }
 
 /// A socket loop on channels: frames in, frames out.

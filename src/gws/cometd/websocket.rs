@@ -73,25 +73,28 @@ pub(crate) fn upgrade(
         browser_cookie: auth::cookie(headers, BROWSER_COOKIE),
     };
     let max = endpoint.registry.config().max_message_size;
+    let tracker = endpoint.state.upgraded.clone();
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket: WebSocket| async move {
-            let (sink, stream) = socket.split();
-            let sink = sink.with(|frame: BayeuxFrameOut| async move {
-                Ok::<_, axum::Error>(match frame {
-                    BayeuxFrameOut::Text(text) => Message::Text(text.into()),
-                    BayeuxFrameOut::Close(code, reason) => Message::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    })),
-                })
-            });
-            let stream = stream.map(|frame| match frame {
-                Ok(Message::Text(text)) => BayeuxFrameIn::Text(text.to_string()),
-                Ok(Message::Close(_)) | Err(_) => BayeuxFrameIn::Close,
-                Ok(_) => BayeuxFrameIn::Other,
-            });
-            run_socket(endpoint, info, Box::pin(sink), Box::pin(stream)).await;
+        .on_upgrade(move |socket: WebSocket| {
+            tracker.track_future(async move {
+                let (sink, stream) = socket.split();
+                let sink = sink.with(|frame: BayeuxFrameOut| async move {
+                    Ok::<_, axum::Error>(match frame {
+                        BayeuxFrameOut::Text(text) => Message::Text(text.into()),
+                        BayeuxFrameOut::Close(code, reason) => Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })),
+                    })
+                });
+                let stream = stream.map(|frame| match frame {
+                    Ok(Message::Text(text)) => BayeuxFrameIn::Text(text.to_string()),
+                    Ok(Message::Close(_)) | Err(_) => BayeuxFrameIn::Close,
+                    Ok(_) => BayeuxFrameIn::Other,
+                });
+                run_socket(endpoint, info, Box::pin(sink), Box::pin(stream)).await;
+            })
         })
 }
 

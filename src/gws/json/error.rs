@@ -149,10 +149,6 @@ impl IntoResponse for LegacyError {
                 HeaderValue::from_static("Basic realm=\"voice-gateway\""),
             );
         }
-        if let Self::Overloaded(refused) = &self {
-            // The request layers count it without a log line of its own ([`crate::shed`]).
-            response.extensions_mut().insert(*refused);
-        }
         response.extensions_mut().insert(self);
         response
     }
@@ -181,16 +177,14 @@ impl From<QueryRejection> for LegacyError {
 }
 
 /// Logs the error a response carries, once per request: client mistakes at debug, the
-/// gateway's own failures at warn, except load-shedding refusals: at debug, as a line per
-/// refusal would add work exactly when there is too much ([`crate::shed`] logs them now and
-/// then).
+/// gateway's own failures at warn.
 pub async fn log_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     if let Some(error) = response.extensions().get::<LegacyError>() {
         let status = response.status();
-        if status.is_server_error() && !matches!(error, LegacyError::Overloaded(_)) {
+        if status.is_server_error() {
             tracing::warn!(%method, %path, %status, %error, "legacy request failed");
         } else {
             tracing::debug!(%method, %path, %status, %error, "legacy request refused");
@@ -256,7 +250,6 @@ mod tests {
         let response = LegacyError::Overloaded(refused).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-        assert_eq!(response.extensions().get::<Refused>(), Some(&refused));
         let error = LegacyError::Overloaded(refused);
         assert_eq!(error.status_code(), 4);
         assert_eq!(

@@ -24,10 +24,10 @@
 //! devices in [`render`](crate::gws::render).
 //!
 //! Layers, outermost first, applied to these routes only (never to gRPC streams): error
-//! logging, the preflight refusal for unknown origins, tower-http CORS, the bounds on
-//! requests in flight ([`crate::shed`]: 503 `{"statusCode":4}` at once beyond them, with
-//! CORS headers so that a browser reads it), GWS bodies for the layers' own 413/408, the
-//! request timeout, the body limit. Authentication runs inside,
+//! logging, the preflight refusal for unknown origins, tower-http CORS, GWS bodies for the
+//! layers' own 413/408, the request timeout, the body limit. The bounds on requests in
+//! flight apply before routing, in the serve loop ([`crate::server`]); their refusal is
+//! [`LegacyError::Overloaded`]. Authentication runs inside,
 //! on matched routes only, so preflights need no credentials; inside it, a POST with an
 //! `Idempotency-Key` runs once per user and key ([`idempotency`]).
 
@@ -43,11 +43,9 @@ pub mod settings;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode, Uri};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
-use axum::response::{IntoResponse as _, Response};
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{MethodFilter, MethodRouter, any, on};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -155,7 +153,6 @@ pub fn router(state: AppState) -> Router {
             .layer(from_fn(error::log_errors))
             .layer(cors::GuardLayer::new(legacy))
             .layer(cors::layer(legacy))
-            .layer(from_fn(admit))
             .layer(from_fn(error::gws_layer_bodies))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
@@ -175,19 +172,6 @@ fn with_and_without_slash(
     router
         .route(path, methods.clone())
         .route(&format!("{path}/"), methods)
-}
-
-/// Admits a request under the bounds on requests in flight its listener and connection set
-/// ([`crate::shed`]), holding its slots until its response is ready, or refuses it at once.
-async fn admit(request: Request, next: Next) -> Response {
-    match crate::shed::admit(request.extensions()) {
-        Ok(admission) => {
-            let response = next.run(request).await;
-            drop(admission);
-            response
-        }
-        Err(refused) => LegacyError::Overloaded(refused).into_response(),
-    }
 }
 
 async fn method_not_allowed(method: Method) -> LegacyError {
