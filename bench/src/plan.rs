@@ -7,6 +7,7 @@ use crate::chaos::ChaosPlan;
 use crate::grpc_load::LoadShape;
 use crate::moonshot::MoonshotPlan;
 use crate::paced_load::PacedShape;
+use voice_gateway::upstream::bayeux::ConnectionType;
 
 /// Counts and durations of every figure.
 #[derive(Debug, Clone)]
@@ -117,6 +118,7 @@ impl Plan {
                     warmup: Duration::from_secs(1),
                     duration: Duration::from_secs(5),
                 },
+                transport: ConnectionType::WebSocket,
             },
             moonshot: MoonshotPlan::bench(),
             chaos: ChaosPlan::bench(),
@@ -168,6 +170,7 @@ impl Plan {
                     warmup: Duration::from_millis(100),
                     duration: Duration::from_millis(500),
                 },
+                transport: ConnectionType::WebSocket,
             },
             moonshot: MoonshotPlan::smoke(),
             chaos: ChaosPlan::smoke(),
