@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use voice_gateway::gws::cometd::session::BayeuxRemoval;
 use voice_gateway::upstream::bayeux::{
-    self, BayeuxClient, BayeuxClientError, BayeuxEvent, BayeuxEvents, BayeuxOptions,
+    self, BayeuxClient, BayeuxClientError, BayeuxEvent, BayeuxEvents, BayeuxOptions, ConnectionType,
 };
 
 /// Starts a client of `url` on `/v2/me/calls` with `options`, sending `cookie` if given.
@@ -56,15 +56,28 @@ async fn call_states(events: &mut BayeuxEvents, call: &str) -> Vec<String> {
 }
 
 async fn gateway_calls_arrive_in_order(ack: bool) {
+    gateway_calls_arrive_in_order_over(ack, ConnectionType::LongPolling).await;
+}
+
+async fn gateway_calls_arrive_in_order_over(ack: bool, connection_type: ConnectionType) {
     let gw = TestGateway::spawn().await;
     let agent1 = Agent::login(&gw.http_url(), "agent1").await;
     let options = BayeuxOptions {
         ack,
+        connection_type,
         ..quick_options()
     };
     let mut events = start(&gw.url(), options, Some(&agent1.jsessionid));
-    let (client_id, first) = subscribed(&mut events).await;
+    let (client_id, first, used) = match next(&mut events).await {
+        BayeuxEvent::Subscribed {
+            client_id,
+            first,
+            connection_type,
+        } => (client_id, first, connection_type),
+        other => panic!("expected Subscribed, got {other:?}"),
+    };
     assert!(first);
+    assert_eq!(used, connection_type, "the gateway offers both transports");
     let session = gw
         .registry
         .get(&client_id)
@@ -91,6 +104,79 @@ async fn gateway_call_notifications_arrive_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_call_notifications_arrive_in_order_with_ack() {
     gateway_calls_arrive_in_order(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_call_notifications_arrive_in_order_over_websocket() {
+    gateway_calls_arrive_in_order_over(false, ConnectionType::WebSocket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_call_notifications_arrive_in_order_over_websocket_with_ack() {
+    gateway_calls_arrive_in_order_over(true, ConnectionType::WebSocket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_session_the_gateway_forgets_is_re_handshaken_on_a_new_socket() {
+    let gw = TestGateway::spawn().await;
+    let agent1 = Agent::login(&gw.http_url(), "agent1").await;
+    let options = BayeuxOptions {
+        connection_type: ConnectionType::WebSocket,
+        ..quick_options()
+    };
+    let mut events = start(&gw.url(), options, Some(&agent1.jsessionid));
+    let (old, _) = subscribed(&mut events).await;
+    let session = gw.registry.get(&old).unwrap();
+    eventually("the first connect is held", || session.is_held()).await;
+    // Forgotten while its connect is held on the socket: the server answers it `402`.
+    gw.registry.remove(&session, BayeuxRemoval::Expired);
+    assert_eq!(
+        subscribed_over(&mut events).await,
+        ConnectionType::WebSocket
+    );
+    let call = gw.established_call("agent1", "agent2", "15001").await;
+    agent1.call_op(&call, "Hangup").await;
+    assert_eq!(
+        call_states(&mut events, &call).await,
+        ["Dialing", "Established", "Released"]
+    );
+    events.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_websocket_upgrade_falls_back_to_long_polling() {
+    // Offers `websocket` in the handshake but serves POSTs only: the upgrade (a GET) is
+    // answered 405.
+    let server = ScriptedServer::start(|_, batch| {
+        let mut reply = well_behaved(batch, &[]);
+        if batch[0]["channel"] == "/meta/handshake" {
+            reply[0]["supportedConnectionTypes"] = json!(["websocket", "long-polling"]);
+        } else if batch[0]["channel"] == "/meta/connect" {
+            reply = well_behaved(
+                batch,
+                &[json!({"channel": "/v2/me/calls", "data": {"n": 1}})],
+            );
+        }
+        Answer::Json(reply)
+    })
+    .await;
+    let options = BayeuxOptions {
+        connection_type: ConnectionType::WebSocket,
+        ..quick_options()
+    };
+    let mut events = start(&server.url(), options, None);
+    assert_eq!(
+        subscribed_over(&mut events).await,
+        ConnectionType::LongPolling
+    );
+    assert_eq!(message(&mut events).await.data(), &json!({"n": 1}));
+    let got = server.received();
+    assert_eq!(
+        got[0].batch[0]["supportedConnectionTypes"],
+        json!(["websocket", "long-polling"])
+    );
+    assert_eq!(got[2].batch[0]["connectionType"], "long-polling");
+    events.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,9 +47,97 @@ async fn pair() -> (Gateway, Gateway) {
     (upstream, bridge)
 }
 
+/// Writes the demo configuration followed by `extra` to a file of this test process;
+/// returns its path.
+fn demo_config_with(name: &str, extra: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("bridge-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!("{}\n{extra}", voice_gateway::config::DEMO_TOML),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// Starts U (the embedded demo plus `upstream_extra`, with its admin listener) and B
+/// asking for the upstream CometD `websocket` transport.
+async fn websocket_pair(name: &str, upstream_extra: &str) -> (Gateway, Gateway) {
+    let upstream_config = demo_config_with(&format!("{name}-u"), upstream_extra);
+    let upstream = Gateway::launch()
+        .admin()
+        .args(&["--config", &upstream_config])
+        .start()
+        .await;
+    let bridge_config = demo_config_with(
+        &format!("{name}-b"),
+        "[upstream]\ntransport = \"websocket\"\n",
+    );
+    let bridge = Gateway::start(&[
+        "--config",
+        &bridge_config,
+        "--upstream",
+        &upstream.http_url(),
+    ])
+    .await;
+    (upstream, bridge)
+}
+
+/// Waits until U holds at least one CometD connect, and then every held connect on
+/// `transport`: B's sessions are there, all on that transport.
+async fn upstream_holds_connects_on(upstream: &Gateway, transport: &str) {
+    let url = format!("{}/metrics", upstream.admin_url());
+    let held = |text: &str, transport: &str| -> f64 {
+        let series = format!("voice_gateway_cometd_connects_held{{transport=\"{transport}\"}}");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series.as_str())?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let other = if transport == "websocket" {
+        "long-polling"
+    } else {
+        "websocket"
+    };
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let (on, off) = (held(&text, transport), held(&text, other));
+        if on >= 1.0 && off == 0.0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "U holds {on} connects on {transport} and {off} on {other}"
+        );
+        // The poll interval of this check; the deadline bounds it.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_scenario_over_grpc_on_the_bridge() {
     let (upstream, bridge) = pair().await;
+    seed_scenario_over_grpc(&upstream, &bridge).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_scenario_with_the_upstream_notifications_over_websocket() {
+    let (upstream, bridge) = websocket_pair("ws", "").await;
+    seed_scenario_over_grpc(&upstream, &bridge).await;
+    upstream_holds_connects_on(&upstream, "websocket").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_falls_back_to_long_polling_when_the_upstream_does_not_offer_it() {
+    let (upstream, bridge) = websocket_pair("ws-off", "[cometd]\nwebsocket = false\n").await;
+    seed_scenario_over_grpc(&upstream, &bridge).await;
+    upstream_holds_connects_on(&upstream, "long-polling").await;
+}
+
+/// agent1 dials agent2 through B, agent2 answers on U, agent1 starts and stops recording
+/// through B: each reply carries the call as U reported it, B's watch sees every step.
+async fn seed_scenario_over_grpc(upstream: &Gateway, bridge: &Gateway) {
     let mut calls = bridge.calls().await;
     let mut watch = calls
         .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))

@@ -12,6 +12,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use tonic::transport::Channel;
 use voice_gateway::grpc::pb;
 use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
+use voice_gateway::upstream::bayeux::ConnectionType;
 
 use crate::figures::{Bench, RunningGateway, reset_recording};
 use crate::grpc_load::recording_requests;
@@ -34,6 +35,8 @@ pub struct BridgePlan {
     pub calls: usize,
     /// The open-loop load of each round.
     pub load: PacedShape,
+    /// B's `upstream.transport`: how U's notifications reach B.
+    pub transport: ConnectionType,
 }
 
 /// One round on U and one on B.
@@ -105,11 +108,24 @@ impl Bench {
         Ok(())
     }
 
-    /// Starts B: the gateway with `--upstream http://<upstream>` and its own listeners.
+    /// Starts B: the gateway with `--upstream http://<upstream>` and its own listeners, on
+    /// the demo configuration with the plan's `upstream.transport`.
     fn spawn_bridge(&self, upstream: std::net::SocketAddr) -> anyhow::Result<RunningGateway> {
         let (grpc, http) = (free_addr()?, free_addr()?);
+        let transport = self.plan.bridge.transport;
+        let config = self.work.join(format!("bridge-{transport}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "{}\n[upstream]\ntransport = \"{transport}\"\n",
+                voice_gateway::config::DEMO_TOML
+            ),
+        )
+        .with_context(|| format!("cannot write {}", config.display()))?;
         let mut args = self.gateway.prefix.clone();
         args.extend([
+            "--config".into(),
+            config.display().to_string(),
             "--grpc-listen".into(),
             grpc.to_string(),
             "--http-listen".into(),
@@ -163,8 +179,8 @@ fn latency_row(
     Row {
         figure: "7. Bridge mode".into(),
         measure: format!(
-            "Start/StopCallRecording at {:.0} ops/s (open loop) on {} calls, send → reply: through B vs directly on U",
-            shape.load.ops_per_sec, shape.calls
+            "Start/StopCallRecording at {:.0} ops/s (open loop) on {} calls, send → reply: through B (U's notifications over CometD {}) vs directly on U",
+            shape.load.ops_per_sec, shape.calls, shape.transport
         ),
         gateway: format!(
             "B: p50 {:.2} ms, p99 {:.2} ms; added p50 {added_p50:+.2} ms, p99 {added_p99:+.2} ms",
@@ -240,8 +256,13 @@ fn bridge_note(plan: &crate::plan::Plan, rounds: &[Round], failed: u64) -> Strin
         .map(|e| format!(" First failure: {e}."))
         .unwrap_or_default();
     format!(
-        "Figure 7: U (embedded, the generated configuration) and B (`--upstream http://<U's HTTP listener>`) as two processes; {} agents signed in on B with Basic (B checks each at U once, then holds an upstream session and a CometD long-poll per agent on U); {} calls dialed and answered through B's gRPC. {} rounds, each U then B: {:.0} operations/s open loop over {} HTTP/2 connections, each call alternating StartCallRecording and StopCallRecording, {:?} warm-up then {:?} measured; the round with the median p99 is shown for each. Latency is send → reply (from the operation's tick when it waited for its call's previous operation); B's reply waits for U's notification. CPU is utime + stime over the measured window per operation sent; during U's rounds B still mirrors the notifications of its agents, so U's baseline includes serving B's long-polls. Each round (machine busy: all CPUs, every process; run-queue wait: time a server's threads were runnable but waiting for a core, summed over threads): {runs}. {failed} failed in all, {queued} waited for their call; the pacer handed out ticks at most {lag:.2} ms late at p99 (tokio's timer has 1 ms granularity).{first_error}",
+        "Figure 7: U (embedded, the generated configuration) and B (`--upstream http://<U's HTTP listener>`, `upstream.transport = \"{}\"`) as two processes; {} agents signed in on B with Basic (B checks each at U once, then holds an upstream session and a CometD session per agent on U, its connects held on {}); {} calls dialed and answered through B's gRPC. {} rounds, each U then B: {:.0} operations/s open loop over {} HTTP/2 connections, each call alternating StartCallRecording and StopCallRecording, {:?} warm-up then {:?} measured; the round with the median p99 is shown for each. Latency is send → reply (from the operation's tick when it waited for its call's previous operation); B's reply waits for U's notification. CPU is utime + stime over the measured window per operation sent; during U's rounds B still mirrors the notifications of its agents, so U's baseline includes serving B's CometD sessions. Each round (machine busy: all CPUs, every process; run-queue wait: time a server's threads were runnable but waiting for a core, summed over threads): {runs}. {failed} failed in all, {queued} waited for their call; the pacer handed out ticks at most {lag:.2} ms late at p99 (tokio's timer has 1 ms granularity).{first_error}",
+        shape.transport,
         2 * shape.calls,
+        match shape.transport {
+            ConnectionType::WebSocket => "one WebSocket each",
+            ConnectionType::LongPolling => "long-polls",
+        },
         shape.calls,
         rounds.len(),
         shape.load.ops_per_sec,

@@ -12,6 +12,7 @@ use voice_bench::plan::Plan;
 use voice_bench::process::{exe_dir, raise_open_file_limit};
 use voice_bench::report::{Machine, Report};
 use voice_bench::servers;
+use voice_gateway::upstream::bayeux::ConnectionType;
 
 /// The same allocator as the gateway binary, so the baselines served from this binary (bare
 /// tonic, bare axum) are compared on equal terms.
@@ -72,6 +73,10 @@ enum Command {
         /// The command line to print in the report.
         #[arg(long, default_value = "bench/run")]
         command_line: String,
+        /// Figure 7: how U's notifications reach B (B's `upstream.transport`),
+        /// `websocket` or `long-polling`.
+        #[arg(long, default_value = "websocket", value_parser = parse_transport)]
+        bridge_transport: ConnectionType,
     },
     /// Serves the bare tonic baseline.
     BareTonic {
@@ -207,6 +212,7 @@ async fn main() -> anyhow::Result<()> {
             sessions,
             findings,
             charts,
+            bridge_transport,
         } => {
             let wanted = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
             let began = Instant::now();
@@ -237,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
             let mut plan = if smoke { Plan::smoke() } else { Plan::full() };
             plan.streams = streams.unwrap_or(plan.streams);
             plan.sessions = sessions.unwrap_or(plan.sessions);
+            plan.bridge.transport = bridge_transport;
             let json = json.unwrap_or_else(|| work.join("bench-results.json"));
             let report_dir = out.parent().unwrap_or(Path::new("")).to_path_buf();
             let charts_dir = charts.unwrap_or_else(|| report_dir.join("bench/charts"));
@@ -319,4 +326,13 @@ fn link_to(from: &Path, to: &Path) -> String {
         to.strip_prefix(from).ok()
     };
     relative.unwrap_or(to).display().to_string()
+}
+
+/// Reads `--bridge-transport`.
+fn parse_transport(text: &str) -> Result<ConnectionType, String> {
+    match text {
+        "websocket" => Ok(ConnectionType::WebSocket),
+        "long-polling" => Ok(ConnectionType::LongPolling),
+        other => Err(format!("{other:?} is neither websocket nor long-polling")),
+    }
 }

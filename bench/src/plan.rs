@@ -8,6 +8,7 @@ use crate::grpc_load::LoadShape;
 use crate::moonshot::MoonshotPlan;
 use crate::overload::OverloadPlan;
 use crate::paced_load::PacedShape;
+use voice_gateway::upstream::bayeux::ConnectionType;
 
 /// Counts and durations of every figure.
 #[derive(Debug, Clone)]
@@ -120,6 +121,7 @@ impl Plan {
                     warmup: Duration::from_secs(1),
                     duration: Duration::from_secs(5),
                 },
+                transport: ConnectionType::WebSocket,
             },
             moonshot: MoonshotPlan::bench(),
             chaos: ChaosPlan::bench(),
@@ -194,6 +196,7 @@ impl Plan {
                     warmup: Duration::from_millis(100),
                     duration: Duration::from_millis(500),
                 },
+                transport: ConnectionType::WebSocket,
             },
             moonshot: MoonshotPlan::smoke(),
             chaos: ChaosPlan::smoke(),

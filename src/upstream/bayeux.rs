@@ -1,6 +1,13 @@
-//! A Bayeux 1.0 `long-polling` client, as CometD 3 (GWS 8.5) and Faye servers speak it
+//! A Bayeux 1.0 client, as CometD 3 (GWS 8.5) and Faye servers speak it
 //! (`shared/spec/bayeux.md`): `/meta/handshake`, `/meta/subscribe` for each channel, then
 //! the `/meta/connect` loop honouring the server's `advice`, with the ack extension.
+//!
+//! The connect loop runs over `long-polling` (one POST per connect, the default and what
+//! GWS 8.5 supports) or, with [`ConnectionType::WebSocket`], over one `websocket` per
+//! session (spec §6): the handshake and subscriptions are still POSTs, then the socket
+//! carries the connects and the messages the server pushes, one frame each, with no HTTP
+//! request per message on either side. A server whose handshake does not offer `websocket`,
+//! or that answers the upgrade with an HTTP status, gets long-polling for that session.
 //!
 //! Hand-written on purpose: no Rust CometD client is well kept (`shared/notes/cometd-clients.md`).
 //!
@@ -44,11 +51,13 @@
 //! # Recovery
 //! - `402::Unknown client` (Faye: `401`) or `advice.reconnect: "handshake"`: handshake and
 //!   subscribe again after a backoff, not reported as a failure.
-//! - An HTTP error, a timeout, a refused or reset connection, a malformed reply, a refused
-//!   handshake or subscription: reported, then the same, after a backoff.
+//! - An HTTP error, a timeout, a refused or reset connection, a failed or closed socket, a
+//!   malformed reply, a refused handshake or subscription: reported, then the same, after a
+//!   backoff.
 //! - Except a connect lost in transit with the ack extension on: the client retries that
-//!   connect on the same session (asking for an immediate answer), since the server re-sends
-//!   what was not acknowledged; if the session is gone meanwhile, the server says `402`.
+//!   connect on the same session (asking for an immediate answer; over a new socket when the
+//!   socket failed), since the server re-sends what was not acknowledged; if the session is
+//!   gone meanwhile, the server says `402`.
 //!
 //! Backoff is "full jitter": a uniform delay in `0..=min(backoff_max, backoff_base * 2^(n-1))`
 //! for the n-th consecutive failure; a successful connect resets n.
@@ -75,6 +84,7 @@
 
 mod backoff;
 mod runner;
+mod socket;
 mod wire;
 
 use std::fmt;
@@ -99,6 +109,40 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 256;
 /// Default [`BayeuxOptions::max_reply_bytes`].
 pub const DEFAULT_MAX_REPLY_BYTES: usize = 4 << 20;
 
+/// How a client holds its `/meta/connect` loop once the session is up.
+///
+/// The handshake and the subscriptions always go over HTTP POSTs (so the server's cookies
+/// are set and checked as on long-polling); with [`ConnectionType::WebSocket`] the connects,
+/// and the messages the server pushes, then travel on one socket per session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum ConnectionType {
+    /// One POST per `/meta/connect`, held by the server until a message is queued; the only
+    /// transport GWS 8.5 supports, hence the default.
+    #[default]
+    #[serde(rename = "long-polling")]
+    LongPolling,
+    /// A WebSocket on the same path, when the handshake reply offers `websocket`; otherwise,
+    /// or when the upgrade is answered with an HTTP status, long-polling.
+    #[serde(rename = "websocket")]
+    WebSocket,
+}
+
+impl ConnectionType {
+    /// Returns the Bayeux name of the transport (`long-polling`, `websocket`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LongPolling => "long-polling",
+            Self::WebSocket => "websocket",
+        }
+    }
+}
+
+impl fmt::Display for ConnectionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Timings and bounds of a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BayeuxOptions {
@@ -115,8 +159,10 @@ pub struct BayeuxOptions {
     pub ack: bool,
     /// Items queued toward the consumer before the client stops polling (at least 1).
     pub queue_capacity: usize,
-    /// Largest reply body read; a bigger one is a malformed reply.
+    /// Largest reply body (or WebSocket message) read; a bigger one is a malformed reply.
     pub max_reply_bytes: usize,
+    /// The transport of the connect loop.
+    pub connection_type: ConnectionType,
 }
 
 impl Default for BayeuxOptions {
@@ -129,6 +175,7 @@ impl Default for BayeuxOptions {
             ack: true,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+            connection_type: ConnectionType::LongPolling,
         }
     }
 }
@@ -295,6 +342,9 @@ pub enum BayeuxEvent {
         client_id: String,
         /// Whether this is the client's first session.
         first: bool,
+        /// The transport the session's connects use: [`ConnectionType::WebSocket`] only when
+        /// it was asked for, offered, and the socket is open.
+        connection_type: ConnectionType,
     },
     /// A message delivered on a subscribed channel.
     Message(BayeuxDelivery),
@@ -377,12 +427,15 @@ pub enum BayeuxClientError {
     /// The server ended the session (`advice.reconnect: "none"` on a successful reply).
     #[error("bayeux server ended the session")]
     Ended,
+    /// The WebSocket failed, closed, or gave no reply in time.
+    #[error("bayeux websocket failed: {0}")]
+    Socket(String),
 }
 
 impl BayeuxClientError {
     /// Returns whether the reply may have been lost in transit (transport or HTTP error),
     /// as opposed to received and understood.
     pub fn is_transport(&self) -> bool {
-        matches!(self, Self::Transport(_) | Self::Status(_))
+        matches!(self, Self::Transport(_) | Self::Status(_) | Self::Socket(_))
     }
 }

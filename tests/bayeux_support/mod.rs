@@ -21,7 +21,9 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
-use voice_gateway::upstream::bayeux::{BayeuxDelivery, BayeuxEvent, BayeuxEvents, BayeuxOptions};
+use voice_gateway::upstream::bayeux::{
+    BayeuxDelivery, BayeuxEvent, BayeuxEvents, BayeuxOptions, ConnectionType,
+};
 
 pub use crate::common::WAIT;
 
@@ -46,7 +48,19 @@ pub async fn next(events: &mut BayeuxEvents) -> BayeuxEvent {
 /// Returns the next item, which must be `Subscribed`; returns its `(client_id, first)`.
 pub async fn subscribed(events: &mut BayeuxEvents) -> (String, bool) {
     match next(events).await {
-        BayeuxEvent::Subscribed { client_id, first } => (client_id, first),
+        BayeuxEvent::Subscribed {
+            client_id, first, ..
+        } => (client_id, first),
+        other => panic!("expected Subscribed, got {other:?}"),
+    }
+}
+
+/// Returns the next item, which must be `Subscribed`; returns its connection type.
+pub async fn subscribed_over(events: &mut BayeuxEvents) -> ConnectionType {
+    match next(events).await {
+        BayeuxEvent::Subscribed {
+            connection_type, ..
+        } => connection_type,
         other => panic!("expected Subscribed, got {other:?}"),
     }
 }

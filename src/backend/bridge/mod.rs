@@ -15,8 +15,9 @@
 //!   as the JSON bodies of [`convert`]. A refusal keeps the upstream's `statusCode` and
 //!   message ([`CoreError::Upstream`]); its class (and so the gRPC code and HTTP status)
 //!   follows the upstream's HTTP status, as embedded mode pairs them.
-//! - **Notifications.** Each session runs one CometD long-polling client
-//!   ([`crate::upstream::bayeux`]) subscribed to `/v2/me/calls` and `/v2/me/devices`; each
+//! - **Notifications.** Each session runs one CometD client ([`crate::upstream::bayeux`],
+//!   long-polling, or one WebSocket with `upstream.transport = "websocket"`) subscribed to
+//!   `/v2/me/calls` and `/v2/me/devices`; each
 //!   `CallStateChangeMessage` and `DeviceStateChangeMessage` is mirrored into the core,
 //!   which numbers it in its own event log. Each Voice `ErrorMessage` (an operation the
 //!   upstream accepted that failed afterwards) becomes the user's
@@ -48,6 +49,7 @@ use crate::core::{
     CallControl, CallId, CallOperation, CoreError, CoreResult, DeviceRequest, DialRequest,
     ErrorKind, User, invalid_password,
 };
+use crate::upstream::bayeux::{BayeuxOptions, ConnectionType};
 use convert::UpstreamRequest;
 
 /// Default wait for the upstream's notification of an operation, in milliseconds.
@@ -80,6 +82,7 @@ const SESSION_COOKIE: &str = "JSESSIONID";
 /// | `probe_interval_ms` | availability probe period while the upstream is down | [`DEFAULT_PROBE_INTERVAL_MS`] |
 /// | `max_sessions` | upstream sessions (users) open at once | [`DEFAULT_MAX_SESSIONS`] |
 /// | `idle_session_s` | an upstream session unused this long is closed | [`DEFAULT_IDLE_SESSION_S`] |
+/// | `transport` | how each session's CometD connects reach the upstream: `"long-polling"`, or `"websocket"` (one socket per session, one frame per notification; long-polling when the upstream does not offer it) | `"long-polling"`, the only transport GWS 8.5 supports |
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
@@ -101,6 +104,8 @@ pub struct UpstreamConfig {
     pub max_sessions: usize,
     /// Idle session lifetime, in seconds.
     pub idle_session_s: u64,
+    /// The upstream CometD transport.
+    pub transport: ConnectionType,
 }
 
 impl Default for UpstreamConfig {
@@ -115,6 +120,7 @@ impl Default for UpstreamConfig {
             probe_interval_ms: DEFAULT_PROBE_INTERVAL_MS,
             max_sessions: DEFAULT_MAX_SESSIONS,
             idle_session_s: DEFAULT_IDLE_SESSION_S,
+            transport: ConnectionType::LongPolling,
         }
     }
 }
@@ -194,6 +200,8 @@ pub struct GwsBridge {
     base: String,
     http: reqwest::Client,
     notify_http: reqwest::Client,
+    /// The options of every session's CometD client.
+    notify_options: BayeuxOptions,
     config: UpstreamConfig,
     core: OnceLock<Weak<CallControl>>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
@@ -209,8 +217,9 @@ impl GwsBridge {
             .url
             .as_deref()
             .context("bridge mode needs upstream.url")?;
-        let options = crate::upstream::bayeux::BayeuxOptions {
+        let options = BayeuxOptions {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            connection_type: config.transport,
             ..Default::default()
         };
         crate::upstream::bayeux::install_crypto_provider();
@@ -236,6 +245,7 @@ impl GwsBridge {
             base: url.trim_end_matches('/').to_owned(),
             http,
             notify_http,
+            notify_options: options,
             config: config.clone(),
             core: OnceLock::new(),
             sessions: Mutex::new(HashMap::new()),

@@ -35,7 +35,9 @@ async fn run_session(bridge: Arc<GwsBridge>, session: Arc<Session>) {
     let mut pause = Duration::from_millis(100);
     loop {
         let client = match BayeuxClient::new(&endpoint, bridge.notify_http.clone(), CHANNELS) {
-            Ok(client) => client.cookie(SESSION_COOKIE, &session.cookie()),
+            Ok(client) => client
+                .cookie(SESSION_COOKIE, &session.cookie())
+                .options(bridge.notify_options.clone()),
             Err(error) => {
                 tracing::error!(%error, "cannot start the upstream CometD client");
                 return;
@@ -44,7 +46,10 @@ async fn run_session(bridge: Arc<GwsBridge>, session: Arc<Session>) {
         let mut events = client.spawn(session.stop.clone());
         while let Some(event) = events.recv().await {
             match event {
-                BayeuxEvent::Subscribed { .. } => {
+                BayeuxEvent::Subscribed {
+                    connection_type, ..
+                } => {
+                    tracing::debug!(user = %session.user.name, %connection_type, "upstream CometD subscribed");
                     bridge.set_available(true);
                     pause = Duration::from_millis(100);
                     // Re-read even after the first subscription: a change between the

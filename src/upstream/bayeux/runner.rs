@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::socket::{Refusal, Socket};
 use super::wire::{
     self, Advice, CONNECT, DISCONNECT, HANDSHAKE, Object, Reconnect, SUBSCRIBE, Upstream,
 };
-use super::{BayeuxClient, BayeuxClientError, BayeuxEvent, BayeuxOptions, backoff};
+use super::{BayeuxClient, BayeuxClientError, BayeuxEvent, BayeuxOptions, ConnectionType, backoff};
 
 /// Longest wait for the reply to the `/meta/disconnect` sent when stopping.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -29,6 +30,32 @@ struct Session {
     /// Ask for an immediate answer (`advice.timeout: 0`): the first connect of a session,
     /// and a connect retried after a failure, as CometD JS does.
     immediate: bool,
+    /// Whether connects go over a socket: asked for, offered by the handshake reply, and
+    /// the upgrade not refused.
+    websocket: bool,
+    /// The open socket; after it fails, the next connect opens another.
+    socket: Option<Socket>,
+}
+
+impl Session {
+    fn connection_type(&self) -> ConnectionType {
+        if self.websocket {
+            ConnectionType::WebSocket
+        } else {
+            ConnectionType::LongPolling
+        }
+    }
+
+    /// What a failed connect leads to: with ack on, a lost reply is re-sent by the server,
+    /// so the connect is retried on the same session; otherwise a re-handshake.
+    fn connect_failed(&mut self, error: BayeuxClientError) -> Broken {
+        self.socket = None;
+        if self.ack && error.is_transport() {
+            Broken::RetryConnect(error)
+        } else {
+            Broken::again(error)
+        }
+    }
 }
 
 /// Why a step did not complete.
@@ -134,7 +161,7 @@ impl Runner {
             tracing::info!(%error, "bayeux client stopped by the server");
             let _ = self.emit(BayeuxEvent::Stopped { error }).await;
         } else if let Some(live) = session {
-            self.disconnect(&live).await;
+            self.disconnect(&live.client_id).await;
         }
     }
 
@@ -145,8 +172,9 @@ impl Runner {
         }
         let (new, rest) = self.establish().await?;
         let client_id = new.client_id.clone();
+        let connection_type = new.connection_type();
         *session = Some(new);
-        self.announce(client_id, rest).await
+        self.announce(client_id, connection_type, rest).await
     }
 
     /// Backs off after a broken step, dropping the session unless its connect is to be
@@ -184,24 +212,62 @@ impl Runner {
     /// Handshakes and subscribes; returns the session and what else the subscribe reply
     /// carried (deliveries a server may add).
     async fn establish(&mut self) -> Result<(Session, Vec<Object>), Broken> {
-        let (client_id, ack) = self.handshake().await?;
+        let (client_id, ack, websocket) = self.handshake().await?;
         let rest = self.subscribe(&client_id).await?;
-        tracing::debug!(%client_id, ack, "bayeux session up");
-        let session = Session {
+        let mut session = Session {
             client_id,
             ack,
             batch: 0,
             immediate: true,
+            websocket,
+            socket: None,
         };
+        // Opened now, so that `Subscribed` tells the transport actually in use.
+        self.open_socket(&mut session)
+            .await?
+            .map_err(Broken::again)?;
+        let connection_type = session.connection_type();
+        tracing::debug!(client_id = %session.client_id, ack, %connection_type, "bayeux session up");
         Ok((session, rest))
     }
 
-    /// Handshakes; returns the `clientId` and whether the ack extension is on.
-    async fn handshake(&mut self) -> Result<(String, bool), Broken> {
+    /// Opens the session's socket when it is to have one and has none; falls back to
+    /// long-polling for the session when the server answers the upgrade with a status.
+    async fn open_socket(
+        &mut self,
+        session: &mut Session,
+    ) -> Result<Result<(), BayeuxClientError>, Broken> {
+        if !session.websocket || session.socket.is_some() {
+            return Ok(Ok(()));
+        }
+        let delay = self.options.max_network_delay;
+        let opened = guarded(&self.stop, &self.tx, self.upstream.open_socket(delay)).await?;
+        match opened {
+            Ok(socket) => session.socket = Some(socket),
+            Err(Refusal::Status(status)) => {
+                tracing::warn!(
+                    status,
+                    client_id = %session.client_id,
+                    "bayeux websocket upgrade refused; this session long-polls"
+                );
+                session.websocket = false;
+            }
+            Err(Refusal::Failed(error)) => return Ok(Err(error)),
+        }
+        Ok(Ok(()))
+    }
+
+    /// Handshakes; returns the `clientId`, whether the ack extension is on, and whether
+    /// the connects are to go over a socket.
+    async fn handshake(&mut self) -> Result<(String, bool, bool), Broken> {
         let id = self.id();
+        let types: &[&str] = match self.options.connection_type {
+            ConnectionType::WebSocket => &[wire::WEBSOCKET, wire::LONG_POLLING],
+            ConnectionType::LongPolling => &[wire::LONG_POLLING],
+        };
         let mut handshake = json!({
             "id": id, "channel": HANDSHAKE, "version": "1.0", "minimumVersion": "1.0",
-            "supportedConnectionTypes": [wire::LONG_POLLING],
+            "supportedConnectionTypes": types,
         });
         if self.options.ack {
             handshake["ext"] = json!({"ack": true});
@@ -227,7 +293,9 @@ impl Runner {
         let Some(client_id) = client_id.filter(|id| !id.is_empty()) else {
             return Err(Broken::again(wire::malformed("handshake without clientId")));
         };
-        if !wire::offers_long_polling(&reply) {
+        let websocket = self.options.connection_type == ConnectionType::WebSocket
+            && wire::offers(&reply, wire::WEBSOCKET);
+        if !websocket && !wire::offers(&reply, wire::LONG_POLLING) {
             return Err(Broken::again(BayeuxClientError::Refused {
                 request: "handshake".into(),
                 error: "long-polling is not among supportedConnectionTypes".into(),
@@ -236,6 +304,7 @@ impl Runner {
         Ok((
             client_id.to_owned(),
             self.options.ack && wire::ack_enabled(&reply),
+            websocket,
         ))
     }
 
@@ -272,24 +341,36 @@ impl Runner {
     }
 
     /// Tells the consumer a session is up, then hands it what came with the subscription.
-    async fn announce(&mut self, client_id: String, rest: Vec<Object>) -> Result<(), Broken> {
+    async fn announce(
+        &mut self,
+        client_id: String,
+        connection_type: ConnectionType,
+        rest: Vec<Object>,
+    ) -> Result<(), Broken> {
         let first = !self.subscribed_once;
         self.subscribed_once = true;
         if !first {
             tracing::info!(%client_id, "bayeux session re-established");
         }
-        self.emit(BayeuxEvent::Subscribed { client_id, first })
-            .await?;
+        self.emit(BayeuxEvent::Subscribed {
+            client_id,
+            first,
+            connection_type,
+        })
+        .await?;
         self.deliver(rest).await
     }
 
     /// One `/meta/connect`: sends it, hands over the deliveries of the reply, follows the
     /// advice, and waits `advice.interval` before the next one.
     async fn connect(&mut self, session: &mut Session) -> Result<(), Broken> {
+        if let Err(error) = self.open_socket(session).await? {
+            return Err(session.connect_failed(error));
+        }
         let id = self.id();
         let mut message = json!({
             "id": id, "channel": CONNECT, "clientId": session.client_id,
-            "connectionType": wire::LONG_POLLING,
+            "connectionType": session.connection_type().as_str(),
         });
         let mut delay = self.options.max_network_delay;
         if session.immediate {
@@ -300,13 +381,11 @@ impl Runner {
         if session.ack {
             message["ext"] = json!({"ack": session.batch});
         }
-        let mut batch = match self.post(&[message], delay).await? {
-            Ok(batch) => batch,
-            Err(error) if session.ack && error.is_transport() => {
-                return Err(Broken::RetryConnect(error));
-            }
-            Err(error) => return Err(Broken::again(error)),
+        let exchanged = match session.socket.as_mut() {
+            Some(socket) => self.over_socket(socket, &message, &id, delay).await?,
+            None => self.post(&[message], delay).await?,
         };
+        let mut batch = exchanged.map_err(|error| session.connect_failed(error))?;
         let reply = wire::take_reply(&mut batch, CONNECT, &id);
         // Deliveries come before the reply and are valid whatever the reply says.
         self.deliver(batch).await?;
@@ -338,6 +417,41 @@ impl Runner {
             return Ok(());
         }
         self.until_closed(tokio::time::sleep(interval)).await
+    }
+
+    /// Sends a connect on the socket and returns the frame carrying its reply; the frames
+    /// before it (messages pushed while the connect is held) are delivered as they come.
+    async fn over_socket(
+        &mut self,
+        socket: &mut Socket,
+        connect: &Value,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Result<Vec<Object>, BayeuxClientError>, Broken> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let sent = guarded(
+            &self.stop,
+            &self.tx,
+            socket.send(std::slice::from_ref(connect)),
+        );
+        if let Err(error) = sent.await? {
+            return Ok(Err(error));
+        }
+        loop {
+            let received = tokio::time::timeout_at(deadline, socket.recv());
+            let frame = match guarded(&self.stop, &self.tx, received).await? {
+                Ok(Ok(frame)) => frame,
+                Ok(Err(error)) => return Ok(Err(error)),
+                Err(_) => {
+                    let error = format!("no /meta/connect reply within {timeout:?}");
+                    return Ok(Err(BayeuxClientError::Socket(error)));
+                }
+            };
+            if wire::reply_position(&frame, CONNECT, id).is_some() {
+                return Ok(Ok(frame));
+            }
+            self.deliver(frame).await?;
+        }
     }
 
     /// Hands the deliveries of a batch to the consumer, waiting while its queue is full.
@@ -380,12 +494,7 @@ impl Runner {
 
     /// Runs `future` unless the token is cancelled or the consumer leaves first.
     async fn until_closed(&self, future: impl Future<Output = ()>) -> Result<(), Broken> {
-        tokio::select! {
-            biased;
-            () = self.stop.cancelled() => Err(Broken::Closed),
-            () = self.tx.closed() => Err(Broken::Closed),
-            () = future => Ok(()),
-        }
+        guarded(&self.stop, &self.tx, future).await
     }
 
     /// POSTs a batch; the outer error is [`Broken::Closed`], the inner one the request's.
@@ -394,22 +503,31 @@ impl Runner {
         batch: &[Value],
         timeout: Duration,
     ) -> Result<Result<Vec<Object>, BayeuxClientError>, Broken> {
-        tokio::select! {
-            biased;
-            () = self.stop.cancelled() => Err(Broken::Closed),
-            () = self.tx.closed() => Err(Broken::Closed),
-            reply = self.upstream.exchange(batch, timeout) => Ok(reply),
-        }
+        guarded(&self.stop, &self.tx, self.upstream.exchange(batch, timeout)).await
     }
 
     /// Ends a session on the server, best effort: the server would expire it anyway.
-    async fn disconnect(&mut self, session: &Session) {
+    async fn disconnect(&mut self, client_id: &str) {
         let id = self.id();
-        let message = json!({"id": id, "channel": DISCONNECT, "clientId": session.client_id});
+        let message = json!({"id": id, "channel": DISCONNECT, "clientId": client_id});
         let delay = self.options.max_network_delay.min(DISCONNECT_TIMEOUT);
         match self.upstream.exchange(&[message], delay).await {
-            Ok(_) => tracing::debug!(client_id = %session.client_id, "bayeux session disconnected"),
+            Ok(_) => tracing::debug!(%client_id, "bayeux session disconnected"),
             Err(error) => tracing::debug!(%error, "bayeux disconnect failed"),
         }
+    }
+}
+
+/// Runs `future` unless `stop` is cancelled or the consumer of `tx` leaves first.
+async fn guarded<T>(
+    stop: &CancellationToken,
+    tx: &mpsc::Sender<BayeuxEvent>,
+    future: impl Future<Output = T>,
+) -> Result<T, Broken> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => Err(Broken::Closed),
+        () = tx.closed() => Err(Broken::Closed),
+        out = future => Ok(out),
     }
 }

@@ -18,8 +18,9 @@ pub(super) const HANDSHAKE: &str = "/meta/handshake";
 pub(super) const SUBSCRIBE: &str = "/meta/subscribe";
 pub(super) const CONNECT: &str = "/meta/connect";
 pub(super) const DISCONNECT: &str = "/meta/disconnect";
-/// The only transport this client speaks.
+/// The transports this client speaks.
 pub(super) const LONG_POLLING: &str = "long-polling";
+pub(super) const WEBSOCKET: &str = "websocket";
 
 /// The server as one client sees it: where to POST, with which headers and cookies.
 #[derive(Debug)]
@@ -99,21 +100,26 @@ pub(super) fn parse_batch(body: &[u8]) -> Result<Vec<Object>, BayeuxClientError>
 /// Removes and returns the reply on `channel` to the request `id`; a reply on `channel`
 /// without an `id` is taken when none carries it (servers must echo it, some may not).
 pub(super) fn take_reply(batch: &mut Vec<Object>, channel: &str, id: &str) -> Option<Object> {
+    let at = reply_position(batch, channel, id)?;
+    Some(batch.remove(at))
+}
+
+/// Returns where [`take_reply`] would find its reply.
+pub(super) fn reply_position(batch: &[Object], channel: &str, id: &str) -> Option<usize> {
     let on_channel = |m: &Object| m.get("channel").and_then(Value::as_str) == Some(channel);
     let same_id = |m: &Object| match m.get("id") {
         Some(Value::String(s)) => s == id,
         Some(Value::Number(n)) => n.to_string() == id,
         _ => false,
     };
-    let at = batch
+    batch
         .iter()
         .position(|m| on_channel(m) && same_id(m))
         .or_else(|| {
             batch
                 .iter()
                 .position(|m| on_channel(m) && m.get("id").is_none())
-        })?;
-    Some(batch.remove(at))
+        })
 }
 
 /// Turns a message of a reply batch into a delivery: it has a non-meta `channel` and `data`
@@ -157,11 +163,12 @@ pub(super) fn ack_batch(reply: &Object) -> Option<u64> {
     reply.get("ext")?.get("ack")?.as_u64()
 }
 
-/// Returns whether a handshake reply offers `long-polling` (or says nothing about it).
-pub(super) fn offers_long_polling(reply: &Object) -> bool {
+/// Returns whether a handshake reply offers `transport`; a reply that lists nothing offers
+/// `long-polling` only.
+pub(super) fn offers(reply: &Object, transport: &str) -> bool {
     match reply.get("supportedConnectionTypes") {
-        Some(Value::Array(types)) => types.iter().any(|t| t.as_str() == Some(LONG_POLLING)),
-        _ => true,
+        Some(Value::Array(types)) => types.iter().any(|t| t.as_str() == Some(transport)),
+        _ => transport == LONG_POLLING,
     }
 }
 
@@ -388,9 +395,11 @@ mod tests {
         )));
         assert!(!ack_enabled(&object(json!({"ext": {}}))));
         assert_eq!(ack_batch(&object(json!({"ext": {"ack": 7}}))), Some(7));
-        assert!(offers_long_polling(&object(json!({}))));
+        assert!(offers(&object(json!({})), LONG_POLLING));
+        assert!(!offers(&object(json!({})), WEBSOCKET));
         let ws = object(json!({"supportedConnectionTypes": ["websocket"]}));
-        assert!(!offers_long_polling(&ws));
+        assert!(!offers(&ws, LONG_POLLING));
+        assert!(offers(&ws, WEBSOCKET));
     }
 
     #[test]
