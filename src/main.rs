@@ -130,7 +130,9 @@ async fn main() -> anyhow::Result<()> {
         .validate()
         .map_err(|e| anyhow::anyhow!("--desktop: {e}"))?;
     // TLS files are read and checked before any listener binds.
-    let one_port = cli.http_listen == cli.grpc_listen;
+    // Port 0 asks the system for a free port, once per listener: two port-0 addresses are two
+    // listeners, not one port.
+    let one_port = cli.http_listen == cli.grpc_listen && cli.grpc_listen.port() != 0;
     let tls = ServerTls::from_config(&config, one_port)?;
     if cli.admin_listen.0.is_some() {
         admin::recorder::install()?;
