@@ -7,6 +7,7 @@ mod common;
 #[allow(dead_code, unreachable_pub)]
 #[path = "cometd_support/node.rs"]
 mod node;
+mod tls_support;
 
 use common::binary::Binary as Gateway;
 use common::desktop::Agent;
@@ -133,6 +134,55 @@ async fn websocket_falls_back_to_long_polling_when_the_upstream_does_not_offer_i
     let (upstream, bridge) = websocket_pair("ws-off", "[cometd]\nwebsocket = false\n").await;
     seed_scenario_over_grpc(&upstream, &bridge).await;
     upstream_holds_connects_on(&upstream, "long-polling").await;
+}
+
+/// Starts U serving its HTTP listener (the JSON API and CometD) over TLS with a certificate
+/// of the test PKI's private CA, and B bridging to `https://` U with that CA in
+/// `upstream.ca_file` and the upstream CometD `transport`.
+async fn tls_pair(pki: &tls_support::Pki, name: &str, transport: &str) -> (Gateway, Gateway) {
+    let upstream_config = demo_config_with(
+        &format!("{name}-u"),
+        &format!(
+            "[tls]\ncert_file = '{}'\nkey_file = '{}'\ngrpc = false\n",
+            pki.server.cert.display(),
+            pki.server.key.display()
+        ),
+    );
+    let upstream = Gateway::start(&["--config", &upstream_config]).await;
+    let bridge_config = demo_config_with(
+        &format!("{name}-b"),
+        &format!(
+            "[upstream]\nca_file = '{}'\ntransport = \"{transport}\"\n",
+            pki.ca.display()
+        ),
+    );
+    let url = format!("https://127.0.0.1:{}", upstream.http.port());
+    let bridge = Gateway::start(&["--config", &bridge_config, "--upstream", &url]).await;
+    (upstream, bridge)
+}
+
+/// agent1 dials through B: the reply carries the call as U's notification reported it, and
+/// B's watch sees it. Neither can happen unless B's CometD client reaches U.
+async fn dial_through_the_bridge_sees_the_upstream_notification(bridge: &Gateway) {
+    let mut calls = bridge.calls().await;
+    let mut watch = calls
+        .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
+        .await
+        .expect("agent1 signs in through the upstream")
+        .into_inner();
+    assert!(snapshot(&mut watch).await.calls.is_empty());
+    let id = dial(&mut calls, "agent1", "15001").await;
+    let event = next_event(&mut watch).await;
+    assert_eq!(event.call.as_ref().unwrap().id, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_upstream_of_a_private_ca_is_trusted_for_operations_and_notifications() {
+    let pki = tls_support::Pki::new();
+    for transport in ["long-polling", "websocket"] {
+        let (_upstream, bridge) = tls_pair(&pki, &format!("tls-{transport}"), transport).await;
+        dial_through_the_bridge_sees_the_upstream_notification(&bridge).await;
+    }
 }
 
 /// agent1 dials agent2 through B, agent2 answers on U, agent1 starts and stops recording

@@ -198,12 +198,25 @@ pub fn install_crypto_provider() {
 /// agent's long-poll would be a stream of one connection, and past the server's stream
 /// limit (Jetty: 128) the requests of other agents would wait behind them.
 pub fn http_client(options: &BayeuxOptions) -> reqwest::Result<reqwest::Client> {
+    http_client_trusting(options, &[])
+}
+
+/// Like [`http_client`], also trusting `roots` (besides the system's CA certificates) for
+/// `https://` servers: the bridge's `upstream.ca_file`, for an upstream whose certificate a
+/// private CA signed.
+pub fn http_client_trusting(
+    options: &BayeuxOptions,
+    roots: &[reqwest::Certificate],
+) -> reqwest::Result<reqwest::Client> {
     install_crypto_provider();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(options.connect_timeout)
         .tcp_keepalive(Duration::from_secs(30))
-        .http1_only()
-        .build()
+        .http1_only();
+    for root in roots {
+        builder = builder.add_root_certificate(root.clone());
+    }
+    builder.build()
 }
 
 /// A client ready to start: endpoint, HTTP client, channels, cookies and options.

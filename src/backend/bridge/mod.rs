@@ -227,19 +227,22 @@ impl GwsBridge {
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .timeout(Duration::from_millis(config.request_timeout_ms))
             .pool_idle_timeout(Duration::from_secs(60));
+        // The CA file's certificates are trusted by both clients: the operations' and the
+        // notifications' (CometD long-polls and the WebSocket upgrade).
+        let mut roots = Vec::new();
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path)
                 .with_context(|| format!("cannot read upstream.ca_file {}", path.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("upstream.ca_file {} is not PEM", path.display()))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
+            roots = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("upstream.ca_file {} is not PEM", path.display()))?;
+        }
+        for root in &roots {
+            builder = builder.add_root_certificate(root.clone());
         }
         let http = builder
             .build()
             .context("cannot build the upstream HTTP client")?;
-        let notify_http = crate::upstream::bayeux::http_client(&options)
+        let notify_http = crate::upstream::bayeux::http_client_trusting(&options, &roots)
             .context("cannot build the upstream CometD client")?;
         Ok(Arc::new(Self {
             base: url.trim_end_matches('/').to_owned(),
