@@ -164,37 +164,37 @@ fn figure_8_chaos_loses_and_duplicates_nothing() {
     let chaos = row(&report, "8. Chaos resume");
     assert_eq!(chaos.met, Some(true), "{chaos:?}");
     assert!(chaos.gateway.contains("lost 0, duplicated 0"), "{chaos:?}");
+}
 
-    #[test]
-    fn figures_1_and_2_cross_checked_with_h2load_and_wrk() {
-        let (report, _) = smoke("tools");
-        // A row per tool, measured or saying the tool is not installed (the test suite does
-        // not install h2load or wrk; `bench/run` does).
-        for tool in ["suite's generator", "h2load", "wrk"] {
-            let checks: Vec<_> = report
-                .rows
-                .iter()
-                .filter(|r| r.measure.starts_with("cross-check") && r.measure.contains(tool))
-                .collect();
-            assert!(!checks.is_empty(), "no cross-check row for {tool}");
-            for check in checks {
-                assert!(
-                    check.gateway.contains("not installed")
-                        || check.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
-                    "{check:?}"
-                );
-            }
+#[test]
+fn figures_1_and_2_cross_checked_with_h2load_and_wrk() {
+    let (report, _) = smoke("tools");
+    // A row per tool, measured or saying the tool is not installed (the test suite does
+    // not install h2load or wrk; `bench/run` does).
+    for tool in ["suite's generator", "h2load", "wrk"] {
+        let checks: Vec<_> = report
+            .rows
+            .iter()
+            .filter(|r| r.measure.starts_with("cross-check") && r.measure.contains(tool))
+            .collect();
+        assert!(!checks.is_empty(), "no cross-check row for {tool}");
+        for check in checks {
+            assert!(
+                check.gateway.contains("not installed")
+                    || check.ratio.is_some_and(|r| r > 0.0 && r.is_finite()),
+                "{check:?}"
+            );
         }
     }
+}
 
-    #[test]
-    fn figure_9_moonshot_reaches_every_subscriber() {
-        let (report, _) = smoke("moonshot");
-        let moonshot = row(&report, "9. Moonshot");
-        assert_eq!(moonshot.met, Some(true), "{moonshot:?}");
-        assert!(
-            moonshot.gateway.contains("received by 40 of 40"),
-            "{moonshot:?}"
-        );
-    }
+#[test]
+fn figure_9_moonshot_reaches_every_subscriber() {
+    let (report, _) = smoke("moonshot");
+    let moonshot = row(&report, "9. Moonshot");
+    assert_eq!(moonshot.met, Some(true), "{moonshot:?}");
+    assert!(
+        moonshot.gateway.contains("received by 40 of 40"),
+        "{moonshot:?}"
+    );
 }
