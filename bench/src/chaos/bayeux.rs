@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::journal::Journal;
 use super::keys::{CallView, EventKey};
@@ -88,6 +88,8 @@ pub struct CometdRecord {
     pub resyncs: u64,
     /// Replies with the `multiple-clients` advice.
     pub multiple_clients: u64,
+    /// New sessions the run asked for at its end (see [`run`]).
+    pub renewals: u64,
     /// What happened to it, for a failing run's report.
     pub journal: Journal,
 }
@@ -135,8 +137,8 @@ struct Session {
     subscribed: bool,
     /// Whether the snapshot of this session was read.
     synced: bool,
-    /// The reference's count of events before the subscriptions were first sent (a resent
-    /// subscription may find the first one done: the earliest count is the bound).
+    /// The reference's count of events before the subscriptions were sent (once per
+    /// session, so the count bounds the one subscription that may have taken effect).
     subscribed_after: Option<u64>,
 }
 
@@ -145,8 +147,7 @@ struct Session {
 enum Setup {
     /// No session: handshake.
     Handshake,
-    /// The subscriptions were not confirmed (the connection carrying them, or their
-    /// replies, died): send them (again); no message comes to an unsubscribed session.
+    /// The subscriptions were not sent yet.
     Subscribe,
     /// The snapshot was not read since the subscriptions were confirmed.
     Snapshot,
@@ -188,6 +189,7 @@ impl State {
                 lives: Lives::default(),
                 resyncs: 0,
                 multiple_clients: 0,
+                renewals: 0,
                 journal: Journal::new(began),
             },
             spec,
@@ -218,7 +220,7 @@ impl State {
     /// events now, before they are sent.
     fn subscribe_batch(&mut self, client_id: &str, seen: u64) -> Vec<Value> {
         if let Some(session) = self.session.as_mut() {
-            session.subscribed_after.get_or_insert(seen);
+            session.subscribed_after = Some(seen);
         }
         self.record
             .journal
@@ -245,6 +247,23 @@ impl State {
             message["advice"] = json!({"timeout": 0});
         }
         Ok(message)
+    }
+
+    /// Forgets a session whose subscriptions were sent but not confirmed (the connection
+    /// carrying them, or their replies, died): it may have none, and then would never get
+    /// a message; sent again, they would leave unknown which of the two took effect, so
+    /// when the messages start. The next connection handshakes again.
+    fn forget_unconfirmed(&mut self) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| !s.subscribed && s.subscribed_after.is_some())
+        {
+            self.session = None;
+            self.record
+                .journal
+                .note("subscriptions unconfirmed: a new session");
+        }
     }
 
     /// Returns what a new connection must do before its connect loop.
@@ -444,12 +463,18 @@ fn describe(keys: &[Option<EventKey>]) -> String {
     }
 }
 
-/// Runs the client until the run stops; returns what it received.
+/// Runs the client until the run stops; returns what it received. `renew` asks it to
+/// start a new session: the run does so at its end for a client whose session received
+/// nothing and subscribed so close to its user's last event that the reference's count
+/// cannot tell whether that event came before the subscription (then the snapshot shows
+/// it and no message is due) or after (then a message is); a session subscribed once every
+/// event was committed can tell.
 pub async fn run(
     spec: BayeuxSpec,
     chaos: Chaos,
     mut rng: ChaosRng,
     progress: watch::Sender<CometdProgress>,
+    renew: Arc<Notify>,
 ) -> CometdRecord {
     let index = spec.index;
     let state = Arc::new(Mutex::new(State::new(spec, chaos.began, progress)));
@@ -458,7 +483,7 @@ pub async fn run(
         &chaos,
         &mut rng,
         away,
-        || one_life(state.clone(), chaos.clone()),
+        || one_life(state.clone(), chaos.clone(), renew.clone()),
         |how| lock(&state).record.journal.note(how),
     )
     .await;
@@ -491,7 +516,11 @@ async fn send(
 
 /// One connection: a session if there is none, its snapshot if not read yet, then the
 /// connect loop until something ends it.
-async fn one_life(state: Arc<Mutex<State>>, chaos: Chaos) -> anyhow::Result<()> {
+async fn one_life(
+    state: Arc<Mutex<State>>,
+    chaos: Chaos,
+    renew: Arc<Notify>,
+) -> anyhow::Result<()> {
     let (transport, addr, authorization) = {
         let state = lock(&state);
         (
@@ -506,6 +535,7 @@ async fn one_life(state: Arc<Mutex<State>>, chaos: Chaos) -> anyhow::Result<()> 
     };
     lock(&state).record.journal.note(opening);
     let mut link = BayeuxLink::open(transport, addr, &authorization).await?;
+    lock(&state).forget_unconfirmed();
     if lock(&state).setup() == Setup::Handshake {
         let handshake = lock(&state).handshake_message();
         let reply = send(
@@ -544,7 +574,16 @@ async fn one_life(state: Arc<Mutex<State>>, chaos: Chaos) -> anyhow::Result<()> 
             .record
             .journal
             .note(format!("connect, ack {ack:?}, immediate {immediate}"));
-        let reply = send(&state, &mut link, "/connect", vec![connect], limit).await?;
+        let reply = tokio::select! {
+            reply = send(&state, &mut link, "/connect", vec![connect], limit) => reply?,
+            () = renew.notified() => {
+                let mut state = lock(&state);
+                state.session = None;
+                state.record.renewals += 1;
+                state.record.journal.note("renewed at the run's request");
+                return Ok(());
+            }
+        };
         match lock(&state).take_connect(&reply)? {
             Next::Connect => immediate = false,
             Next::Handshake => return Ok(()),
@@ -606,36 +645,43 @@ mod tests {
         )
     }
 
+    fn handshake(state: &mut State, client_id: &str) {
+        let reply = json!({"channel": "/meta/handshake", "successful": true,
+                           "clientId": client_id, "ext": {"ack": true}});
+        state.take_handshake(&[reply]).unwrap();
+    }
+
     #[test]
-    fn a_session_whose_subscription_was_not_confirmed_subscribes_again() {
+    fn a_session_whose_subscription_was_not_confirmed_is_replaced() {
         let mut state = state();
+        state.forget_unconfirmed();
         assert_eq!(state.setup(), Setup::Handshake);
-        let handshake = json!({"channel": "/meta/handshake", "successful": true,
-                               "clientId": "c1", "ext": {"ack": true}});
-        state.take_handshake(&[handshake]).unwrap();
+        handshake(&mut state, "c1");
         assert_eq!(state.setup(), Setup::Subscribe);
         // The connection dies before the subscribe replies: the session may have no
-        // subscription, and would never get a message. The next connection subscribes.
+        // subscription, and would never get a message. The next connection starts over.
         state.subscribe_batch("c1", 5);
-        assert_eq!(state.setup(), Setup::Subscribe);
-        let batch = state.subscribe_batch("c1", 9);
+        state.forget_unconfirmed();
+        assert_eq!(state.setup(), Setup::Handshake);
+        handshake(&mut state, "c2");
+        let batch = state.subscribe_batch("c2", 9);
         assert_eq!(batch[0]["subscription"], "/v2/me/calls");
+        assert_eq!(batch[0]["clientId"], "c2");
         let confirmed = json!({"channel": "/meta/subscribe", "successful": true,
                                "subscription": "/v2/me/calls"});
         state.take_subscribe(&[confirmed]).unwrap();
+        state.forget_unconfirmed();
         assert_eq!(state.setup(), Setup::Snapshot);
         state.take_snapshot(&json!({"calls": []})).unwrap();
         assert_eq!(state.setup(), Setup::Connect);
-        // The first subscription may be the one that took: its count bounds the snapshot.
-        assert_eq!(state.record.segments[0].subscribed_after, 5);
+        // The count before the one subscription of the session bounds its snapshot.
+        assert_eq!(state.record.segments[0].subscribed_after, 9);
     }
 
     #[test]
     fn a_refused_subscription_drops_the_session() {
         let mut state = state();
-        let handshake = json!({"channel": "/meta/handshake", "successful": true,
-                               "clientId": "c1", "ext": {"ack": true}});
-        state.take_handshake(&[handshake]).unwrap();
+        handshake(&mut state, "c1");
         let refused = json!({"channel": "/meta/subscribe", "successful": false,
                              "error": "402::Unknown client"});
         assert!(state.take_subscribe(&[refused]).is_err());

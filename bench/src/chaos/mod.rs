@@ -46,11 +46,11 @@ pub mod watcher;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use self::bayeux::{BayeuxSpec, CometdProgress, CometdRecord, Transport};
@@ -97,6 +97,7 @@ enum Client {
         agent: usize,
         task: JoinHandle<CometdRecord>,
         progress: watch::Receiver<CometdProgress>,
+        renew: Arc<Notify>,
     },
 }
 
@@ -189,12 +190,20 @@ fn spawn_clients(
             addr: http,
         };
         let name = spec.name();
-        let task = tokio::spawn(bayeux::run(spec, chaos.clone(), rng.fork(), tx));
+        let renew = Arc::new(Notify::new());
+        let task = tokio::spawn(bayeux::run(
+            spec,
+            chaos.clone(),
+            rng.fork(),
+            tx,
+            renew.clone(),
+        ));
         clients.push(Client::Cometd {
             name,
             agent,
             task,
             progress,
+            renew,
         });
     }
     clients
@@ -221,8 +230,10 @@ async fn wait_ready(
 }
 
 /// Waits until every client has received the last event of its scope (or, for a CometD
-/// client that resynced after it, has the user's final calls in a snapshot nothing followed);
-/// a client that does not within `settle` is a failure of the report. Returns, by client,
+/// client that subscribed after the reference saw it, has the user's final calls in a
+/// snapshot nothing followed; one that subscribed too close to it to tell is asked for a
+/// new session, see [`bayeux::run`]); a client that does not within `settle` is a failure
+/// of the report. Returns, by client,
 /// when (since `began`) and how it was seen to have caught up.
 async fn catch_up(
     clients: &[Client],
@@ -256,6 +267,7 @@ async fn catch_up(
                 name,
                 agent,
                 progress,
+                renew,
                 ..
             } => {
                 let dn = setup::phone(*agent);
@@ -269,9 +281,26 @@ async fn catch_up(
                     .map_or(0, |i| i + 1) as u64;
                 let mut progress = progress.clone();
                 let done = |p: &CometdProgress| p.caught_up(last.as_ref(), &calls, needed);
-                let reached = tokio::time::timeout_at(deadline, progress.wait_for(done))
-                    .await
-                    .is_ok();
+                // Nothing came, and the snapshot is final, but the subscription may have
+                // come before the user's last event: a new session settles it.
+                let unsure = |p: &CometdProgress| {
+                    p.quiet_snapshot.as_ref() == Some(&calls) && p.subscribed_after < needed
+                };
+                let wait = progress.wait_for(|p| done(p) || unsure(p));
+                let first = match tokio::time::timeout_at(deadline, wait).await {
+                    Ok(Ok(p)) => Some(done(&p)),
+                    _ => None,
+                };
+                let reached = match first {
+                    Some(true) => true,
+                    Some(false) => {
+                        renew.notify_one();
+                        tokio::time::timeout_at(deadline, progress.wait_for(done))
+                            .await
+                            .is_ok()
+                    }
+                    None => false,
+                };
                 let at = progress.borrow().clone();
                 let when = began.elapsed().as_secs_f64();
                 let how = match (&at.last, &at.quiet_snapshot) {

@@ -258,6 +258,7 @@ impl<'a> Verdict<'a> {
         self.report.clients += 1;
         self.report.reconnects += record.lives.reconnects;
         self.report.resyncs += record.resyncs;
+        self.report.renewals += record.renewals;
         self.report.kills += record.lives.kills;
         if record.multiple_clients > 0 {
             let n = record.multiple_clients;
@@ -440,6 +441,8 @@ pub struct ChaosReport {
     pub reconnects: u64,
     /// Resyncs: OUT_OF_RANGE (gRPC) or `402` (CometD), each followed by a fresh snapshot.
     pub resyncs: u64,
+    /// New CometD sessions the run asked for at its end (see [`super::bayeux::run`]).
+    pub renewals: u64,
     /// Watch streams ended for lagging (ABORTED), then resumed.
     pub lagged: u64,
     /// Connections the proxies cut mid-stream.
@@ -470,7 +473,7 @@ impl ChaosReport {
     /// Returns the report as a few lines.
     pub fn summary(&self) -> String {
         let mut text = format!(
-            "chaos (seed {}): {} events committed ({} of them errors; last sequence {}) in {:.1} s, {} clients, {} deliveries; {} reconnects ({} proxy cuts, {} client kills), {} resyncs, {} lagged; lost {}, duplicated {}; {:.1} s in all",
+            "chaos (seed {}): {} events committed ({} of them errors; last sequence {}) in {:.1} s, {} clients, {} deliveries; {} reconnects ({} proxy cuts, {} client kills), {} resyncs, {} renewals, {} lagged; lost {}, duplicated {}; {:.1} s in all",
             self.seed,
             self.events,
             self.errors,
@@ -482,6 +485,7 @@ impl ChaosReport {
             self.cuts,
             self.kills,
             self.resyncs,
+            self.renewals,
             self.lagged,
             self.lost,
             self.duplicated,
@@ -556,6 +560,7 @@ mod tests {
             lives: Lives::default(),
             resyncs: 0,
             multiple_clients: 0,
+            renewals: 0,
             journal: Journal::new(Instant::now()),
         };
         let mut verdict = Verdict::new(&log);
