@@ -11,12 +11,13 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
+use super::journal::Journal;
 use super::keys::{CallView, EventKey};
 pub use super::link::Transport;
 use super::link::{BayeuxLink, HttpLink};
@@ -64,6 +65,10 @@ pub struct CometdSegment {
     pub snapshot: BTreeSet<(String, CallView)>,
     /// Every `/v2/me/calls` message after it (`None` if unreadable).
     pub events: Vec<Option<EventKey>>,
+    /// The number of events the reference had seen before the client subscribed: those
+    /// were committed before the subscription, so the snapshot shows them and no message
+    /// brings them.
+    pub subscribed_after: u64,
     /// Messages for another user's DN.
     pub foreign: u64,
 }
@@ -83,6 +88,10 @@ pub struct CometdRecord {
     pub resyncs: u64,
     /// Replies with the `multiple-clients` advice.
     pub multiple_clients: u64,
+    /// New sessions the run asked for at its end (see [`run`]).
+    pub renewals: u64,
+    /// What happened to it, for a failing run's report.
+    pub journal: Journal,
 }
 
 /// How far a client got, for the run to wait on.
@@ -93,6 +102,29 @@ pub struct CometdProgress {
     /// The last snapshot, once a connect reply after it brought no message (nothing was
     /// queued for the session then).
     pub quiet_snapshot: Option<BTreeSet<(String, CallView)>>,
+    /// [`CometdSegment::subscribed_after`] of the last snapshot's segment.
+    pub subscribed_after: u64,
+}
+
+impl CometdProgress {
+    /// Returns whether the client has every event of its user once the run committed its
+    /// last: it received the user's last event (`last`), or its latest snapshot shows the
+    /// user's final `calls`, a connect reply after it brought nothing, and it subscribed
+    /// after the reference had seen the first `needed` events of the log, which hold every
+    /// event of the user (so none is due as a message). A quiet snapshot of a session that
+    /// subscribed earlier proves nothing: the user's calls may have come and gone since,
+    /// and their messages be queued still.
+    pub fn caught_up(
+        &self,
+        last: Option<&EventKey>,
+        calls: &BTreeSet<(String, CallView)>,
+        needed: u64,
+    ) -> bool {
+        let received_last = last.is_some() && self.last.as_ref() == last;
+        let nothing_due =
+            self.quiet_snapshot.as_ref() == Some(calls) && self.subscribed_after >= needed;
+        received_last || nothing_due
+    }
 }
 
 /// The session the client has.
@@ -101,8 +133,26 @@ struct Session {
     client_id: String,
     /// The ack batch of the last successful connect reply.
     batch: u64,
+    /// Whether the server confirmed the subscriptions of this session.
+    subscribed: bool,
     /// Whether the snapshot of this session was read.
     synced: bool,
+    /// The reference's count of events before the subscriptions were sent (once per
+    /// session, so the count bounds the one subscription that may have taken effect).
+    subscribed_after: Option<u64>,
+}
+
+/// What a connection must do before its connect loop, as far as the session goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    /// No session: handshake.
+    Handshake,
+    /// The subscriptions were not sent yet.
+    Subscribe,
+    /// The snapshot was not read since the subscriptions were confirmed.
+    Snapshot,
+    /// Ready.
+    Connect,
 }
 
 struct State {
@@ -125,6 +175,29 @@ enum Next {
 }
 
 impl State {
+    fn new(spec: BayeuxSpec, began: Instant, progress: watch::Sender<CometdProgress>) -> Self {
+        Self {
+            dn: phone(spec.agent),
+            authorization: basic_auth(spec.agent),
+            session: None,
+            cookie: None,
+            next_id: 0,
+            record: CometdRecord {
+                name: spec.name(),
+                agent: spec.agent,
+                segments: Vec::new(),
+                lives: Lives::default(),
+                resyncs: 0,
+                multiple_clients: 0,
+                renewals: 0,
+                journal: Journal::new(began),
+            },
+            spec,
+            progress,
+            ready: false,
+        }
+    }
+
     fn id(&mut self) -> String {
         self.next_id += 1;
         self.next_id.to_string()
@@ -143,7 +216,15 @@ impl State {
                "advice": {"timeout": 60000, "interval": 0}, "ext": {"ack": true}})
     }
 
-    fn subscribe_batch(&mut self, client_id: &str) -> Vec<Value> {
+    /// Returns the subscriptions of a new session; `seen` is the reference's count of
+    /// events now, before they are sent.
+    fn subscribe_batch(&mut self, client_id: &str, seen: u64) -> Vec<Value> {
+        if let Some(session) = self.session.as_mut() {
+            session.subscribed_after = Some(seen);
+        }
+        self.record
+            .journal
+            .note(format!("subscribe after event {seen} of the reference"));
         let mut channels = vec!["/v2/me/calls"];
         if self.spec.wildcard {
             channels.push("/v2/me/*");
@@ -168,6 +249,52 @@ impl State {
         Ok(message)
     }
 
+    /// Forgets a session whose subscriptions were sent but not confirmed (the connection
+    /// carrying them, or their replies, died): it may have none, and then would never get
+    /// a message; sent again, they would leave unknown which of the two took effect, so
+    /// when the messages start. The next connection handshakes again.
+    fn forget_unconfirmed(&mut self) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| !s.subscribed && s.subscribed_after.is_some())
+        {
+            self.session = None;
+            self.record
+                .journal
+                .note("subscriptions unconfirmed: a new session");
+        }
+    }
+
+    /// Returns what a new connection must do before its connect loop.
+    fn setup(&self) -> Setup {
+        match &self.session {
+            None => Setup::Handshake,
+            Some(session) if !session.subscribed => Setup::Subscribe,
+            Some(session) if !session.synced => Setup::Snapshot,
+            Some(_) => Setup::Connect,
+        }
+    }
+
+    /// Takes the replies to the subscriptions: confirmed, or refused, which drops the
+    /// session (the next connection handshakes again).
+    fn take_subscribe(&mut self, replies: &[Value]) -> anyhow::Result<()> {
+        let subscribes = replies.iter().filter(|m| m["channel"] == "/meta/subscribe");
+        let refused: Vec<_> = subscribes
+            .clone()
+            .filter(|m| m["successful"] != true)
+            .collect();
+        if !refused.is_empty() || subscribes.count() == 0 {
+            self.session = None;
+            anyhow::bail!("subscribe refused: {replies:?}");
+        }
+        if let Some(session) = self.session.as_mut() {
+            session.subscribed = true;
+        }
+        self.record.journal.note("subscribed");
+        Ok(())
+    }
+
     /// Takes the handshake reply; returns the new session's `clientId`.
     fn take_handshake(&mut self, reply: &[Value]) -> anyhow::Result<String> {
         let reply = reply
@@ -186,8 +313,13 @@ impl State {
         self.session = Some(Session {
             client_id: client_id.clone(),
             batch: 0,
+            subscribed: false,
             synced: false,
+            subscribed_after: None,
         });
+        self.record
+            .journal
+            .note(format!("handshake: clientId {client_id}"));
         Ok(client_id)
     }
 
@@ -201,11 +333,23 @@ impl State {
             .map(|c| CallView::from_json(c).map(|view| (self.dn.clone(), view)))
             .collect::<Option<BTreeSet<_>>>()
             .with_context(|| format!("an unreadable snapshot: {body}"))?;
+        self.record
+            .journal
+            .note(format!("snapshot: {} calls", snapshot.len()));
+        let subscribed_after = self
+            .session
+            .as_ref()
+            .and_then(|s| s.subscribed_after)
+            .unwrap_or(0);
         self.record.segments.push(CometdSegment {
             snapshot,
+            subscribed_after,
             ..CometdSegment::default()
         });
-        self.progress.send_replace(CometdProgress::default());
+        self.progress.send_replace(CometdProgress {
+            subscribed_after,
+            ..CometdProgress::default()
+        });
         if let Some(session) = self.session.as_mut() {
             session.synced = true;
         }
@@ -218,17 +362,28 @@ impl State {
     /// extension reads `ext.ack` of a successful connect reply only).
     fn take_connect(&mut self, messages: &[Value]) -> anyhow::Result<Next> {
         let mut next = None;
-        let mut delivered = false;
+        let mut delivered = Vec::new();
         for message in messages {
             match message["channel"].as_str() {
                 Some("/v2/me/calls") => {
-                    delivered = true;
-                    self.take_call_message(&message["data"])?;
+                    delivered.push(self.take_call_message(&message["data"])?);
                 }
-                Some("/meta/connect") => next = Some(self.take_connect_reply(message)?),
+                Some("/meta/connect") => {
+                    let batch = message.pointer("/ext/ack");
+                    let advice = message.get("advice");
+                    let error = message.get("error");
+                    self.record.journal.note(format!(
+                        "connect reply: successful {}, ack {batch:?}, advice {advice:?}, error {error:?}; {} messages: {}",
+                        message["successful"],
+                        delivered.len(),
+                        describe(&delivered),
+                    ));
+                    next = Some(self.take_connect_reply(message)?);
+                }
                 _ => {}
             }
         }
+        let delivered = !delivered.is_empty();
         let next = next.context("no connect reply")?;
         if !delivered
             && matches!(next, Next::Connect)
@@ -242,7 +397,7 @@ impl State {
         Ok(next)
     }
 
-    fn take_call_message(&mut self, data: &Value) -> anyhow::Result<()> {
+    fn take_call_message(&mut self, data: &Value) -> anyhow::Result<Option<EventKey>> {
         let segment = self
             .record
             .segments
@@ -253,11 +408,11 @@ impl State {
         }
         let key = EventKey::from_json(data);
         segment.events.push(key.clone());
-        self.progress.send_replace(CometdProgress {
-            last: key,
-            quiet_snapshot: None,
+        self.progress.send_modify(|p| {
+            p.last = key.clone();
+            p.quiet_snapshot = None;
         });
-        Ok(())
+        Ok(key)
     }
 
     fn take_connect_reply(&mut self, reply: &Value) -> anyhow::Result<Next> {
@@ -295,36 +450,42 @@ impl State {
     }
 }
 
-/// Runs the client until the run stops; returns what it received.
+/// Describes the messages of a reply for the journal: the first and the last.
+fn describe(keys: &[Option<EventKey>]) -> String {
+    let one = |key: &Option<EventKey>| match key {
+        Some(key) => key.short(),
+        None => "unreadable".into(),
+    };
+    match keys {
+        [] => String::new(),
+        [only] => one(only),
+        [first, .., last] => format!("{} .. {}", one(first), one(last)),
+    }
+}
+
+/// Runs the client until the run stops; returns what it received. `renew` asks it to
+/// start a new session: the run does so at its end for a client whose session received
+/// nothing and subscribed so close to its user's last event that the reference's count
+/// cannot tell whether that event came before the subscription (then the snapshot shows
+/// it and no message is due) or after (then a message is); a session subscribed once every
+/// event was committed can tell.
 pub async fn run(
     spec: BayeuxSpec,
     chaos: Chaos,
     mut rng: ChaosRng,
     progress: watch::Sender<CometdProgress>,
+    renew: Arc<Notify>,
 ) -> CometdRecord {
     let index = spec.index;
-    let state = Arc::new(Mutex::new(State {
-        dn: phone(spec.agent),
-        authorization: basic_auth(spec.agent),
-        session: None,
-        cookie: None,
-        next_id: 0,
-        record: CometdRecord {
-            name: spec.name(),
-            agent: spec.agent,
-            segments: Vec::new(),
-            lives: Lives::default(),
-            resyncs: 0,
-            multiple_clients: 0,
-        },
-        spec,
-        progress,
-        ready: false,
-    }));
+    let state = Arc::new(Mutex::new(State::new(spec, chaos.began, progress)));
     let away = index < chaos.plan.away;
-    let lives = keep_connecting(&chaos, &mut rng, away, || {
-        one_life(state.clone(), chaos.clone())
-    })
+    let lives = keep_connecting(
+        &chaos,
+        &mut rng,
+        away,
+        || one_life(state.clone(), chaos.clone(), renew.clone()),
+        |how| lock(&state).record.journal.note(how),
+    )
     .await;
     let mut record = lock(&state).record.clone();
     record.lives = lives;
@@ -355,7 +516,11 @@ async fn send(
 
 /// One connection: a session if there is none, its snapshot if not read yet, then the
 /// connect loop until something ends it.
-async fn one_life(state: Arc<Mutex<State>>, chaos: Chaos) -> anyhow::Result<()> {
+async fn one_life(
+    state: Arc<Mutex<State>>,
+    chaos: Chaos,
+    renew: Arc<Notify>,
+) -> anyhow::Result<()> {
     let (transport, addr, authorization) = {
         let state = lock(&state);
         (
@@ -364,8 +529,14 @@ async fn one_life(state: Arc<Mutex<State>>, chaos: Chaos) -> anyhow::Result<()> 
             state.authorization.clone(),
         )
     };
+    let opening = match &lock(&state).session {
+        Some(session) => format!("open a link for clientId {}", session.client_id),
+        None => "open a link for a new session".into(),
+    };
+    lock(&state).record.journal.note(opening);
     let mut link = BayeuxLink::open(transport, addr, &authorization).await?;
-    if lock(&state).session.is_none() {
+    lock(&state).forget_unconfirmed();
+    if lock(&state).setup() == Setup::Handshake {
         let handshake = lock(&state).handshake_message();
         let reply = send(
             &state,
@@ -375,23 +546,44 @@ async fn one_life(state: Arc<Mutex<State>>, chaos: Chaos) -> anyhow::Result<()> 
             REPLY_LIMIT,
         )
         .await?;
-        let client_id = lock(&state).take_handshake(&reply)?;
-        let batch = lock(&state).subscribe_batch(&client_id);
-        let replies = send(&state, &mut link, "/", batch, REPLY_LIMIT).await?;
-        let refused: Vec<_> = replies
-            .iter()
-            .filter(|m| m["channel"] == "/meta/subscribe" && m["successful"] != true)
-            .collect();
-        anyhow::ensure!(refused.is_empty(), "subscribe refused: {refused:?}");
+        lock(&state).take_handshake(&reply)?;
     }
-    if lock(&state).session.as_ref().is_some_and(|s| !s.synced) {
+    if lock(&state).setup() == Setup::Subscribe {
+        let batch = {
+            let mut state = lock(&state);
+            let client_id = state
+                .session
+                .as_ref()
+                .context("no session")?
+                .client_id
+                .clone();
+            state.subscribe_batch(&client_id, *chaos.events.borrow())
+        };
+        let replies = send(&state, &mut link, "/", batch, REPLY_LIMIT).await?;
+        lock(&state).take_subscribe(&replies)?;
+    }
+    if lock(&state).setup() == Setup::Snapshot {
         read_snapshot(&state, &mut link, &chaos).await?;
     }
     let limit = Duration::from_millis(chaos.plan.cometd_timeout_ms) + REPLY_LIMIT;
     let mut immediate = true;
     loop {
         let connect = lock(&state).connect_message(immediate)?;
-        let reply = send(&state, &mut link, "/connect", vec![connect], limit).await?;
+        let ack = connect.pointer("/ext/ack").cloned();
+        lock(&state)
+            .record
+            .journal
+            .note(format!("connect, ack {ack:?}, immediate {immediate}"));
+        let reply = tokio::select! {
+            reply = send(&state, &mut link, "/connect", vec![connect], limit) => reply?,
+            () = renew.notified() => {
+                let mut state = lock(&state);
+                state.session = None;
+                state.record.renewals += 1;
+                state.record.journal.note("renewed at the run's request");
+                return Ok(());
+            }
+        };
         match lock(&state).take_connect(&reply)? {
             Next::Connect => immediate = false,
             Next::Handshake => return Ok(()),
@@ -432,4 +624,104 @@ async fn read_snapshot(
         chaos.ready();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        let spec = BayeuxSpec {
+            index: 0,
+            agent: 0,
+            transport: Transport::LongPolling,
+            wildcard: false,
+            addr: "127.0.0.1:9".parse().unwrap(),
+        };
+        State::new(
+            spec,
+            Instant::now(),
+            watch::channel(CometdProgress::default()).0,
+        )
+    }
+
+    fn handshake(state: &mut State, client_id: &str) {
+        let reply = json!({"channel": "/meta/handshake", "successful": true,
+                           "clientId": client_id, "ext": {"ack": true}});
+        state.take_handshake(&[reply]).unwrap();
+    }
+
+    #[test]
+    fn a_session_whose_subscription_was_not_confirmed_is_replaced() {
+        let mut state = state();
+        state.forget_unconfirmed();
+        assert_eq!(state.setup(), Setup::Handshake);
+        handshake(&mut state, "c1");
+        assert_eq!(state.setup(), Setup::Subscribe);
+        // The connection dies before the subscribe replies: the session may have no
+        // subscription, and would never get a message. The next connection starts over.
+        state.subscribe_batch("c1", 5);
+        state.forget_unconfirmed();
+        assert_eq!(state.setup(), Setup::Handshake);
+        handshake(&mut state, "c2");
+        let batch = state.subscribe_batch("c2", 9);
+        assert_eq!(batch[0]["subscription"], "/v2/me/calls");
+        assert_eq!(batch[0]["clientId"], "c2");
+        let confirmed = json!({"channel": "/meta/subscribe", "successful": true,
+                               "subscription": "/v2/me/calls"});
+        state.take_subscribe(&[confirmed]).unwrap();
+        state.forget_unconfirmed();
+        assert_eq!(state.setup(), Setup::Snapshot);
+        state.take_snapshot(&json!({"calls": []})).unwrap();
+        assert_eq!(state.setup(), Setup::Connect);
+        // The count before the one subscription of the session bounds its snapshot.
+        assert_eq!(state.record.segments[0].subscribed_after, 9);
+    }
+
+    #[test]
+    fn a_refused_subscription_drops_the_session() {
+        let mut state = state();
+        handshake(&mut state, "c1");
+        let refused = json!({"channel": "/meta/subscribe", "successful": false,
+                             "error": "402::Unknown client"});
+        assert!(state.take_subscribe(&[refused]).is_err());
+        assert_eq!(state.setup(), Setup::Handshake);
+    }
+
+    fn released(id: &str) -> EventKey {
+        EventKey {
+            notification: "StatusChange".into(),
+            view: CallView {
+                id: id.into(),
+                state: "Released".into(),
+                ..CallView::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_quiet_snapshot_proves_nothing_before_the_users_last_event() {
+        let last = released("c9");
+        let none = BTreeSet::new();
+        let quiet = |subscribed_after| CometdProgress {
+            last: None,
+            quiet_snapshot: Some(BTreeSet::new()),
+            subscribed_after,
+        };
+        // The user's last event is the reference's 40th: a session subscribed after 39
+        // events may still have it queued, though its snapshot already looks final.
+        assert!(!quiet(39).caught_up(Some(&last), &none, 40));
+        assert!(quiet(40).caught_up(Some(&last), &none, 40));
+        let received = CometdProgress {
+            last: Some(last.clone()),
+            ..quiet(0)
+        };
+        assert!(received.caught_up(Some(&last), &none, 40));
+        let elsewhere = CometdProgress {
+            last: Some(released("c8")),
+            quiet_snapshot: None,
+            subscribed_after: 0,
+        };
+        assert!(!elsewhere.caught_up(Some(&last), &none, 40));
+    }
 }

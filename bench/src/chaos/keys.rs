@@ -138,6 +138,16 @@ impl CallView {
 }
 
 impl EventKey {
+    /// Returns a short description for messages: notification, call, state and mark.
+    pub fn short(&self) -> String {
+        let view = &self.view;
+        let mark = view.mark.as_deref().unwrap_or("-");
+        format!(
+            "[{} {} {} n={mark}]",
+            self.notification, view.id, view.state
+        )
+    }
+
     /// Returns whether this is an error, which changes no call (the call events of the
     /// failure come before it).
     pub fn is_error(&self) -> bool {

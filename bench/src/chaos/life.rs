@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,8 @@ pub struct Chaos {
     pub calm: CancellationToken,
     /// The number of call events the reference has seen.
     pub events: watch::Receiver<u64>,
+    /// When the run began (the clients' journals count from it).
+    pub began: Instant,
     ready: mpsc::UnboundedSender<()>,
 }
 
@@ -48,6 +50,7 @@ impl Chaos {
             stop: CancellationToken::new(),
             calm: CancellationToken::new(),
             events,
+            began: Instant::now(),
             ready,
         }
     }
@@ -156,15 +159,18 @@ pub struct Lives {
 /// Opens connection after connection (`life` makes each) until the run stops, killing some
 /// at random, and, when `away`, going away once in the middle of the run: the connection
 /// is dropped and the next one waits until `plan.away_events` more events were committed,
-/// which is more than the gateway keeps for it (a resync follows).
-pub async fn keep_connecting<F, Fut>(
+/// which is more than the gateway keeps for it (a resync follows). `note` hears how each
+/// connection ended, for the client's journal.
+pub async fn keep_connecting<F, Fut, N>(
     chaos: &Chaos,
     rng: &mut ChaosRng,
     away: bool,
     mut life: F,
+    mut note: N,
 ) -> Lives
 where
     F: FnMut() -> Fut,
+    N: FnMut(String),
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let plan = &chaos.plan;
@@ -206,12 +212,24 @@ where
         match live(life(), abort, trigger, &chaos.stop).await {
             LifeEnd::Killed { away } => {
                 lives.kills += 1;
+                let how = kill.map_or(Kill::Drop, |(_, how)| how);
                 if away && let Some(at) = away_at.take() {
+                    note(format!(
+                        "killed ({how:?}), away until event {}",
+                        at + plan.away_events
+                    ));
                     chaos.stay_away(at + plan.away_events).await;
+                    note(format!("back at event {}", *chaos.events.borrow()));
+                } else {
+                    note(format!("killed ({how:?})"));
                 }
             }
-            LifeEnd::Ended(Err(_)) => lives.broken += 1,
-            LifeEnd::Ended(Ok(())) | LifeEnd::Stopped => {}
+            LifeEnd::Ended(Err(error)) => {
+                lives.broken += 1;
+                note(format!("ended: {error:#}"));
+            }
+            LifeEnd::Ended(Ok(())) => note("ended to resync".into()),
+            LifeEnd::Stopped => note("stopped".into()),
         }
     }
     lives

@@ -34,6 +34,7 @@
 pub mod bayeux;
 pub mod driver;
 pub mod figure;
+pub mod journal;
 pub mod keys;
 pub mod life;
 pub mod link;
@@ -43,12 +44,13 @@ pub mod reference;
 pub mod verify;
 pub mod watcher;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use self::bayeux::{BayeuxSpec, CometdProgress, CometdRecord, Transport};
@@ -95,6 +97,7 @@ enum Client {
         agent: usize,
         task: JoinHandle<CometdRecord>,
         progress: watch::Receiver<CometdProgress>,
+        renew: Arc<Notify>,
     },
 }
 
@@ -124,10 +127,11 @@ pub async fn run(target: ChaosTarget, plan: ChaosPlan) -> anyhow::Result<ChaosRe
         drive,
         ..ChaosReport::default()
     };
-    catch_up(&clients, &log, plan.settle, &mut report).await;
+    let caught = catch_up(&clients, &log, plan.settle, chaos.began, &mut report).await;
     chaos.stop.cancel();
     report.cuts = grpc_proxy.cuts() + http_proxy.cuts();
     let mut verdict = Verdict::new(&log);
+    verdict.caught = caught;
     for client in clients {
         match client {
             Client::Grpc { task, .. } => verdict.grpc(&task.await.context("a watcher panicked")?),
@@ -186,12 +190,20 @@ fn spawn_clients(
             addr: http,
         };
         let name = spec.name();
-        let task = tokio::spawn(bayeux::run(spec, chaos.clone(), rng.fork(), tx));
+        let renew = Arc::new(Notify::new());
+        let task = tokio::spawn(bayeux::run(
+            spec,
+            chaos.clone(),
+            rng.fork(),
+            tx,
+            renew.clone(),
+        ));
         clients.push(Client::Cometd {
             name,
             agent,
             task,
             progress,
+            renew,
         });
     }
     clients
@@ -218,15 +230,20 @@ async fn wait_ready(
 }
 
 /// Waits until every client has received the last event of its scope (or, for a CometD
-/// client that resynced after it, has the user's final calls in a snapshot nothing followed);
-/// a client that does not within `settle` is a failure of the report.
+/// client that subscribed after the reference saw it, has the user's final calls in a
+/// snapshot nothing followed; one that subscribed too close to it to tell is asked for a
+/// new session, see [`bayeux::run`]); a client that does not within `settle` is a failure
+/// of the report. Returns, by client,
+/// when (since `began`) and how it was seen to have caught up.
 async fn catch_up(
     clients: &[Client],
     log: &reference::ReferenceLog,
     settle: Duration,
+    began: Instant,
     report: &mut ChaosReport,
-) {
+) -> HashMap<String, String> {
     let deadline = tokio::time::Instant::now() + settle;
+    let mut caught = HashMap::new();
     for client in clients {
         let failure = match client {
             Client::Grpc {
@@ -242,26 +259,60 @@ async fn catch_up(
                         .await
                         .is_ok();
                 let at = *progress.borrow();
+                let when = began.elapsed().as_secs_f64();
+                caught.insert(name.clone(), format!("at sequence {at} at {when:.3} s"));
                 (!reached).then(|| format!("{name} is at sequence {at}, not {last}"))
             }
             Client::Cometd {
                 name,
                 agent,
                 progress,
+                renew,
                 ..
             } => {
-                let (last, calls) = log.user_end(&setup::phone(*agent));
+                let dn = setup::phone(*agent);
+                let (last, calls) = log.user_end(&dn);
+                // Events up to the user's last one that the reference had seen before the
+                // client subscribed are in its snapshot; later ones must come as messages.
+                let needed = log
+                    .events
+                    .iter()
+                    .rposition(|e| e.dn == dn)
+                    .map_or(0, |i| i + 1) as u64;
                 let mut progress = progress.clone();
-                let done = |p: &CometdProgress| {
-                    (last.is_some() && p.last == last) || p.quiet_snapshot.as_ref() == Some(&calls)
+                let done = |p: &CometdProgress| p.caught_up(last.as_ref(), &calls, needed);
+                // Nothing came, and the snapshot is final, but the subscription may have
+                // come before the user's last event: a new session settles it.
+                let unsure = |p: &CometdProgress| {
+                    p.quiet_snapshot.as_ref() == Some(&calls) && p.subscribed_after < needed
                 };
-                let reached = tokio::time::timeout_at(deadline, progress.wait_for(done))
-                    .await
-                    .is_ok();
+                let wait = progress.wait_for(|p| done(p) || unsure(p));
+                let first = match tokio::time::timeout_at(deadline, wait).await {
+                    Ok(Ok(p)) => Some(done(&p)),
+                    _ => None,
+                };
+                let reached = match first {
+                    Some(true) => true,
+                    Some(false) => {
+                        renew.notify_one();
+                        tokio::time::timeout_at(deadline, progress.wait_for(done))
+                            .await
+                            .is_ok()
+                    }
+                    None => false,
+                };
                 let at = progress.borrow().clone();
+                let when = began.elapsed().as_secs_f64();
+                let how = match (&at.last, &at.quiet_snapshot) {
+                    (_, Some(calls)) => format!("a quiet snapshot of {} calls", calls.len()),
+                    (Some(key), None) => key.short(),
+                    (None, None) => "nothing".into(),
+                };
+                caught.insert(name.clone(), format!("at {how} at {when:.3} s"));
                 (!reached).then(|| format!("{name} did not catch up: {at:?}"))
             }
         };
         report.failures.extend(failure);
     }
+    caught
 }

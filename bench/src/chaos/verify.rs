@@ -21,6 +21,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::bayeux::CometdRecord;
+use super::journal::Journal;
 use super::keys::{CallBook, CallView, EventKey};
 use super::reference::{RefEvent, ReferenceLog};
 use super::watcher::GrpcRecord;
@@ -28,12 +29,24 @@ use crate::setup::phone;
 
 type Calls = BTreeSet<(String, CallView)>;
 
+/// Failing clients whose details a report keeps.
+const DETAILED_CLIENTS: usize = 6;
+
 /// One user's part of the log, for CometD records.
 struct UserLog {
     keys: Vec<EventKey>,
     position: HashMap<EventKey, usize>,
     /// `calls[i]`: the user's calls before its event `i` (`calls[len]`: at the end).
     calls: Vec<Calls>,
+    /// `global[i]`: the index of the user's event `i` in the whole log.
+    global: Vec<usize>,
+}
+
+impl UserLog {
+    /// Returns how many of the user's events are among the first `count` of the log.
+    fn before(&self, count: u64) -> usize {
+        self.global.partition_point(|&g| (g as u64) < count)
+    }
 }
 
 /// The counts and failures gathered over every record.
@@ -43,6 +56,8 @@ pub struct Verdict<'a> {
     users: HashMap<String, UserLog>,
     /// gRPC snapshots to check: (client, scope DN, sequence, calls), checked in one pass.
     snapshots: Vec<(String, Option<String>, u64, Calls)>,
+    /// When each client was seen to have caught up, and how (for the details).
+    pub caught: HashMap<String, String>,
     report: ChaosReport,
 }
 
@@ -60,8 +75,24 @@ impl<'a> Verdict<'a> {
             by_seq: log.events.iter().map(|e| (e.seq, e)).collect(),
             users: HashMap::new(),
             snapshots: Vec::new(),
+            caught: HashMap::new(),
             report,
         }
+    }
+
+    /// Adds a failing client's details: what it missed and its journal.
+    fn detail(&mut self, name: &str, missed: &str, journal: &Journal) {
+        if self.report.details.len() >= DETAILED_CLIENTS {
+            return;
+        }
+        let caught = self
+            .caught
+            .get(name)
+            .map_or("was not seen to catch up", String::as_str);
+        self.report.details.push(format!(
+            "{name} ({caught}):\n{missed}  journal:\n{}",
+            journal.render("    ")
+        ));
     }
 
     fn fail(&mut self, name: &str, what: String) {
@@ -126,7 +157,12 @@ impl<'a> Verdict<'a> {
                     );
                 }
             }
-            let lost = expected.iter().filter(|s| !got.contains(s)).count();
+            let missed: Vec<u64> = expected
+                .iter()
+                .copied()
+                .filter(|s| !got.contains(s))
+                .collect();
+            let lost = missed.len();
             self.report.lost += lost as u64;
             if lost > 0 {
                 self.fail(
@@ -136,6 +172,13 @@ impl<'a> Verdict<'a> {
                         expected.len()
                     ),
                 );
+                let received = segment.events.len();
+                let text = format!(
+                    "  segment {i} of {count}: snapshot at {}, {received} events received, missed sequences {}\n",
+                    segment.snapshot_seq,
+                    ranges(&missed)
+                );
+                self.detail(&record.name, &text, &record.journal);
             }
         }
     }
@@ -177,13 +220,21 @@ impl<'a> Verdict<'a> {
                 keys: Vec::new(),
                 position: HashMap::new(),
                 calls: Vec::new(),
+                global: Vec::new(),
             };
             let mut book = self.log.start_book();
             let own = |book: &CallBook| -> Calls {
                 book.to_set().into_iter().filter(|(d, _)| d == dn).collect()
             };
             user.calls.push(own(&book));
-            for event in self.log.of_user(dn) {
+            let of_user = self
+                .log
+                .events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.dn == dn);
+            for (global, event) in of_user {
+                user.global.push(global);
                 if user
                     .position
                     .insert(event.key.clone(), user.keys.len())
@@ -207,6 +258,7 @@ impl<'a> Verdict<'a> {
         self.report.clients += 1;
         self.report.reconnects += record.lives.reconnects;
         self.report.resyncs += record.resyncs;
+        self.report.renewals += record.renewals;
         self.report.kills += record.lives.kills;
         if record.multiple_clients > 0 {
             let n = record.multiple_clients;
@@ -223,10 +275,27 @@ impl<'a> Verdict<'a> {
         for (i, segment) in record.segments.iter().enumerate() {
             self.report.deliveries += segment.events.len() as u64;
             let mut problems = Vec::new();
-            let (lost, duplicated) = match self.user_log(&dn) {
+            let (missed, duplicated) = match self.user_log(&dn) {
                 Some(user) => check_segment(user, segment, i + 1 == count, &mut problems),
                 None => return,
             };
+            let lost = missed.len() as u64;
+            if lost > 0 {
+                let user = &self.users[&dn];
+                let shown: Vec<String> = missed
+                    .iter()
+                    .take(6)
+                    .map(|&p| format!("{p} {}", user.keys[p].short()))
+                    .collect();
+                let text = format!(
+                    "  segment {i} of {count}: {} messages of the user's {}; missed positions {}: {}\n",
+                    segment.events.len(),
+                    user.keys.len(),
+                    ranges(&missed.iter().map(|&p| p as u64).collect::<Vec<_>>()),
+                    shown.join(", ")
+                );
+                self.detail(&record.name, &text, &record.journal);
+            }
             self.report.lost += lost;
             self.report.duplicated += duplicated;
             if lost > 0 {
@@ -248,6 +317,7 @@ impl<'a> Verdict<'a> {
         failures.extend(self.report.failures);
         *report = ChaosReport {
             failures,
+            details: std::mem::take(&mut self.report.details),
             seed: report.seed,
             drive: report.drive,
             cuts: report.cuts,
@@ -257,13 +327,14 @@ impl<'a> Verdict<'a> {
     }
 }
 
-/// Checks one CometD segment; returns (lost, duplicated).
+/// Checks one CometD segment; returns the positions it missed, and how many messages
+/// came twice.
 fn check_segment(
     user: &UserLog,
     segment: &super::bayeux::CometdSegment,
     last: bool,
     problems: &mut Vec<String>,
-) -> (u64, u64) {
+) -> (Vec<usize>, u64) {
     if segment.foreign > 0 {
         problems.push(format!("{} messages for another user", segment.foreign));
     }
@@ -277,40 +348,72 @@ fn check_segment(
             None => problems.push(format!("a message that is not in its user's log: {key:?}")),
         }
     }
-    let mut lost = 0;
+    let mut missed = Vec::new();
     for pair in positions.windows(2) {
         if pair[1] < pair[0] {
             problems.push(format!("event {} came after event {}", pair[1], pair[0]));
         } else {
-            lost += (pair[1] - pair[0] - 1) as u64;
+            missed.extend(pair[0] + 1..pair[1]);
         }
     }
+    // The user's events the reference had seen before the client subscribed were committed
+    // before the subscription: the snapshot, read after it, shows at least those. A message
+    // may still bring some (the gateway's CometD bridge may dispatch an event after a
+    // subscription that came after its commit), as the snapshot may show the first messages.
+    let floor = user.before(segment.subscribed_after);
     // Points of the log whose calls the snapshot shows: `q` = before event `q`.
-    let matching: Vec<usize> = (0..user.calls.len())
+    let matching: Vec<usize> = (floor..user.calls.len())
         .filter(|&q| user.calls[q] == segment.snapshot)
         .collect();
     let end = user.keys.len();
     match positions.first() {
+        None if last && floor < end => {
+            problems.push(format!(
+                "no message after its snapshot, though it subscribed before the user's event {floor} (of {end})"
+            ));
+            missed.extend(floor..end);
+        }
         None if last && !matching.contains(&end) => {
             problems
                 .push("no message after its snapshot, which is not the user's final calls".into());
-            lost += end.saturating_sub(matching.last().copied().unwrap_or(0)) as u64;
         }
         None => {}
         Some(&first) => {
             if !matching.iter().any(|&q| q >= first) {
                 match matching.last() {
-                    Some(&q) => lost += (first - q) as u64,
+                    Some(&q) => missed.extend(q..first),
                     None => problems.push("its snapshot matches no point of the log".into()),
                 }
             }
             let reached = positions.iter().max().copied().unwrap_or(first);
             if last {
-                lost += (end - 1 - reached) as u64;
+                missed.extend(reached + 1..end);
             }
         }
     }
-    (lost, duplicated)
+    missed.sort_unstable();
+    (missed, duplicated)
+}
+
+/// Writes sorted numbers as ranges: `3..=5, 9`.
+fn ranges(numbers: &[u64]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < numbers.len() {
+        let start = numbers[i];
+        let mut end = start;
+        while i + 1 < numbers.len() && numbers[i + 1] == end + 1 {
+            i += 1;
+            end = numbers[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}..={end}")
+        });
+        i += 1;
+    }
+    parts.join(", ")
 }
 
 /// What a run did and found.
@@ -332,6 +435,8 @@ pub struct ChaosReport {
     pub reconnects: u64,
     /// Resyncs: OUT_OF_RANGE (gRPC) or `402` (CometD), each followed by a fresh snapshot.
     pub resyncs: u64,
+    /// New CometD sessions the run asked for at its end (see [`super::bayeux::run`]).
+    pub renewals: u64,
     /// Watch streams ended for lagging (ABORTED), then resumed.
     pub lagged: u64,
     /// Connections the proxies cut mid-stream.
@@ -345,6 +450,8 @@ pub struct ChaosReport {
     /// Everything else that went wrong (out of order, foreign events, snapshots that match
     /// no point of the log, clients that did not catch up), one line each.
     pub failures: Vec<String>,
+    /// For the first failing clients: what they missed, and their journals.
+    pub details: Vec<String>,
     /// Driving time.
     pub drive: Duration,
     /// Whole run.
@@ -360,7 +467,7 @@ impl ChaosReport {
     /// Returns the report as a few lines.
     pub fn summary(&self) -> String {
         let mut text = format!(
-            "chaos (seed {}): {} events committed ({} of them errors; last sequence {}) in {:.1} s, {} clients, {} deliveries; {} reconnects ({} proxy cuts, {} client kills), {} resyncs, {} lagged; lost {}, duplicated {}; {:.1} s in all",
+            "chaos (seed {}): {} events committed ({} of them errors; last sequence {}) in {:.1} s, {} clients, {} deliveries; {} reconnects ({} proxy cuts, {} client kills), {} resyncs, {} renewals, {} lagged; lost {}, duplicated {}; {:.1} s in all",
             self.seed,
             self.events,
             self.errors,
@@ -372,6 +479,7 @@ impl ChaosReport {
             self.cuts,
             self.kills,
             self.resyncs,
+            self.renewals,
             self.lagged,
             self.lost,
             self.duplicated,
@@ -384,5 +492,127 @@ impl ChaosReport {
             let _ = write!(text, "\n  ... {} more", self.failures.len() - 20);
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::super::bayeux::CometdSegment;
+    use super::super::life::Lives;
+    use super::*;
+
+    /// A view of call `id` in `state`.
+    fn view(id: &str, state: &str) -> CallView {
+        CallView {
+            id: id.into(),
+            state: state.into(),
+            ..CallView::default()
+        }
+    }
+
+    fn key(id: &str, state: &str) -> EventKey {
+        EventKey {
+            notification: "StatusChange".into(),
+            view: view(id, state),
+        }
+    }
+
+    /// Agent 0's two calls, each dialed, established and released: six events.
+    fn log() -> ReferenceLog {
+        let states = ["Dialing", "Established", "Released"];
+        let events = ["c1", "c2"]
+            .into_iter()
+            .flat_map(|id| states.map(|state| key(id, state)))
+            .enumerate()
+            .map(|(i, key)| RefEvent {
+                seq: i as u64 + 1,
+                dn: phone(0),
+                key,
+            })
+            .collect();
+        ReferenceLog {
+            events,
+            ..ReferenceLog::default()
+        }
+    }
+
+    /// Verifies a CometD client of agent 0 whose only segment has the `snapshot`, the
+    /// messages `got`, and subscribed after the reference's first `after` events.
+    fn verify(after: u64, snapshot: &[CallView], got: &[EventKey]) -> ChaosReport {
+        let log = log();
+        let record = CometdRecord {
+            name: "cometd 0".into(),
+            agent: 0,
+            segments: vec![CometdSegment {
+                snapshot: snapshot.iter().map(|v| (phone(0), v.clone())).collect(),
+                events: got.iter().cloned().map(Some).collect(),
+                subscribed_after: after,
+                ..CometdSegment::default()
+            }],
+            lives: Lives::default(),
+            resyncs: 0,
+            multiple_clients: 0,
+            renewals: 0,
+            journal: Journal::new(Instant::now()),
+        };
+        let mut verdict = Verdict::new(&log);
+        verdict.cometd(&record);
+        let mut report = ChaosReport::default();
+        verdict.into_report(&mut report);
+        report
+    }
+
+    #[test]
+    fn a_client_that_subscribed_before_its_users_calls_and_got_nothing_lost_them() {
+        // Its empty snapshot also equals the user's final calls: that must not pass.
+        let report = verify(0, &[], &[]);
+        assert_eq!(report.lost, 6, "{}", report.summary());
+        assert!(!report.passed());
+        assert!(
+            report.details[0].contains("missed positions 0..=5"),
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn a_client_that_subscribed_after_its_users_last_event_needs_no_message() {
+        let report = verify(6, &[], &[]);
+        assert!(report.passed(), "{}", report.summary());
+    }
+
+    #[test]
+    fn a_client_that_subscribed_during_a_call_needs_the_rest_of_it() {
+        // Subscribed once the second call was dialing, which its snapshot shows.
+        let dialing = [view("c2", "Dialing")];
+        let rest = [key("c2", "Established"), key("c2", "Released")];
+        assert!(verify(4, &dialing, &rest).passed());
+        let report = verify(4, &dialing, &rest[1..]);
+        assert_eq!(report.lost, 1, "{}", report.summary());
+        assert!(
+            report.details[0].contains("missed positions 4:"),
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn a_message_the_snapshot_already_shows_is_no_failure() {
+        // Subscribed after the reference saw the second call's dialing; the bridge, behind
+        // it, still dispatched that event to the new session.
+        let dialing = [view("c2", "Dialing")];
+        let all = [
+            key("c2", "Dialing"),
+            key("c2", "Established"),
+            key("c2", "Released"),
+        ];
+        let report = verify(4, &dialing, &all);
+        assert!(report.passed(), "{}", report.summary());
+    }
+
+    #[test]
+    fn ranges_are_written_compactly() {
+        assert_eq!(ranges(&[1, 2, 3, 5, 7, 8]), "1..=3, 5, 7..=8");
+        assert_eq!(ranges(&[]), "");
     }
 }

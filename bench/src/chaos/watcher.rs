@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use voice_gateway::grpc::pb;
 use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
 
+use super::journal::Journal;
 use super::keys::{CallView, EventKey, Numbered};
 use super::reference::as_service;
 use super::{Chaos, ChaosRng, Lives, keep_connecting, lock};
@@ -85,6 +86,16 @@ pub struct GrpcRecord {
     pub resyncs: u64,
     /// Streams ended with ABORTED (it lagged), then resumed.
     pub lagged: u64,
+    /// What happened to it, for a failing run's report.
+    pub journal: Journal,
+}
+
+/// The events one connection brought: first and last sequence, and how many.
+#[derive(Debug, Clone, Copy, Default)]
+struct LifeEvents {
+    first: Option<u64>,
+    last: u64,
+    count: u64,
 }
 
 struct State {
@@ -93,9 +104,20 @@ struct State {
     resume: Option<(u64, String)>,
     progress: watch::Sender<u64>,
     ready: bool,
+    life: LifeEvents,
 }
 
 impl State {
+    /// Notes in the journal how a connection ended and what it brought.
+    fn note_end(&mut self, how: &str) {
+        let life = std::mem::take(&mut self.life);
+        let brought = match life.first {
+            Some(first) => format!("sequences {first}..={} ({} events)", life.last, life.count),
+            None => "no event".into(),
+        };
+        self.record.journal.note(format!("{brought}; {how}"));
+    }
+
     /// Takes one message of the stream; returns whether it was the first snapshot.
     fn take(&mut self, message: pb::WatchCallsResponse) -> anyhow::Result<bool> {
         match message.kind {
@@ -109,6 +131,11 @@ impl State {
                         .collect(),
                     events: Vec::new(),
                 });
+                self.record.journal.note(format!(
+                    "snapshot at sequence {} ({} calls)",
+                    snapshot.sequence,
+                    snapshot.calls.len()
+                ));
                 self.resume = Some((snapshot.sequence, snapshot.epoch));
                 self.progress.send_replace(snapshot.sequence);
                 let first = !self.ready;
@@ -123,6 +150,9 @@ impl State {
                     .last_mut()
                     .context("an event before any snapshot")?;
                 segment.events.push((event.seq, event.dn, event.key));
+                self.life.first.get_or_insert(event.seq);
+                self.life.last = event.seq;
+                self.life.count += 1;
                 self.resume = Some((event.seq, event.epoch));
                 self.progress.send_replace(event.seq);
                 Ok(false)
@@ -147,15 +177,21 @@ pub async fn run(
             lives: Lives::default(),
             resyncs: 0,
             lagged: 0,
+            journal: Journal::new(chaos.began),
         },
         resume: None,
         progress,
         ready: false,
+        life: LifeEvents::default(),
     }));
     let away = spec.index < chaos.plan.away;
-    let lives = keep_connecting(&chaos, &mut rng, away, || {
-        one_life(state.clone(), spec.clone(), chaos.clone())
-    })
+    let lives = keep_connecting(
+        &chaos,
+        &mut rng,
+        away,
+        || one_life(state.clone(), spec.clone(), chaos.clone()),
+        |how| lock(&state).note_end(&how),
+    )
     .await;
     let mut record = lock(&state).record.clone();
     record.lives = lives;
@@ -174,6 +210,11 @@ async fn one_life(state: Arc<Mutex<State>>, spec: WatcherSpec, chaos: Chaos) -> 
         contact_center: spec.scope == Scope::ContactCenter,
         ..Default::default()
     };
+    let opening = match &resume {
+        Some((sequence, _)) => format!("watch from sequence {sequence}"),
+        None => "watch with a snapshot".into(),
+    };
+    lock(&state).record.journal.note(opening);
     if let Some((sequence, epoch)) = resume {
         request.from_sequence = Some(sequence);
         request.epoch = epoch;
@@ -206,6 +247,11 @@ async fn one_life(state: Arc<Mutex<State>>, spec: WatcherSpec, chaos: Chaos) -> 
 /// (broken connections) is an error of this life, after which the watcher resumes too.
 fn on_status(state: &Mutex<State>, status: tonic::Status) -> anyhow::Result<()> {
     let mut state = lock(state);
+    let (code, message) = (status.code(), status.message());
+    state
+        .record
+        .journal
+        .note(format!("status {code:?}: {message}"));
     match status.code() {
         tonic::Code::OutOfRange => {
             state.resume = None;
