@@ -77,6 +77,10 @@ enum Command {
         /// `websocket` or `long-polling`.
         #[arg(long, default_value = "websocket", value_parser = parse_transport)]
         bridge_transport: ConnectionType,
+        /// Figure 10: the gateway's `server.max_requests` (a multiple of the saturating
+        /// load's 16 connections; default: the gateway's default).
+        #[arg(long)]
+        overload_max_requests: Option<usize>,
     },
     /// Serves the bare tonic baseline.
     BareTonic {
@@ -213,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
             findings,
             charts,
             bridge_transport,
+            overload_max_requests,
         } => {
             let wanted = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
             let began = Instant::now();
@@ -244,6 +249,14 @@ async fn main() -> anyhow::Result<()> {
             plan.streams = streams.unwrap_or(plan.streams);
             plan.sessions = sessions.unwrap_or(plan.sessions);
             plan.bridge.transport = bridge_transport;
+            if let Some(bound) = overload_max_requests {
+                let conns = plan.overload.saturation.connections;
+                anyhow::ensure!(
+                    bound >= conns && bound % conns == 0,
+                    "--overload-max-requests must be a multiple of {conns}"
+                );
+                plan.overload.saturation.in_flight = bound / conns;
+            }
             let json = json.unwrap_or_else(|| work.join("bench-results.json"));
             let report_dir = out.parent().unwrap_or(Path::new("")).to_path_buf();
             let charts_dir = charts.unwrap_or_else(|| report_dir.join("bench/charts"));
