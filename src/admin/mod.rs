@@ -1,13 +1,15 @@
 //! The operator's side of the gateway: the admin listener (`--admin-listen`, default
 //! [`DEFAULT_ADMIN_LISTEN`]) with `/metrics` (Prometheus text), `/healthz` (alive) and
 //! `/readyz` (ready to take traffic); the metric names ([`names`]); the recorder
-//! ([`recorder`]); and the request layers both fronts run ([`layer`]).
+//! ([`recorder`]); the request layers both fronts run ([`layer`]); and the text log's field
+//! formatter ([`log_fields`]).
 //!
 //! The admin listener is separate from the API listeners so that a load balancer's probes
 //! and Prometheus's scrapes need no credentials and never compete with clients, and so that
 //! it can stay on loopback while the API listens on every interface.
 
 pub mod layer;
+pub mod log_fields;
 pub mod names;
 pub mod recorder;
 

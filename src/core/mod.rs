@@ -293,6 +293,9 @@ impl CallControl {
             .submit(call_id, operation)
             .map_err(switch_error)?;
         let committed = store.log.last_sequence();
+        // The capability check's view is the acting user's view before the operation:
+        // nothing changed since, under this same lock hold.
+        store.prime(view);
         let created = ops::execute(
             &mut store,
             &self.directory,
@@ -300,7 +303,9 @@ impl CallControl {
             call_id,
             op,
             target.clone(),
-        )?;
+        );
+        store.unprime();
+        let created = created?;
         if let Some(store::Endpoint::External(number)) = &target {
             let leg_call = created.as_ref().unwrap_or(call_id);
             self.external_leg(&mut store, leg_call, number, user, operation);

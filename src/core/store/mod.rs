@@ -209,6 +209,10 @@ pub(crate) struct Store {
     /// Bridge mode: the calls and devices as the upstream reports them, which replace the
     /// embedded calls and devices above for every read.
     pub(crate) mirror: Option<Mirror>,
+    /// A view the caller took under this same lock hold, with nothing changed since (see
+    /// [`Store::prime`]): the next commit takes it as that (call, user)'s "before" view
+    /// instead of rendering it again.
+    primed: Option<CallSnapshot>,
 }
 
 impl Store {
@@ -222,7 +226,22 @@ impl Store {
             next_conn: 0,
             devices: FastMap::default(),
             mirror: None,
+            primed: None,
         }
+    }
+
+    /// Hands the next commit a view just taken (an operation's capability check), to use as
+    /// that (call, user)'s "before" view. Only sound while nothing that view depends on
+    /// changes before that commit, under the same lock hold; the caller clears it with
+    /// [`Store::unprime`] when the operation returns, whether or not a commit took it.
+    /// The view may be older by its `duration_secs`, which no notification compares.
+    pub(crate) fn prime(&mut self, view: CallSnapshot) {
+        self.primed = Some(view);
+    }
+
+    /// Drops a view [`Store::prime`] left that no commit took.
+    pub(crate) fn unprime(&mut self) {
+        self.primed = None;
     }
 
     /// Returns the users that have active calls.
@@ -304,26 +323,28 @@ impl Store {
 
     /// Lists the (call, user) pairs whose views an operation on `touched` may change:
     /// every party of the touched calls, then every other active call of those users.
+    /// Compares in place and clones only what it keeps (per request, a few pairs).
     fn affected(&self, touched: &[CallId], users: &mut Vec<Arc<str>>) -> Vec<(CallId, Arc<str>)> {
-        let mut pairs = Vec::new();
+        fn add(pairs: &mut Vec<(CallId, Arc<str>)>, id: &CallId, user: &Arc<str>) {
+            if !pairs.iter().any(|(i, u)| i == id && u == user) {
+                pairs.push((id.clone(), user.clone()));
+            }
+        }
+        let mut pairs = Vec::with_capacity(4);
         for id in touched {
-            if let Some(call) = self.calls.get(id) {
-                for user in call.agents() {
-                    if !pairs.contains(&(id.clone(), user.clone())) {
-                        pairs.push((id.clone(), user.clone()));
-                    }
-                    if !users.contains(&user) {
-                        users.push(user);
-                    }
+            let Some(call) = self.calls.get(id) else {
+                continue;
+            };
+            for user in call.parties.iter().filter_map(Party::agent) {
+                add(&mut pairs, id, user);
+                if !users.contains(user) {
+                    users.push(user.clone());
                 }
             }
         }
         for user in users.iter() {
             for id in self.user_calls.get(user).into_iter().flatten() {
-                let pair = (id.clone(), user.clone());
-                if !pairs.contains(&pair) {
-                    pairs.push(pair);
-                }
+                add(&mut pairs, id, user);
             }
         }
         pairs
@@ -352,11 +373,15 @@ impl Store {
     ) -> CoreResult<()> {
         let mut users = extra_users.to_vec();
         let pairs = self.affected(touched_before, &mut users);
+        let mut primed = self.primed.take();
         // A handful of pairs per operation: a vector searched linearly beats hashing.
         let before: Vec<((CallId, Arc<str>), CallSnapshot)> = pairs
             .into_iter()
             .filter_map(|(id, user)| {
-                let view = self.view(dir, self.calls.get(&id)?, &user)?;
+                let view = match primed.take_if(|v| v.id == id && *v.user.name == *user) {
+                    Some(view) => view,
+                    None => self.view(dir, self.calls.get(&id)?, &user)?,
+                };
                 Some(((id, user), view))
             })
             .collect();

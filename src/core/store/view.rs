@@ -33,12 +33,10 @@ impl Store {
     /// Returns the user's view of a call, or `None` if the user has no party on it.
     pub(crate) fn view(&self, dir: &Directory, call: &Call, user: &str) -> Option<CallSnapshot> {
         let index = call.party_of(user)?;
-        let me = dir.user(user)?;
+        let (me, [recording_on, voice]) =
+            dir.user_with_features(user, [feature::VOICE_RECORDING, feature::VOICE])?;
         let party = &call.parties[index];
-        let cc = &me.contact_center;
-        let recording = dir
-            .has_feature(cc, feature::VOICE_RECORDING)
-            .then_some(call.recording);
+        let recording = recording_on.then_some(call.recording);
         let (mut other_held, mut other_established) = (false, false);
         for other in self.user_calls.get(user).into_iter().flatten() {
             if *other == call.id {
@@ -62,7 +60,7 @@ impl Store {
             state: party.state,
             muted: party.muted,
             recording,
-            voice: dir.has_feature(cc, feature::VOICE),
+            voice,
             via_queue: call.queue.is_some(),
             conference: call.active_count() >= 3,
             conference_owner: call.conference_owner.as_deref() == Some(user),
