@@ -378,19 +378,21 @@ pub async fn probe_full_listener(
             .body(())
             .expect("a valid request")
     };
-    let (mut holding, mut senders) = (Vec::with_capacity(held), Vec::new());
+    // Each held call: its connection, its answer (which must not come) and its body's
+    // stream, kept open and empty so that the call stays in flight.
+    let mut holding = Vec::with_capacity(held);
     for chunk in 0..held.div_ceil(HELD_PER_CONNECTION) {
         let sender = connect(addr).await?;
         let count = HELD_PER_CONNECTION.min(held - chunk * HELD_PER_CONNECTION);
         for _ in 0..count {
             let mut ready = sender.clone().ready().await?;
-            // The body's stream, kept open and empty: the call stays in flight.
-            holding.push(ready.send_request(request(), false)?);
+            let (answer, body) = ready.send_request(request(), false)?;
+            holding.push((sender.clone(), answer, body));
         }
-        senders.push(sender);
     }
     let sender = connect(addr).await?;
     let began = Instant::now();
+    let mut answered_held = 0;
     loop {
         let refused = matches!(
             unary(sender.clone(), request(), call.frame.clone()).await,
@@ -399,9 +401,19 @@ pub async fn probe_full_listener(
         if refused {
             break;
         }
+        // A held call answered (refused while calls of the run before still held slots,
+        // when it came) frees its slot: it is sent again, so that every slot is held.
+        for (sender, answer, body) in &mut holding {
+            if futures::FutureExt::now_or_never(&mut *answer).is_some() {
+                answered_held += 1;
+                let mut ready = sender.clone().ready().await?;
+                (*answer, *body) = ready.send_request(request(), false)?;
+            }
+        }
         anyhow::ensure!(
             began.elapsed() < FIRST_REFUSAL,
-            "no refusal within {FIRST_REFUSAL:?} with {held} calls held"
+            "no refusal within {FIRST_REFUSAL:?} with {held} calls held ({answered_held} \
+             held calls were answered and sent again)"
         );
     }
     let mut result = ProbeResult {
@@ -429,6 +441,6 @@ pub async fn probe_full_listener(
         }
     }
     result.refused_latency = latency.summary();
-    drop((holding, senders));
+    drop(holding);
     Ok(result)
 }
