@@ -310,7 +310,10 @@ async fn exchange(
     use anyhow::Context as _;
     let mut ready = sender.ready().await?;
     let (response, mut stream) = ready.send_request(request, false)?;
-    stream.send_data(frame, true)?;
+    // The gateway refuses on the head alone and may close the stream before the body is
+    // sent (h2: "inactive stream"); the answer is then that refusal, read below. A body
+    // that failed for another reason fails the response too.
+    let _ = stream.send_data(frame, true);
     let (parts, mut body) = response.await?.into_parts();
     anyhow::ensure!(
         parts.status == http::StatusCode::OK,
