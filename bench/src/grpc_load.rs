@@ -58,9 +58,22 @@ pub struct LoadResult {
 pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
     let tcp = TcpStream::connect(addr).await.context("cannot connect")?;
     tcp.set_nodelay(true)?;
-    let (sender, connection) = h2::client::Builder::new()
-        .initial_window_size(1 << 20)
-        .initial_connection_window_size(1 << 24)
+    handshake(
+        tcp,
+        h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(1 << 24),
+    )
+    .await
+}
+
+/// Runs the HTTP/2 handshake on `tcp` with `builder`; the connection's driver runs as a task
+/// of its own.
+pub(crate) async fn handshake(
+    tcp: TcpStream,
+    builder: &h2::client::Builder,
+) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
+    let (sender, connection) = builder
         .handshake::<_, Bytes>(tcp)
         .await
         .context("HTTP/2 handshake failed")?;

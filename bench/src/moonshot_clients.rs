@@ -109,14 +109,7 @@ pub async fn h2_connection(
     source: IpAddr,
 ) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
     let tcp = connect_from(addr, source).await?;
-    let (sender, connection) = h2::client::Builder::new()
-        .handshake::<_, Bytes>(tcp)
-        .await
-        .context("HTTP/2 handshake failed")?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+    crate::grpc_load::handshake(tcp, &h2::client::Builder::new()).await
 }
 
 /// Opens agent `agent`'s WatchCalls stream on `sender`; returns once the response head
