@@ -218,20 +218,52 @@ async fn held_grpc(
     (sender, response, body)
 }
 
-/// Waits until both listeners of a gateway with `server.max_requests = 1` refuse a request:
-/// then the one request held on each is in flight.
-async fn until_held(gw: &TestGateway) {
+/// [`held_json_dial`] on a gateway with `server.max_requests = 1`, returned once the Dial is
+/// in flight: a GET is refused. The held head is written, not yet read, when the GET goes
+/// out; one that reached the gateway while a GET was in flight was refused itself (it was
+/// answered), and is sent again.
+async fn json_dial_in_flight(gw: &TestGateway, device: &str) -> (TcpStream, &'static [u8]) {
     let agent = Agent::new(&gw.http_url(), "agent1");
     within("the held JSON request in flight", async {
-        while agent.get_raw("/api/v2/me/calls").await.status() != 503 {}
+        let mut held = held_json_dial(gw.http_addr, device).await;
+        loop {
+            if agent.get_raw("/api/v2/me/calls").await.status() == 503 {
+                return held;
+            }
+            let mut byte = [0u8; 1];
+            match held.0.try_read(&mut byte) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                _answered => held = held_json_dial(gw.http_addr, device).await,
+            }
+        }
     })
-    .await;
+    .await
+}
+
+/// [`held_grpc`] `ListCalls` on a gateway with `server.max_requests = 1`, returned once the
+/// call is in flight: another is refused (a held call refused itself is sent again, as in
+/// [`json_dial_in_flight`]).
+async fn grpc_call_in_flight(
+    gw: &TestGateway,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    h2::client::ResponseFuture,
+    h2::SendStream<Bytes>,
+) {
     let mut calls = gw.calls().await;
     within("the held gRPC call in flight", async {
-        let list = || as_user("agent1", pb::ListCallsRequest::default());
-        while calls.list_calls(list()).await.is_ok() {}
+        let mut held = held_grpc(gw.grpc_addr, "ListCalls").await;
+        loop {
+            let list = as_user("agent1", pb::ListCallsRequest::default());
+            if calls.list_calls(list).await.is_err() {
+                return held;
+            }
+            if futures::FutureExt::now_or_never(&mut held.1).is_some() {
+                held = held_grpc(gw.grpc_addr, "ListCalls").await;
+            }
+        }
     })
-    .await;
+    .await
 }
 
 /// Waits until the listener at `addr` refuses connections.
@@ -248,9 +280,8 @@ async fn until_refused(addr: SocketAddr) {
 async fn requests_in_flight_finish_while_new_connections_are_refused() {
     let gw = TestGateway::spawn_with(|c| c.server.max_requests = 1).await;
     let device = Agent::new(&gw.http_url(), "agent1").device_id().await;
-    let (mut json, last_byte) = held_json_dial(gw.http_addr, &device).await;
-    let (sender, response, mut body) = held_grpc(gw.grpc_addr, "ListCalls").await;
-    until_held(&gw).await;
+    let (mut json, last_byte) = json_dial_in_flight(&gw, &device).await;
+    let (sender, response, mut body) = grpc_call_in_flight(&gw).await;
     gw.shutdown.cancel();
     until_refused(gw.http_addr).await;
     until_refused(gw.grpc_addr).await;
@@ -291,9 +322,8 @@ async fn what_is_still_open_after_the_grace_is_cut() {
     })
     .await;
     let device = Agent::new(&gw.http_url(), "agent1").device_id().await;
-    let (mut json, _never_sent) = held_json_dial(gw.http_addr, &device).await;
-    let held_grpc = held_grpc(gw.grpc_addr, "ListCalls").await;
-    until_held(&gw).await;
+    let (mut json, _never_sent) = json_dial_in_flight(&gw, &device).await;
+    let held_grpc = grpc_call_in_flight(&gw).await;
     let started = tokio::time::Instant::now();
     // The gateway returns at the cut, although neither request can finish.
     within("the gateway stops at the cut", gw.stop())

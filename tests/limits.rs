@@ -143,6 +143,32 @@ async fn closed_by_server(tcp: &mut TcpStream, doing: &str) {
     .await;
 }
 
+/// Sends GET `/api/v2/me/calls` until the gateway refuses it (503), keeping `held` JSON
+/// requests in flight on `addr`. [`hold_json`] returns once its head is written, not read:
+/// a held request that reaches the gateway while a GET is in flight is refused itself, so
+/// one the gateway answered is sent again.
+async fn refused_while_holding(agent: &Agent, addr: SocketAddr, held: &mut [TcpStream]) -> Value {
+    within(
+        "GET /api/v2/me/calls refused while requests are held",
+        async {
+            loop {
+                for tcp in held.iter_mut() {
+                    let mut byte = [0u8; 1];
+                    match tcp.try_read(&mut byte) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        _answered_or_closed => *tcp = hold_json(addr).await,
+                    }
+                }
+                let response = agent.get_raw("/api/v2/me/calls").await;
+                if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                    return response.json().await.unwrap();
+                }
+            }
+        },
+    )
+    .await
+}
+
 /// Sends GET `/api/v2/me/calls` until the gateway answers it with `status`.
 async fn until_json_status(agent: &Agent, status: StatusCode) -> Value {
     within(&format!("GET /api/v2/me/calls answered {status}"), async {
@@ -161,10 +187,10 @@ async fn json_requests_beyond_the_listener_bound_are_refused_at_once_and_change_
     let gw = TestGateway::spawn_with(|c| c.server.max_requests = 2).await;
     let agent = Agent::new(&gw.http_url(), "agent1");
     let device = agent.device_id().await;
-    let held = [hold_json(gw.http_addr).await, hold_json(gw.http_addr).await];
+    let mut held = [hold_json(gw.http_addr).await, hold_json(gw.http_addr).await];
     // The held requests are admitted once their heads are read: from then on every request
     // is refused.
-    let refusal = until_json_status(&agent, StatusCode::SERVICE_UNAVAILABLE).await;
+    let refusal = refused_while_holding(&agent, gw.http_addr, &mut held).await;
     let message = "overloaded: 2 requests in flight on this listener; retry later";
     assert_eq!(refusal, json!({"statusCode": 4, "statusMessage": message}));
 
@@ -202,14 +228,21 @@ async fn json_requests_beyond_the_listener_bound_are_refused_at_once_and_change_
 async fn grpc_calls_beyond_the_listener_bound_are_refused_at_once_and_change_nothing() {
     let gw = TestGateway::spawn_with(|c| c.server.max_requests = 2).await;
     let (sender, _driver) = h2_connect(gw.grpc_addr).await;
-    let held = [
+    let mut held = [
         hold_grpc(&sender, gw.grpc_addr).await,
         hold_grpc(&sender, gw.grpc_addr).await,
     ];
     let mut client = gw.calls().await;
     let message = "overloaded: 2 requests in flight on this listener; retry later";
-    within("ListCalls refused", async {
+    within("ListCalls refused while calls are held", async {
         loop {
+            // A held call is sent, not yet read, when `hold_grpc` returns: one that reached
+            // the gateway while a ListCalls was in flight was refused itself; send it again.
+            for (response, body) in held.iter_mut() {
+                if futures::FutureExt::now_or_never(&mut *response).is_some() {
+                    (*response, *body) = hold_grpc(&sender, gw.grpc_addr).await;
+                }
+            }
             let list = as_user("agent1", pb::ListCallsRequest::default());
             if let Err(status) = client.list_calls(list).await {
                 assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
