@@ -30,6 +30,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod backend;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod desktop;
