@@ -8,8 +8,9 @@
 //!   (the same pair again changes nothing, so it commits no event). The suite's generator
 //!   sends the same request, so the two tools are compared on equal terms.
 //! - JSON over HTTP/1.1 (figure 2's shape): wrk sends figure 2's own requests, built by a
-//!   Lua script: StartCallRecording then StopCallRecording on each of eight times as many calls
-//!   as connections, with each call's user's Basic credentials and session cookie.
+//!   Lua script: StartCallRecording then StopCallRecording in turn on four calls per
+//!   connection (four others for the warm-up), one wrk thread per connection, with each
+//!   call's user's Basic credentials and session cookie.
 //! - JSON over h2c: h2load, figure 1's shape, the fixed UpdateUserData POST with the
 //!   user's credentials and cookie.
 //!
@@ -24,7 +25,7 @@ use bytes::Bytes;
 use voice_gateway::grpc::pb;
 
 use crate::charts::BarGroup;
-use crate::figures::{Bench, RunningGateway, check_errors, reset_recording};
+use crate::figures::{Bench, RunningGateway, check_errors};
 use crate::grpc_load::{self, LoadResult, SlotPlan, grpc_frame};
 use crate::http_util::KeepAlive;
 use crate::report::Row;
@@ -107,12 +108,11 @@ impl Bench {
         let h2load = tools::find("h2load");
         let wrk = tools::find("wrk");
         let gw = self.spawn_gateway("gateway-crosscheck", Some(&self.config.clone()))?;
-        // wrk cannot tie a request to a connection: a call's next request comes `count`
-        // requests later and must not overtake the one before, which only a request
-        // stalled that long could let happen (eight calls per connection make it rare).
-        let count = (8 * self.plan.json.connections)
-            .max(16)
-            .min(self.plan.users / 2);
+        // wrk's requests for figure 2 alternate Start/StopCallRecording per call, so a call's
+        // requests must go in order: each wrk thread has one connection and calls of its own
+        // (see `wrk_script`), four for the warm-up and four others for the measured run, so
+        // a warm-up request still in flight when wrk exits cannot meet the measured run.
+        let count = (8 * self.plan.json.connections).min(self.plan.users / 2);
         let calls = setup::establish_calls(&gw.grpc_url(), count).await?;
         self.crosscheck_grpc(&gw, &calls[0], h2load.as_deref(), &dir)
             .await?;
@@ -263,34 +263,42 @@ impl Bench {
         let wrk_pair = match wrk {
             None => None,
             Some(program) => {
-                let script = write(dir, "recording.lua", wrk_script(calls, &cookies).as_bytes())?;
-                let run = async |addr, pid, reset: bool| -> anyhow::Result<ToolRun> {
-                    let connections = json_shape.connections;
-                    if reset {
-                        reset_recording(&gw.grpc_url(), calls).await?;
-                    }
-                    tools::wrk(program, addr, &script, connections, json_shape.warmup, None)
+                let connections = json_shape.connections;
+                let half = calls.len() / 2;
+                anyhow::ensure!(
+                    half >= connections,
+                    "wrk needs a call per connection for each run: {} calls for {connections} connections",
+                    calls.len()
+                );
+                let (warm_calls, measured_calls) = calls.split_at(half);
+                let (warm_cookies, measured_cookies) = cookies.split_at(half);
+                let warmup = write(
+                    dir,
+                    "recording-warmup.lua",
+                    wrk_script(warm_calls, warm_cookies, connections).as_bytes(),
+                )?;
+                let measured = write(
+                    dir,
+                    "recording.lua",
+                    wrk_script(measured_calls, measured_cookies, connections).as_bytes(),
+                )?;
+                let run = async |addr, pid| -> anyhow::Result<ToolRun> {
+                    tools::wrk(program, addr, &warmup, connections, json_shape.warmup, None)
                         .await?;
-                    if reset {
-                        // wrk exits with requests in flight: let the gateway answer them
-                        // first, or one could start a call recording again after its reset.
-                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                        reset_recording(&gw.grpc_url(), calls).await?;
-                    }
                     tools::wrk(
                         program,
                         addr,
-                        &script,
+                        &measured,
                         connections,
                         json_shape.duration,
                         pid,
                     )
                     .await
                 };
-                let bare_run = run(bare_addr, Some(bare.pid()), false)
+                let bare_run = run(bare_addr, Some(bare.pid()))
                     .await
                     .and_then(|r| check_tool("wrk, bare axum", r))?;
-                let gw_run = run(gw.http, Some(gw.server.pid()), true)
+                let gw_run = run(gw.http, Some(gw.server.pid()))
                     .await
                     .and_then(|r| check_tool("wrk, gateway", r))?;
                 Some(Pair {
@@ -346,7 +354,7 @@ impl Bench {
             h2_pair,
         );
         self.notes.push(
-            "Figures 1 and 2, cross-check: one round each (baseline, then gateway) on a gateway of its own set up as figure 1's; h2load sends one fixed body, so its gRPC request (and the suite's, to compare alike) is UpdateUserData with a fixed pair, which succeeds every time and commits no event (figure 1's Start/Stop commits two); wrk sends figure 2's own requests from a Lua script (eight times as many calls as connections, so that a call's next request rarely overtakes its last; each request with its user's Basic credentials and JSESSIONID; a request refused because it did overtake counts as failed). h2load reports mean ± sd and max, wrk percentiles. Before the runs the fixed requests were sent three times and answered `grpc-status: 0` / `{\"statusCode\":0}` (h2load counts any HTTP 200).".into(),
+            "Figures 1 and 2, cross-check: one round each (baseline, then gateway) on a gateway of its own set up as figure 1's; h2load sends one fixed body, so its gRPC request (and the suite's, to compare alike) is UpdateUserData with a fixed pair, which succeeds every time and commits no event (figure 1's Start/Stop commits two); wrk sends figure 2's own requests from a Lua script (one thread per connection, each with four calls of its own that it alternates Start/StopCallRecording on, so a call's requests go in order; four other calls per connection for the warm-up; each request with its user's Basic credentials and JSESSIONID; any non-2xx reply counts as failed). h2load reports mean ± sd and max, wrk percentiles. Before the runs the fixed requests were sent three times and answered `grpc-status: 0` / `{\"statusCode\":0}` (h2load counts any HTTP 200).".into(),
         );
         Ok(())
     }
@@ -466,10 +474,13 @@ async fn session_cookie(gw: &RunningGateway, call: &EstablishedCall) -> anyhow::
     answer.cookie.context("no session cookie")
 }
 
-/// Renders wrk's Lua script: request `i` goes to call `i mod n` with StartCallRecording in
-/// even passes over the calls and StopCallRecording in odd ones, so each call alternates
-/// (a call's next request is `n` requests later, with `n` eight times the connections).
-fn wrk_script(calls: &[EstablishedCall], cookies: &[String]) -> String {
+/// Renders wrk's Lua script for `threads` threads of one connection each (`tools::wrk`):
+/// thread `t` sends to calls `t`, `t + threads`, `t + 2 threads`, … in turn, with
+/// StartCallRecording in even passes over its calls and StopCallRecording in odd ones. A
+/// call's requests thus go one after the other on one connection, each answered before the
+/// next is sent, so none can overtake the one before and find the recording in the wrong
+/// state (with one thread for all connections, a stalled request could be overtaken).
+fn wrk_script(calls: &[EstablishedCall], cookies: &[String], threads: usize) -> String {
     let mut script =
         String::from("-- Generated by voice-bench: figure 2's requests for wrk.\ncalls = {\n");
     for (call, cookie) in calls.iter().zip(cookies) {
@@ -480,16 +491,24 @@ fn wrk_script(calls: &[EstablishedCall], cookies: &[String]) -> String {
             basic_auth(call.caller)
         );
     }
+    let _ = writeln!(script, "}}\nthreads = {threads}");
     script.push_str(
-        "}\n\
-         bodies = { '{\"operationName\":\"StartCallRecording\"}', '{\"operationName\":\"StopCallRecording\"}' }\n\
-         -- wrk calls request() once before the run to check the script (script_verify_request\n\
-         -- on the first thread), and never sends that request: it takes i = -1.\n\
-         i = -1\n\
+        "bodies = { '{\"operationName\":\"StartCallRecording\"}', '{\"operationName\":\"StopCallRecording\"}' }\n\
+         -- setup runs in wrk's main Lua state once per thread, before the thread's init.\n\
+         next_id = 0\n\
+         setup = function(thread)\n\
+         \x20 thread:set(\"tid\", next_id)\n\
+         \x20 next_id = next_id + 1\n\
+         end\n\
+         -- wrk calls request() once on thread 0 before the run to check the script\n\
+         -- (script_verify_request) and never sends that request: there it takes i = -1.\n\
+         init = function(args)\n\
+         \x20 if tid == 0 then i = -1 else i = 0 end\n\
+         \x20 mine = math.floor((#calls - tid - 1) / threads) + 1\n\
+         end\n\
          request = function()\n\
-         \x20 local n = #calls\n\
-         \x20 local c = calls[(i % n) + 1]\n\
-         \x20 local body = bodies[(math.floor(i / n) % 2) + 1]\n\
+         \x20 local c = calls[tid + (i % mine) * threads + 1]\n\
+         \x20 local body = bodies[(math.floor(i / mine) % 2) + 1]\n\
          \x20 i = i + 1\n\
          \x20 return wrk.format(\"POST\", c[1], { [\"Content-Type\"] = \"application/json\", [\"Authorization\"] = c[2], [\"Cookie\"] = c[3] }, body)\n\
          end\n",

@@ -153,9 +153,11 @@ pub async fn wrk(
     duration: Duration,
     pid: Option<u32>,
 ) -> anyhow::Result<ToolRun> {
+    // One thread per connection: a thread's requests go one at a time on its connection,
+    // which the cross-check's script relies on to keep each call's requests in order.
     let args = vec![
         "-t".into(),
-        "1".into(),
+        connections.to_string(),
         "-c".into(),
         connections.to_string(),
         "-d".into(),
