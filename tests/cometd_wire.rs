@@ -573,13 +573,19 @@ async fn malformed_messages_get_bayeux_errors_never_a_500() {
             .iter()
             .all(|r| r["error"] == "400::handshake_not_alone")
     );
-    let (status, _) = client
-        .post_raw(
-            "/",
-            format!("[{}]", "{\"channel\":\"/x\"},".repeat(5000) + "{}"),
-        )
-        .await;
-    assert_eq!(status, 413);
+    // An oversized batch is refused before it is read to its end, so its connection cannot
+    // carry another request, and the reply says so (or a client's next request on it would
+    // meet the close instead of a reply).
+    let oversized = reqwest::Client::new()
+        .post(gw.url())
+        .header("authorization", basic("agent1"))
+        .header("content-type", "application/json")
+        .body(format!("[{}]", "{\"channel\":\"/x\"},".repeat(5000) + "{}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), 413);
+    assert_eq!(oversized.headers()["connection"], "close");
     // The session survived all of it.
     assert_eq!(client.connect(Some(0), None).await[0]["successful"], true);
 }

@@ -332,17 +332,40 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         admission: Option<crate::shed::Admission>,
+        http1: bool,
     }
 }
 
-impl<F: Future> Future for Admitted<F> {
+impl<F, E> Future for Admitted<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
         let this = self.project();
-        let output = std::task::ready!(this.inner.poll(cx));
+        let mut output = std::task::ready!(this.inner.poll(cx));
         this.admission.take();
+        if let Ok(response) = &mut output
+            && *this.http1
+        {
+            close_after_too_large(response);
+        }
         std::task::Poll::Ready(output)
+    }
+}
+
+/// Marks an HTTP/1.1 `413` as the connection's last response. A body over a limit is
+/// refused before it is read to its end, and hyper then closes the connection (the rest of
+/// the body is still in it) without saying so: a client that sent its next request on
+/// that connection meanwhile got a reset instead of a reply (a reqwest client in the tests
+/// did, now and then). With `Connection: close` it opens a new one, as for nginx's 413.
+fn close_after_too_large(response: &mut Response<Body>) {
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
     }
 }
 
@@ -382,9 +405,11 @@ where
         } else {
             None
         };
+        let http1 = request.version() < axum::http::Version::HTTP_2;
         Either::Right(Admitted {
             inner: self.inner.call(request),
             admission,
+            http1,
         })
     }
 }
