@@ -17,6 +17,8 @@
 //! Entries are opaque bytes here: what an entry means (one core event each, with all an
 //! instance needs to apply it without having seen the user) is the caller's business.
 
+pub mod redis;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
