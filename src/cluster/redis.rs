@@ -27,8 +27,11 @@
 //! - **Time**: every call fails with [`EngineError::Unavailable`] after at most
 //!   `connect_timeout_ms + response_timeout_ms` (a blocking read: plus its `wait`), so a
 //!   gateway whose Redis is down or paused refuses fast. Commands share one multiplexed
-//!   connection that reconnects by itself (redis' `ConnectionManager`) on the next call
-//!   after a failure: no engine is rebuilt when Redis is back.
+//!   connection that reconnects by itself (redis' `ConnectionManager`) when a call finds it
+//!   dropped: no engine is rebuilt when Redis is back. Every call but `append` is then sent
+//!   once more on the new connection (within the same bound), so a Redis restart costs its
+//!   callers no failure; an `append` is not (it may have been applied): it fails with
+//!   `Unavailable`, and the caller reads the log to find out.
 //! - **Connections**: a `read` that has to wait blocks a connection (`XREAD BLOCK`), which
 //!   must not be the shared one: each waiting reader takes a dedicated connection from a
 //!   small pool (one connection per concurrently tailing reader; at most
@@ -39,6 +42,7 @@
 //! The keys of one script must live in one hash slot for Redis Cluster; a prefix with a
 //! hash tag (`{vg}:`) does that. Plain Redis needs nothing.
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -121,6 +125,17 @@ impl RedisConfig {
     fn response_timeout(&self) -> Duration {
         Duration::from_millis(self.response_timeout_ms.max(1))
     }
+}
+
+/// Whether a call may be sent again when its connection was found dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Sending it twice does what sending it once does (reads, compare-and-set; an acquire
+    /// sent twice grants the same holder twice, and only the second grant is returned).
+    Idempotent,
+    /// `append`: it may have been applied before the connection dropped, so it is not sent
+    /// again (the caller reads the log to find out).
+    Never,
 }
 
 /// The keys of one engine, built once from the prefix.
@@ -232,10 +247,32 @@ impl RedisEngine {
     async fn invoke(
         &self,
         invocation: &::redis::ScriptInvocation<'_>,
+        resend: Resend,
     ) -> Result<Value, EngineError> {
-        let mut connection = self.shared.clone();
+        self.run(resend, |mut connection| async move {
+            invocation.invoke_async(&mut connection).await
+        })
+        .await
+    }
+
+    /// Runs `attempt` on the shared connection within [`Self::deadline`], once more on a
+    /// connection found dropped if `resend` allows: the manager reconnects on that error,
+    /// and the caller would otherwise see a restarted Redis fail once.
+    async fn run<F, Fut>(&self, resend: Resend, attempt: F) -> Result<Value, EngineError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = ::redis::RedisResult<Value>>,
+    {
         let deadline = self.deadline();
-        match tokio::time::timeout(deadline, invocation.invoke_async(&mut connection)).await {
+        let attempts = async {
+            match attempt(self.shared.clone()).await {
+                Err(error) if resend == Resend::Idempotent && error.is_unrecoverable_error() => {
+                    attempt(self.shared.clone()).await
+                }
+                result => result,
+            }
+        };
+        match tokio::time::timeout(deadline, attempts).await {
             Ok(result) => result.map_err(unavailable),
             Err(_) => Err(timed_out(deadline)),
         }
@@ -258,6 +295,7 @@ impl RedisEngine {
                     .arg(epoch)
                     .arg(after)
                     .arg(max),
+                Resend::Idempotent,
             )
             .await?;
         let mut items = tagged(reply)?;
@@ -347,6 +385,7 @@ impl SharedLog for RedisEngine {
                         .key(&self.keys.seq)
                         .key(&self.keys.log)
                         .arg(fresh),
+                    Resend::Idempotent,
                 )
                 .await?;
             let mut items = array(reply)?.into_iter();
@@ -379,7 +418,7 @@ impl SharedLog for RedisEngine {
             for payload in &payloads {
                 invocation.arg(payload.as_slice());
             }
-            let mut items = tagged(self.invoke(&invocation).await?)?;
+            let mut items = tagged(self.invoke(&invocation, Resend::Never).await?)?;
             match items.tag.as_str() {
                 "ok" => {
                     let first = integer(items.next()?)?;
@@ -437,6 +476,7 @@ impl LeaseTable for RedisEngine {
                         .key(&self.keys.fence)
                         .arg(holder)
                         .arg(ttl_ms(ttl)),
+                    Resend::Idempotent,
                 )
                 .await?;
             match reply {
@@ -459,6 +499,7 @@ impl LeaseTable for RedisEngine {
                         .key(self.keys.lease(&grant.user))
                         .arg(lease_value(grant))
                         .arg(ttl_ms(ttl)),
+                    Resend::Idempotent,
                 )
                 .await?;
             Ok(integer(reply)? == 1)
@@ -472,6 +513,7 @@ impl LeaseTable for RedisEngine {
                     .release
                     .key(self.keys.lease(&grant.user))
                     .arg(lease_value(grant)),
+                Resend::Idempotent,
             )
             .await?;
             Ok(())
@@ -482,13 +524,12 @@ impl LeaseTable for RedisEngine {
         Box::pin(async move {
             let mut command = ::redis::cmd("GET");
             command.arg(self.keys.lease(user));
-            let mut connection = self.shared.clone();
-            let deadline = self.deadline();
-            let reply =
-                tokio::time::timeout(deadline, command.query_async::<Value>(&mut connection))
-                    .await
-                    .map_err(|_| timed_out(deadline))?
-                    .map_err(unavailable)?;
+            let command = &command;
+            let reply = self
+                .run(Resend::Idempotent, |mut connection| async move {
+                    command.query_async::<Value>(&mut connection).await
+                })
+                .await?;
             match reply {
                 Value::Nil => Ok(None),
                 value => parse_lease(user, &text(value)?).map(Some),
