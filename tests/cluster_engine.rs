@@ -364,43 +364,74 @@ async fn the_log_is_trimmed_by_length_and_by_age() {
     assert_eq!(kept.len() as u64, len);
     assert_eq!(kept.last().map(|e| e.sequence), Some(600));
 
-    // By age: entries older than max_age go on the next append.
+    // By age: two batches 300 ms apart (by Redis' clock, which the engine uses); once the
+    // first is older than max_age and the second is not, the next append drops exactly the
+    // first batch.
     let aging = engine_with(&server, |c| {
         c.prefix = "aging:".into();
-        c.max_age_ms = 300;
+        c.max_age_ms = 500;
     });
     let (epoch, _) = aging.open().await.expect("open");
     let lease = grant(&aging, "agent1", "instance-a").await;
-    let old: Vec<Vec<u8>> = (0..20).map(|i| format!("old {i}").into_bytes()).collect();
-    aging.append(&epoch, &lease, old).await.expect("append");
-    let appended_old = Instant::now();
-    let first = until("the old entries age out", || {
+    let batch = |name: &str| {
+        (0..20)
+            .map(|i| format!("{name} {i}").into_bytes())
+            .collect()
+    };
+    aging
+        .append(&epoch, &lease, batch("old"))
+        .await
+        .expect("append");
+    let old_at = redis_time_ms(&server).await;
+    until("redis' clock moves 300 ms on", || async {
+        (redis_time_ms(&server).await >= old_at + 300).then_some(())
+    })
+    .await;
+    aging
+        .append(&epoch, &lease, batch("young"))
+        .await
+        .expect("append");
+    let young_at = redis_time_ms(&server).await;
+    let (first, probe) = until("the old batch ages out", || {
         let (aging, epoch, lease) = (aging.clone(), epoch.clone(), lease.clone());
         async move {
-            let sequence = aging
-                .append(&epoch, &lease, vec![b"new".to_vec()])
+            let probe = aging
+                .append(&epoch, &lease, vec![b"probe".to_vec()])
                 .await
                 .expect("append")[0];
             match aging.read(&epoch, 0, 100, Duration::ZERO).await {
-                Err(EngineError::Trimmed { first, .. }) if first > 20 => Some((first, sequence)),
+                Err(EngineError::Trimmed { first, .. }) => Some((first, probe)),
                 _ => None,
             }
         }
     })
     .await;
+    let trimmed_at = redis_time_ms(&server).await;
+    assert!(trimmed_at >= old_at + 500, "trimmed before max_age");
     assert!(
-        appended_old.elapsed() >= Duration::from_millis(250),
-        "not trimmed before max_age"
+        trimmed_at < young_at + 500,
+        "the machine stalled past the young batch's max_age: the test cannot tell"
     );
+    assert_eq!(first, 21, "exactly the old batch is trimmed");
     let kept = aging
-        .read(&epoch, first.0 - 1, 1000, Duration::ZERO)
+        .read(&epoch, 20, 1000, Duration::ZERO)
         .await
         .expect("read");
-    assert!(
-        kept.iter().all(|e| e.payload == b"new"),
-        "only the young entries are kept"
+    assert_eq!(
+        kept.len() as u64,
+        probe - 20,
+        "the young batch and the probes are kept"
     );
-    assert_eq!(kept.last().map(|e| e.sequence), Some(first.1));
+}
+
+/// Redis' clock (`TIME`) in milliseconds.
+async fn redis_time_ms(server: &RedisServer) -> u64 {
+    let mut connection = server.connection().await;
+    let (seconds, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut connection)
+        .await
+        .expect("TIME");
+    seconds * 1000 + micros / 1000
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
