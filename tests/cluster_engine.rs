@@ -540,12 +540,17 @@ async fn redis_down_is_unavailable_fast_and_the_engine_recovers_by_itself() {
         started.elapsed()
     );
     server.resume();
-    let (reopened, _) = until("the engine answers once redis resumes", || {
+    let (reopened, last) = until("the engine answers once redis resumes", || {
         let engine = engine.clone();
         async move { engine.open().await.ok() }
     })
     .await;
     assert_eq!(reopened, epoch, "a pause loses nothing");
+    // A waiting read that ends empty leaves its connection idle, for the next one.
+    let waited = engine
+        .read(&epoch, last, 10, Duration::from_millis(50))
+        .await;
+    assert_eq!(waited, Ok(Vec::new()));
 
     // Killed: refused connections; every call fails fast too.
     server.kill();
@@ -577,6 +582,9 @@ async fn redis_down_is_unavailable_fast_and_the_engine_recovers_by_itself() {
         .await
         .expect("read");
     assert_eq!(entries.len(), 1);
+    // The idle connection of the waiting read died with the old server: a new one waits.
+    let waited = engine.read(&epoch, 1, 10, Duration::from_millis(50)).await;
+    assert_eq!(waited, Ok(Vec::new()), "a waiting read after the restart");
 }
 
 /// One call of each kind, with its result (as unit) and how long it took.

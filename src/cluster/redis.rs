@@ -38,9 +38,20 @@
 //! - **Connections**: a `read` that has to wait blocks a connection (`XREAD BLOCK`), which
 //!   must not be the shared one: each waiting reader takes a dedicated connection from a
 //!   small pool (one connection per concurrently tailing reader; at most
-//!   [`IDLE_BLOCKING_CONNECTIONS`] are kept idle). A blocking read only wakes the reader:
+//!   [`IDLE_BLOCKING_CONNECTIONS`] are kept idle; an idle one found dropped is replaced
+//!   once, within the same bound). A blocking read only wakes the reader:
 //!   the entries are then read by the same script as a non-blocking read, which checks the
 //!   epoch and trimming.
+//!
+//! What the epoch can and cannot tell. A Redis that restarts empty, is flushed, or evicts
+//! the epoch key gets a new epoch on the next `open`: readers see
+//! [`EngineError::EpochChanged`]. A Redis that comes back with an *older* copy of its data
+//! (an AOF or RDB file missing its last writes, an asynchronous replica promoted) keeps the
+//! epoch while the counter goes back, so sequences would be given twice in one epoch: run
+//! the engine's Redis without persistence (`--save "" --appendonly no`, as the tests do) or
+//! with `appendfsync always`, without replica failover, and with `maxmemory-policy
+//! noeviction` (the log's own bound is `max_len`; at `maxmemory` appends fail with
+//! `Unavailable` instead of keys vanishing).
 //!
 //! The keys of one script must live in one hash slot for Redis Cluster; a prefix with a
 //! hash tag (`{vg}:`) does that. Plain Redis needs nothing.
@@ -324,15 +335,6 @@ impl RedisEngine {
     /// Waits up to `wait` for an entry after `after` on a dedicated connection; returns
     /// whether one may be there (a wake-up, not a read: the caller reads with the checks).
     async fn wait_for_entry(&self, after: u64, wait: Duration) -> Result<bool, EngineError> {
-        let idle = self
-            .blocking
-            .lock()
-            .map(|mut pool| pool.pop())
-            .unwrap_or(None);
-        let mut connection = match idle {
-            Some(connection) => connection,
-            None => self.connect_blocking().await?,
-        };
         // XREAD BLOCK 0 waits forever: wait at least 1 ms.
         let block_ms = wait.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
         let mut command = ::redis::cmd("XREAD");
@@ -344,11 +346,28 @@ impl RedisEngine {
             .arg("STREAMS")
             .arg(&self.keys.log)
             .arg(format!("{after}-0"));
-        let deadline = wait + self.config.response_timeout();
-        let reply = tokio::time::timeout(deadline, command.query_async::<Value>(&mut connection))
-            .await
-            .map_err(|_| timed_out(deadline))?
-            .map_err(unavailable)?;
+        let idle = self
+            .blocking
+            .lock()
+            .map(|mut pool| pool.pop())
+            .unwrap_or(None);
+        let (connection, reply) = match idle {
+            Some(mut connection) => match self.xread(&command, &mut connection, wait).await? {
+                // An idle connection Redis dropped (a restart): once more on a new one.
+                Err(error) if error.is_unrecoverable_error() => {
+                    let mut connection = self.connect_blocking().await?;
+                    let reply = self.xread(&command, &mut connection, wait).await?;
+                    (connection, reply)
+                }
+                reply => (connection, reply),
+            },
+            None => {
+                let mut connection = self.connect_blocking().await?;
+                let reply = self.xread(&command, &mut connection, wait).await?;
+                (connection, reply)
+            }
+        };
+        let reply = reply.map_err(unavailable)?;
         // Only a connection that answered goes back: one that timed out may still have the
         // XREAD pending.
         if let Ok(mut pool) = self.blocking.lock()
@@ -357,6 +376,19 @@ impl RedisEngine {
             pool.push(connection);
         }
         Ok(!matches!(reply, Value::Nil))
+    }
+
+    /// Sends a blocking XREAD; the outer error is the bound (`wait` + response timeout).
+    async fn xread(
+        &self,
+        command: &::redis::Cmd,
+        connection: &mut MultiplexedConnection,
+        wait: Duration,
+    ) -> Result<::redis::RedisResult<Value>, EngineError> {
+        let deadline = wait + self.config.response_timeout();
+        tokio::time::timeout(deadline, command.query_async::<Value>(connection))
+            .await
+            .map_err(|_| timed_out(deadline))
     }
 
     async fn connect_blocking(&self) -> Result<MultiplexedConnection, EngineError> {
