@@ -88,15 +88,25 @@ async fn concurrent_appenders_get_dense_sequences_every_reader_sees_in_order() {
 
     const TASKS: usize = 4;
     const APPENDS: usize = 40;
+    // Two engines (two connections, as two instances' tasks would be) share the appenders.
+    let writers = [writer.clone(), engine(&server)];
     let mut tasks = Vec::new();
     for task in 0..TASKS {
-        let (writer, epoch, lease) = (writer.clone(), epoch.clone(), lease.clone());
+        let writer = writers[task % 2].clone();
+        let (epoch, lease) = (epoch.clone(), lease.clone());
         tasks.push(tokio::spawn(async move {
             let mut written = Vec::new();
             for n in 0..APPENDS {
                 // Every other append is a batch of two: a batch is numbered as a block.
                 let payloads: Vec<Vec<u8>> = (0..1 + n % 2)
-                    .map(|part| format!("task {task} append {n} part {part}").into_bytes())
+                    .map(|part| {
+                        // Payloads are bytes, not text: a NUL and a byte that is not UTF-8.
+                        let mut payload = format!("task {task} append {n} part {part}");
+                        payload.push('\0');
+                        let mut payload = payload.into_bytes();
+                        payload.push(0xff);
+                        payload
+                    })
                     .collect();
                 let sequences = writer
                     .append(&epoch, &lease, payloads.clone())

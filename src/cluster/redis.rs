@@ -61,85 +61,24 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use ::redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
-use serde::Deserialize;
+use ::redis::{AsyncConnectionConfig, Client, Script, Value};
 
 use super::{EngineError, EngineFuture, Entry, Fence, Grant, LeaseTable, SharedLog};
+use reply::{
+    array, bytes, epoch_changed, integer, malformed, tagged, text, timed_out, unavailable,
+};
 
-/// The default Redis URL.
-pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
-/// The default key prefix.
-pub const DEFAULT_PREFIX: &str = "vg:";
-/// The default length bound of the log (Redis memory: `max_len × (payload + 80 bytes)`).
-pub const DEFAULT_MAX_LEN: u64 = 100_000;
-/// The default age bound of the log: one hour.
-pub const DEFAULT_MAX_AGE_MS: u64 = 3_600_000;
-/// The default bound on opening a connection to Redis.
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 500;
-/// The default bound on Redis answering one command.
-pub const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 500;
+mod config;
+mod reply;
+
+pub use config::{
+    DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_AGE_MS, DEFAULT_MAX_LEN, DEFAULT_PREFIX,
+    DEFAULT_RESPONSE_TIMEOUT_MS, DEFAULT_URL, RedisConfig,
+};
+
 /// How many idle blocking-read connections are kept for the next waiting reader; more are
 /// closed when their read ends.
 pub const IDLE_BLOCKING_CONNECTIONS: usize = 8;
-
-/// The Redis engine's settings (`[cluster]` in the gateway's configuration).
-///
-/// | field | meaning | default |
-/// |---|---|---|
-/// | `url` | the Redis server (`redis://HOST:PORT/DB`) | [`DEFAULT_URL`] |
-/// | `prefix` | prepended to every key | [`DEFAULT_PREFIX`] |
-/// | `max_len` | entries the log keeps (about; at least 1) | [`DEFAULT_MAX_LEN`] |
-/// | `max_age_ms` | age after which an entry is dropped (0: never) | [`DEFAULT_MAX_AGE_MS`] |
-/// | `connect_timeout_ms` | bound on opening a connection | [`DEFAULT_CONNECT_TIMEOUT_MS`] |
-/// | `response_timeout_ms` | bound on one command's answer | [`DEFAULT_RESPONSE_TIMEOUT_MS`] |
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RedisConfig {
-    /// The Redis server's URL.
-    pub url: String,
-    /// The prefix of every key.
-    pub prefix: String,
-    /// The number of entries the log keeps (approximately: see the module docs).
-    pub max_len: u64,
-    /// The age in milliseconds after which an entry is trimmed on the next append; 0 keeps
-    /// entries whatever their age.
-    pub max_age_ms: u64,
-    /// The bound on opening a connection, in milliseconds.
-    pub connect_timeout_ms: u64,
-    /// The bound on one command's answer, in milliseconds.
-    pub response_timeout_ms: u64,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self {
-            url: DEFAULT_URL.to_owned(),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            max_len: DEFAULT_MAX_LEN,
-            max_age_ms: DEFAULT_MAX_AGE_MS,
-            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
-            response_timeout_ms: DEFAULT_RESPONSE_TIMEOUT_MS,
-        }
-    }
-}
-
-impl RedisConfig {
-    /// Returns the defaults with `url`.
-    pub fn with_url(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            ..Self::default()
-        }
-    }
-
-    fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms.max(1))
-    }
-
-    fn response_timeout(&self) -> Duration {
-        Duration::from_millis(self.response_timeout_ms.max(1))
-    }
-}
 
 /// Whether a call may be sent again when its connection was found dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -592,88 +531,9 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// A script's reply `{tag, rest...}`.
-struct Tagged {
-    tag: String,
-    rest: std::vec::IntoIter<Value>,
-}
-
-impl Tagged {
-    fn next(&mut self) -> Result<Value, EngineError> {
-        self.rest.next().ok_or_else(|| malformed(&self.tag))
-    }
-}
-
-fn tagged(reply: Value) -> Result<Tagged, EngineError> {
-    let mut rest = array(reply)?.into_iter();
-    let tag = text(rest.next().ok_or_else(|| malformed("reply"))?)?;
-    Ok(Tagged { tag, rest })
-}
-
-/// The `{'epoch', current?}` reply as the error it means.
-fn epoch_changed(given: &str, mut items: Tagged) -> Result<EngineError, EngineError> {
-    if items.tag != "epoch" {
-        return Err(malformed(&items.tag));
-    }
-    let current = items.rest.next().map(text).transpose()?;
-    Ok(EngineError::EpochChanged {
-        given: given.to_owned(),
-        current,
-    })
-}
-
-fn array(value: Value) -> Result<Vec<Value>, EngineError> {
-    match value {
-        Value::Array(items) => Ok(items),
-        _ => Err(malformed("array")),
-    }
-}
-
-fn bytes(value: Value) -> Result<Vec<u8>, EngineError> {
-    match value {
-        Value::BulkString(bytes) => Ok(bytes),
-        Value::SimpleString(text) => Ok(text.into_bytes()),
-        _ => Err(malformed("bytes")),
-    }
-}
-
-fn text(value: Value) -> Result<String, EngineError> {
-    String::from_utf8(bytes(value)?).map_err(|_| malformed("text"))
-}
-
-fn integer(value: Value) -> Result<u64, EngineError> {
-    match value {
-        Value::Int(n) => u64::try_from(n).map_err(|_| malformed("integer")),
-        other => text(other)?.parse().map_err(|_| malformed("integer")),
-    }
-}
-
-fn malformed(what: &str) -> EngineError {
-    EngineError::Unavailable(format!("malformed reply from redis ({what})"))
-}
-
-fn unavailable(error: RedisError) -> EngineError {
-    EngineError::Unavailable(format!("redis: {error}"))
-}
-
-fn timed_out(after: Duration) -> EngineError {
-    EngineError::Unavailable(format!("redis did not answer within {after:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_defaults_and_partial_tables() {
-        let config: RedisConfig = toml::from_str("url = \"redis://10.0.0.1:7000\"\nmax_len = 10")
-            .expect("a partial table parses");
-        assert_eq!(config.url, "redis://10.0.0.1:7000");
-        assert_eq!(config.max_len, 10);
-        assert_eq!(config.prefix, DEFAULT_PREFIX);
-        assert_eq!(config.response_timeout_ms, DEFAULT_RESPONSE_TIMEOUT_MS);
-        assert!(toml::from_str::<RedisConfig>("maxlen = 1").is_err());
-    }
 
     #[test]
     fn lease_values_round_trip_with_colons_in_the_holder() {
