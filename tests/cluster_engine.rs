@@ -213,6 +213,13 @@ async fn a_lost_lease_fences_its_appends_renewals_and_releases() {
         })
     );
     assert!(
+        matches!(
+            a.append(&epoch, &short, Vec::new()).await,
+            Err(EngineError::Fenced { .. })
+        ),
+        "an empty append checks the fence too"
+    );
+    assert!(
         !a.renew(&short, Duration::from_secs(30))
             .await
             .expect("renew"),
