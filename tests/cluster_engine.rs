@@ -739,9 +739,10 @@ async fn measure_memory_and_append_latency() {
 
     // The log full: 100,000 more entries (trimmed to max_len = 100,000), with Redis'
     // default stream nodes (at most 4096 bytes: ~5 call events a node), then with nodes
-    // bounded by their 100 entries only.
+    // bounded by their 100 entries only; then payloads cut to 425 bytes, the size of the
+    // event deflated (zlib level 9, raw): what compressing payloads would give.
     let mut next = 200_000;
-    for node_bytes in ["4096", "0"] {
+    for (node_bytes, cut) in [("4096", usize::MAX), ("0", usize::MAX), ("4096", 425)] {
         let mut connection = server.connection().await;
         let () = redis::cmd("CONFIG")
             .arg("SET")
@@ -751,7 +752,13 @@ async fn measure_memory_and_append_latency() {
             .await
             .expect("CONFIG SET");
         for _ in 0..1_000u64 {
-            let payloads = (0..100).map(|n| call_event(next + n)).collect();
+            let payloads = (0..100)
+                .map(|n| {
+                    let mut payload = call_event(next + n);
+                    payload.truncate(cut);
+                    payload
+                })
+                .collect();
             next += 100;
             engine
                 .append(&epoch, &lease, payloads)
@@ -768,8 +775,9 @@ async fn measure_memory_and_append_latency() {
             .expect("DEL");
         let empty = used_memory(&server).await;
         println!(
-            "stream-node-max-bytes {node_bytes}: log of {len} entries: used_memory {:.1} MB \
-             ({:.1} MB without it), {} bytes per entry",
+            "payload {} bytes, stream-node-max-bytes {node_bytes}: log of {len} entries: \
+             used_memory {:.1} MB ({:.1} MB without it), {} bytes per entry",
+            call_event(next).len().min(cut),
             full as f64 / 1e6,
             empty as f64 / 1e6,
             (full - empty) / len

@@ -19,10 +19,12 @@
 //! Bounds, and what happens at each:
 //! - **Length**: each append trims the stream to about [`RedisConfig::max_len`] entries
 //!   (`MAXLEN ~`: whole stream nodes only, so up to one node more, 100 entries with Redis'
-//!   default `stream-node-max-entries`). This bounds Redis' memory: about
-//!   `max_len × (payload + 80 bytes)`; measured 83 MB for 100,000 call events of 749 bytes
-//!   of JSON (`measure_memory_and_append_latency` in tests/cluster_engine.rs). The node size
-//!   (`stream-node-max-bytes`) changes it by about 1 %: the payloads are the memory.
+//!   default `stream-node-max-entries`). This bounds Redis' memory: at most about
+//!   `max_len × (payload + 80 bytes)`. Measured for 100,000 entries
+//!   (`measure_memory_and_append_latency` in tests/cluster_engine.rs): 83 MB for call
+//!   events of 749 bytes of JSON, 46 MB for 425-byte payloads (that event deflated). The
+//!   node size (`stream-node-max-bytes`) changes it by about 1 %: the payloads are the
+//!   memory, so the 64 MB for 100,000 events needs payloads under ~560 bytes.
 //! - **Age**: each append also drops the entries older than [`RedisConfig::max_age_ms`] (by
 //!   their `t`, Redis' own clock). A log that nobody appends to keeps its last entries: age
 //!   trimming runs only on append. A reader behind the trimmed head gets

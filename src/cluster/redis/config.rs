@@ -8,7 +8,7 @@ use serde::Deserialize;
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "vg:";
-/// The default length bound of the log (Redis memory: `max_len × (payload + 80 bytes)`).
+/// The default length bound of the log (Redis memory: up to `max_len × (payload + 80 bytes)`).
 pub const DEFAULT_MAX_LEN: u64 = 100_000;
 /// The default age bound of the log: one hour.
 pub const DEFAULT_MAX_AGE_MS: u64 = 3_600_000;
