@@ -531,8 +531,38 @@ async fn redis_down_is_unavailable_fast_and_the_engine_recovers_by_itself() {
     // connect + response timeouts, and slack for a loaded 2-core machine.
     let fast = Duration::from_millis(600 + 700);
 
-    // Paused: connections stay open and nothing answers; every call ends at the timeout.
+    // Paused while a read waits: the read ends at its wait plus the response timeout.
+    let reading = tokio::spawn({
+        let (engine, epoch) = (engine.clone(), epoch.clone());
+        async move { engine.read(&epoch, 0, 10, Duration::from_millis(300)).await }
+    });
+    let connection = server.connection().await;
+    until("the reader blocks in XREAD", || {
+        let mut connection = connection.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut connection)
+                .await
+                .ok()?;
+            info.contains("blocked_clients:1").then_some(())
+        }
+    })
+    .await;
     server.pause();
+    let paused = Instant::now();
+    let read = tokio::time::timeout(BOUND, reading)
+        .await
+        .expect("a read waiting on a paused redis ends")
+        .expect("the reading task");
+    assert!(matches!(read, Err(EngineError::Unavailable(_))), "{read:?}");
+    let took = paused.elapsed();
+    assert!(
+        took < fast + Duration::from_millis(300),
+        "a waiting read took {took:?}"
+    );
+
+    // Paused: connections stay open and nothing answers; every call ends at the timeout.
     for (what, result, took) in calls(&engine, &epoch, &lease).await {
         assert!(
             matches!(result, Err(EngineError::Unavailable(_))),

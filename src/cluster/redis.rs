@@ -30,7 +30,8 @@
 //!   trimming runs only on append. A reader behind the trimmed head gets
 //!   [`EngineError::Trimmed`] and resyncs.
 //! - **Time**: every call fails with [`EngineError::Unavailable`] after at most
-//!   `connect_timeout_ms + response_timeout_ms` (a blocking read: plus its `wait`), so a
+//!   `connect_timeout_ms + response_timeout_ms` (a read that waits: twice that, plus its
+//!   `wait`: a first read, then the wait and the read it woke), so a
 //!   gateway whose Redis is down or paused refuses fast. Commands share one multiplexed
 //!   connection that reconnects by itself (redis' `ConnectionManager`) when a call finds it
 //!   dropped: no engine is rebuilt when Redis is back. Every call but `append` is then sent
@@ -423,13 +424,21 @@ impl SharedLog for RedisEngine {
             if !entries.is_empty() || wait.is_zero() {
                 return Ok(entries);
             }
-            // XREAD from `after` (not `$`): an entry appended between the read above and
-            // this wait wakes it at once, so none is missed.
-            if self.wait_for_entry(after, wait).await? {
-                self.read_now(epoch, after, max).await
-            } else {
-                Ok(Vec::new())
-            }
+            // One bound for the wait and the read after it, however many connections the
+            // wait needed (an idle one found dropped is replaced).
+            let bound = wait + self.deadline();
+            let waited = async {
+                // XREAD from `after` (not `$`): an entry appended between the read above
+                // and this wait wakes it at once, so none is missed.
+                if self.wait_for_entry(after, wait).await? {
+                    self.read_now(epoch, after, max).await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            tokio::time::timeout(bound, waited)
+                .await
+                .unwrap_or_else(|_| Err(timed_out(bound)))
         })
     }
 }
