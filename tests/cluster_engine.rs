@@ -441,6 +441,23 @@ async fn the_log_is_trimmed_by_length_and_by_age() {
     );
 }
 
+/// Waits until one client of `server` is blocked (a reader in XREAD).
+async fn reader_blocked(server: &RedisServer) {
+    let connection = server.connection().await;
+    until("the reader blocks in XREAD", || {
+        let mut connection = connection.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut connection)
+                .await
+                .ok()?;
+            info.contains("blocked_clients:1").then_some(())
+        }
+    })
+    .await;
+}
+
 /// Redis' clock (`TIME`) in milliseconds.
 async fn redis_time_ms(server: &RedisServer) -> u64 {
     let mut connection = server.connection().await;
@@ -477,19 +494,7 @@ async fn a_waiting_read_wakes_on_an_append_and_ends_empty_after_its_wait() {
             (entries, Instant::now())
         }
     });
-    let connection = server.connection().await;
-    until("the reader blocks in XREAD", || {
-        let mut connection = connection.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("clients")
-                .query_async(&mut connection)
-                .await
-                .ok()?;
-            info.contains("blocked_clients:1").then_some(())
-        }
-    })
-    .await;
+    reader_blocked(&server).await;
     // The reader's shared connection is not the blocked one: its other calls go through.
     assert_eq!(
         reader.holder("agent1").await.expect("holder"),
@@ -536,19 +541,7 @@ async fn redis_down_is_unavailable_fast_and_the_engine_recovers_by_itself() {
         let (engine, epoch) = (engine.clone(), epoch.clone());
         async move { engine.read(&epoch, 0, 10, Duration::from_millis(300)).await }
     });
-    let connection = server.connection().await;
-    until("the reader blocks in XREAD", || {
-        let mut connection = connection.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("clients")
-                .query_async(&mut connection)
-                .await
-                .ok()?;
-            info.contains("blocked_clients:1").then_some(())
-        }
-    })
-    .await;
+    reader_blocked(&server).await;
     server.pause();
     let paused = Instant::now();
     let read = tokio::time::timeout(BOUND, reading)
