@@ -166,7 +166,7 @@ impl std::fmt::Debug for RedisEngine {
 impl RedisEngine {
     /// Builds an engine without connecting: the first call connects, so a gateway starts
     /// (and refuses with [`EngineError::Unavailable`]) while Redis is down. Fails only on
-    /// an invalid URL.
+    /// an invalid URL. Must be called within a tokio runtime (the client spawns a task).
     pub fn new(config: RedisConfig) -> Result<Self, EngineError> {
         let client = Client::open(config.url.as_str()).map_err(unavailable)?;
         // Few, short retries: a caller waits at most its own deadline anyway, and after a
