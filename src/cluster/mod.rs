@@ -17,6 +17,8 @@
 //! Entries are opaque bytes here: what an entry means (one core event each, with all an
 //! instance needs to apply it without having seen the user) is the caller's business.
 
+pub mod redis;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -55,7 +57,10 @@ pub struct Entry {
 /// Why an engine call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
-    /// The engine cannot be reached or failed; the call may be retried later.
+    /// The engine cannot be reached or failed; the call may be retried later. After an
+    /// [`SharedLog::append`] the outcome is unknown: the entries may have been appended (the
+    /// connection failed after the engine received them), which the caller finds out by
+    /// reading the log before appending them again.
     #[error("the cluster engine is unavailable: {0}")]
     Unavailable(String),
     /// The log is not (any more) the one of `given`: the engine lost or rolled back its

@@ -8,6 +8,7 @@
 
 pub mod binary;
 pub mod desktop;
+pub mod redis;
 pub mod state;
 
 use std::future::Future;

@@ -1,0 +1,6 @@
+-- Deletes a lease if it is still the grant. KEYS: lease. ARGV: grant. Replies 1 or 0.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
