@@ -129,6 +129,16 @@ pub async fn run_bridge(
                 dispatch(&registry, &event);
             }
             Ok(None) => return,
+            // The shared log started over (cluster mode): every session re-handshakes and
+            // reloads, as when the history is gone.
+            Err(WatchError::EpochChanged { epoch }) => {
+                tracing::warn!(%epoch, "the event stream started over: cometd sessions dropped");
+                registry.remove_all(BayeuxRemoval::EventsLost);
+                watch = match start_watch(&core, None) {
+                    Some(fresh) => fresh,
+                    None => return,
+                };
+            }
             Err(WatchError::Lagged { last_delivered }) => {
                 tracing::warn!(last_delivered, "cometd bridge fell behind the core");
                 watch = match start_watch(&core, Some(last_delivered)) {
