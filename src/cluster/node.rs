@@ -391,3 +391,285 @@ impl SharedEvents for ClusterNode {
         self.available.load(Ordering::Acquire)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::memory::MemoryEngine;
+    use crate::core::port::Upstream;
+    use crate::core::{
+        CallId, CallOperation, CallSnapshot, CallState, CallType, CoreLimits, DEFAULT_REPLY_WAIT,
+        DeviceRequest, DialRequest, NotificationType, User, UserData, UserRef, WatchError,
+        WatchScope,
+    };
+
+    fn call_of(user: &str, id: &str) -> CallSnapshot {
+        CallSnapshot {
+            id: CallId::new(id),
+            conn_id: "0071000000000001".into(),
+            state: CallState::Ringing,
+            call_type: CallType::Internal,
+            capabilities: vec![],
+            participants: vec![],
+            dnis: "15000".into(),
+            ani: None,
+            user_data: UserData::default(),
+            duration_secs: 0,
+            muted: false,
+            recording_state: None,
+            supervisor_listening_in: false,
+            monitored_user_muted: false,
+            monitoring: false,
+            parent_call_id: None,
+            user: UserRef {
+                name: user.into(),
+                contact_center: "demo".into(),
+                phone_number: "15000".into(),
+                device_id: "d1".into(),
+            },
+            upstream_fields: None,
+        }
+    }
+
+    const TTL: Duration = Duration::from_millis(300);
+
+    /// Awaits `future` for at most 5 s (of paused time: the test fails fast, not hangs).
+    async fn bounded<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), future)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: nothing within 5 s"))
+    }
+
+    /// An upstream that is never asked anything here: these tests drive the mirror only.
+    #[derive(Debug)]
+    struct NoUpstream;
+
+    impl Upstream for NoUpstream {
+        fn name(&self) -> &'static str {
+            "no upstream"
+        }
+        fn sign_in(&self, _: String, _: String) -> PortFuture<'_, CoreResult<Arc<User>>> {
+            Box::pin(async { Err(CoreError::Unavailable("no upstream".into())) })
+        }
+        fn dial(&self, _: Arc<User>, _: DialRequest) -> PortFuture<'_, CoreResult<()>> {
+            Box::pin(async { Err(CoreError::Unavailable("no upstream".into())) })
+        }
+        fn execute(
+            &self,
+            _: Arc<User>,
+            _: CallId,
+            _: CallOperation,
+        ) -> PortFuture<'_, CoreResult<()>> {
+            Box::pin(async { Err(CoreError::Unavailable("no upstream".into())) })
+        }
+        fn device_operation(
+            &self,
+            _: Arc<User>,
+            _: DeviceRequest,
+        ) -> PortFuture<'_, CoreResult<()>> {
+            Box::pin(async { Err(CoreError::Unavailable("no upstream".into())) })
+        }
+        fn is_available(&self) -> bool {
+            true
+        }
+    }
+
+    struct Member {
+        core: Arc<CallControl>,
+        node: Arc<ClusterNode>,
+        _stop: tokio_util::sync::DropGuard,
+    }
+
+    async fn member(engine: &Arc<MemoryEngine>) -> Member {
+        let stop = CancellationToken::new();
+        let engine_ref = Engine::memory(engine.clone());
+        let node = ClusterNode::new(engine_ref, TTL, TTL / 3, stop.clone());
+        let directory = crate::config::Config::demo().directory().unwrap();
+        let core = CallControl::bridged(
+            directory,
+            Arc::new(NoUpstream),
+            CoreLimits::default(),
+            DEFAULT_REPLY_WAIT,
+        )
+        .with_shared_events(node.clone());
+        let core = Arc::new(core);
+        node.attach(&core);
+        node.caught_up_at_start(TTL).await;
+        Member {
+            core,
+            node,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    fn user() -> Arc<str> {
+        "agent1".into()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_owners_report_reaches_every_member_with_the_logs_sequence_and_epoch() {
+        let engine = Arc::new(MemoryEngine::default());
+        let (a, b) = (member(&engine).await, member(&engine).await);
+        let mut watch = b.core.watch(WatchScope::All, None).unwrap();
+        assert!(
+            a.node
+                .acquire(&user(), &CancellationToken::new())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let call = call_of("agent1", "C1");
+        a.core
+            .mirror_call(NotificationType::StatusChange, call.clone(), None)
+            .await
+            .unwrap();
+        // Back from the tail before the report returns: the owner's own log has it.
+        assert_eq!(a.core.log_position().1, 1);
+        let event = bounded("the event", watch.watch.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.sequence(), 1);
+        assert_eq!(a.core.log_position(), b.core.log_position());
+        assert_eq!(*watch.epoch, *engine.entries().0.unwrap());
+        // A member without the lease cannot publish.
+        assert!(
+            b.core
+                .mirror_call(NotificationType::StatusChange, call, None)
+                .await
+                .is_err()
+        );
+        assert_eq!(engine.entries().1.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_reports_at_once_are_diffed_one_after_the_other() {
+        let engine = Arc::new(MemoryEngine::default());
+        let a = member(&engine).await;
+        a.node
+            .acquire(&user(), &CancellationToken::new())
+            .await
+            .unwrap();
+        let calls = vec![call_of("agent1", "C1")];
+        // Both re-reads list the same new call: only the first one is a difference.
+        let (one, two) = tokio::join!(
+            a.core.mirror_resync("agent1", calls.clone(), None),
+            a.core.mirror_resync("agent1", calls, None),
+        );
+        one.unwrap();
+        two.unwrap();
+        assert_eq!(
+            engine.entries().1.len(),
+            1,
+            "the same change appended twice"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_owner_whose_lease_was_taken_is_fenced_and_stops() {
+        let engine = Arc::new(MemoryEngine::default());
+        let (a, b) = (member(&engine).await, member(&engine).await);
+        let owned = a
+            .node
+            .acquire(&user(), &CancellationToken::new())
+            .await
+            .unwrap()
+            .unwrap();
+        // A pauses past its lease (no renew): B takes it over.
+        tokio::time::sleep(TTL * 2).await;
+        assert!(
+            b.node
+                .acquire(&user(), &CancellationToken::new())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let refused = a
+            .core
+            .mirror_call(
+                NotificationType::StatusChange,
+                call_of("agent1", "C1"),
+                None,
+            )
+            .await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert!(engine.entries().1.is_empty(), "nothing written");
+        assert!(owned.is_cancelled(), "the old owner's client is stopped");
+        assert!(!a.node.owns("agent1"));
+        // B writes.
+        b.core
+            .mirror_call(
+                NotificationType::StatusChange,
+                call_of("agent1", "C1"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(engine.entries().1.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_log_ends_every_watch_and_asks_owners_to_read_again() {
+        let engine = Arc::new(MemoryEngine::default());
+        let a = member(&engine).await;
+        a.node
+            .acquire(&user(), &CancellationToken::new())
+            .await
+            .unwrap();
+        a.core
+            .mirror_call(
+                NotificationType::StatusChange,
+                call_of("agent1", "C1"),
+                None,
+            )
+            .await
+            .unwrap();
+        let mut watch = a.core.watch(WatchScope::All, None).unwrap();
+        let mut resyncs = a.node.resyncs();
+        resyncs.mark_unchanged();
+        engine.lose_data();
+        let ended = bounded("the end of the watch", watch.watch.next()).await;
+        let Err(WatchError::EpochChanged { epoch }) = ended else {
+            panic!("{ended:?}");
+        };
+        assert_eq!(Some(epoch), engine.entries().0);
+        bounded("a re-read asked for", resyncs.changed())
+            .await
+            .unwrap();
+        // The mirror is empty: the call is not there until an owner reports it again.
+        let fresh = a.core.watch(WatchScope::All, None).unwrap();
+        assert_eq!(fresh.snapshot.unwrap().len(), 0);
+        assert_eq!(fresh.sequence, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_engine_that_is_down_is_said_so_and_recovers_by_itself() {
+        let engine = Arc::new(MemoryEngine::default());
+        let a = member(&engine).await;
+        a.node
+            .acquire(&user(), &CancellationToken::new())
+            .await
+            .unwrap();
+        let mut resyncs = a.node.resyncs();
+        resyncs.mark_unchanged();
+        engine.set_available(false);
+        let refused = a
+            .core
+            .mirror_call(
+                NotificationType::StatusChange,
+                call_of("agent1", "C1"),
+                None,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(CoreError::Unavailable(_))),
+            "{refused:?}"
+        );
+        assert!(!a.node.is_available());
+        engine.set_available(true);
+        bounded("a re-read asked for", resyncs.changed())
+            .await
+            .unwrap();
+        assert!(a.node.is_available());
+    }
+}
