@@ -122,6 +122,20 @@ impl MemoryEngine {
         self.appended.notify_waiters();
     }
 
+    /// Makes `user`'s lease lapse now, as it does when its holder was paused or cut off
+    /// past its TTL (the holder's next renew is refused, its appends fenced).
+    pub fn lapse(&self, user: &str) {
+        if let Some((_, until)) = self.lock().leases.get_mut(user) {
+            *until = Instant::now();
+        }
+    }
+
+    /// Returns `user`'s lease now, if anyone holds it (for tests' checks, without an
+    /// `.await`).
+    pub fn holder_now(&self, user: &str) -> Option<Grant> {
+        self.lock().live_lease(user).cloned()
+    }
+
     /// Returns the log's epoch and every kept entry (for tests' checks).
     pub fn entries(&self) -> (Option<String>, Vec<Entry>) {
         let state = self.lock();

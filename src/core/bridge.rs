@@ -137,16 +137,18 @@ impl CallControl {
     }
 
     fn upstream_ready(&self) -> CoreResult<Option<&Bridge>> {
+        // The engine first: the upstream port's availability includes the engine's (for
+        // health), and the message should name what is down.
         match &self.bridge {
-            Some(bridge) if !bridge.upstream.is_available() => Err(CoreError::Unavailable(
-                "voice service is not available at this time: the upstream is unreachable".into(),
-            )),
             Some(Bridge {
                 shared: Some(shared),
                 ..
             }) if !shared.log.is_available() => Err(CoreError::Unavailable(
                 "voice service is not available at this time: the cluster engine is unreachable"
                     .into(),
+            )),
+            Some(bridge) if !bridge.upstream.is_available() => Err(CoreError::Unavailable(
+                "voice service is not available at this time: the upstream is unreachable".into(),
             )),
             other => Ok(other.as_ref()),
         }
