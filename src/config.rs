@@ -527,6 +527,25 @@ mod tests {
     }
 
     #[test]
+    fn cluster_mode_needs_bridge_mode_and_a_known_engine() {
+        let mut config = Config::demo();
+        config.cluster.url = Some("redis://127.0.0.1:6379".into());
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("needs upstream.url"), "{refused}");
+        config.upstream.url = Some("http://127.0.0.1:8080".into());
+        config.validate().unwrap();
+        config.cluster.renew_interval_ms = Some(config.cluster.lease_ttl_ms);
+        assert!(
+            config.validate().is_err(),
+            "a renew no shorter than the TTL"
+        );
+        for url in ["redis://127.0.0.1:6379", "nats://127.0.0.1:4222", "memory:"] {
+            let refused = crate::cluster::connect(url).unwrap_err().to_string();
+            assert!(refused.contains(url), "{refused}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(Config::parse("[switch]\nexternal_answer=1\n").is_err());
     }

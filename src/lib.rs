@@ -17,6 +17,9 @@
 //! - [`config`]: the typed configuration and the built-in demo, built from the leaf
 //!   settings of each part (such as [`gws::config`]); it imports no front's module.
 //! - [`upstream`]: clients of an upstream GWS for bridge mode (the Bayeux client).
+//! - [`cluster`]: cluster mode, several bridge instances on one engine: the engine's
+//!   contract (a shared log, users' leases), the in-memory engine, and each instance's
+//!   membership (the tail into the core, the leases its bridge sessions hold).
 //! - [`tls`]: TLS on the listeners and the client certificates of mutual TLS.
 //! - [`desktop`]: the agent desktop demo page at `/desktop/`, when a folder is configured.
 //! - [`admin`]: the admin listener (metrics, health, readiness) and the request layers

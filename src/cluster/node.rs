@@ -7,7 +7,7 @@
 //!   [`CallControl::apply_shared`]; [`ClusterNode::applied`] then publishes the position.
 //!   When the log is another epoch's (first start, or the engine lost its data) or was
 //!   trimmed past this instance, the core's log starts over ([`CallControl::reset_shared`]:
-//!   watchers resync) and every owner here re-reads the upstream ([`Self::resyncs`]).
+//!   watchers resync) and every owner here re-reads the upstream ([`ClusterNode::resyncs`]).
 //! - **Leases.** [`ClusterNode::acquire`] takes a user's lease, then catches up with the
 //!   log's head before it hands back the token under which the owner runs the user's
 //!   upstream CometD client, so the owner's first diff is computed against a mirror that

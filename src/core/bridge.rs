@@ -28,6 +28,16 @@
 //! [`CallControl::mirror_device`], [`CallControl::mirror_error`] and, after a reconnection,
 //! [`CallControl::mirror_resync`]; each is one event in the same numbered log as embedded
 //! mode's.
+//!
+//! Cluster mode ([`CallControl::with_shared_events`]; design in `crate::cluster`): the
+//! `mirror_*` calls compute the same events against the mirror but hand them to the
+//! [`SharedEvents`] port instead of numbering them here, one user's reports at a time: a
+//! report's turn ends once the shared log's tail applied its entries here
+//! ([`CallControl::apply_shared`]), so the next report of that user is diffed against them.
+//! Every instance applies every entry with the log's sequence; a new log
+//! ([`CallControl::reset_shared`]) empties the mirror and ends the watches. An operation
+//! fails fast with UNAVAILABLE while the engine is unreachable, as while the upstream is;
+//! its reply waits on the local store, which the tail feeds, so it works on any instance.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -24,6 +24,13 @@
 //! the client never had a snapshot for. A resume against another epoch is refused with
 //! [`CoreError::EpochMismatch`] and the client resyncs.
 //!
+//! Cluster mode: the events are numbered by the shared log, not here. Each instance applies
+//! them with their sequence ([`EventLog::apply`]: dense, an old one skipped, a gap refused)
+//! and takes the shared log's epoch; when that log starts over (the engine lost its data,
+//! or trimmed it past this instance) [`EventLog::reset`] empties the history and ends every
+//! watch with [`WatchError::EpochChanged`], so its client resyncs as after a resume against
+//! another epoch.
+//!
 //! Locks: the store lock (held by every append) is taken before the routes lock, which is
 //! taken before a mailbox lock; dropping a watch takes only the routes lock. None is held
 //! across an `.await`.

@@ -30,6 +30,11 @@
 //!   then fail at once with UNAVAILABLE / statusCode 4 / HTTP 503 and gRPC health says
 //!   NOT_SERVING, until a probe (`GET /api/v2/diagnostics/version` every
 //!   `upstream.probe_interval_ms`) or any upstream reply succeeds again.
+//! - **Cluster mode** ([`GwsBridge::join_cluster`], design in [`crate::cluster`]): a
+//!   session runs its CometD client only while this instance holds the user's lease
+//!   (`ownership.rs`), and only the holder publishes what a `/me` re-read lists; every other
+//!   part (sign-in, operations through the instance's own `JSESSIONID`) is unchanged. The
+//!   upstream counts as unavailable (health, fail-fast) while the engine is.
 
 pub mod convert;
 mod notifications;
