@@ -259,6 +259,8 @@ pub struct Gateway {
     pub registry: Arc<gws::cometd::BayeuxRegistry>,
     grpc: tonic::service::Routes,
     http: Router,
+    /// Cluster mode: this instance's membership, whose leases the drain releases first.
+    cluster: Option<Arc<cluster::node::ClusterNode>>,
 }
 
 impl Gateway {
@@ -297,7 +299,7 @@ impl Gateway {
         config.desktop.validate().map_err(anyhow::Error::msg)?;
         let wait = config.cluster.lease_ttl();
         let (state, node) = build_state_in(config, shutdown, engine)?;
-        if let Some(node) = node {
+        if let Some(node) = &node {
             // The log here takes the shared log's epoch and catches up before any watch
             // opens (bounded: with the engine down, the tail carries on by itself).
             node.caught_up_at_start(wait).await;
@@ -309,6 +311,7 @@ impl Gateway {
             registry,
             grpc,
             http,
+            cluster: node,
         })
     }
 
@@ -322,9 +325,23 @@ impl Gateway {
         readiness: Arc<admin::Readiness>,
     ) -> anyhow::Result<()> {
         let Self {
-            state, grpc, http, ..
+            state,
+            grpc,
+            http,
+            cluster,
+            ..
         } = self;
         let shutdown = state.shutdown.clone();
+        // Cluster mode: the drain starts by handing the users over (their leases released,
+        // so another instance takes each over at its next retry), and the gateway does not
+        // stop before that is done.
+        let hand_off = cluster.map(|node| {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                node.release_all().await;
+            })
+        });
         let layers = admin::layer::request_layers(admin::layer::RequestMetricsLayer::new(
             grpc::method_paths(),
         ));
@@ -373,6 +390,12 @@ impl Gateway {
                 a.and(b)
             }
         };
+        if let Some(hand_off) = hand_off {
+            tokio::select! {
+                _ = hand_off => {}
+                () = drain.cut.cancelled() => tracing::warn!("shutdown grace over: leases left to lapse"),
+            }
+        }
         // The WebSockets answer their held connect and close on `shutdown`; until the cut.
         state.upgraded.close();
         tokio::select! {

@@ -131,6 +131,34 @@ async fn eventually_async<F: std::future::Future<Output = bool>>(
     }
 }
 
+/// Watches `gateway`'s gRPC health of CallService until it is `want` (1 SERVING, 2
+/// NOT_SERVING), failing after [`common::WAIT`].
+async fn health_becomes(gateway: &TestGateway, want: i32) {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Endpoint::from_shared(gateway.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let ask = HealthCheckRequest {
+        service: "voice.v1.CallService".into(),
+    };
+    let mut changes = HealthClient::new(channel)
+        .watch(ask)
+        .await
+        .unwrap()
+        .into_inner();
+    within("the health change", async {
+        while let Some(status) = changes.message().await.unwrap() {
+            if status.status == want {
+                return;
+            }
+        }
+        panic!("the health watch ended");
+    })
+    .await;
+}
+
 /// Reads events until `wanted`; returns them all.
 async fn read_until(
     watch: &mut Watch,
@@ -308,12 +336,20 @@ async fn when_the_owner_stops_another_instance_takes_over_without_a_gap_while_ca
             }
         })
     };
-    // The owner stops while the calls go on (a graceful stop: its lease is released).
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The owner stops while the calls go on (a graceful stop: its lease is released
+    // before it returns, not left to lapse).
+    let third_caller = |e: &pb::CallEvent| e.call.as_ref().unwrap().id != long;
+    let mut events = read_until(&mut on_b, third_caller).await;
+    let grant = cluster.engine.holder_now("agent1").unwrap();
     a.stop().await.unwrap();
+    assert_ne!(
+        cluster.engine.holder_now("agent1").as_ref(),
+        Some(&grant),
+        "the stopped owner's lease is released"
+    );
     within("the driver", driver).await.unwrap();
     hangup(&mut upstream_calls, "agent2", &long).await;
-    let events = read_until(&mut on_b, released(&long)).await;
+    events.extend(read_until(&mut on_b, released(&long)).await);
     // One numbering: neither a gap nor a sequence twice at the watcher on B.
     for pair in events.windows(2) {
         assert_eq!(
@@ -456,7 +492,9 @@ async fn while_the_engine_is_down_operations_fail_fast_and_recover_by_themselves
     .await;
     assert!(refused.message().contains("cluster engine"), "{refused:?}");
     assert_eq!(common::gws_status(&refused), 4);
+    health_becomes(&a, 2).await;
     cluster.engine.set_available(true);
+    health_becomes(&a, 1).await;
     let id = within("a Dial after recovery", async {
         loop {
             let dial = pb::DialRequest {

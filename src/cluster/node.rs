@@ -237,6 +237,20 @@ impl ClusterNode {
         }
     }
 
+    /// Gives every lease up (the drain's first step), stopping their owners first.
+    pub async fn release_all(&self) {
+        let owned: Vec<Owned> = lock(&self.owned).drain().map(|(_, o)| o).collect();
+        for owned in &owned {
+            owned.stop.cancel();
+        }
+        for owned in owned {
+            if let Err(error) = self.engine.leases.release(&owned.grant).await {
+                let user = &owned.grant.user;
+                tracing::warn!(%user, %error, "cluster: lease not released; it lapses");
+            }
+        }
+    }
+
     /// Forgets a lease that is no longer ours and stops its owner.
     fn lose(&self, user: &str, grant: &Grant) {
         let mut owned = lock(&self.owned);
