@@ -63,6 +63,15 @@
 //!   client stopped first), so another instance with the user takes over at its next
 //!   retry, within one renew interval (1 s with the default TTL).
 //!
+//! Known limits (for the Redis wiring to settle):
+//! - An instance that joins after the log was trimmed starts at its oldest kept entry: the
+//!   calls of users owned elsewhere that nothing reported since are missing from its mirror
+//!   until their next change (owners here re-read theirs). A snapshot entry, or a re-read
+//!   asked of every owner through the log, would close this.
+//! - A report's turn waits for its entries to come back from the tail at most the lease
+//!   TTL; past that (an engine far slower than the TTL) the next report of that user could
+//!   be diffed against a mirror without them, and a re-read could repeat a change.
+//!
 //! Bounds: the tail reads at most [`node::TAIL_BATCH`] entries at a time; the core's
 //! history and watch mailboxes keep their bounds (`limits.*`); the engine trims its log
 //! (the in-memory engine keeps [`memory::DEFAULT_MAX_ENTRIES`]).
