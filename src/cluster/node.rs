@@ -410,11 +410,12 @@ impl SharedEvents for ClusterNode {
 mod tests {
     use super::*;
     use crate::cluster::memory::MemoryEngine;
+    use crate::cluster::{LeaseTable as _, SharedLog as _};
     use crate::core::port::Upstream;
     use crate::core::{
         CallId, CallOperation, CallSnapshot, CallState, CallType, CoreLimits, DEFAULT_REPLY_WAIT,
-        DeviceRequest, DialRequest, NotificationType, User, UserData, UserRef, WatchError,
-        WatchScope,
+        DeviceRequest, DialRequest, NotificationType, ResumePoint as ResumeAt, User, UserData,
+        UserRef, WatchError, WatchScope,
     };
 
     fn call_of(user: &str, id: &str) -> CallSnapshot {
@@ -685,5 +686,32 @@ mod tests {
             .await
             .unwrap();
         assert!(a.node.is_available());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_behind_a_trimmed_log_starts_at_its_oldest_entry() {
+        let engine = Arc::new(MemoryEngine::new(2));
+        let (epoch, _) = engine.open().await.unwrap();
+        let grant = engine
+            .acquire("agent1", "elsewhere", TTL)
+            .await
+            .unwrap()
+            .unwrap();
+        let event = Event::Call(Arc::new(crate::core::CallEvent {
+            sequence: 0,
+            notification: NotificationType::StatusChange,
+            call: call_of("agent1", "C1"),
+            digits: None,
+            committed_at: std::time::SystemTime::now(),
+        }));
+        let payloads = vec![entry::encode(&event); 5];
+        engine.append(&epoch, &grant, payloads).await.unwrap();
+        // Entries 1 to 3 are gone: the member starts after them.
+        let a = member(&engine).await;
+        assert_eq!(a.core.log_position(), (epoch.as_str().into(), 5));
+        let watch = a.core.watch(WatchScope::All, Some(ResumeAt::sequence(3)));
+        assert!(watch.is_ok(), "4 and 5 are kept");
+        let gone = a.core.watch(WatchScope::All, Some(ResumeAt::sequence(2)));
+        assert!(gone.is_err(), "3 was trimmed before this member read it");
     }
 }
