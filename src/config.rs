@@ -23,6 +23,7 @@
 //! | `cometd.max_sessions` | live CometD sessions | [`crate::gws::config::DEFAULT_MAX_SESSIONS`] |
 //! | `cometd.websocket` | offer the `websocket` transport | `true` |
 //! | `upstream.*` | bridge mode: the upstream GWS URL, its CA, timeouts, session bounds (users then come from the upstream; `[[users]]` are ignored) | see [`crate::backend::bridge::UpstreamConfig`] |
+//! | `cluster.*` | cluster mode (bridge mode only): the engine's URL, the users' lease TTL and renew period | see [`crate::cluster::ClusterConfig`] |
 //! | `auth.*` | credential checks: concurrency, wait, failed-sign-in throttle, cache of successful checks | see [`crate::auth::AuthConfig`] |
 //! | `server.*` | the API listeners' bounds: connections, requests in flight per listener and per connection, HTTP/2 streams, keep-alive pings and connection age, the request head timeout, the drain's grace on SIGTERM | see [`crate::server::config`] |
 //! | `desktop.dir` | folder of the agent desktop demo page, served at `/desktop/` | none: not served (see [`crate::desktop`]) |
@@ -90,6 +91,9 @@ pub struct Config {
     /// Bridge mode: the upstream GWS (none: the embedded switch).
     #[serde(default)]
     pub upstream: crate::backend::bridge::UpstreamConfig,
+    /// Cluster mode: the engine several bridge instances share (none: a single instance).
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
     /// TLS on the listeners; `None` serves plain text.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
@@ -333,6 +337,12 @@ impl Config {
         self.server.validate().map_err(anyhow::Error::msg)?;
         self.legacy.validate().map_err(anyhow::Error::msg)?;
         self.upstream.validate().map_err(anyhow::Error::msg)?;
+        self.cluster.validate().map_err(anyhow::Error::msg)?;
+        if self.cluster.url.is_some() && self.upstream.url.is_none() {
+            anyhow::bail!(
+                "cluster.url needs upstream.url: cluster mode shares bridge instances in front of an upstream GWS (--cluster needs --upstream)"
+            );
+        }
         for (i, center) in self.contact_centers.iter().enumerate() {
             for feature in &center.features {
                 if !crate::core::feature::ALL.contains(&feature.as_str()) {
@@ -514,6 +524,25 @@ mod tests {
         assert!(!dir.has_clear_secrets());
         assert!(dir.authenticate_basic("u", "s3cret", None).is_ok());
         assert!(dir.authenticate_basic("u", "wrong", None).is_err());
+    }
+
+    #[test]
+    fn cluster_mode_needs_bridge_mode_and_a_known_engine() {
+        let mut config = Config::demo();
+        config.cluster.url = Some("redis://127.0.0.1:6379".into());
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("needs upstream.url"), "{refused}");
+        config.upstream.url = Some("http://127.0.0.1:8080".into());
+        config.validate().unwrap();
+        config.cluster.renew_interval_ms = Some(config.cluster.lease_ttl_ms);
+        assert!(
+            config.validate().is_err(),
+            "a renew no shorter than the TTL"
+        );
+        for url in ["redis://127.0.0.1:6379", "nats://127.0.0.1:4222", "memory:"] {
+            let refused = crate::cluster::connect(url).unwrap_err().to_string();
+            assert!(refused.contains(url), "{refused}");
+        }
     }
 
     #[test]

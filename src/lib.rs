@@ -17,6 +17,9 @@
 //! - [`config`]: the typed configuration and the built-in demo, built from the leaf
 //!   settings of each part (such as [`gws::config`]); it imports no front's module.
 //! - [`upstream`]: clients of an upstream GWS for bridge mode (the Bayeux client).
+//! - [`cluster`]: cluster mode, several bridge instances on one engine: the engine's
+//!   contract (a shared log, users' leases), the in-memory engine, and each instance's
+//!   membership (the tail into the core, the leases its bridge sessions hold).
 //! - [`tls`]: TLS on the listeners and the client certificates of mutual TLS.
 //! - [`desktop`]: the agent desktop demo page at `/desktop/`, when a folder is configured.
 //! - [`admin`]: the admin listener (metrics, health, readiness) and the request layers
@@ -69,10 +72,22 @@ pub struct Listeners {
 /// Builds the shared state: the directory, the core over the embedded switch or, with
 /// `upstream.url`, over the bridge to an upstream GWS, and the authenticator.
 pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Result<AppState> {
+    Ok(build_state_in(config, shutdown, None)?.0)
+}
+
+/// Like [`build_state`], in cluster mode over `engine` when given (tests and demos pass an
+/// in-memory one), otherwise over the engine `cluster.url` names. The tail is started but
+/// the core's log not caught up with the shared log yet: [`Gateway::build`] waits for that.
+fn build_state_in(
+    config: Config,
+    shutdown: CancellationToken,
+    engine: Option<cluster::Engine>,
+) -> anyhow::Result<(AppState, Option<Arc<cluster::node::ClusterNode>>)> {
     let directory = config.directory().context("invalid configuration")?;
     if directory.has_clear_secrets() {
         tracing::warn!("demo credentials are active: passwords or tokens are configured in clear");
     }
+    let mut cluster_node = None;
     let core = match &config.upstream.url {
         Some(url) => {
             if !config.users.is_empty() {
@@ -83,20 +98,46 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             }
             let bridge = backend::bridge::GwsBridge::new(&config.upstream, shutdown.clone())?;
             let port = Arc::new(backend::bridge::GwsPort(bridge.clone()));
-            let core = Arc::new(CallControl::bridged(
+            let mut core = CallControl::bridged(
                 directory,
                 port,
                 config.core_limits()?,
                 config.upstream.reply_wait(),
-            ));
+            );
+            let engine = match (engine, &config.cluster.url) {
+                (Some(engine), _) => Some(engine),
+                (None, Some(url)) => Some(cluster::connect(url)?),
+                (None, None) => None,
+            };
+            if let Some(engine) = engine {
+                tracing::info!(%engine, "cluster mode: one event log and one owner per user across instances");
+                let node = cluster::node::ClusterNode::new(
+                    engine,
+                    config.cluster.lease_ttl(),
+                    config.cluster.renew_interval(),
+                    shutdown.clone(),
+                );
+                core = core.with_shared_events(node.clone());
+                bridge.join_cluster(node.clone());
+                cluster_node = Some(node);
+            }
+            let core = Arc::new(core);
             bridge.attach(&core);
+            if let Some(node) = &cluster_node {
+                node.attach(&core);
+            }
             tracing::info!(upstream = %url, "bridge mode: calls are owned by the upstream GWS");
             core
+        }
+        None if engine.is_some() || config.cluster.url.is_some() => {
+            anyhow::bail!(
+                "cluster mode needs upstream.url: it shares bridge instances in front of an upstream GWS (--cluster needs --upstream)"
+            );
         }
         None => embedded_core(&config, directory, &shutdown)?,
     };
     let auth = Arc::new(auth::Authenticator::new(core.clone(), &config.auth));
-    Ok(AppState::new(app::Shared {
+    let state = AppState::new(app::Shared {
         core,
         auth,
         sessions: Arc::new(SessionStore::new(
@@ -106,7 +147,8 @@ pub fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         config: Arc::new(config),
         shutdown,
         upgraded: tokio_util::task::TaskTracker::new(),
-    }))
+    });
+    Ok((state, cluster_node))
 }
 
 /// The path of the HTTP health check, answered to anyone.
@@ -217,6 +259,8 @@ pub struct Gateway {
     pub registry: Arc<gws::cometd::BayeuxRegistry>,
     grpc: tonic::service::Routes,
     http: Router,
+    /// Cluster mode: this instance's membership, whose leases the drain releases first.
+    cluster: Option<Arc<cluster::node::ClusterNode>>,
 }
 
 impl Gateway {
@@ -228,9 +272,38 @@ impl Gateway {
         listeners: &Listeners,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        Self::build_in(config, tls, listeners, shutdown, None).await
+    }
+
+    /// Like [`Self::build`], a member of the cluster whose engine is `engine` (bridge mode
+    /// only): the way tests and demos share one in-memory engine between gateways of one
+    /// process ([`cluster::Engine::memory`]), which no URL names.
+    pub async fn build_in_cluster(
+        config: Config,
+        tls: &ServerTls,
+        listeners: &Listeners,
+        shutdown: CancellationToken,
+        engine: cluster::Engine,
+    ) -> anyhow::Result<Self> {
+        Self::build_in(config, tls, listeners, shutdown, Some(engine)).await
+    }
+
+    async fn build_in(
+        config: Config,
+        tls: &ServerTls,
+        listeners: &Listeners,
+        shutdown: CancellationToken,
+        engine: Option<cluster::Engine>,
+    ) -> anyhow::Result<Self> {
         warn_clear_listeners(&config, tls, listeners);
         config.desktop.validate().map_err(anyhow::Error::msg)?;
-        let state = build_state(config, shutdown)?;
+        let wait = config.cluster.lease_ttl();
+        let (state, node) = build_state_in(config, shutdown, engine)?;
+        if let Some(node) = &node {
+            // The log here takes the shared log's epoch and catches up before any watch
+            // opens (bounded: with the engine down, the tail carries on by itself).
+            node.caught_up_at_start(wait).await;
+        }
         let grpc = grpc::routes(&state).await;
         let (http, registry) = build_http_with_registry(&state);
         Ok(Self {
@@ -238,6 +311,7 @@ impl Gateway {
             registry,
             grpc,
             http,
+            cluster: node,
         })
     }
 
@@ -251,9 +325,23 @@ impl Gateway {
         readiness: Arc<admin::Readiness>,
     ) -> anyhow::Result<()> {
         let Self {
-            state, grpc, http, ..
+            state,
+            grpc,
+            http,
+            cluster,
+            ..
         } = self;
         let shutdown = state.shutdown.clone();
+        // Cluster mode: the drain starts by handing the users over (their leases released,
+        // so another instance takes each over at its next retry), and the gateway does not
+        // stop before that is done.
+        let hand_off = cluster.map(|node| {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                node.release_all().await;
+            })
+        });
         let layers = admin::layer::request_layers(admin::layer::RequestMetricsLayer::new(
             grpc::method_paths(),
         ));
@@ -302,6 +390,12 @@ impl Gateway {
                 a.and(b)
             }
         };
+        if let Some(hand_off) = hand_off {
+            tokio::select! {
+                _ = hand_off => {}
+                () = drain.cut.cancelled() => tracing::warn!("shutdown grace over: leases left to lapse"),
+            }
+        }
         // The WebSockets answer their held connect and close on `shutdown`; until the cut.
         state.upgraded.close();
         tokio::select! {

@@ -47,6 +47,11 @@ struct Cli {
     /// calls, instead of the embedded switch; overrides `upstream.url` of the config.
     #[arg(long, env = "VOICE_GATEWAY_UPSTREAM")]
     upstream: Option<String>,
+    /// Cluster mode: the engine (`redis://host:port`) several bridge instances share, for
+    /// one event log and one owner per user's upstream session; needs --upstream;
+    /// overrides `cluster.url` of the config.
+    #[arg(long, env = "VOICE_GATEWAY_CLUSTER")]
+    cluster: Option<String>,
     /// Serves the agent desktop demo page from this folder at /desktop/ (the repository's
     /// `desktop/`, after `npm ci` in it); overrides `desktop.dir` of the config.
     #[arg(long, env = "VOICE_GATEWAY_DESKTOP")]
@@ -121,6 +126,14 @@ async fn main() -> anyhow::Result<()> {
             .upstream
             .validate()
             .map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
+    }
+    if let Some(url) = cli.cluster.clone() {
+        if config.upstream.url.is_none() {
+            anyhow::bail!(
+                "--cluster needs --upstream: cluster mode shares bridge instances in front of an upstream GWS"
+            );
+        }
+        config.cluster.url = Some(url);
     }
     if let Some(dir) = cli.desktop.clone() {
         config.desktop.dir = Some(dir);

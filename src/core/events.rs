@@ -24,6 +24,13 @@
 //! the client never had a snapshot for. A resume against another epoch is refused with
 //! [`CoreError::EpochMismatch`] and the client resyncs.
 //!
+//! Cluster mode: the events are numbered by the shared log, not here. Each instance applies
+//! them with their sequence ([`EventLog::apply`]: dense, an old one skipped, a gap refused)
+//! and takes the shared log's epoch; when that log starts over (the engine lost its data,
+//! or trimmed it past this instance) [`EventLog::reset`] empties the history and ends every
+//! watch with [`WatchError::EpochChanged`], so its client resyncs as after a resume against
+//! another epoch.
+//!
 //! Locks: the store lock (held by every append) is taken before the routes lock, which is
 //! taken before a mailbox lock; dropping a watch takes only the routes lock. None is held
 //! across an `.await`.
@@ -135,6 +142,13 @@ pub enum WatchError {
         /// The last sequence delivered to this watcher (0 if none).
         last_delivered: u64,
     },
+    /// The log started over with a new epoch (cluster mode: the engine lost or rolled back
+    /// the shared log): no position in the old one means anything now, the client resyncs.
+    #[error("the event stream started over as epoch {epoch}: resync")]
+    EpochChanged {
+        /// The new epoch.
+        epoch: String,
+    },
 }
 
 /// Locks a mutex, recovering from poisoning (every critical section here leaves its data
@@ -152,6 +166,8 @@ enum End {
     Lagged,
     /// The event log is gone (the core shut down).
     Closed,
+    /// The log started over with a new epoch ([`EventLog::reset`]).
+    Reset,
 }
 
 /// What a mailbox holds.
@@ -186,9 +202,9 @@ impl Mailbox {
         kept
     }
 
-    fn close(&self) {
+    fn close(&self, end: End) {
         let mut state = lock(&self.state);
-        state.end.get_or_insert(End::Closed);
+        state.end.get_or_insert(end);
         drop(state);
         self.notify.notify_one();
     }
@@ -304,6 +320,20 @@ impl ResumePoint {
     }
 }
 
+/// What [`EventLog::apply`] did with an event numbered elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// It was the next event: published.
+    New,
+    /// Its sequence was applied already: ignored.
+    Old,
+    /// It is beyond the next sequence, `expected`: ignored.
+    Gap {
+        /// The sequence the log expected.
+        expected: u64,
+    },
+}
+
 /// The append side of the stream; lives inside the store's lock.
 #[derive(Debug)]
 pub(crate) struct EventLog {
@@ -318,6 +348,8 @@ pub(crate) struct EventLog {
     committed: Arc<AtomicU64>,
     /// Mailboxes filled since the last [`EventLog::take_wakes`].
     wakes: Wakes,
+    /// Set by [`EventLog::reset`] to the new epoch, for the watches it ends.
+    epoch_after_reset: Arc<Mutex<Arc<str>>>,
 }
 
 impl EventLog {
@@ -331,6 +363,7 @@ impl EventLog {
             routes: Arc::default(),
             committed: Arc::default(),
             wakes: Wakes::default(),
+            epoch_after_reset: Arc::new(Mutex::new(Arc::from(""))),
         }
     }
 
@@ -436,6 +469,44 @@ impl EventLog {
         event
     }
 
+    /// Publishes an event numbered elsewhere (cluster mode: by the shared log), which must
+    /// be the next one: [`Applied::Old`] for a sequence already applied (nothing done),
+    /// [`Applied::Gap`] for one beyond the next (nothing done: the caller starts over).
+    pub(crate) fn apply(&mut self, event: Event) -> Applied {
+        let sequence = event.sequence();
+        if sequence <= self.last {
+            return Applied::Old;
+        }
+        if sequence > self.last + 1 {
+            return Applied::Gap {
+                expected: self.last + 1,
+            };
+        }
+        self.last = sequence;
+        self.push(event);
+        Applied::New
+    }
+
+    /// Starts the log over as `epoch`, its next event `last + 1` (cluster mode, when the
+    /// shared log changed epoch or was trimmed past this instance): the history is emptied
+    /// and every open watch ends with [`WatchError::EpochChanged`] after what its mailbox
+    /// holds, so its client resyncs as for a resume against another epoch.
+    pub(crate) fn reset(&mut self, epoch: Arc<str>, last: u64) {
+        *lock(&self.epoch_after_reset) = epoch.clone();
+        // Watches started from now share a new cell: an old watch keeps naming the epoch
+        // that ended it.
+        self.epoch_after_reset = Arc::new(Mutex::new(epoch.clone()));
+        self.epoch = epoch;
+        self.last = last;
+        self.history.clear();
+        self.committed.store(last, Ordering::Release);
+        let routes = std::mem::take(&mut lock(&self.routes).by_key);
+        for (_, mailbox) in routes.into_values().flatten() {
+            mailbox.close(End::Reset);
+            self.wakes.add(&mailbox);
+        }
+    }
+
     /// Starts a watch of every kind of event; `from` resumes right after that sequence.
     pub(crate) fn watch_events(
         &self,
@@ -484,6 +555,7 @@ impl EventLog {
                 id,
             },
             committed: self.committed.clone(),
+            epoch_after_reset: self.epoch_after_reset.clone(),
             last_delivered: from.unwrap_or(self.last),
             subscribed_at: self.last,
         })
@@ -500,7 +572,7 @@ impl Drop for EventLog {
     fn drop(&mut self) {
         let routes = std::mem::take(&mut lock(&self.routes).by_key);
         for (_, mailbox) in routes.into_values().flatten() {
-            mailbox.close();
+            mailbox.close(End::Closed);
         }
     }
 }
@@ -527,6 +599,8 @@ pub struct EventWatch {
     /// Kept for its `Drop`, which unregisters the mailbox.
     _registration: Registration,
     committed: Arc<AtomicU64>,
+    /// The epoch that replaced this watch's, once [`EventLog::reset`] ended it.
+    epoch_after_reset: Arc<Mutex<Arc<str>>>,
     last_delivered: u64,
     /// The last sequence when the watch started: the mailbox holds only later events.
     subscribed_at: u64,
@@ -576,6 +650,11 @@ impl EventWatch {
                     });
                 }
                 Err(Some(End::Closed)) => return Ok(None),
+                Err(Some(End::Reset)) => {
+                    return Err(WatchError::EpochChanged {
+                        epoch: lock(&self.epoch_after_reset).to_string(),
+                    });
+                }
                 Err(None) => self.mailbox.notify.notified().await,
             }
         }
@@ -829,5 +908,61 @@ mod tests {
         wakes.wake();
         let got = waiter.await.unwrap().unwrap().unwrap();
         assert_eq!(got.sequence(), 1);
+    }
+
+    fn numbered(user: &str, sequence: u64) -> Event {
+        let mut e = event(user);
+        e.sequence = sequence;
+        Event::Call(Arc::new(e))
+    }
+
+    #[tokio::test]
+    async fn events_numbered_elsewhere_are_applied_once_each_in_order() {
+        let mut log = EventLog::new(10, 10);
+        let mut watch = log.watch(WatchScope::User("a".into()), None).unwrap();
+        assert_eq!(log.apply(numbered("a", 1)), Applied::New);
+        assert_eq!(log.apply(numbered("b", 2)), Applied::New);
+        assert_eq!(log.apply(numbered("a", 2)), Applied::Old, "a duplicate");
+        assert_eq!(
+            log.apply(numbered("a", 4)),
+            Applied::Gap { expected: 3 },
+            "a gap is refused"
+        );
+        assert_eq!(log.apply(numbered("a", 3)), Applied::New);
+        assert_eq!(log.last_sequence(), 3);
+        assert_eq!(watch.next().await.unwrap().unwrap().sequence(), 1);
+        assert_eq!(watch.next().await.unwrap().unwrap().sequence(), 3);
+        // A resume reads them from the history like appended ones.
+        let mut resumed = log.watch(WatchScope::All, Some(1)).unwrap();
+        assert_eq!(resumed.next().await.unwrap().unwrap().sequence(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_reset_ends_every_watch_with_the_new_epoch_and_empties_the_history() {
+        let mut log = EventLog::new(10, 10);
+        log.apply(numbered("a", 1));
+        let mut watch = log.watch(WatchScope::User("a".into()), Some(0)).unwrap();
+        let mut live = log.watch(WatchScope::All, None).unwrap();
+        log.apply(numbered("a", 2));
+        log.reset("e2".into(), 0);
+        assert_eq!(log.epoch().as_ref(), "e2");
+        assert_eq!(log.last_sequence(), 0);
+        // What was delivered before the reset still comes, then the end.
+        assert_eq!(watch.next().await.unwrap().unwrap().sequence(), 1);
+        assert_eq!(watch.next().await.unwrap().unwrap().sequence(), 2);
+        let ended = Err(WatchError::EpochChanged { epoch: "e2".into() });
+        assert_eq!(watch.next().await, ended);
+        assert_eq!(live.next().await.unwrap().unwrap().sequence(), 2);
+        assert_eq!(live.next().await, ended);
+        assert!(lock(&log.routes).by_key.is_empty());
+        assert!(log.watch(WatchScope::All, Some(0)).is_ok());
+        assert!(matches!(
+            log.watch(WatchScope::All, Some(1)).unwrap_err(),
+            CoreError::SequenceAhead { .. }
+        ));
+        // A watch of the new epoch carries on with its events.
+        let mut after = log.watch(WatchScope::All, None).unwrap();
+        assert_eq!(log.apply(numbered("a", 1)), Applied::New);
+        assert_eq!(after.next().await.unwrap().unwrap().sequence(), 1);
     }
 }

@@ -34,7 +34,7 @@ mod store;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use bridge::{DEFAULT_REPLY_WAIT, Reply};
+pub use bridge::{DEFAULT_REPLY_WAIT, Reply, SharedApply};
 pub use capabilities::{CapabilityInput, ConsultKind, ConsultRole, capabilities};
 pub use device_api::DeviceWatchStart;
 pub use devices::{

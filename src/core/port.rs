@@ -17,7 +17,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::{
-    CallId, CallOperation, CoreResult, Destination, DeviceRequest, DialRequest, Operation, User,
+    CallId, CallOperation, CoreResult, Destination, DeviceRequest, DialRequest, Event, Operation,
+    User,
 };
 
 /// Where a dialed destination goes.
@@ -153,6 +154,22 @@ pub trait Upstream: Send + Sync + fmt::Debug + 'static {
     ) -> PortFuture<'_, CoreResult<()>>;
 
     /// Returns whether the upstream is reachable now (health, fail-fast).
+    fn is_available(&self) -> bool;
+}
+
+/// Cluster mode (bridge mode with several instances): the shared, ordered log that the
+/// events mirrored from the upstream go to instead of this instance's own log. Every
+/// instance tails it and applies each entry with the log's sequence
+/// (`CallControl::apply_shared`), the instance that appended included: the core never
+/// numbers a mirrored event itself in this mode. `crate::cluster` implements it.
+pub trait SharedEvents: Send + Sync + fmt::Debug + 'static {
+    /// Appends `events` (all of `user`'s, unnumbered, in order) to the shared log as the
+    /// holder of `user`'s lease, and returns once this instance has applied them (so the
+    /// next diff of that user is computed against them); an error when this instance does
+    /// not hold the lease or lost it (nothing appended), or when the engine is down.
+    fn publish(&self, user: Arc<str>, events: Vec<Event>) -> PortFuture<'_, CoreResult<()>>;
+
+    /// Returns whether the engine is reachable now (health, fail-fast).
     fn is_available(&self) -> bool;
 }
 

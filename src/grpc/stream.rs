@@ -136,6 +136,10 @@ where
                     let status = resume_status(tonic::Code::Aborted, why, last_delivered, &epoch);
                     Some((Err(status), None))
                 }
+                // As a resume against another epoch is answered: OUT_OF_RANGE, resync.
+                Err(error @ WatchError::EpochChanged { .. }) => {
+                    Some((Err(Status::out_of_range(error.to_string())), None))
+                }
             }
         }
     }))

@@ -69,9 +69,16 @@ pub struct Spawn {
     one_port: bool,
     admin: bool,
     listeners: Option<Listeners>,
+    cluster: Option<voice_gateway::cluster::Engine>,
 }
 
 impl Spawn {
+    /// Makes the gateway a cluster member over `engine` (bridge mode: set `upstream.url`).
+    pub fn cluster(mut self, engine: voice_gateway::cluster::Engine) -> Self {
+        self.cluster = Some(engine);
+        self
+    }
+
     /// Changes the configuration.
     pub fn config(mut self, adjust: impl FnOnce(&mut Config)) -> Self {
         adjust(&mut self.config);
@@ -151,9 +158,14 @@ impl Spawn {
         } else {
             None
         };
-        let gateway = Gateway::build(self.config, &tls, &listeners, shutdown.clone())
-            .await
-            .expect("the test's configuration is valid");
+        let gateway = match self.cluster {
+            None => Gateway::build(self.config, &tls, &listeners, shutdown.clone()).await,
+            Some(engine) => {
+                Gateway::build_in_cluster(self.config, &tls, &listeners, shutdown.clone(), engine)
+                    .await
+            }
+        }
+        .expect("the test's configuration is valid");
         let state = gateway.state.clone();
         let registry = gateway.registry.clone();
         let task = tokio::spawn(gateway.serve(tls, listeners, readiness.clone()));
@@ -204,6 +216,7 @@ impl TestGateway {
             one_port: false,
             admin: false,
             listeners: None,
+            cluster: None,
         }
     }
 

@@ -30,9 +30,15 @@
 //!   then fail at once with UNAVAILABLE / statusCode 4 / HTTP 503 and gRPC health says
 //!   NOT_SERVING, until a probe (`GET /api/v2/diagnostics/version` every
 //!   `upstream.probe_interval_ms`) or any upstream reply succeeds again.
+//! - **Cluster mode** ([`GwsBridge::join_cluster`], design in [`crate::cluster`]): a
+//!   session runs its CometD client only while this instance holds the user's lease
+//!   (`ownership.rs`), and only the holder publishes what a `/me` re-read lists; every other
+//!   part (sign-in, operations through the instance's own `JSESSIONID`) is unchanged. The
+//!   upstream counts as unavailable (health, fail-fast) while the engine is.
 
 pub mod convert;
 mod notifications;
+mod ownership;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +50,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::port::{PortFuture, Upstream};
+use crate::cluster::node::ClusterNode;
+use crate::core::port::{PortFuture, SharedEvents, Upstream};
 use crate::core::{
     CallControl, CallId, CallOperation, CoreError, CoreResult, DeviceRequest, DialRequest,
     ErrorKind, User, invalid_password,
@@ -204,6 +211,8 @@ pub struct GwsBridge {
     notify_options: BayeuxOptions,
     config: UpstreamConfig,
     core: OnceLock<Weak<CallControl>>,
+    /// Cluster mode: this instance's membership (leases, the shared log).
+    cluster: OnceLock<Arc<ClusterNode>>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     available: AtomicBool,
     shutdown: CancellationToken,
@@ -251,6 +260,7 @@ impl GwsBridge {
             notify_options: options,
             config: config.clone(),
             core: OnceLock::new(),
+            cluster: OnceLock::new(),
             sessions: Mutex::new(HashMap::new()),
             available: AtomicBool::new(true),
             shutdown,
@@ -263,6 +273,12 @@ impl GwsBridge {
         let _ = self.core.set(Arc::downgrade(core));
         tokio::spawn(self.clone().run_probe());
         tokio::spawn(self.clone().run_idle_sweeper());
+    }
+
+    /// Makes the bridge a cluster member (before any sign-in): sessions then run their
+    /// CometD client only while this instance holds the user's lease.
+    pub fn join_cluster(&self, node: Arc<ClusterNode>) {
+        let _ = self.cluster.set(node);
     }
 
     fn core(&self) -> CoreResult<Arc<CallControl>> {
@@ -421,25 +437,51 @@ impl GwsBridge {
                     subscribed: tokio::sync::watch::Sender::new(false),
                 });
                 lock(&self.sessions).insert(user.name.clone(), session.clone());
-                tokio::spawn(notifications::run(self.clone(), session.clone()));
+                self.start_session(&session);
                 session
             }
         };
-        self.mirror_me(&core, &session, &me);
+        self.mirror_me(&core, &session, &me).await;
         session.subscribed(self.config.reply_wait()).await;
         Ok(user)
     }
 
-    /// Mirrors what a `/me` reply lists for the session's user.
-    fn mirror_me(&self, core: &CallControl, session: &Session, me: &convert::Me) {
+    /// Starts what runs for a new session: its CometD client, or in cluster mode the
+    /// loop that holds (or waits for) the user's lease and runs the client while it holds
+    /// it.
+    fn start_session(self: &Arc<Self>, session: &Arc<Session>) {
+        match self.cluster.get() {
+            None => {
+                let stop = session.stop.clone();
+                tokio::spawn(notifications::run(self.clone(), session.clone(), stop));
+            }
+            Some(node) => {
+                tokio::spawn(ownership::run(self.clone(), node.clone(), session.clone()));
+            }
+        }
+    }
+
+    /// Mirrors what a `/me` reply lists for the session's user. In cluster mode only the
+    /// user's lease holder publishes it (another instance's attempt is refused and
+    /// dropped: the holder reads the same upstream).
+    async fn mirror_me(&self, core: &CallControl, session: &Session, me: &convert::Me) {
         let user = session.user.to_ref();
+        if self
+            .cluster
+            .get()
+            .is_some_and(|node| !node.owns(&user.name))
+        {
+            return;
+        }
         let calls = me
             .calls
             .iter()
             .filter_map(|c| convert::call(c, &user))
             .collect();
         let device = me.device.as_ref().and_then(|d| convert::device(d, &user));
-        core.mirror_resync(&user.name, calls, device);
+        if let Err(error) = core.mirror_resync(&user.name, calls, device).await {
+            tracing::warn!(user = %user.name, %error, "upstream state not mirrored");
+        }
     }
 
     /// Re-reads a user's calls and device after notifications may have been lost.
@@ -457,7 +499,7 @@ impl GwsBridge {
             Err(error) => return Err(error),
         };
         if let Some(me) = convert::me(&body, &self.config.contact_center) {
-            self.mirror_me(&core, session, &me);
+            self.mirror_me(&core, session, &me).await;
         }
         Ok(())
     }
@@ -564,6 +606,11 @@ impl Upstream for GwsPort {
 
     fn is_available(&self) -> bool {
         self.0.available.load(Ordering::Acquire)
+            && self
+                .0
+                .cluster
+                .get()
+                .is_none_or(|node| SharedEvents::is_available(&**node))
     }
 }
 

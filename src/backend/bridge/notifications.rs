@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::{GwsBridge, SESSION_COOKIE, Session, convert};
 use crate::core::port::PortFuture;
@@ -26,11 +27,18 @@ const MAX_RESTART_PAUSE: Duration = Duration::from_secs(10);
 ///
 /// Boxed with an explicit `Send` because signing in again starts this task too: the cycle
 /// would otherwise leave the compiler unable to infer that the future is `Send`.
-pub(super) fn run(bridge: Arc<GwsBridge>, session: Arc<Session>) -> PortFuture<'static, ()> {
-    Box::pin(run_session(bridge, session))
+///
+/// `stop` ends it: the session's own token in a single instance; in cluster mode the token
+/// of this instance's lease on the user, cancelled as soon as the lease is lost.
+pub(super) fn run(
+    bridge: Arc<GwsBridge>,
+    session: Arc<Session>,
+    stop: CancellationToken,
+) -> PortFuture<'static, ()> {
+    Box::pin(run_session(bridge, session, stop))
 }
 
-async fn run_session(bridge: Arc<GwsBridge>, session: Arc<Session>) {
+async fn run_session(bridge: Arc<GwsBridge>, session: Arc<Session>, stop: CancellationToken) {
     let endpoint = format!("{}/api/v2/notifications", bridge.base);
     let mut pause = Duration::from_millis(100);
     loop {
@@ -43,7 +51,7 @@ async fn run_session(bridge: Arc<GwsBridge>, session: Arc<Session>) {
                 return;
             }
         };
-        let mut events = client.spawn(session.stop.clone());
+        let mut events = client.spawn(stop.clone());
         while let Some(event) = events.recv().await {
             match event {
                 BayeuxEvent::Subscribed {
@@ -59,7 +67,7 @@ async fn run_session(bridge: Arc<GwsBridge>, session: Arc<Session>) {
                     }
                     session.subscribed.send_replace(true);
                 }
-                BayeuxEvent::Message(delivery) => on_message(&bridge, &session, &delivery),
+                BayeuxEvent::Message(delivery) => on_message(&bridge, &session, &delivery).await,
                 BayeuxEvent::Disconnected { error, attempt, .. } => {
                     if error.is_transport() {
                         bridge.set_available(false);
@@ -74,7 +82,7 @@ async fn run_session(bridge: Arc<GwsBridge>, session: Arc<Session>) {
         }
         let jitter = Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_bytes()[0]));
         tokio::select! {
-            () = session.stop.cancelled() => return,
+            () = stop.cancelled() => return,
             () = tokio::time::sleep(pause + jitter) => {}
         }
         pause = (pause * 2).min(MAX_RESTART_PAUSE);
@@ -84,32 +92,47 @@ async fn run_session(bridge: Arc<GwsBridge>, session: Arc<Session>) {
     }
 }
 
-/// Mirrors one notification.
-fn on_message(bridge: &GwsBridge, session: &Session, delivery: &BayeuxDelivery) {
+/// Mirrors one notification. A report the core could not publish (cluster mode: the
+/// engine is down or the lease was lost) is logged; the re-read that follows recovery or
+/// takeover reports its change.
+async fn on_message(bridge: &GwsBridge, session: &Session, delivery: &BayeuxDelivery) {
     let Ok(core) = bridge.core() else {
         return;
     };
     session.touch();
     let user = session.user.to_ref();
     let data = delivery.data();
-    match data.get("messageType").and_then(Value::as_str) {
+    let mirrored = match data.get("messageType").and_then(Value::as_str) {
         Some("CallStateChangeMessage") => match convert::call_notification(data, &user) {
-            Some((notification, call, digits)) => core.mirror_call(notification, call, digits),
-            None => tracing::warn!(user = %user.name, "unreadable upstream call notification"),
+            Some((notification, call, digits)) => {
+                core.mirror_call(notification, call, digits).await
+            }
+            None => {
+                tracing::warn!(user = %user.name, "unreadable upstream call notification");
+                Ok(())
+            }
         },
-        Some("ErrorMessage") => core.mirror_error(convert::error_message(data, &user)),
+        Some("ErrorMessage") => core.mirror_error(convert::error_message(data, &user)).await,
         Some("DeviceStateChangeMessage") => {
             let devices = data.get("devices").and_then(Value::as_array);
+            let mut mirrored = Ok(());
             for device in devices.into_iter().flatten() {
                 if let Some(device) = convert::device(device, &user) {
-                    core.mirror_device(device);
+                    mirrored = mirrored.and(core.mirror_device(device).await);
                 }
             }
+            mirrored
         }
-        other => tracing::debug!(
-            channel = delivery.channel(),
-            ?other,
-            "upstream message ignored"
-        ),
+        other => {
+            tracing::debug!(
+                channel = delivery.channel(),
+                ?other,
+                "upstream message ignored"
+            );
+            Ok(())
+        }
+    };
+    if let Err(error) = mirrored {
+        tracing::warn!(user = %user.name, %error, "upstream notification not mirrored");
     }
 }

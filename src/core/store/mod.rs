@@ -260,6 +260,13 @@ impl Store {
         }
     }
 
+    /// Empties the mirror of bridge mode (cluster mode: the shared log started over).
+    pub(crate) fn reset_mirror(&mut self) {
+        if self.mirror.is_some() {
+            self.mirror = Some(Mirror::new(self.ended_limit));
+        }
+    }
+
     /// Creates an empty call with a fresh id.
     pub(crate) fn new_call(&mut self, dnis: &str) -> CallId {
         self.next_conn += 1;

@@ -129,6 +129,16 @@ pub async fn run_bridge(
                 dispatch(&registry, &event);
             }
             Ok(None) => return,
+            // The shared log started over (cluster mode): every session re-handshakes and
+            // reloads, as when the history is gone.
+            Err(WatchError::EpochChanged { epoch }) => {
+                tracing::warn!(%epoch, "the event stream started over: cometd sessions dropped");
+                registry.remove_all(BayeuxRemoval::EventsLost);
+                watch = match start_watch(&core, None) {
+                    Some(fresh) => fresh,
+                    None => return,
+                };
+            }
             Err(WatchError::Lagged { last_delivered }) => {
                 tracing::warn!(last_delivered, "cometd bridge fell behind the core");
                 watch = match start_watch(&core, Some(last_delivered)) {
@@ -280,5 +290,45 @@ mod tests {
         assert_eq!(got[0]["channel"], "/v2/me/devices");
         assert_eq!(got[0]["data"]["devices"][0]["forwardTo"], "15002");
         assert!(got[0]["data"].get("notificationType").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_log_that_started_over_drops_every_session_so_it_handshakes_again() {
+        let fixture = Fixture::new();
+        let Fixture {
+            core,
+            registry,
+            watch,
+        } = fixture;
+        let registry = Arc::new(registry);
+        registry
+            .create(BayeuxNewSession {
+                user: "agent1".into(),
+                browser_id: None,
+                base_url: BASE.into(),
+                http_session: None,
+                ack: false,
+            })
+            .unwrap();
+        assert_eq!(registry.len(), 1);
+        let shutdown = CancellationToken::new();
+        let bridge = tokio::spawn(run_bridge(
+            core.clone(),
+            registry.clone(),
+            watch,
+            shutdown.clone(),
+        ));
+        // What cluster mode does when the shared log is a new epoch.
+        core.reset_shared("another-epoch", 0);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !registry.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the session was kept"
+            );
+            tokio::task::yield_now().await;
+        }
+        shutdown.cancel();
+        bridge.await.unwrap();
     }
 }

@@ -1,0 +1,609 @@
+//! The encoding of one shared-log entry: one core [`Event`] as JSON, carrying everything
+//! another instance needs to apply it without ever having seen the user: the full
+//! [`UserRef`], the call or device with its `upstream_fields`, the notification type, the
+//! digits, the error's kind, `statusCode` and message, and the owner's commit time (so
+//! every instance renders the same `commit_time`). The sequence is not in the entry: it
+//! is the log's.
+//!
+//! The wire structs here are the cluster's own (the core stays free of serde); each field
+//! of a core type is named once in `from_*`/`to_*` pairs, destructured so that a field
+//! added to the core cannot be forgotten silently.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::country::Country;
+use crate::core::{
+    AgentState, CallEvent, CallId, CallSnapshot, CallState, CallType, CoreError, DeviceChange,
+    DeviceEvent, DeviceOperation, DeviceSnapshot, ErrorEvent, ErrorKind, Event, MonitorKind,
+    MonitorMode, MonitorScope, Monitoring, NotificationType, Operation, Participant,
+    RecordingState, UserData, UserDataValue, UserRef, WorkMode,
+};
+
+/// Why an entry could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable shared-log entry: {0}")]
+pub struct EntryError(String);
+
+fn bad(what: impl std::fmt::Display) -> EntryError {
+    EntryError(what.to_string())
+}
+
+/// Encodes an event (its sequence left out).
+pub fn encode(event: &Event) -> Vec<u8> {
+    let entry = match event {
+        Event::Call(e) => EntryJson::Call {
+            notification: e.notification.as_str().into(),
+            call: CallJson::from_core(&e.call),
+            digits: e.digits.clone(),
+            at_ms: millis(e.committed_at),
+        },
+        Event::Device(e) => EntryJson::Device {
+            change: change_name(e.change).into(),
+            device: DeviceJson::from_core(&e.device),
+            at_ms: millis(e.committed_at),
+        },
+        Event::Error(e) => EntryJson::Error {
+            user: UserJson::from_core(&e.user),
+            operation: e.operation.map(|o| o.as_str().into()),
+            kind: kind_name(e.error.kind()).into(),
+            status_code: e.error.status_code(),
+            message: e.error.to_string(),
+            call: e.call.as_ref().map(CallJson::from_core),
+            at_ms: millis(e.committed_at),
+        },
+    };
+    serde_json::to_vec(&entry).expect("entries are plain JSON")
+}
+
+/// Decodes an entry as the event of `sequence`.
+pub fn decode(sequence: u64, payload: &[u8]) -> Result<Event, EntryError> {
+    let entry: EntryJson = serde_json::from_slice(payload).map_err(bad)?;
+    Ok(match entry {
+        EntryJson::Call {
+            notification,
+            call,
+            digits,
+            at_ms,
+        } => Event::Call(Arc::new(CallEvent {
+            sequence,
+            notification: named(NotificationType::from_name, &notification)?,
+            call: call.into_core()?,
+            digits,
+            committed_at: time(at_ms),
+        })),
+        EntryJson::Device {
+            change,
+            device,
+            at_ms,
+        } => Event::Device(Arc::new(DeviceEvent {
+            sequence,
+            change: change_of(&change)?,
+            device: device.into_core()?,
+            committed_at: time(at_ms),
+        })),
+        EntryJson::Error {
+            user,
+            operation,
+            kind,
+            status_code,
+            message,
+            call,
+            at_ms,
+        } => Event::Error(Arc::new(ErrorEvent {
+            sequence,
+            user: user.into_core(),
+            operation: operation
+                .as_deref()
+                .map(|o| named(Operation::from_name, o))
+                .transpose()?,
+            error: CoreError::Upstream {
+                kind: kind_of(&kind)?,
+                status_code,
+                message,
+            },
+            call: call.map(CallJson::into_core).transpose()?,
+            committed_at: time(at_ms),
+        })),
+    })
+}
+
+fn millis(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn time(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn named<T>(parse: impl Fn(&str) -> Option<T>, name: &str) -> Result<T, EntryError> {
+    parse(name).ok_or_else(|| bad(format!("unknown name {name:?}")))
+}
+
+fn change_name(change: DeviceChange) -> &'static str {
+    match change {
+        DeviceChange::AgentState => "AgentState",
+        DeviceChange::DoNotDisturb => "DoNotDisturb",
+        DeviceChange::Device => "Device",
+    }
+}
+
+fn change_of(name: &str) -> Result<DeviceChange, EntryError> {
+    [
+        DeviceChange::AgentState,
+        DeviceChange::DoNotDisturb,
+        DeviceChange::Device,
+    ]
+    .into_iter()
+    .find(|c| change_name(*c) == name)
+    .ok_or_else(|| bad(format!("unknown device change {name:?}")))
+}
+
+const KINDS: [(ErrorKind, &str); 9] = [
+    (ErrorKind::Unauthenticated, "Unauthenticated"),
+    (ErrorKind::PermissionDenied, "PermissionDenied"),
+    (ErrorKind::NotFound, "NotFound"),
+    (ErrorKind::FailedPrecondition, "FailedPrecondition"),
+    (ErrorKind::InvalidArgument, "InvalidArgument"),
+    (ErrorKind::OutOfRange, "OutOfRange"),
+    (ErrorKind::Unavailable, "Unavailable"),
+    (ErrorKind::ResourceExhausted, "ResourceExhausted"),
+    (ErrorKind::Internal, "Internal"),
+];
+
+fn kind_name(kind: ErrorKind) -> &'static str {
+    KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or("Internal", |(_, name)| name)
+}
+
+fn kind_of(name: &str) -> Result<ErrorKind, EntryError> {
+    KINDS
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(kind, _)| *kind)
+        .ok_or_else(|| bad(format!("unknown error kind {name:?}")))
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum EntryJson {
+    Call {
+        notification: String,
+        call: CallJson,
+        digits: Option<String>,
+        at_ms: u64,
+    },
+    Device {
+        change: String,
+        device: DeviceJson,
+        at_ms: u64,
+    },
+    Error {
+        user: UserJson,
+        operation: Option<String>,
+        kind: String,
+        status_code: u32,
+        message: String,
+        call: Option<CallJson>,
+        at_ms: u64,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserJson {
+    name: Arc<str>,
+    contact_center: Arc<str>,
+    phone_number: Arc<str>,
+    device_id: Arc<str>,
+}
+
+impl UserJson {
+    fn from_core(user: &UserRef) -> Self {
+        let UserRef {
+            name,
+            contact_center,
+            phone_number,
+            device_id,
+        } = user.clone();
+        Self {
+            name,
+            contact_center,
+            phone_number,
+            device_id,
+        }
+    }
+
+    fn into_core(self) -> UserRef {
+        UserRef {
+            name: self.name,
+            contact_center: self.contact_center,
+            phone_number: self.phone_number,
+            device_id: self.device_id,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CountryJson {
+    name: Arc<str>,
+    code: Arc<str>,
+    calling_code: Arc<str>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ParticipantJson {
+    phone_number: Arc<str>,
+    e164_number: Arc<str>,
+    country: Option<CountryJson>,
+    location: Option<Arc<str>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ValueJson {
+    Int(i64),
+    Str(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct CallJson {
+    id: Arc<str>,
+    conn_id: Arc<str>,
+    state: String,
+    call_type: String,
+    capabilities: Vec<String>,
+    participants: Vec<ParticipantJson>,
+    dnis: Arc<str>,
+    ani: Option<Arc<str>>,
+    user_data: Vec<(String, ValueJson)>,
+    duration_secs: u64,
+    muted: bool,
+    recording_state: Option<String>,
+    supervisor_listening_in: bool,
+    monitored_user_muted: bool,
+    monitoring: bool,
+    parent_call_id: Option<Arc<str>>,
+    user: UserJson,
+    upstream_fields: Option<Arc<str>>,
+}
+
+impl CallJson {
+    fn from_core(call: &CallSnapshot) -> Self {
+        let CallSnapshot {
+            id,
+            conn_id,
+            state,
+            call_type,
+            capabilities,
+            participants,
+            dnis,
+            ani,
+            user_data,
+            duration_secs,
+            muted,
+            recording_state,
+            supervisor_listening_in,
+            monitored_user_muted,
+            monitoring,
+            parent_call_id,
+            user,
+            upstream_fields,
+        } = call;
+        Self {
+            id: id.as_str().into(),
+            conn_id: conn_id.clone(),
+            state: state.as_str().into(),
+            call_type: call_type.as_str().into(),
+            capabilities: capabilities.iter().map(|o| o.as_str().into()).collect(),
+            participants: participants
+                .iter()
+                .map(|p| ParticipantJson {
+                    phone_number: p.phone_number.clone(),
+                    e164_number: p.e164_number.clone(),
+                    country: p.country.as_ref().map(|c| CountryJson {
+                        name: c.name.clone(),
+                        code: c.code.clone(),
+                        calling_code: c.calling_code.clone(),
+                    }),
+                    location: p.location.clone(),
+                })
+                .collect(),
+            dnis: dnis.clone(),
+            ani: ani.clone(),
+            user_data: user_data
+                .pairs()
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        UserDataValue::Int(i) => ValueJson::Int(*i),
+                        UserDataValue::Str(s) => ValueJson::Str(s.clone()),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+            duration_secs: *duration_secs,
+            muted: *muted,
+            recording_state: recording_state.map(|r| r.as_str().into()),
+            supervisor_listening_in: *supervisor_listening_in,
+            monitored_user_muted: *monitored_user_muted,
+            monitoring: *monitoring,
+            parent_call_id: parent_call_id.as_ref().map(|p| p.as_str().into()),
+            user: UserJson::from_core(user),
+            upstream_fields: upstream_fields.clone(),
+        }
+    }
+
+    fn into_core(self) -> Result<CallSnapshot, EntryError> {
+        Ok(CallSnapshot {
+            id: CallId::new(self.id),
+            conn_id: self.conn_id,
+            state: named(CallState::from_name, &self.state)?,
+            call_type: named(CallType::from_name, &self.call_type)?,
+            capabilities: self
+                .capabilities
+                .iter()
+                .map(|o| named(Operation::from_name, o))
+                .collect::<Result<_, _>>()?,
+            participants: self
+                .participants
+                .into_iter()
+                .map(|p| Participant {
+                    phone_number: p.phone_number,
+                    e164_number: p.e164_number,
+                    country: p.country.map(|c| Country {
+                        name: c.name,
+                        code: c.code,
+                        calling_code: c.calling_code,
+                    }),
+                    location: p.location,
+                })
+                .collect(),
+            dnis: self.dnis,
+            ani: self.ani,
+            user_data: UserData::from_pairs(
+                self.user_data
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            ValueJson::Int(i) => UserDataValue::Int(i),
+                            ValueJson::Str(s) => UserDataValue::Str(s),
+                        };
+                        (k, v)
+                    })
+                    .collect(),
+            ),
+            duration_secs: self.duration_secs,
+            muted: self.muted,
+            recording_state: self
+                .recording_state
+                .as_deref()
+                .map(|r| named(RecordingState::from_name, r))
+                .transpose()?,
+            supervisor_listening_in: self.supervisor_listening_in,
+            monitored_user_muted: self.monitored_user_muted,
+            monitoring: self.monitoring,
+            parent_call_id: self.parent_call_id.map(CallId::new),
+            user: self.user.into_core(),
+            upstream_fields: self.upstream_fields,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct MonitoringJson {
+    kind: String,
+    mode: String,
+    scope: String,
+    target: Arc<str>,
+    target_device_id: Arc<str>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeviceJson {
+    active: bool,
+    agent_state: String,
+    work_mode: Option<String>,
+    do_not_disturb: bool,
+    forward_to: Option<String>,
+    capabilities: Vec<String>,
+    monitoring: Option<MonitoringJson>,
+    user: UserJson,
+    voice_environment_id: Arc<str>,
+    upstream_fields: Option<Arc<str>>,
+}
+
+impl DeviceJson {
+    fn from_core(device: &DeviceSnapshot) -> Self {
+        let DeviceSnapshot {
+            active,
+            agent_state,
+            work_mode,
+            do_not_disturb,
+            forward_to,
+            capabilities,
+            monitoring,
+            user,
+            voice_environment_id,
+            upstream_fields,
+        } = device;
+        Self {
+            active: *active,
+            agent_state: agent_state.as_str().into(),
+            work_mode: work_mode.map(|w| w.as_str().into()),
+            do_not_disturb: *do_not_disturb,
+            forward_to: forward_to.clone(),
+            capabilities: capabilities.iter().map(|o| o.as_str().into()).collect(),
+            monitoring: monitoring.as_ref().map(|m| MonitoringJson {
+                kind: m.kind.as_str().into(),
+                mode: m.mode.as_str().into(),
+                scope: m.scope.as_str().into(),
+                target: m.target.clone(),
+                target_device_id: m.target_device_id.clone(),
+            }),
+            user: UserJson::from_core(user),
+            voice_environment_id: voice_environment_id.clone(),
+            upstream_fields: upstream_fields.clone(),
+        }
+    }
+
+    fn into_core(self) -> Result<DeviceSnapshot, EntryError> {
+        let monitoring = match self.monitoring {
+            None => None,
+            Some(m) => Some(Monitoring {
+                kind: named(MonitorKind::from_name, &m.kind)?,
+                mode: named(MonitorMode::from_name, &m.mode)?,
+                scope: named(MonitorScope::from_name, &m.scope)?,
+                target: m.target,
+                target_device_id: m.target_device_id,
+            }),
+        };
+        Ok(DeviceSnapshot {
+            active: self.active,
+            agent_state: named(AgentState::from_name, &self.agent_state)?,
+            work_mode: self
+                .work_mode
+                .as_deref()
+                .map(|w| named(WorkMode::from_name, w))
+                .transpose()?,
+            do_not_disturb: self.do_not_disturb,
+            forward_to: self.forward_to,
+            capabilities: self
+                .capabilities
+                .iter()
+                .map(|o| named(DeviceOperation::from_name, o))
+                .collect::<Result<_, _>>()?,
+            monitoring,
+            user: self.user.into_core(),
+            voice_environment_id: self.voice_environment_id,
+            upstream_fields: self.upstream_fields,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> UserRef {
+        UserRef {
+            name: "agent1".into(),
+            contact_center: "demo".into(),
+            phone_number: "15000".into(),
+            device_id: "d1".into(),
+        }
+    }
+
+    fn call() -> CallSnapshot {
+        CallSnapshot {
+            id: CallId::new("C1"),
+            conn_id: "0071000000000001".into(),
+            state: CallState::Established,
+            call_type: CallType::Internal,
+            capabilities: vec![Operation::Hold, Operation::Hangup],
+            participants: vec![Participant {
+                phone_number: "19165550104".into(),
+                e164_number: "+19165550104".into(),
+                country: Country::of_e164("+19165550104"),
+                location: Some("United States of America".into()),
+            }],
+            dnis: "15001".into(),
+            ani: Some("19165550104".into()),
+            user_data: UserData::from_pairs(vec![
+                ("k".into(), UserDataValue::Str("v".into())),
+                ("n".into(), UserDataValue::Int(7)),
+                ("s".into(), UserDataValue::Str("7".into())),
+            ]),
+            duration_secs: 3,
+            muted: true,
+            recording_state: Some(RecordingState::Recording),
+            supervisor_listening_in: false,
+            monitored_user_muted: true,
+            monitoring: false,
+            parent_call_id: Some(CallId::new("C0")),
+            user: user(),
+            upstream_fields: Some(r#"{"extra":1}"#.into()),
+        }
+    }
+
+    fn at() -> SystemTime {
+        time(1_700_000_000_123)
+    }
+
+    #[test]
+    fn every_kind_of_event_comes_back_as_it_went_with_the_logs_sequence() {
+        let events = [
+            Event::Call(Arc::new(CallEvent {
+                sequence: 0,
+                notification: NotificationType::DtmfSent,
+                call: call(),
+                digits: Some("12#".into()),
+                committed_at: at(),
+            })),
+            Event::Device(Arc::new(DeviceEvent {
+                sequence: 0,
+                change: DeviceChange::DoNotDisturb,
+                device: DeviceSnapshot {
+                    active: true,
+                    agent_state: AgentState::AfterCallWork,
+                    work_mode: Some(WorkMode::AutoIn),
+                    do_not_disturb: true,
+                    forward_to: Some("15009".into()),
+                    capabilities: vec![DeviceOperation::Ready],
+                    monitoring: Some(Monitoring {
+                        kind: MonitorKind::Coach,
+                        mode: MonitorMode::AllCalls,
+                        scope: MonitorScope::Call,
+                        target: "agent2".into(),
+                        target_device_id: "d2".into(),
+                    }),
+                    user: user(),
+                    voice_environment_id: "env".into(),
+                    upstream_fields: Some("{}".into()),
+                },
+                committed_at: at(),
+            })),
+            Event::Error(Arc::new(ErrorEvent {
+                sequence: 0,
+                user: user(),
+                operation: Some(Operation::Dial),
+                error: CoreError::Upstream {
+                    kind: ErrorKind::NotFound,
+                    status_code: 17,
+                    message: "15009 cannot be reached".into(),
+                },
+                call: Some(call()),
+                committed_at: at(),
+            })),
+        ];
+        for event in events {
+            let back = decode(42, &encode(&event)).unwrap();
+            assert_eq!(back.sequence(), 42);
+            let renumbered = match event {
+                Event::Call(e) => Event::Call(Arc::new(CallEvent {
+                    sequence: 42,
+                    ..(*e).clone()
+                })),
+                Event::Device(e) => Event::Device(Arc::new(DeviceEvent {
+                    sequence: 42,
+                    ..(*e).clone()
+                })),
+                Event::Error(e) => Event::Error(Arc::new(ErrorEvent {
+                    sequence: 42,
+                    ..(*e).clone()
+                })),
+            };
+            assert_eq!(back, renumbered);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_entry_is_refused_not_guessed() {
+        assert!(decode(1, b"{\"kind\":\"call\"}").is_err());
+        assert!(decode(1, b"not json").is_err());
+    }
+}
