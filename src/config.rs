@@ -539,10 +539,19 @@ mod tests {
             config.validate().is_err(),
             "a renew no shorter than the TTL"
         );
-        for url in ["redis://127.0.0.1:6379", "nats://127.0.0.1:4222", "memory:"] {
-            let refused = crate::cluster::connect(url).unwrap_err().to_string();
+        for url in ["nats://127.0.0.1:4222", "memory:", "127.0.0.1:6379"] {
+            config.cluster.url = Some(url.into());
+            let refused = crate::cluster::connect(&config.cluster)
+                .unwrap_err()
+                .to_string();
             assert!(refused.contains(url), "{refused}");
+            assert!(refused.contains("expected redis://"), "{refused}");
         }
+        config.cluster.url = Some("redis://:secret@127.0.0.1:1/not-a-db".into());
+        let refused = crate::cluster::connect(&config.cluster)
+            .unwrap_err()
+            .to_string();
+        assert!(!refused.contains("secret"), "{refused}");
     }
 
     #[test]

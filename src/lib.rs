@@ -106,7 +106,7 @@ fn build_state_in(
             );
             let engine = match (engine, &config.cluster.url) {
                 (Some(engine), _) => Some(engine),
-                (None, Some(url)) => Some(cluster::connect(url)?),
+                (None, Some(_)) => Some(cluster::connect(&config.cluster)?),
                 (None, None) => None,
             };
             if let Some(engine) = engine {

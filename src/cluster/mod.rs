@@ -100,6 +100,10 @@ pub const DEFAULT_LEASE_TTL_MS: u64 = 3_000;
 /// | `url` | the engine (`--cluster`, `VOICE_GATEWAY_CLUSTER`): `redis://host:port` | none: a single instance |
 /// | `lease_ttl_ms` | how long a user's lease lasts without a renew | [`DEFAULT_LEASE_TTL_MS`] |
 /// | `renew_interval_ms` | renew period of held leases, retry period of the others | a third of `lease_ttl_ms` |
+/// | `prefix` | Redis: prepended to every key (several clusters may share one Redis) | [`redis::DEFAULT_PREFIX`] |
+/// | `max_len` | Redis: entries the log keeps, about (its memory: see [`redis`]) | [`redis::DEFAULT_MAX_LEN`] |
+/// | `max_age_ms` | Redis: age after which an entry is trimmed (0: never) | [`redis::DEFAULT_MAX_AGE_MS`] |
+/// | `connect_timeout_ms` / `response_timeout_ms` | Redis: bounds on a connection and on one command, after which the gateway refuses (UNAVAILABLE / 503) | [`redis::DEFAULT_CONNECT_TIMEOUT_MS`] / [`redis::DEFAULT_RESPONSE_TIMEOUT_MS`] |
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
@@ -109,6 +113,16 @@ pub struct ClusterConfig {
     pub lease_ttl_ms: u64,
     /// Renew period, in milliseconds (`None`: a third of the TTL).
     pub renew_interval_ms: Option<u64>,
+    /// Redis: the prefix of every key.
+    pub prefix: String,
+    /// Redis: the number of entries the log keeps (approximately).
+    pub max_len: u64,
+    /// Redis: the age in milliseconds after which an entry is trimmed; 0 never.
+    pub max_age_ms: u64,
+    /// Redis: the bound on opening a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Redis: the bound on one command's answer, in milliseconds.
+    pub response_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -117,6 +131,11 @@ impl Default for ClusterConfig {
             url: None,
             lease_ttl_ms: DEFAULT_LEASE_TTL_MS,
             renew_interval_ms: None,
+            prefix: redis::DEFAULT_PREFIX.to_owned(),
+            max_len: redis::DEFAULT_MAX_LEN,
+            max_age_ms: redis::DEFAULT_MAX_AGE_MS,
+            connect_timeout_ms: redis::DEFAULT_CONNECT_TIMEOUT_MS,
+            response_timeout_ms: redis::DEFAULT_RESPONSE_TIMEOUT_MS,
         }
     }
 }
@@ -180,18 +199,51 @@ impl Engine {
     }
 }
 
-/// Builds the engine a `[cluster] url` names, by its scheme. `redis://` is the Redis
-/// engine (issue 16; not in this build yet, so refused clearly); anything else is refused.
-/// The in-memory engine has no URL: tests and demos pass it with [`Engine::memory`].
-pub fn connect(url: &str) -> anyhow::Result<Engine> {
+/// Builds the engine `config.url` names, by its scheme: `redis://` (or `rediss://`, TLS)
+/// is the Redis engine ([`redis::RedisEngine`], with `config`'s Redis bounds); anything
+/// else is refused. It does not connect: a gateway starts while Redis is down and refuses
+/// until it is back. The in-memory engine has no URL: tests and demos pass it with
+/// [`Engine::memory`].
+pub fn connect(config: &ClusterConfig) -> anyhow::Result<Engine> {
+    let url = config.url.as_deref().unwrap_or_default();
     let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
     match scheme {
-        "redis" | "rediss" => Err(anyhow::anyhow!(
-            "cluster.url {url:?}: the Redis engine is not part of this build yet"
-        )),
+        "redis" | "rediss" => {
+            let engine = redis::RedisEngine::new(redis::RedisConfig {
+                url: url.to_owned(),
+                prefix: config.prefix.clone(),
+                max_len: config.max_len,
+                max_age_ms: config.max_age_ms,
+                connect_timeout_ms: config.connect_timeout_ms,
+                response_timeout_ms: config.response_timeout_ms,
+            })
+            .map_err(|e| anyhow::anyhow!("cluster.url {:?}: {e}", without_password(url)))?;
+            let engine = Arc::new(engine);
+            Ok(Engine {
+                log: engine.clone(),
+                leases: engine,
+                name: without_password(url),
+            })
+        }
         _ => Err(anyhow::anyhow!(
-            "cluster.url {url:?}: unknown engine; expected redis://host:port"
+            "cluster.url {:?}: unknown engine; expected redis://host:port",
+            without_password(url)
         )),
+    }
+}
+
+/// `url` with any password replaced by `***`, for logs and errors.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
     }
 }
 

@@ -1,0 +1,150 @@
+//! Cluster mode on a real `redis-server`, through the production wiring (`[cluster] url =
+//! "redis://…"`, `cluster::connect`): two bridge instances in front of one embedded
+//! upstream share Redis' log and leases. `tests/cluster.rs` covers the design in depth on
+//! the in-memory engine; this file shows the Redis engine carries it: one numbering on both
+//! instances under Redis' own epoch, and a Redis that restarts empty making every watcher
+//! resync onto a new epoch with the calls rebuilt.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::{TestGateway, as_user, next_event, pb, snapshot, watch_calls, within};
+use tonic::Code;
+
+type Watch = tonic::Streaming<pb::WatchCallsResponse>;
+
+/// Starts a bridge instance on `upstream` in the cluster on `redis`.
+async fn instance(upstream: &TestGateway, redis: &RedisServer) -> TestGateway {
+    let (upstream, redis) = (upstream.http_url(), redis.url());
+    TestGateway::builder()
+        .config(move |config| {
+            config.upstream.url = Some(upstream);
+            config.cluster.url = Some(redis);
+            config.cluster.lease_ttl_ms = 600;
+        })
+        .start()
+        .await
+}
+
+/// Redis' epoch key, as the engine set it.
+async fn redis_epoch(redis: &RedisServer) -> Option<String> {
+    let mut connection = redis.connection().await;
+    ::redis::cmd("GET")
+        .arg("vg:epoch")
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
+/// `user` dials `to` on `gateway`; returns the call id.
+async fn dial(gateway: &TestGateway, user: &str, to: &str) -> String {
+    let dial = pb::DialRequest {
+        destination: to.into(),
+        ..Default::default()
+    };
+    gateway
+        .calls()
+        .await
+        .dial(as_user(user, dial))
+        .await
+        .unwrap_or_else(|status| panic!("{user} dials {to}: {status:?}"))
+        .into_inner()
+        .call
+        .unwrap()
+        .id
+}
+
+/// Reads `watch` until the call `id` is released; returns (sequence, epoch, call state) of
+/// every event read.
+async fn until_released(watch: &mut Watch, id: &str) -> Vec<(u64, String, i32)> {
+    common::watch_until(watch, |e| {
+        let call = e.call.as_ref().unwrap();
+        call.id == id && call.state() == pb::CallState::Released
+    })
+    .await
+    .iter()
+    .map(|e| (e.sequence, e.epoch.clone(), e.call.as_ref().unwrap().state))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_redis_number_every_event_alike_under_redis_epoch() {
+    let redis = RedisServer::start().await;
+    let upstream = TestGateway::spawn().await;
+    let (a, b) = (
+        instance(&upstream, &redis).await,
+        instance(&upstream, &redis).await,
+    );
+    let mut on_a = watch_calls(&mut a.calls().await, "agent1").await;
+    let mut on_b = watch_calls(&mut b.calls().await, "agent1").await;
+    let id = dial(&a, "agent1", "15001").await;
+    let hangup = pb::HangupRequest {
+        call_id: id.clone(),
+    };
+    b.calls()
+        .await
+        .hangup(as_user("agent1", hangup))
+        .await
+        .unwrap();
+    let seen_on_a = until_released(&mut on_a, &id).await;
+    let seen_on_b = until_released(&mut on_b, &id).await;
+    assert_eq!(seen_on_a, seen_on_b, "A and B disagree");
+    let epoch = redis_epoch(&redis).await.expect("the engine set an epoch");
+    assert!(
+        seen_on_a.iter().all(|(_, e, _)| *e == epoch),
+        "{seen_on_a:?}"
+    );
+    let sequences: Vec<_> = seen_on_a.iter().map(|(s, _, _)| *s).collect();
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0] + 1),
+        "agent1's entries are the whole log: dense sequences, {sequences:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_empty_makes_watchers_resync_onto_a_new_epoch() {
+    let mut redis = RedisServer::start().await;
+    let upstream = TestGateway::spawn().await;
+    let (a, b) = (
+        instance(&upstream, &redis).await,
+        instance(&upstream, &redis).await,
+    );
+    let mut on_b = watch_calls(&mut b.calls().await, "agent1").await;
+    let id = dial(&a, "agent1", "15001").await;
+    let before = next_event(&mut on_b).await;
+    redis.restart_empty().await;
+    let ended = within("B's watch ended", async {
+        loop {
+            match on_b.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the watch ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await;
+    assert_eq!(ended.code(), Code::OutOfRange, "{ended:?}");
+    // The resync: a new snapshot on Redis' new epoch holds the call again, once its owner
+    // re-read the upstream into the new log.
+    let mut calls_b = b.calls().await;
+    let rebuilt = within("the rebuilt snapshot", async {
+        loop {
+            if let Ok(watch) = calls_b
+                .watch_calls(as_user("agent1", pb::WatchCallsRequest::default()))
+                .await
+            {
+                let snap = snapshot(&mut watch.into_inner()).await;
+                if snap.calls.iter().any(|c| c.id == id) {
+                    return snap;
+                }
+            }
+            // The poll interval of this check; `within` bounds it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_ne!(rebuilt.epoch, before.epoch, "a new epoch");
+    assert_eq!(Some(rebuilt.epoch), redis_epoch(&redis).await);
+}
