@@ -48,10 +48,12 @@ async fn pair() -> (Gateway, Gateway) {
     (upstream, bridge)
 }
 
-/// Writes the demo configuration followed by `extra` to a file of this test process;
-/// returns its path.
+/// Writes the demo configuration followed by `extra` to a file of this test process, under
+/// cargo's scratch directory for integration tests (in `target/`, so nothing is left in the
+/// system's temp directory); returns its path.
 fn demo_config_with(name: &str, extra: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("bridge-{name}-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bridge-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("gateway.toml");
     std::fs::write(
