@@ -1,9 +1,18 @@
-//! The encoding of one shared-log entry: one core [`Event`] as JSON, carrying everything
+//! The encoding of one shared-log entry: one core [`Event`] as zlib-deflated JSON, carrying everything
 //! another instance needs to apply it without ever having seen the user: the full
 //! [`UserRef`], the call or device with its `upstream_fields`, the notification type, the
 //! digits, the error's kind, `statusCode` and message, and the owner's commit time (so
 //! every instance renders the same `commit_time`). The sequence is not in the entry: it
 //! is the log's.
+//!
+//! Deflated because the payloads are the engine's memory (`cluster::redis`: about payload +
+//! 80 bytes per entry): call events of 560 to 930 bytes of JSON deflate to 350 to 500
+//! (level 6), which brings a 100,000-entry log from about 83 MB to under 64 MB, for some
+//! tens of microseconds per entry on the owner and a few on each reader. zlib rather than a
+//! raw stream so that an entry of plain JSON (a `{`, which no zlib header starts with) is
+//! still read: instances of the previous encoding can share a log during an upgrade.
+//! Inflating stops at [`MAX_ENTRY_JSON`] bytes: an entry is a few KiB of JSON, so more is
+//! refused as unreadable rather than allocated.
 //!
 //! The wire structs here are the cluster's own (the core stays free of serde); each field
 //! of a core type is named once in `from_*`/`to_*` pairs, destructured so that a field
@@ -55,12 +64,40 @@ pub fn encode(event: &Event) -> Vec<u8> {
             at_ms: millis(e.committed_at),
         },
     };
-    serde_json::to_vec(&entry).expect("entries are plain JSON")
+    let json = serde_json::to_vec(&entry).expect("entries are plain JSON");
+    let mut deflate = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(json.len() / 2),
+        flate2::Compression::default(),
+    );
+    std::io::Write::write_all(&mut deflate, &json).expect("writing to a Vec cannot fail");
+    deflate.finish().expect("writing to a Vec cannot fail")
+}
+
+/// The most JSON one entry may inflate to.
+pub const MAX_ENTRY_JSON: u64 = 1 << 20;
+
+/// The JSON of an entry: inflated, or as it is when it is plain JSON.
+fn inflate(payload: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, EntryError> {
+    use std::io::Read as _;
+    if payload.first() == Some(&b'{') {
+        return Ok(std::borrow::Cow::Borrowed(payload));
+    }
+    let mut json = Vec::with_capacity(payload.len() * 3);
+    flate2::read::ZlibDecoder::new(payload)
+        .take(MAX_ENTRY_JSON + 1)
+        .read_to_end(&mut json)
+        .map_err(bad)?;
+    if json.len() as u64 > MAX_ENTRY_JSON {
+        return Err(bad(format_args!(
+            "more than {MAX_ENTRY_JSON} bytes inflated"
+        )));
+    }
+    Ok(std::borrow::Cow::Owned(json))
 }
 
 /// Decodes an entry as the event of `sequence`.
 pub fn decode(sequence: u64, payload: &[u8]) -> Result<Event, EntryError> {
-    let entry: EntryJson = serde_json::from_slice(payload).map_err(bad)?;
+    let entry: EntryJson = serde_json::from_slice(&inflate(payload)?).map_err(bad)?;
     Ok(match entry {
         EntryJson::Call {
             notification,
@@ -605,5 +642,45 @@ mod tests {
     fn an_unreadable_entry_is_refused_not_guessed() {
         assert!(decode(1, b"{\"kind\":\"call\"}").is_err());
         assert!(decode(1, b"not json").is_err());
+        // Deflated garbage, and a deflated entry over the bound (a megabyte of spaces
+        // deflates to a kilobyte).
+        let deflated = |bytes: &[u8]| {
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+            std::io::Write::write_all(&mut z, bytes).unwrap();
+            z.finish().unwrap()
+        };
+        assert!(decode(1, &deflated(b"not json")).is_err());
+        let mut huge = vec![b' '; MAX_ENTRY_JSON as usize];
+        huge.extend_from_slice(br#"{"type":"call"}"#);
+        let refused = decode(1, &deflated(&huge)).unwrap_err().to_string();
+        assert!(refused.contains("more than"), "{refused}");
+    }
+
+    #[test]
+    fn entries_are_deflated_and_plain_json_entries_are_still_read() {
+        let event = Event::Call(Arc::new(CallEvent {
+            sequence: 0,
+            notification: NotificationType::StatusChange,
+            call: call(),
+            digits: None,
+            committed_at: at(),
+        }));
+        let payload = encode(&event);
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::ZlibDecoder::new(payload.as_slice()),
+            &mut json,
+        )
+        .unwrap();
+        assert_eq!(json.first(), Some(&b'{'), "zlib around the JSON");
+        assert!(
+            payload.len() * 10 < json.len() * 7,
+            "{} bytes deflated from {}",
+            payload.len(),
+            json.len()
+        );
+        // An entry written by an instance of the plain-JSON encoding, as during an upgrade.
+        assert_eq!(decode(7, &json).unwrap(), decode(7, &payload).unwrap());
+        assert_eq!(decode(7, &json).unwrap().sequence(), 7);
     }
 }

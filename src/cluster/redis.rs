@@ -22,9 +22,10 @@
 //!   default `stream-node-max-entries`). This bounds Redis' memory: at most about
 //!   `max_len × (payload + 80 bytes)`. Measured for 100,000 entries
 //!   (`measure_memory_and_append_latency` in tests/cluster_engine.rs): 83 MB for call
-//!   events of 749 bytes of JSON, 46 MB for 425-byte payloads (that event deflated). The
+//!   events of 749 bytes of plain JSON, 53.8 MB for the same events deflated as the
+//!   gateway writes its entries (`cluster::entry`: 523 bytes per entry in Redis). The
 //!   node size (`stream-node-max-bytes`) changes it by about 1 %: the payloads are the
-//!   memory, so the 64 MB for 100,000 events needs payloads under ~560 bytes.
+//!   memory.
 //! - **Age**: each append also drops the entries older than [`RedisConfig::max_age_ms`] (by
 //!   their `t`, Redis' own clock). A log that nobody appends to keeps its last entries: age
 //!   trimming runs only on append. A reader behind the trimmed head gets
