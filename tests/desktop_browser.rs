@@ -26,14 +26,10 @@ use common::{TestGateway, as_user, established_call, pb};
 use desktop_support::webdriver::Browser;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use voice_gateway::Listeners;
 use voice_gateway::desktop::DesktopConfig;
 use voice_gateway::gws::config::CookieSameSite;
-
-/// One browser at a time: two Chromiums on a two-core machine slow each other's timeouts.
-static ONE_BROWSER: Mutex<()> = Mutex::const_new(());
 
 /// How long the page may take to show one change.
 const SHOW_MS: u64 = 10_000;
@@ -295,7 +291,6 @@ async fn the_page_follows_and_controls_the_seed_call(origin: PageOrigin, transpo
 
 /// Runs one scenario, one browser at a time, within its bound.
 async fn scenario(origin: PageOrigin, transport: &str) {
-    let _one = ONE_BROWSER.lock().await;
     let run = the_page_follows_and_controls_the_seed_call(origin, transport);
     tokio::time::timeout(SCENARIO, run)
         .await
@@ -326,7 +321,6 @@ async fn the_page_from_another_port_follows_the_seed_with_default_cookies() {
 /// refused, the page shows the failure, and agent1's device is untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_from_a_disallowed_origin_cannot_log_in() {
-    let _one = ONE_BROWSER.lock().await;
     let scenario = async {
         let fx = fixture(PageOrigin::OtherSite, false).await;
         let gw = &fx.gw;
