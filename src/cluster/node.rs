@@ -547,10 +547,13 @@ mod tests {
         assert_eq!(event.sequence(), 1);
         assert_eq!(a.core.log_position(), b.core.log_position());
         assert_eq!(*watch.epoch, *engine.entries().0.unwrap());
-        // A member without the lease cannot publish.
+        // A member without the lease cannot publish (a change: the same call again is
+        // nothing to publish).
+        let mut changed = call;
+        changed.state = CallState::Established;
         assert!(
             b.core
-                .mirror_call(NotificationType::StatusChange, call, None)
+                .mirror_call(NotificationType::StatusChange, changed, None)
                 .await
                 .is_err()
         );
@@ -578,6 +581,40 @@ mod tests {
             1,
             "the same change appended twice"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_notification_of_what_a_re_read_already_appended_is_not_appended_again() {
+        // The new owner's race after a takeover (tests/cluster_chaos.rs found it): it
+        // subscribes, re-reads the user, and a change made in between is both in the
+        // re-read and notified right after it.
+        let engine = Arc::new(MemoryEngine::default());
+        let a = member(&engine).await;
+        a.node
+            .acquire(&user(), &CancellationToken::new())
+            .await
+            .unwrap();
+        let call = call_of("agent1", "C1");
+        a.core
+            .mirror_resync("agent1", vec![call.clone()], None)
+            .await
+            .unwrap();
+        a.core
+            .mirror_call(NotificationType::StatusChange, call.clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            engine.entries().1.len(),
+            1,
+            "the same change appended twice"
+        );
+        let mut changed = call;
+        changed.state = CallState::Established;
+        a.core
+            .mirror_call(NotificationType::StatusChange, changed, None)
+            .await
+            .unwrap();
+        assert_eq!(engine.entries().1.len(), 2, "a change is appended");
     }
 
     #[tokio::test(start_paused = true)]
