@@ -60,8 +60,11 @@ pub async fn assert_no_loss_no_duplicate(
         for w in watchers {
             let (record, upstream) = (w.record(), reference_of(reference, w.user).record());
             let differ: Vec<_> = calls_of(done, w.user)
-                .map(|d| (&d.id, states(&record, &d.id), states(&upstream, &d.id)))
-                .filter(|(_, seen, reference)| !follows(seen, reference))
+                .filter(|d| !follows(&states(&record, &d.id), &states(&upstream, &d.id)))
+                .map(|d| {
+                    let here: Vec<_> = record.events.iter().filter(|e| e.call == d.id).collect();
+                    (&d.id, here, states(&upstream, &d.id))
+                })
                 .collect();
             eprintln!(
                 "{} (on {}, {} resumes): last {:?}; calls seen otherwise than upstream \

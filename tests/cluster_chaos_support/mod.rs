@@ -186,6 +186,11 @@ impl Cluster {
     /// Asserts the checks of every case: every watcher lost and repeated nothing, and no
     /// old owner wrote past its lease.
     pub async fn assert_all(&self, done: &[driver::Done]) {
+        if std::env::var_os("CHAOS_DUMP").is_some() {
+            for w in self.monitor.written() {
+                eprintln!("written: {w:?}");
+            }
+        }
         checks::assert_no_loss_no_duplicate(&self.watchers, &self.reference, done).await;
         for w in &self.watchers {
             let record = w.record();
@@ -205,9 +210,7 @@ impl Cluster {
             done.iter().filter(|d| d.completed).count(),
             self.monitor.written().len()
         );
-        if std::env::var_os("CHAOS_DUMP").is_some() {
-            eprintln!("{:#?}", self.watchers[0].record().events);
-        }
+
         self.monitor.assert_one_writer_at_a_time();
         assert!(
             !self.monitor.written().is_empty(),
