@@ -48,3 +48,116 @@ async fn sigkill_of_an_owner_is_taken_over_within_the_lease_and_watchers_resume_
     cluster.assert_all(&done).await;
     assert_moved_off(&cluster, owner);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_the_users_off_within_a_second() {
+    // A lease far longer than the bound, so only the drain's release can meet it; the
+    // others retry every renew interval.
+    let keys = "lease_ttl_ms = 3000\nrenew_interval_ms = 300";
+    let mut cluster = Cluster::start("sigterm", keys, 1).await;
+    let driver = Driver::start(cluster.instances.clone());
+    cluster.calls_go_on(&driver, 3).await;
+    let (owner, _) = cluster.owner("agent1").await;
+    cluster.instances.down(owner);
+    let terminated = Instant::now();
+    cluster.nodes[owner].sigterm();
+    // Measured up to the lease's expiry, asserted against the graceful bound.
+    let (took, new_owner) = cluster
+        .takeover("agent1", owner, terminated, cluster.lease_ttl * 2)
+        .await;
+    eprintln!("hand-off after SIGTERM: {took:?} (instance {owner} -> {new_owner})");
+    assert!(
+        took <= Duration::from_secs(1),
+        "the hand-off after SIGTERM took {took:?}; log of the drained instance:\n{}",
+        cluster.nodes[owner].log_lines().join("\n")
+    );
+    let status = cluster.nodes[owner]
+        .wait_with_timeout(common::binary::BINARY_BOUND)
+        .await;
+    assert!(
+        status.success(),
+        "the drained instance exits cleanly: {status}"
+    );
+    cluster.calls_go_on(&driver, 3).await;
+    let done = driver.stop().await;
+    cluster.assert_all(&done).await;
+    assert_moved_off(&cluster, owner);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_empty_makes_every_watcher_resync_onto_a_new_epoch_and_calls_go_on() {
+    let mut cluster = Cluster::start("redis-restart", SHORT_LEASE, 1).await;
+    let driver = Driver::start(cluster.instances.clone());
+    cluster.calls_go_on(&driver, 3).await;
+    let mut done = driver.stop().await;
+    // A call that lives across the restart: the new log must rebuild it.
+    let mut calls = common::pb::call_service_client::CallServiceClient::connect(
+        cluster.instances.urls[0].clone(),
+    )
+    .await
+    .unwrap();
+    let id = common::established_call_between(&mut calls, "agent1", "agent2", "15001").await;
+    let old = cluster.epoch().await.expect("an epoch");
+    cluster.redis.restart_empty().await;
+    let resynced = |w: &cluster_chaos_support::watcher::Watcher| {
+        let record = w.record();
+        let Some((epoch, _, _)) = record.snapshots.last() else {
+            return false;
+        };
+        *epoch != old && record.out_of_range >= 1
+    };
+    cluster
+        .every_watcher("got OUT_OF_RANGE and a snapshot of a new epoch", resynced)
+        .await;
+    let new = cluster.epoch().await.expect("a new epoch");
+    assert_ne!(new, old);
+    // The call is back in the new log: in the snapshot, or as an event right after it.
+    let parties = ["agent1", "agent2"];
+    let knows_the_call = |w: &cluster_chaos_support::watcher::Watcher| {
+        let record = w.record();
+        !parties.contains(&w.user)
+            || record
+                .snapshots
+                .iter()
+                .any(|(epoch, _, calls)| *epoch == new && calls.contains(&id))
+            || record.events.iter().any(|e| e.epoch == new && e.call == id)
+    };
+    cluster
+        .every_watcher("has the call rebuilt in the new epoch", knows_the_call)
+        .await;
+    // In the new log itself: an instance that starts now knows only that log.
+    let late = cluster.another_instance().await;
+    let mut on_late = late.calls().await;
+    let request = common::as_user("agent2", common::pb::WatchCallsRequest::default());
+    let watch = common::within("a watch on a new instance", on_late.watch_calls(request));
+    let snap = common::snapshot(&mut watch.await.expect("a watch").into_inner()).await;
+    assert_eq!(snap.epoch, new);
+    assert!(
+        snap.calls.iter().any(|c| c.id == id),
+        "a new instance's snapshot has the call: {snap:?}"
+    );
+    // The instances recovered by themselves: calls go through all of them again.
+    let driver = Driver::start(cluster.instances.clone());
+    cluster.calls_go_on(&driver, 3).await;
+    let hangup = common::pb::HangupRequest {
+        call_id: id.clone(),
+    };
+    calls
+        .hangup(common::as_user("agent1", hangup))
+        .await
+        .expect("a hang-up after the restart");
+    let released = |w: &cluster_chaos_support::watcher::Watcher| {
+        !parties.contains(&w.user)
+            || w.record().events.iter().any(|e| {
+                e.epoch == new && e.call == id && e.state == common::pb::CallState::Released
+            })
+    };
+    cluster
+        .every_watcher("saw the rebuilt call released", released)
+        .await;
+    done.extend(driver.stop().await);
+    cluster.assert_all(&done).await;
+    for w in &cluster.watchers {
+        assert_eq!(w.record().out_of_range, 1, "one resync per watcher");
+    }
+}

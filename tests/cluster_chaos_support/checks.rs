@@ -167,8 +167,12 @@ fn assert_same_lists(watchers: &[Watcher], user: &str) {
             .collect();
         for (i, list) in lists.iter().enumerate().skip(1) {
             if *list != lists[0] {
-                let a: Vec<u64> = lists[0].iter().map(|e| e.sequence).collect();
-                let b: Vec<u64> = list.iter().map(|e| e.sequence).collect();
+                let brief = |l: &Vec<&Seen>| -> Vec<String> {
+                    l.iter()
+                        .map(|e| format!("{} {:.6} {:?}", e.sequence, e.call, e.state))
+                        .collect()
+                };
+                let (a, b) = (brief(&lists[0]), brief(list));
                 panic!(
                     "two watchers of {user} disagree in epoch {epoch} after sequence \
                      {floor}:\nwatcher 0 (on {}, {} resumes): {a:?}\nwatcher {i} (on {}, \

@@ -37,6 +37,7 @@ pub struct Cluster {
     /// A watcher of each user on the upstream: the reference.
     pub reference: Vec<Watcher>,
     pub lease_ttl: Duration,
+    config: String,
     stop: CancellationToken,
 }
 
@@ -88,12 +89,27 @@ impl Cluster {
             watchers,
             reference,
             lease_ttl,
+            config,
             stop,
         };
         for user in USERS {
             cluster.owner(user).await;
         }
         cluster
+    }
+
+    /// Starts one more instance of the cluster (not watched, not driven).
+    pub async fn another_instance(&self) -> Binary {
+        Binary::launch()
+            .args(&[
+                "--config",
+                &self.config,
+                "--upstream",
+                &self.upstream.http_url(),
+            ])
+            .args(&["--cluster", &self.redis.url()])
+            .start()
+            .await
     }
 
     /// `user`'s lease now: (fence, holder).
@@ -163,6 +179,44 @@ impl Cluster {
         found.unwrap_or_else(|_| {
             panic!("no instance but {old} took {user}'s lease within {bound:?}")
         })
+    }
+
+    /// The log's epoch in Redis now.
+    pub async fn epoch(&self) -> Option<String> {
+        let mut connection = self.redis.connection().await;
+        ::redis::cmd("GET")
+            .arg("vg:epoch")
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    }
+
+    /// Waits (bounded) until `check` holds for every watcher, failing with `what` and
+    /// each watcher's record.
+    pub async fn every_watcher(&self, what: &str, check: impl Fn(&Watcher) -> bool) {
+        let waited = tokio::time::timeout(crate::common::WAIT, async {
+            while !self.watchers.iter().all(&check) {
+                // The poll interval of this check; the timeout bounds it.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            for w in self.watchers.iter().filter(|w| !check(w)) {
+                let record = w.record();
+                eprintln!(
+                    "a watcher of {} not there: on {}, {} resumes, {} OUT_OF_RANGE, \
+                     snapshots {:?}, last {:?}",
+                    w.user,
+                    record.on,
+                    record.resumes,
+                    record.out_of_range,
+                    record.snapshots,
+                    record.events.last()
+                );
+            }
+            panic!("not every watcher {what} within {:?}", crate::common::WAIT);
+        }
     }
 
     /// Waits (bounded) until the driver carried out `more` calls more than now.

@@ -73,6 +73,11 @@ impl Instances {
     pub fn down(&self, index: usize) {
         self.up[index].store(false, Ordering::SeqCst);
     }
+
+    /// Marks `index` up again.
+    pub fn up(&self, index: usize) {
+        self.up[index].store(true, Ordering::SeqCst);
+    }
 }
 
 /// A watcher of one user.
