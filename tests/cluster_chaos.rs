@@ -161,3 +161,61 @@ async fn a_redis_restarted_empty_makes_every_watcher_resync_onto_a_new_epoch_and
         assert_eq!(w.record().out_of_range, 1, "one resync per watcher");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_paused_past_its_lease_is_fenced_and_the_new_owner_goes_on() {
+    let cluster = Cluster::start("sigstop", SHORT_LEASE, 1).await;
+    let driver = Driver::start(cluster.instances.clone());
+    cluster.calls_go_on(&driver, 3).await;
+    let (owner, _) = cluster.owner("agent1").await;
+    cluster.instances.down(owner);
+    let paused = Instant::now();
+    cluster.nodes[owner].signal(libc::SIGSTOP);
+    let bound = cluster.lease_ttl + Duration::from_secs(1);
+    let (took, new_owner) = cluster.takeover("agent1", owner, paused, bound).await;
+    eprintln!("takeover after SIGSTOP: {took:?} (instance {owner} -> {new_owner})");
+    // The old owner's upstream CometD client has these calls' notifications waiting for
+    // it when it wakes up: what it makes of them must be refused.
+    cluster.calls_go_on(&driver, 3).await;
+    cluster.nodes[owner].signal(libc::SIGCONT);
+    cluster.nodes[owner]
+        .wait_for_log(
+            "cluster: lease lost; this instance stops acting for the user",
+            common::WAIT,
+        )
+        .await;
+    cluster.instances.up(owner);
+    cluster.calls_go_on(&driver, 3).await;
+    let done = driver.stop().await;
+    cluster.assert_all(&done).await;
+    let (holder, _) = cluster.owner("agent1").await;
+    assert_ne!(holder, owner, "the paused owner did not take agent1 back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_of_every_watcher_onto_one_instance_loses_and_repeats_nothing() {
+    let cluster = Cluster::start("storm", SHORT_LEASE, 2).await;
+    let driver = Driver::start(cluster.instances.clone());
+    cluster.calls_go_on(&driver, 3).await;
+    // All at once, while the driver goes on.
+    for w in &cluster.watchers {
+        w.move_to(0);
+    }
+    let moved = |w: &cluster_chaos_support::watcher::Watcher| {
+        let record = w.record();
+        record.on == 0 && (w.first_home == 0 || record.resumes >= 1)
+    };
+    cluster.every_watcher("resumed on instance 0", moved).await;
+    cluster.calls_go_on(&driver, 3).await;
+    let done = driver.stop().await;
+    cluster.assert_all(&done).await;
+    for w in &cluster.watchers {
+        let record = w.record();
+        assert_eq!(
+            (record.out_of_range, record.snapshots.len()),
+            (0, 1),
+            "a watcher of {} resumed without a resync",
+            w.user
+        );
+    }
+}

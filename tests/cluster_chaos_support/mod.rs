@@ -245,6 +245,8 @@ impl Cluster {
                 eprintln!("written: {w:?}");
             }
         }
+        // First, as it needs no wait: an old owner that wrote shows here by name.
+        self.monitor.assert_one_writer_at_a_time();
         checks::assert_no_loss_no_duplicate(&self.watchers, &self.reference, done).await;
         for w in &self.watchers {
             let record = w.record();
@@ -265,7 +267,6 @@ impl Cluster {
             self.monitor.written().len()
         );
 
-        self.monitor.assert_one_writer_at_a_time();
         assert!(
             !self.monitor.written().is_empty(),
             "the monitor saw the log's entries"
