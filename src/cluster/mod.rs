@@ -49,7 +49,11 @@
 //! - **Takeover.** The new holder first catches up with the log's head as of its grant
 //!   (everything its predecessor wrote is before it; anything later is fenced out), then
 //!   subscribes upstream and re-reads the user (`mirror_resync`): only the differences are
-//!   appended, so watchers see neither a gap nor a duplicate.
+//!   appended, so watchers see neither a gap nor a duplicate. A change made between the
+//!   subscription and the re-read is in both; its notification, a `StatusChange` identical
+//!   to the mirrored call, is not appended again (`CallControl::mirror_call`). Changes made
+//!   while the user had no owner reach watchers as the re-read's difference: several
+//!   upstream changes of one call may arrive as one (its latest state).
 //! - **Epoch loss.** When the engine lost its data ([`EngineError::EpochChanged`]), the
 //!   tail opens the new log, empties the core's history and mirror and ends every watch
 //!   (gRPC OUT_OF_RANGE "resync", CometD sessions dropped so they re-handshake), and asks

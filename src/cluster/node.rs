@@ -228,12 +228,23 @@ impl ClusterNode {
 
     /// Gives `user`'s lease up (a graceful hand-off), stopping its owner first.
     pub async fn release(&self, user: &str) {
-        let owned = lock(&self.owned).remove(user);
-        if let Some(owned) = owned {
-            owned.stop.cancel();
-            if let Err(error) = self.engine.leases.release(&owned.grant).await {
-                tracing::warn!(%user, %error, "cluster: lease not released; it lapses");
-            }
+        let owned = lock(&self.owned)
+            .get(user)
+            .map(|o| (o.grant.clone(), o.stop.clone()));
+        let Some((grant, stop)) = owned else {
+            return;
+        };
+        stop.cancel();
+        if let Err(error) = self.engine.leases.release(&grant).await {
+            tracing::warn!(%user, %error, "cluster: lease not released; it lapses");
+        }
+        // Forgotten only once released: a drain ([`Self::release_all`]) that starts while
+        // this release is under way (a session's stop is a child of the shutdown) finds the
+        // lease and releases it too, and the gateway waits for that one. Taken out first,
+        // the lease would be released by nobody the gateway waits for, and lapse.
+        let mut owned = lock(&self.owned);
+        if owned.get(user).is_some_and(|o| o.grant == grant) {
+            owned.remove(user);
         }
     }
 
@@ -496,8 +507,11 @@ mod tests {
     }
 
     async fn member(engine: &Arc<MemoryEngine>) -> Member {
+        member_on(Engine::memory(engine.clone())).await
+    }
+
+    async fn member_on(engine_ref: Engine) -> Member {
         let stop = CancellationToken::new();
-        let engine_ref = Engine::memory(engine.clone());
         let node = ClusterNode::new(engine_ref, TTL, TTL / 3, stop.clone());
         let directory = crate::config::Config::demo().directory().unwrap();
         let core = CallControl::bridged(
@@ -547,10 +561,13 @@ mod tests {
         assert_eq!(event.sequence(), 1);
         assert_eq!(a.core.log_position(), b.core.log_position());
         assert_eq!(*watch.epoch, *engine.entries().0.unwrap());
-        // A member without the lease cannot publish.
+        // A member without the lease cannot publish (a change: the same call again is
+        // nothing to publish).
+        let mut changed = call;
+        changed.state = CallState::Established;
         assert!(
             b.core
-                .mirror_call(NotificationType::StatusChange, call, None)
+                .mirror_call(NotificationType::StatusChange, changed, None)
                 .await
                 .is_err()
         );
@@ -577,6 +594,100 @@ mod tests {
             engine.entries().1.len(),
             1,
             "the same change appended twice"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_notification_of_what_a_re_read_already_appended_is_not_appended_again() {
+        // The new owner's race after a takeover (tests/cluster_chaos.rs found it): it
+        // subscribes, re-reads the user, and a change made in between is both in the
+        // re-read and notified right after it.
+        let engine = Arc::new(MemoryEngine::default());
+        let a = member(&engine).await;
+        a.node
+            .acquire(&user(), &CancellationToken::new())
+            .await
+            .unwrap();
+        let call = call_of("agent1", "C1");
+        a.core
+            .mirror_resync("agent1", vec![call.clone()], None)
+            .await
+            .unwrap();
+        a.core
+            .mirror_call(NotificationType::StatusChange, call.clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            engine.entries().1.len(),
+            1,
+            "the same change appended twice"
+        );
+        let mut changed = call;
+        changed.state = CallState::Established;
+        a.core
+            .mirror_call(NotificationType::StatusChange, changed, None)
+            .await
+            .unwrap();
+        assert_eq!(engine.entries().1.len(), 2, "a change is appended");
+    }
+
+    /// Leases whose release takes a while (a round trip to a remote engine).
+    struct SlowRelease(Arc<MemoryEngine>);
+
+    impl crate::cluster::LeaseTable for SlowRelease {
+        fn acquire<'a>(
+            &'a self,
+            user: &'a str,
+            holder: &'a str,
+            ttl: Duration,
+        ) -> crate::cluster::EngineFuture<'a, Option<Grant>> {
+            self.0.acquire(user, holder, ttl)
+        }
+        fn renew<'a>(
+            &'a self,
+            grant: &'a Grant,
+            ttl: Duration,
+        ) -> crate::cluster::EngineFuture<'a, bool> {
+            self.0.renew(grant, ttl)
+        }
+        fn release<'a>(&'a self, grant: &'a Grant) -> crate::cluster::EngineFuture<'a, ()> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                self.0.release(grant).await
+            })
+        }
+        fn holder<'a>(&'a self, user: &'a str) -> crate::cluster::EngineFuture<'a, Option<Grant>> {
+            self.0.holder(user)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_releases_a_lease_whose_release_is_already_under_way() {
+        // SIGTERM cancels the sessions (their owner loops release their user) and starts
+        // the drain (release_all, which the gateway waits for) at once; the process exits
+        // when the drain is done. tests/cluster_chaos.rs saw the lease lapse instead.
+        let engine = Arc::new(MemoryEngine::default());
+        let m = member_on(Engine {
+            log: engine.clone(),
+            leases: Arc::new(SlowRelease(engine.clone())),
+            name: "slow".into(),
+        })
+        .await;
+        m.node
+            .acquire(&user(), &CancellationToken::new())
+            .await
+            .unwrap()
+            .unwrap();
+        let node = m.node.clone();
+        let session = tokio::spawn(async move { node.release("agent1").await });
+        tokio::task::yield_now().await;
+        bounded("the drain", m.node.release_all()).await;
+        // The process exits: the session's own release never finishes.
+        session.abort();
+        assert_eq!(
+            engine.holder("agent1").await.unwrap(),
+            None,
+            "the drain left the lease to lapse"
         );
     }
 

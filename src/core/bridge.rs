@@ -284,7 +284,11 @@ impl CallControl {
     }
 
     /// Mirrors a call as the upstream reported it to `call.user` (bridge mode; ignored in
-    /// embedded mode): one event with the upstream's notification type.
+    /// embedded mode): one event with the upstream's notification type, unless it is a
+    /// `StatusChange` that changes nothing mirrored. That one was already published: a
+    /// re-read (after a reconnection, or by a new owner in cluster mode) runs after the
+    /// subscription so as to miss nothing, and a change made in between is both in what it
+    /// read and notified afterwards; publishing it twice would show watchers a duplicate.
     pub async fn mirror_call(
         &self,
         notification: NotificationType,
@@ -292,7 +296,13 @@ impl CallControl {
         digits: Option<String>,
     ) -> CoreResult<()> {
         let user = call.user.name.clone();
-        self.mirror_with(user, |_| {
+        self.mirror_with(user, |mirror| {
+            let known = mirror
+                .call(&call.user.name, &call.id)
+                .is_some_and(|old| old.same_as(&call));
+            if known && notification == NotificationType::StatusChange && digits.is_none() {
+                return Vec::new();
+            }
             vec![Event::Call(Arc::new(CallEvent {
                 sequence: 0,
                 notification,
