@@ -425,16 +425,7 @@ async fn a_lost_engine_log_tells_watchers_to_resync_and_the_state_is_rebuilt() {
     let before = next_event(&mut on_b).await;
     cluster.engine.lose_data();
     for (name, watch) in [("A", &mut on_a), ("B", &mut on_b)] {
-        let ended = within("the watch's end", async {
-            loop {
-                match watch.message().await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => panic!("{name}'s watch ended without a status"),
-                    Err(status) => return status,
-                }
-            }
-        })
-        .await;
+        let ended = common::ending_status(watch).await;
         assert_eq!(ended.code(), Code::OutOfRange, "{name}: {ended:?}");
         assert!(ended.message().contains("resync"), "{ended:?}");
     }

@@ -115,16 +115,7 @@ async fn a_redis_restarted_empty_makes_watchers_resync_onto_a_new_epoch() {
     let id = dial(&a, "agent1", "15001").await;
     let before = next_event(&mut on_b).await;
     redis.restart_empty().await;
-    let ended = within("B's watch ended", async {
-        loop {
-            match on_b.message().await {
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the watch ended without a status"),
-                Err(status) => return status,
-            }
-        }
-    })
-    .await;
+    let ended = common::ending_status(&mut on_b).await;
     assert_eq!(ended.code(), Code::OutOfRange, "{ended:?}");
     // The resync: a new snapshot on Redis' new epoch holds the call again, once its owner
     // re-read the upstream into the new log.

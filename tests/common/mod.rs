@@ -450,6 +450,21 @@ pub async fn watch_until(
     events
 }
 
+/// Reads a watch stream past whatever it still carries to the status it ends with, failing
+/// after [`WAIT`] or if it ends without one.
+pub async fn ending_status<M>(stream: &mut tonic::Streaming<M>) -> tonic::Status {
+    within("the watch's end", async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the watch ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+}
+
 /// Reads the snapshot that opens a WatchCalls stream, failing after [`WAIT`].
 pub async fn snapshot(stream: &mut tonic::Streaming<pb::WatchCallsResponse>) -> pb::CallSnapshot {
     match next_message(stream, "a call snapshot").await.kind {

@@ -105,18 +105,22 @@ fn user() -> Arc<str> {
     "agent1".into()
 }
 
+impl Member {
+    /// Tries to take agent1's lease; the token of its ownership when taken.
+    async fn acquire(&self) -> Option<CancellationToken> {
+        self.node
+            .acquire(&user(), &CancellationToken::new())
+            .await
+            .unwrap()
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_owners_report_reaches_every_member_with_the_logs_sequence_and_epoch() {
     let engine = Arc::new(MemoryEngine::default());
     let (a, b) = (member(&engine).await, member(&engine).await);
     let mut watch = b.core.watch(WatchScope::All, None).unwrap();
-    assert!(
-        a.node
-            .acquire(&user(), &CancellationToken::new())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(a.acquire().await.is_some());
     let call = call_of("agent1", "C1");
     a.core
         .mirror_call(NotificationType::StatusChange, call.clone(), None)
@@ -148,10 +152,7 @@ async fn an_owners_report_reaches_every_member_with_the_logs_sequence_and_epoch(
 async fn two_reports_at_once_are_diffed_one_after_the_other() {
     let engine = Arc::new(MemoryEngine::default());
     let a = member(&engine).await;
-    a.node
-        .acquire(&user(), &CancellationToken::new())
-        .await
-        .unwrap();
+    a.acquire().await;
     let calls = vec![call_of("agent1", "C1")];
     // Both re-reads list the same new call: only the first one is a difference.
     let (one, two) = tokio::join!(
@@ -174,10 +175,7 @@ async fn a_notification_of_what_a_re_read_already_appended_is_not_appended_again
     // re-read and notified right after it.
     let engine = Arc::new(MemoryEngine::default());
     let a = member(&engine).await;
-    a.node
-        .acquire(&user(), &CancellationToken::new())
-        .await
-        .unwrap();
+    a.acquire().await;
     let call = call_of("agent1", "C1");
     a.core
         .mirror_resync("agent1", vec![call.clone()], None)
@@ -243,11 +241,7 @@ async fn a_drain_releases_a_lease_whose_release_is_already_under_way() {
         name: "slow".into(),
     })
     .await;
-    m.node
-        .acquire(&user(), &CancellationToken::new())
-        .await
-        .unwrap()
-        .unwrap();
+    m.acquire().await.unwrap();
     let node = m.node.clone();
     let session = tokio::spawn(async move { node.release("agent1").await });
     tokio::task::yield_now().await;
@@ -265,21 +259,10 @@ async fn a_drain_releases_a_lease_whose_release_is_already_under_way() {
 async fn an_owner_whose_lease_was_taken_is_fenced_and_stops() {
     let engine = Arc::new(MemoryEngine::default());
     let (a, b) = (member(&engine).await, member(&engine).await);
-    let owned = a
-        .node
-        .acquire(&user(), &CancellationToken::new())
-        .await
-        .unwrap()
-        .unwrap();
+    let owned = a.acquire().await.unwrap();
     // A pauses past its lease (no renew): B takes it over.
     tokio::time::sleep(TTL * 2).await;
-    assert!(
-        b.node
-            .acquire(&user(), &CancellationToken::new())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(b.acquire().await.is_some());
     let refused = a
         .core
         .mirror_call(
@@ -308,10 +291,7 @@ async fn an_owner_whose_lease_was_taken_is_fenced_and_stops() {
 async fn a_lost_log_ends_every_watch_and_asks_owners_to_read_again() {
     let engine = Arc::new(MemoryEngine::default());
     let a = member(&engine).await;
-    a.node
-        .acquire(&user(), &CancellationToken::new())
-        .await
-        .unwrap();
+    a.acquire().await;
     a.core
         .mirror_call(
             NotificationType::StatusChange,
@@ -342,10 +322,7 @@ async fn a_lost_log_ends_every_watch_and_asks_owners_to_read_again() {
 async fn an_engine_that_is_down_is_said_so_and_recovers_by_itself() {
     let engine = Arc::new(MemoryEngine::default());
     let a = member(&engine).await;
-    a.node
-        .acquire(&user(), &CancellationToken::new())
-        .await
-        .unwrap();
+    a.acquire().await;
     let mut resyncs = a.node.resyncs();
     resyncs.mark_unchanged();
     engine.set_available(false);
