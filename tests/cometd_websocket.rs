@@ -250,3 +250,22 @@ async fn a_websocket_over_http2_extended_connect_carries_bayeux() {
     assert_eq!(reply[0]["successful"], true, "{reply}");
     assert!(reply[0]["clientId"].is_string(), "{reply}");
 }
+
+/// The socket's read buffer is 8 KiB (`gws::cometd::websocket::READ_BUFFER`); a message
+/// several times that size, within `cometd.max_message_size`, is still read whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_the_read_buffer_is_read_whole() {
+    let gw = TestGateway::spawn().await;
+    let mut ws = open(&gw, Some("agent1")).await;
+    let cid = handshake(&mut ws, json!({})).await;
+    let pad = "x".repeat(40 * 1024);
+    send(
+        &mut ws,
+        json!([{"id": "7", "channel": "/meta/subscribe", "clientId": cid,
+            "subscription": "/v2/me/calls", "ext": {"pad": pad}}]),
+    )
+    .await;
+    let reply = recv(&mut ws).await.remove(0);
+    assert_eq!(reply["successful"], true, "{reply}");
+    assert_eq!(reply["subscription"], "/v2/me/calls");
+}

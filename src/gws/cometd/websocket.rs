@@ -57,6 +57,13 @@ pub struct BayeuxSocketInfo {
     pub browser_cookie: Option<String>,
 }
 
+/// The socket's read buffer. tungstenite's default (128 KiB) is allocated per socket and
+/// zero-filled up to its capacity before every read: a profile of figure 7 found that
+/// `memset` at 10 % of the upstream gateway's CPU, for Bayeux messages of a few hundred
+/// bytes (bench/FINDINGS.md, "Session 8"). A larger message is still read whole: the buffer
+/// grows to the frame's length, up to `cometd.max_message_size`.
+pub(crate) const READ_BUFFER: usize = 8 * 1024;
+
 /// Accepts the upgrade and runs the Bayeux loop on the socket.
 pub(crate) fn upgrade(
     endpoint: Arc<BayeuxEndpoint>,
@@ -76,6 +83,7 @@ pub(crate) fn upgrade(
     let tracker = endpoint.state.upgraded.clone();
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket: WebSocket| {
             tracker.track_future(async move {
                 let (sink, stream) = socket.split();
