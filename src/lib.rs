@@ -349,7 +349,7 @@ impl Gateway {
         readiness.serving(state.core.clone());
         let limits = state.config.server.clone();
         let (drain, _stop_timer) = server::Drain::new(shutdown, limits.shutdown_grace());
-        let admission: Arc<dyn server::Admission> = Arc::new(FrontsAdmission);
+        let admission: Arc<dyn server::Admission> = Arc::new(FrontsAdmission::new(&limits));
         let served = match listeners.http {
             None => {
                 let app = http
@@ -416,14 +416,52 @@ impl Gateway {
 /// routing, so without the request layers (request id, request metrics, CORS headers: a
 /// browser on another origin sees a network error); `requests_shed_total` counts it.
 #[derive(Debug)]
-struct FrontsAdmission;
+struct FrontsAdmission {
+    /// The head of a gRPC refusal at the listener's bound and at a connection's, built once:
+    /// formatting and percent-encoding `grpc-message` for every refusal was a fifth of the
+    /// instructions a refusal cost (bench/FINDINGS.md, "Session 8"), and a refusal must be
+    /// cheap exactly when the gateway has no CPU to spare.
+    grpc_refusals: [(shed::Refused, axum::http::HeaderMap); 2],
+}
 
 impl FrontsAdmission {
+    fn new(limits: &server::ServerConfig) -> Self {
+        let head = |scope, limit| {
+            let refused = shed::Refused { scope, limit };
+            (
+                refused,
+                tonic::Status::from(refused)
+                    .into_http::<axum::body::Body>()
+                    .into_parts()
+                    .0
+                    .headers,
+            )
+        };
+        Self {
+            grpc_refusals: [
+                head(shed::Scope::Listener, limits.max_requests),
+                head(shed::Scope::Connection, limits.max_requests_per_connection),
+            ],
+        }
+    }
+
     fn is_grpc<B>(request: &axum::http::Request<B>) -> bool {
         request
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    }
+
+    /// Answers a gRPC request refused by `refused`: trailers-only, `RESOURCE_EXHAUSTED`.
+    fn refuse_grpc(&self, refused: shed::Refused) -> axum::response::Response {
+        match self.grpc_refusals.iter().find(|(r, _)| *r == refused) {
+            Some((_, headers)) => {
+                let mut response = axum::response::Response::new(axum::body::Body::empty());
+                *response.headers_mut() = headers.clone();
+                response
+            }
+            None => tonic::Status::from(refused).into_http(),
+        }
     }
 }
 
@@ -444,7 +482,7 @@ impl server::Admission for FrontsAdmission {
     ) -> axum::response::Response {
         use axum::response::IntoResponse as _;
         if Self::is_grpc(request) {
-            tonic::Status::from(refused).into_http()
+            self.refuse_grpc(refused)
         } else {
             gws::json::LegacyError::Overloaded(refused).into_response()
         }

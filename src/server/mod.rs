@@ -435,6 +435,12 @@ fn http_builder(
         .max_concurrent_streams(config.http2_max_streams)
         .keep_alive_interval(config.http2_keepalive_interval())
         .keep_alive_timeout(config.http2_keepalive_timeout());
+    if http2_only {
+        // The gRPC listener: gRPC has no use for a `Date` header (grpc-go sends none), and
+        // HPACK-encoding one is part of every reply, refusals included (bench/FINDINGS.md,
+        // "Session 8").
+        builder.http2().auto_date_header(false);
+    }
     builder
 }
 
