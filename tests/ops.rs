@@ -13,7 +13,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::binary::Binary;
-use common::{established_call, pb, with_basic};
+use common::redis::RedisServer;
+use common::{as_user, established_call, pb, with_basic};
 use serde_json::Value;
 
 /// Every wait of this file gives up after this long, failing with a message.
@@ -153,8 +154,9 @@ async fn promtool_accepts_the_metrics_after_the_seed_scenario() {
     seed_and_stop_recordings(&gw, 2).await;
     let text = metrics(&gw).await;
     for name in voice_gateway::admin::names::METRICS.iter().map(|m| m.0) {
-        // Bridge-mode metrics appear only in bridge mode.
-        if name.contains("upstream") {
+        // Bridge-mode and cluster-mode metrics appear only in those modes (the cluster's
+        // are checked by the last test of this file).
+        if name.contains("upstream") || name.contains("cluster") {
             continue;
         }
         assert!(
@@ -536,4 +538,120 @@ async fn text_logs_to_a_pipe_have_no_colour_codes() {
         "plain text lines with their level: {seen:?}"
     );
     child.kill().await.unwrap();
+}
+
+/// The value of the series `series` (name and labels, as the exporter writes them) in a
+/// `/metrics` text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Polls `/metrics` until `check` holds for it, failing with `what` and the last text.
+async fn metrics_until(gw: &Binary, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let text = metrics(gw).await;
+        if check(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {BOUND:?}: {what}\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Cluster mode's metrics on a bridge instance in a cluster on `redis-server`: the lease it
+/// takes for a user who signs in, the events it appends and the log position it applied,
+/// the engine going down and coming back, and the history starting over when Redis comes
+/// back empty (a new epoch); then `promtool check metrics` accepts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_metrics_follow_the_leases_the_log_and_the_engine() {
+    let mut redis = RedisServer::start().await;
+    let upstream = Binary::start(&[]).await;
+    let (upstream_url, redis_url) = (upstream.http_url(), redis.url());
+    let node = Binary::launch()
+        .admin()
+        .args(&["--upstream", &upstream_url, "--cluster", &redis_url])
+        .start()
+        .await;
+    let engine_up = "voice_gateway_cluster_engine_up";
+    let leases = "voice_gateway_cluster_leases";
+    let acquired = r#"voice_gateway_cluster_lease_changes_total{change="acquired"}"#;
+    let appended = r#"voice_gateway_cluster_appends_total{result="ok"}"#;
+    let applied = "voice_gateway_cluster_applied_sequence";
+    let epoch_resets = r#"voice_gateway_cluster_log_resets_total{reason="epoch"}"#;
+    // The series start once the instance has joined (after "voice-gateway serving").
+    let text = metrics_until(&node, "the cluster's series", |t| {
+        sample(t, engine_up).is_some()
+    })
+    .await;
+    assert_eq!(sample(&text, engine_up), Some(1.0), "{text}");
+    assert_eq!(sample(&text, leases), Some(0.0), "{text}");
+    assert_eq!(
+        sample(&text, epoch_resets),
+        Some(0.0),
+        "the start is no reset: {text}"
+    );
+
+    // agent1 signs in on the instance by dialing through it: the instance takes agent1's
+    // lease and appends the call's events, which its tail applies.
+    let dial = pb::DialRequest {
+        destination: "15001".into(),
+        ..Default::default()
+    };
+    node.calls()
+        .await
+        .dial(as_user("agent1", dial))
+        .await
+        .unwrap();
+    let text = metrics_until(&node, "agent1's lease taken and its events appended", |t| {
+        sample(t, leases) == Some(1.0)
+            && sample(t, acquired) == Some(1.0)
+            && sample(t, appended).is_some_and(|n| n >= 1.0)
+            && sample(t, applied).is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    let appended_before = sample(&text, appended).unwrap();
+
+    // Redis goes away: the instance says so.
+    redis.kill();
+    metrics_until(&node, "the engine seen down", |t| {
+        sample(t, engine_up) == Some(0.0)
+    })
+    .await;
+
+    // It comes back empty: up again, and the history started over on the new epoch.
+    redis.restart_empty().await;
+    let text = metrics_until(&node, "the engine back, on a new epoch", |t| {
+        sample(t, engine_up) == Some(1.0) && sample(t, epoch_resets) == Some(1.0)
+    })
+    .await;
+    assert!(
+        sample(&text, appended).unwrap() >= appended_before,
+        "a counter never goes back: {text}"
+    );
+
+    let mut promtool = tokio::process::Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = promtool.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).await.unwrap();
+    }
+    let out = promtool.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

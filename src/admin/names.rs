@@ -54,6 +54,18 @@ pub const READY: &str = "voice_gateway_ready";
 pub const REQUESTS_SHED: &str = "voice_gateway_requests_shed_total";
 /// Connections closed at once because their listener held `server.max_connections`.
 pub const CONNECTIONS_REFUSED: &str = "voice_gateway_connections_refused_total";
+/// Cluster mode: whether the engine answers, gauge.
+pub const CLUSTER_ENGINE_UP: &str = "voice_gateway_cluster_engine_up";
+/// Cluster mode: leases this instance holds, gauge.
+pub const CLUSTER_LEASES: &str = "voice_gateway_cluster_leases";
+/// Cluster mode: leases taken, released and lost, by `change`.
+pub const CLUSTER_LEASE_CHANGES: &str = "voice_gateway_cluster_lease_changes_total";
+/// Cluster mode: events appended to the shared log, by `result`.
+pub const CLUSTER_APPENDS: &str = "voice_gateway_cluster_appends_total";
+/// Cluster mode: times this instance's history started over from the log, by `reason`.
+pub const CLUSTER_LOG_RESETS: &str = "voice_gateway_cluster_log_resets_total";
+/// Cluster mode: the last shared-log sequence this instance applied, gauge.
+pub const CLUSTER_APPLIED: &str = "voice_gateway_cluster_applied_sequence";
 
 /// Every metric: name, kind and help text (the `# HELP` line). The dashboard test checks
 /// that `ops/grafana-dashboard.json` queries only these.
@@ -128,6 +140,36 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         CONNECTIONS_REFUSED,
         MetricKind::Counter,
         "Connections closed at once because their listener was full.",
+    ),
+    (
+        CLUSTER_ENGINE_UP,
+        MetricKind::Gauge,
+        "Cluster mode: whether the shared log's engine (Redis) answers (1) or not (0).",
+    ),
+    (
+        CLUSTER_LEASES,
+        MetricKind::Gauge,
+        "Cluster mode: users whose upstream session this instance owns (leases held).",
+    ),
+    (
+        CLUSTER_LEASE_CHANGES,
+        MetricKind::Counter,
+        "Cluster mode: user leases acquired, released (hand-off) and lost (expired or fenced), by change.",
+    ),
+    (
+        CLUSTER_APPENDS,
+        MetricKind::Counter,
+        "Cluster mode: events this instance appended to the shared log, by result (ok, fenced: refused for a lost lease, failed).",
+    ),
+    (
+        CLUSTER_LOG_RESETS,
+        MetricKind::Counter,
+        "Cluster mode: times this instance's history started over from the shared log (watchers resync), by reason.",
+    ),
+    (
+        CLUSTER_APPLIED,
+        MetricKind::Gauge,
+        "Cluster mode: the last shared-log sequence this instance applied (compare instances for tail lag).",
     ),
 ];
 

@@ -82,6 +82,7 @@
 
 pub mod entry;
 pub mod memory;
+mod metrics;
 pub mod node;
 
 pub mod redis;

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Engine, EngineError, Grant, entry};
+use super::{Engine, EngineError, Grant, entry, metrics};
 use crate::core::port::{PortFuture, SharedEvents};
 use crate::core::{CallControl, CoreError, CoreResult, Event, SharedApply};
 
@@ -95,6 +95,7 @@ impl ClusterNode {
     /// the core.
     pub fn attach(self: &Arc<Self>, core: &Arc<CallControl>) {
         let _ = self.core.set(Arc::downgrade(core));
+        metrics::start();
         tokio::spawn(self.clone().run_tail());
     }
 
@@ -142,6 +143,7 @@ impl ClusterNode {
 
     fn set_available(&self, up: bool) {
         if self.available.swap(up, Ordering::AcqRel) != up {
+            metrics::engine(up);
             if up {
                 tracing::info!(engine = %self.engine, "cluster engine reachable again");
                 self.resyncs.send_modify(|n| *n += 1);
@@ -198,9 +200,12 @@ impl ClusterNode {
             grant,
             stop: stop.clone(),
         };
-        if let Some(old) = lock(&self.owned).insert(user.clone(), owned) {
+        let mut all = lock(&self.owned);
+        if let Some(old) = all.insert(user.clone(), owned) {
             old.stop.cancel();
         }
+        metrics::leases(all.len());
+        metrics::lease("acquired");
         Ok(Some(stop))
     }
 
@@ -245,14 +250,18 @@ impl ClusterNode {
         let mut owned = lock(&self.owned);
         if owned.get(user).is_some_and(|o| o.grant == grant) {
             owned.remove(user);
+            metrics::leases(owned.len());
+            metrics::lease("released");
         }
     }
 
     /// Gives every lease up (the drain's first step), stopping their owners first.
     pub async fn release_all(&self) {
         let owned: Vec<Owned> = lock(&self.owned).drain().map(|(_, o)| o).collect();
+        metrics::leases(0);
         for owned in &owned {
             owned.stop.cancel();
+            metrics::lease("released");
         }
         for owned in owned {
             if let Err(error) = self.engine.leases.release(&owned.grant).await {
@@ -267,6 +276,8 @@ impl ClusterNode {
         let mut owned = lock(&self.owned);
         if owned.get(user).is_some_and(|o| o.grant == *grant) {
             let lost = owned.remove(user).expect("just seen");
+            metrics::leases(owned.len());
+            metrics::lease("lost");
             drop(owned);
             lost.stop.cancel();
             tracing::warn!(%user, fence = %grant.fence, "cluster: lease lost; this instance stops acting for the user");
@@ -308,7 +319,9 @@ impl ClusterNode {
         let mut after = local_last;
         if *local_epoch != *epoch {
             tracing::info!(%epoch, "cluster: the shared log is a new epoch; watchers resync");
-            self.start_over(&core, &epoch, 0);
+            // The first adoption of the log, at start, is no loss: not counted.
+            let first = self.applied.borrow().0.is_empty();
+            self.start_over(&core, &epoch, 0, (!first).then_some("epoch"));
             after = 0;
         }
         loop {
@@ -326,7 +339,7 @@ impl ClusterNode {
                         "cluster: the shared log was trimmed past this instance; watchers resync"
                     );
                     after = first - 1;
-                    self.start_over(&core, &epoch, after);
+                    self.start_over(&core, &epoch, after, Some("trimmed"));
                     continue;
                 }
                 Err(error) => {
@@ -354,7 +367,7 @@ impl ClusterNode {
                 SharedApply::Applied if decoded == last => {}
                 SharedApply::Applied => {
                     // The entry after `decoded` was unreadable: start over after it.
-                    self.start_over(&core, &epoch, decoded + 1);
+                    self.start_over(&core, &epoch, decoded + 1, Some("unreadable"));
                     after = decoded + 1;
                     continue;
                 }
@@ -363,19 +376,25 @@ impl ClusterNode {
                         expected,
                         "cluster: a gap in the shared log; watchers resync"
                     );
-                    self.start_over(&core, &epoch, after);
+                    self.start_over(&core, &epoch, after, Some("gap"));
                     continue;
                 }
                 SharedApply::OtherEpoch => return Ok(()),
             }
             after = last;
             self.applied.send_replace((epoch.as_str().into(), after));
+            metrics::applied(after);
         }
     }
 
-    /// Starts the core's log over at `last` of `epoch` and asks owners to re-read.
-    fn start_over(&self, core: &CallControl, epoch: &str, last: u64) {
+    /// Starts the core's log over at `last` of `epoch` and asks owners to re-read;
+    /// `reason` (one of [`metrics::RESET_REASONS`]) is counted.
+    fn start_over(&self, core: &CallControl, epoch: &str, last: u64, reason: Option<&'static str>) {
         core.reset_shared(epoch, last);
+        if let Some(reason) = reason {
+            metrics::reset(reason);
+        }
+        metrics::applied(last);
         self.applied.send_replace((epoch.into(), last));
         self.resyncs.send_modify(|n| *n += 1);
     }
@@ -391,8 +410,10 @@ impl SharedEvents for ClusterNode {
             };
             let epoch = self.applied.borrow().0.clone();
             let payloads = events.iter().map(entry::encode).collect();
+            let count = events.len();
             match self.engine.log.append(&epoch, &grant, payloads).await {
                 Ok(sequences) => {
+                    metrics::appended("ok", count);
                     self.set_available(true);
                     let head = sequences.last().copied().unwrap_or_default();
                     if self.caught_up(&epoch, head).await {
@@ -404,10 +425,14 @@ impl SharedEvents for ClusterNode {
                     }
                 }
                 Err(error @ EngineError::Fenced { .. }) => {
+                    metrics::appended("fenced", count);
                     self.lose(&user, &grant);
                     Err(self.failed(error))
                 }
-                Err(error) => Err(self.failed(error)),
+                Err(error) => {
+                    metrics::appended("failed", count);
+                    Err(self.failed(error))
+                }
             }
         })
     }
