@@ -83,8 +83,10 @@
 pub mod entry;
 pub mod memory;
 pub mod node;
-
 pub mod redis;
+pub mod sessions;
+
+pub use sessions::{SessionRecord, SessionRecords};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -169,13 +171,16 @@ impl ClusterConfig {
     }
 }
 
-/// An engine: the shared log and the lease table (one backend implements both).
+/// An engine: the shared log, the lease table and the CometD session records (one
+/// backend implements all three).
 #[derive(Clone)]
 pub struct Engine {
     /// The shared log.
     pub log: Arc<dyn SharedLog>,
     /// The leases.
     pub leases: Arc<dyn LeaseTable>,
+    /// The records of movable CometD sessions.
+    pub sessions: Arc<dyn SessionRecords>,
     /// What it is, for logs (the URL without credentials, or `memory`).
     pub name: String,
 }
@@ -197,7 +202,8 @@ impl Engine {
     pub fn memory(engine: Arc<memory::MemoryEngine>) -> Self {
         Self {
             log: engine.clone(),
-            leases: engine,
+            leases: engine.clone(),
+            sessions: engine,
             name: "memory".into(),
         }
     }
@@ -225,7 +231,8 @@ pub fn connect(config: &ClusterConfig) -> anyhow::Result<Engine> {
             let engine = Arc::new(engine);
             Ok(Engine {
                 log: engine.clone(),
-                leases: engine,
+                leases: engine.clone(),
+                sessions: engine,
                 name: without_password(url),
             })
         }
