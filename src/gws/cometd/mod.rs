@@ -51,6 +51,7 @@ pub mod bridge;
 pub mod channel;
 pub mod long_polling;
 pub mod message;
+pub mod moving;
 pub mod protocol;
 pub mod registry;
 pub mod session;
@@ -114,12 +115,23 @@ pub fn router_with_registry(state: AppState) -> (Router, Arc<BayeuxRegistry>) {
     let registry = Arc::new(BayeuxRegistry::new(config.clone()));
     let shutdown = state.shutdown.clone();
     if let Some(watch) = bridge::start_watch(&state.core, None) {
+        registry.start_dispatch_at(watch.position());
         tokio::spawn(bridge::run_bridge(
             state.core.clone(),
             registry.clone(),
             watch,
             shutdown.clone(),
         ));
+    }
+    if let Some(node) = &state.cluster {
+        let records = Arc::new(moving::BayeuxRecords::new(
+            node.session_records(),
+            node.id().to_owned(),
+            state.core.clone(),
+            moving::BayeuxRecords::ttl_for(&config),
+        ));
+        registry.keep_records(records.clone());
+        tokio::spawn(records.run(Arc::downgrade(&registry), shutdown.clone()));
     }
     tokio::spawn(registry.clone().run_sweeper(shutdown));
     let endpoint = Arc::new(BayeuxEndpoint {

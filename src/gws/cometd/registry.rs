@@ -2,6 +2,11 @@
 //! user's sessions without scanning every session), and the per-browser count of held
 //! long-polls behind the `multiple-clients` advice. Also the sweeper.
 //!
+//! The registry also knows how far the bridge has dispatched (`dispatched`, the sequence
+//! of the last event handed out, set under the registry lock as the event's sessions are
+//! listed): a session made or adopted under that lock starts at that position, so the
+//! events after it reach it live and those up to it never do ([`super::session`]).
+//!
 //! Bounds: at most `max_sessions` sessions; each session's queue is bounded (see
 //! [`super::session`]); the browser table only holds browsers with a held long-poll.
 
@@ -11,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::moving::BayeuxRecords;
 use super::session::{BayeuxOffer, BayeuxRemoval, BayeuxSession};
 use crate::gws::config::CometdConfig;
 
@@ -33,11 +39,33 @@ pub struct BayeuxNewSession {
     pub ack: bool,
 }
 
+/// Why an adopted session was not added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BayeuxAdoptRefused {
+    /// The session limit is reached.
+    Full,
+    /// The bridge dispatched events beyond the replay's end: replay again.
+    Behind,
+}
+
 #[derive(Debug, Default)]
 struct RegistryInner {
     sessions: HashMap<Arc<str>, Arc<BayeuxSession>>,
     by_user: HashMap<Arc<str>, HashMap<Arc<str>, Arc<BayeuxSession>>>,
     browsers: HashMap<String, usize>,
+    /// The sequence of the last event the bridge dispatched.
+    dispatched: u64,
+}
+
+impl RegistryInner {
+    fn insert(&mut self, session: &Arc<BayeuxSession>) {
+        self.sessions.insert(session.id.clone(), session.clone());
+        metrics::gauge!(crate::admin::names::COMETD_SESSIONS).increment(1.0);
+        self.by_user
+            .entry(session.user.clone())
+            .or_default()
+            .insert(session.id.clone(), session.clone());
+    }
 }
 
 /// The session table of one CometD endpoint.
@@ -45,6 +73,8 @@ struct RegistryInner {
 pub struct BayeuxRegistry {
     config: CometdConfig,
     inner: Mutex<RegistryInner>,
+    /// Cluster mode: the session records that make sessions movable.
+    records: std::sync::OnceLock<Arc<BayeuxRecords>>,
 }
 
 impl BayeuxRegistry {
@@ -53,7 +83,19 @@ impl BayeuxRegistry {
         Self {
             config,
             inner: Mutex::new(RegistryInner::default()),
+            records: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Cluster mode: keeps the records of this registry's ack sessions in `records`, so
+    /// another instance can adopt them. Call once, before sessions are made.
+    pub fn keep_records(&self, records: Arc<BayeuxRecords>) {
+        let _ = self.records.set(records);
+    }
+
+    /// Returns the session records, in cluster mode.
+    pub fn records(&self) -> Option<&Arc<BayeuxRecords>> {
+        self.records.get()
     }
 
     /// Returns the settings.
@@ -65,31 +107,76 @@ impl BayeuxRegistry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Creates a session with a fresh random `clientId`.
+    /// Creates a session with a fresh random `clientId`, at the bridge's position.
     pub fn create(&self, new: BayeuxNewSession) -> Result<Arc<BayeuxSession>, BayeuxFull> {
         let id: Arc<str> = random_id(24).into();
+        let mut inner = self.lock();
+        if inner.sessions.len() >= self.config.max_sessions {
+            return Err(BayeuxFull);
+        }
         let session = Arc::new(BayeuxSession::new(
-            id.clone(),
-            new.user.clone(),
+            id,
+            new.user,
             new.browser_id,
             new.base_url,
             new.http_session,
             new.ack,
             self.config.max_queue,
             Instant::now() + self.config.max_interval(),
+            inner.dispatched,
         ));
-        let mut inner = self.lock();
-        if inner.sessions.len() >= self.config.max_sessions {
-            return Err(BayeuxFull);
+        inner.insert(&session);
+        drop(inner);
+        if let Some(records) = self.records() {
+            records.write(&session, false);
         }
-        inner.sessions.insert(id.clone(), session.clone());
-        metrics::gauge!(crate::admin::names::COMETD_SESSIONS).increment(1.0);
-        inner
-            .by_user
-            .entry(new.user)
-            .or_default()
-            .insert(id, session.clone());
         Ok(session)
+    }
+
+    /// Adds a session adopted from another instance ([`super::moving`]) at position
+    /// `from`, holding the replay of the events after `from` up to `last`. The events up
+    /// to where the bridge dispatched stay queued, later ones are dropped (they come
+    /// live), and the session's position becomes the later of `from` and that point.
+    /// Returns the session already live under that `clientId` if there is one.
+    pub(crate) fn adopt(
+        &self,
+        session: Arc<BayeuxSession>,
+        from: u64,
+        last: u64,
+    ) -> Result<Arc<BayeuxSession>, BayeuxAdoptRefused> {
+        let mut inner = self.lock();
+        if let Some(live) = inner.sessions.get(&session.id) {
+            return Ok(live.clone());
+        }
+        if inner.dispatched > last {
+            return Err(BayeuxAdoptRefused::Behind);
+        }
+        if inner.sessions.len() >= self.config.max_sessions {
+            return Err(BayeuxAdoptRefused::Full);
+        }
+        session.cut_after(inner.dispatched, from.max(inner.dispatched));
+        inner.insert(&session);
+        Ok(session)
+    }
+
+    /// Sets the bridge's position: where its watch of the core starts (at start, and
+    /// after the log started over).
+    pub fn start_dispatch_at(&self, sequence: u64) {
+        self.lock().dispatched = sequence;
+    }
+
+    /// Records a change of a session's subscriptions (cluster mode: its record).
+    pub(crate) fn changed(&self, session: &Arc<BayeuxSession>) {
+        if let Some(records) = self.records() {
+            records.write(session, false);
+        }
+    }
+
+    /// Records a connect of a session (cluster mode: its record's TTL, now and then).
+    pub(crate) fn seen(&self, session: &Arc<BayeuxSession>) {
+        if let Some(records) = self.records() {
+            records.refresh(session);
+        }
     }
 
     /// Returns a live session.
@@ -139,6 +226,9 @@ impl BayeuxRegistry {
             }
         }
         let removed = session.mark_removed(reason);
+        if removed && let Some(records) = self.records() {
+            records.removed(session, reason);
+        }
         if removed {
             metrics::gauge!(crate::admin::names::COMETD_SESSIONS).decrement(1.0);
             metrics::counter!(crate::admin::names::COMETD_SESSIONS_ENDED, "reason" => reason.as_str()).increment(1);
@@ -170,37 +260,44 @@ impl BayeuxRegistry {
         ended
     }
 
-    /// Delivers a message on `channel` to every session of `user` subscribed to it.
-    /// `render` gets the session's base URL and is called once per distinct base URL.
-    /// A session whose queue is full is dropped (see the module docs of `cometd`).
+    /// Delivers the messages of the event numbered `sequence`, each `(channel, json)`, to
+    /// every session of `user` subscribed to their channels, and records `sequence` as
+    /// dispatched. `render` gets the session's base URL and is called once per distinct
+    /// base URL. A session whose queue is full is dropped (see the module docs of
+    /// `cometd`). Returns how many sessions queued something.
     pub fn publish_to_user(
         &self,
         user: &str,
-        channel: &str,
-        mut render: impl FnMut(&str) -> Option<Arc<str>>,
+        sequence: u64,
+        mut render: impl FnMut(&str) -> Vec<(&'static str, Arc<str>)>,
     ) -> usize {
-        let sessions: Vec<Arc<BayeuxSession>> = match self.lock().by_user.get(user) {
-            Some(of_user) => of_user.values().cloned().collect(),
-            None => return 0,
+        let sessions: Vec<Arc<BayeuxSession>> = {
+            let mut inner = self.lock();
+            inner.dispatched = inner.dispatched.max(sequence);
+            match inner.by_user.get(user) {
+                Some(of_user) => of_user.values().cloned().collect(),
+                None => return 0,
+            }
         };
-        let mut rendered: Vec<(&str, Option<Arc<str>>)> = Vec::new();
+        let mut rendered: Vec<(&str, Vec<(&'static str, Arc<str>)>)> = Vec::new();
         let mut delivered = 0;
         for session in &sessions {
-            let json = match rendered.iter().find(|(base, _)| *base == session.base_url) {
-                Some((_, json)) => json.clone(),
+            let index = match rendered
+                .iter()
+                .position(|(base, _)| *base == session.base_url)
+            {
+                Some(index) => index,
                 None => {
-                    let json = render(&session.base_url);
-                    rendered.push((&session.base_url, json.clone()));
-                    json
+                    rendered.push((&session.base_url, render(&session.base_url)));
+                    rendered.len() - 1
                 }
             };
-            let Some(json) = json else { continue };
-            match session.offer(channel, &json) {
+            match session.offer(sequence, &rendered[index].1) {
                 BayeuxOffer::Queued => delivered += 1,
                 BayeuxOffer::Full => {
                     self.remove(session, BayeuxRemoval::QueueFull);
                 }
-                BayeuxOffer::NotSubscribed | BayeuxOffer::Removed => {}
+                BayeuxOffer::NotSubscribed | BayeuxOffer::Removed | BayeuxOffer::Old => {}
             }
         }
         delivered

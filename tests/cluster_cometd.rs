@@ -1,0 +1,283 @@
+//! Movable CometD sessions in cluster mode (issue 16), in one process: an embedded gateway
+//! plays the upstream GWS, and two bridge instances A and B share one in-memory engine.
+//! A desktop with the ack extension handshakes on A; A goes away; the same `clientId`
+//! connects at B with its `ext.ack` and gets exactly the events it missed, none twice,
+//! without a new handshake. A session without ack, or whose record names another epoch,
+//! is told to handshake again.
+
+mod cometd_support;
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cometd_support::LpClient;
+use common::{TestGateway, as_user, basic, eventually, pb, watch_calls, within};
+use serde_json::{Value, json};
+use voice_gateway::cluster::memory::MemoryEngine;
+use voice_gateway::cluster::{Engine, SessionRecords as _};
+
+type Calls = pb::call_service_client::CallServiceClient<tonic::transport::Channel>;
+type Watch = tonic::Streaming<pb::WatchCallsResponse>;
+
+struct Cluster {
+    engine: Arc<MemoryEngine>,
+    /// The upstream GWS, serving until the test ends.
+    _upstream: TestGateway,
+    a: Option<TestGateway>,
+    b: TestGateway,
+    /// agent1's calls as a gRPC watcher on B sees them: the reference.
+    on_b: Watch,
+    /// Keeps agent1 signed in on A (so A may own it).
+    _on_a: Watch,
+    upstream_calls: Calls,
+    /// What the reference saw, as `(call, state)`.
+    reference: Vec<(String, String)>,
+}
+
+impl Cluster {
+    async fn new() -> Self {
+        let engine = Arc::new(MemoryEngine::default());
+        let upstream = TestGateway::spawn().await;
+        let instance = || {
+            let url = upstream.http_url();
+            TestGateway::builder()
+                .config(move |config| {
+                    config.upstream.url = Some(url);
+                    config.cluster.lease_ttl_ms = 300;
+                })
+                .cluster(Engine::memory(engine.clone()))
+                .start()
+        };
+        let a = instance().await;
+        let on_a = watch_calls(&mut a.calls().await, "agent1").await;
+        let b = instance().await;
+        let on_b = watch_calls(&mut b.calls().await, "agent1").await;
+        let upstream_calls = upstream.calls().await;
+        Self {
+            engine,
+            _upstream: upstream,
+            a: Some(a),
+            b,
+            on_b,
+            _on_a: on_a,
+            upstream_calls,
+            reference: Vec::new(),
+        }
+    }
+
+    fn a(&self) -> &TestGateway {
+        self.a.as_ref().expect("A is up")
+    }
+
+    /// agent3 calls agent1 on the upstream and hangs up: two events of agent1.
+    async fn a_call(&mut self) -> String {
+        let dial = pb::DialRequest {
+            destination: "15000".into(),
+            ..Default::default()
+        };
+        let id = self
+            .upstream_calls
+            .dial(as_user("agent3", dial))
+            .await
+            .expect("agent3 dials agent1")
+            .into_inner()
+            .call
+            .unwrap()
+            .id;
+        let hangup = pb::HangupRequest {
+            call_id: id.clone(),
+        };
+        self.upstream_calls
+            .hangup(as_user("agent3", hangup))
+            .await
+            .expect("agent3 hangs up");
+        id
+    }
+
+    /// Reads the reference's events of agent1 up to the release of `last` into
+    /// `reference`; returns that release's sequence.
+    async fn reference_until(&mut self, last: &str) -> u64 {
+        let released = |e: &pb::CallEvent| {
+            let call = e.call.as_ref().unwrap();
+            call.id == last && call.state() == pb::CallState::Released
+        };
+        let events = common::watch_until(&mut self.on_b, released).await;
+        self.reference.extend(events.iter().map(|e| {
+            let call = e.call.as_ref().unwrap();
+            (call.id.clone(), format!("{:?}", call.state()))
+        }));
+        events.last().map_or(0, |e| e.sequence)
+    }
+}
+
+/// A desktop's view of a call message.
+fn seen(message: &Value) -> (String, String) {
+    let call = &message["data"]["call"];
+    (
+        call["id"].as_str().unwrap_or_default().to_owned(),
+        call["state"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// A long-polling desktop with the ack extension; remembers its position.
+struct Desk {
+    client: LpClient,
+    position: u64,
+    seen: Vec<(String, String)>,
+}
+
+impl Desk {
+    async fn on(gateway: &TestGateway, ack: bool) -> Self {
+        let mut client = LpClient::new(gateway, Some(basic("agent1")));
+        let ext = ack.then(|| json!({"ack": true}));
+        let reply = client.handshake(ext).await;
+        assert_eq!(reply["successful"], true, "{reply}");
+        let first = client.connect(Some(0), None).await;
+        let position = first[0]["ext"]["ack"].as_u64().unwrap_or(0);
+        let subscribed = client.subscribe(json!("/v2/me/calls")).await;
+        assert_eq!(subscribed["successful"], true, "{subscribed}");
+        Self {
+            client,
+            position,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Sends one connect acknowledging the position; returns its reply after taking the
+    /// events it carried.
+    async fn connect(&mut self) -> Value {
+        let response = within(
+            "a connect",
+            self.client.connect(Some(1000), Some(self.position)),
+        )
+        .await;
+        let (events, replies): (Vec<Value>, Vec<Value>) = response
+            .into_iter()
+            .partition(|m| m["channel"] != "/meta/connect");
+        let reply = replies.into_iter().next().expect("a connect reply");
+        if reply["successful"] == true {
+            self.seen.extend(events.iter().map(seen));
+            if let Some(position) = reply["ext"]["ack"].as_u64() {
+                self.position = position;
+            }
+        }
+        reply
+    }
+
+    /// Connects until the release of `call` arrived (each connect is held at most 1 s).
+    async fn until_released(&mut self, call: &str) {
+        let released = (call.to_owned(), "Released".to_owned());
+        for _ in 0..5 {
+            if self.seen.contains(&released) {
+                return;
+            }
+            let reply = self.connect().await;
+            assert_eq!(reply["successful"], true, "{reply}");
+        }
+        panic!(
+            "no release of {call} at the desktop; it saw {:?}",
+            self.seen
+        );
+    }
+}
+
+/// Waits until the engine holds `client_id`'s record with a subscription.
+async fn recorded(engine: &MemoryEngine, client_id: &str) {
+    eventually("the session's record is written", || {
+        engine
+            .session_now(client_id)
+            .is_some_and(|r| !r.subscriptions.is_empty())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_session_moves_to_another_instance_with_exactly_the_events_it_missed() {
+    let mut cluster = Cluster::new().await;
+    let mut desk = Desk::on(cluster.a(), true).await;
+    recorded(&cluster.engine, &desk.client.client_id).await;
+    let first = cluster.a_call().await;
+    desk.until_released(&first).await;
+    // Calls the desktop does not fetch from A before A goes away.
+    cluster.a_call().await;
+    let missed = cluster.a_call().await;
+    let through = cluster.reference_until(&missed).await;
+    eventually("A has queued what the desktop missed", || {
+        cluster
+            .a()
+            .registry
+            .get(&desk.client.client_id)
+            .is_some_and(|s| s.position() >= through)
+    })
+    .await;
+    let a = cluster.a.take().unwrap();
+    a.stop().await.expect("A stops");
+    // The balancer sends the desktop's cookie to B: same clientId, its position.
+    desk.client.url = cluster.b.url();
+    let moved = desk.connect().await;
+    assert_eq!(moved["successful"], true, "adopted: {moved}");
+    assert!(
+        desk.seen.contains(&(missed.clone(), "Released".into())),
+        "the missed events came with the first connect on B: {:?}",
+        desk.seen
+    );
+    // Live events on B after the move, once B owns agent1 (a call rung and released
+    // while no one owned agent1 is reported to no one).
+    eventually("B takes agent1 over", || {
+        cluster.engine.holder_now("agent1").is_some()
+    })
+    .await;
+    let last = cluster.a_call().await;
+    desk.until_released(&last).await;
+    cluster.reference_until(&last).await;
+    let reference = &cluster.reference;
+    // Everything since the desktop subscribed, in order, once.
+    let since = reference
+        .iter()
+        .position(|e| e.0 == first)
+        .expect("the first call at the reference");
+    assert_eq!(desk.seen, reference[since..], "lost, repeated or reordered");
+    assert_eq!(
+        cluster
+            .b
+            .registry
+            .get(&desk.client.client_id)
+            .map(|s| s.user.to_string()),
+        Some("agent1".to_owned())
+    );
+    // B owns the record now.
+    let record = cluster.engine.session_now(&desk.client.client_id).unwrap();
+    assert_ne!(record.owner, "", "{record:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ack_or_on_another_epoch_a_moved_session_is_told_to_handshake() {
+    let mut cluster = Cluster::new().await;
+    let mut plain = Desk::on(cluster.a(), false).await;
+    let mut stale = Desk::on(cluster.a(), true).await;
+    recorded(&cluster.engine, &stale.client.client_id).await;
+    assert!(
+        cluster
+            .engine
+            .session_now(&plain.client.client_id)
+            .is_none(),
+        "a session without ack has no record"
+    );
+    // The record names an epoch the log no longer has.
+    let mut record = cluster.engine.session_now(&stale.client.client_id).unwrap();
+    record.epoch = "an-older-epoch".into();
+    cluster
+        .engine
+        .put(&record, Duration::from_secs(60), true)
+        .await
+        .unwrap();
+    cluster.a_call().await;
+    for desk in [&mut plain, &mut stale] {
+        desk.client.url = cluster.b.url();
+        let reply = desk.connect().await;
+        assert_eq!(reply["successful"], false, "{reply}");
+        assert_eq!(reply["error"], "402::Unknown client", "{reply}");
+        assert_eq!(reply["advice"]["reconnect"], "handshake", "{reply}");
+    }
+}
