@@ -208,6 +208,11 @@ async fn an_owner_paused_past_its_lease_is_fenced_and_the_new_owner_goes_on() {
     cluster.instances.down(owner);
     let paused = Instant::now();
     cluster.nodes[owner].signal(libc::SIGSTOP);
+    // The balancer's health check finds it unresponsive: its desks' held connects are
+    // dropped, and their next ones go elsewhere (and back home once it is up again).
+    for d in cluster.desks.iter().filter(|d| d.first_home == owner) {
+        d.kick();
+    }
     let bound = cluster.lease_ttl + Duration::from_secs(1);
     let (took, new_owner) = cluster.takeover("agent1", owner, paused, bound).await;
     eprintln!("takeover after SIGSTOP: {took:?} (instance {owner} -> {new_owner})");
@@ -227,6 +232,17 @@ async fn an_owner_paused_past_its_lease_is_fenced_and_the_new_owner_goes_on() {
     cluster.assert_all(&done).await;
     let (holder, _) = cluster.owner("agent1").await;
     assert_ne!(holder, owner, "the paused owner did not take agent1 back");
+    for d in cluster.desks.iter().filter(|d| d.first_home == owner) {
+        let record = d.record();
+        assert!(
+            record.moves >= 1 && record.unknown == 0,
+            "a desk of {} on the paused instance moved without a new handshake: {} moves, \
+             {} 402s",
+            d.user,
+            record.moves,
+            record.unknown
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

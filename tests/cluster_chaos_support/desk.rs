@@ -116,6 +116,13 @@ impl Desk {
         self.kick.notify_one();
     }
 
+    /// Drops the request in flight (a held connect on an instance that stopped
+    /// answering, which a balancer's health check found): the next goes to the instance
+    /// up from home.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
     /// What it got so far.
     pub fn record(&self) -> DeskRecord {
         self.record.lock().unwrap().clone()

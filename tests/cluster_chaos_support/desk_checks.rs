@@ -22,29 +22,27 @@ type Seen = (String, String);
 /// Waits (bounded) until every desk has what its reference has, then asserts the module's
 /// checks; `may_resync` allows the resync of a case that changed the log's epoch.
 pub async fn assert_desks(desks: &[Desk], watchers: &[Watcher], done: &[Done], may_resync: bool) {
-    let settled = || {
-        desks.iter().all(|d| {
-            let (epochs, seen) = (reference(watchers, done, d.user), mine(d, done));
-            match (epochs.last(), seen.last()) {
-                (Some(last), Some(segment)) => last.ends_with(segment) && !segment.is_empty(),
-                (None, _) => true,
-                (Some(_), None) => false,
-            }
-        })
+    let settled = |d: &Desk| {
+        let (epochs, seen) = (reference(watchers, done, d.user), mine(d, done));
+        match (epochs.last(), seen.last()) {
+            (Some(last), Some(segment)) => last.ends_with(segment) && !segment.is_empty(),
+            (None, _) => true,
+            (Some(_), None) => false,
+        }
     };
     let waited = tokio::time::timeout(crate::common::WAIT, async {
-        while !settled() {
+        while !desks.iter().all(settled) {
             // The poll interval of this check; the timeout bounds it.
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     })
     .await;
-    for d in desks {
+    let about = |d: &Desk| {
         let (epochs, seen) = (reference(watchers, done, d.user), mine(d, done));
         let record = d.record();
         let brief =
             |l: &[Seen]| -> Vec<String> { l.iter().map(|(c, s)| format!("{c:.6} {s}")).collect() };
-        let about = format!(
+        format!(
             "a {:?} desk of {} (first on {}, now on {}, {} moves, {} 402s): saw {:?}, \
              reference {:?}",
             d.transport,
@@ -55,8 +53,16 @@ pub async fn assert_desks(desks: &[Desk], watchers: &[Watcher], done: &[Done], m
             record.unknown,
             seen.iter().map(|s| brief(s)).collect::<Vec<_>>(),
             epochs.iter().map(|e| brief(e)).collect::<Vec<_>>(),
-        );
-        assert!(waited.is_ok(), "the desks did not settle: {about}");
+        )
+    };
+    if waited.is_err() {
+        let stuck: Vec<String> = desks.iter().filter(|d| !settled(d)).map(about).collect();
+        panic!("the desks did not settle:\n{}", stuck.join("\n"));
+    }
+    for d in desks {
+        let (epochs, seen) = (reference(watchers, done, d.user), mine(d, done));
+        let record = d.record();
+        let about = about(d);
         let all: Vec<&Seen> = seen.iter().flatten().collect();
         let distinct: BTreeSet<&Seen> = all.iter().copied().collect();
         assert_eq!(distinct.len(), all.len(), "a message twice: {about}");
