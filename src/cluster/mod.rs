@@ -14,6 +14,9 @@
 //!   in the same atomic step as the append, so an owner that was paused or partitioned past
 //!   its lease cannot write once another instance took the lease over.
 //!
+//! - [`SessionRecords`]: the records of movable CometD sessions ([`sessions`]), owned by one
+//!   instance at a time, with a TTL.
+//!
 //! Entries are opaque bytes to the engine: what an entry means is [`entry`]'s business.
 //!
 //! # The design as built
@@ -63,6 +66,11 @@
 //!   bridge's operations fail fast (UNAVAILABLE / statusCode 4 / HTTP 503) and gRPC health
 //!   NOT_SERVING, as an unreachable upstream does; the tail's retries bring it back, and
 //!   owners then re-read the upstream (reports whose append failed are otherwise lost).
+//! - **CometD sessions.** A session with the ack extension has a record in the engine;
+//!   its `ext.ack` is a sequence of the shared log, so the instance a moved client's
+//!   connect reaches adopts it and replays the user's events after that position from its
+//!   history (`crate::gws::cometd::moving`). Other sessions stay on their instance: their
+//!   clients handshake again when it goes away.
 //! - **Drain.** On shutdown every lease is released before the gateway stops (the owner's
 //!   client stopped first), so another instance with the user takes over at its next
 //!   retry, within one renew interval (1 s with the default TTL).
