@@ -3,13 +3,21 @@
 //! A desktop with the ack extension handshakes on A; A goes away; the same `clientId`
 //! connects at B with its `ext.ack` and gets exactly the events it missed, none twice,
 //! without a new handshake. A session without ack, or whose record names another epoch,
-//! is told to handshake again.
+//! is told to handshake again. And the real CometD JS 9 client with its AckExtension,
+//! behind a loopback balancer that moves it from A to B as A goes away, keeps its
+//! `clientId` and receives every message once (install it with
+//! `scripts/install-test-clients`).
 
 mod cometd_support;
 mod common;
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use cometd_support::node::NodeClient;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 use cometd_support::LpClient;
 use common::{TestGateway, as_user, basic, eventually, pb, watch_calls, within};
@@ -280,4 +288,136 @@ async fn without_ack_or_on_another_epoch_a_moved_session_is_told_to_handshake() 
         assert_eq!(reply["error"], "402::Unknown client", "{reply}");
         assert_eq!(reply["advice"]["reconnect"], "handshake", "{reply}");
     }
+}
+
+/// A loopback balancer: every connection goes to the current target; [`Self::switch`]
+/// changes it and cuts the connections open to the old one (what a balancer does when the
+/// instance of a sticky cookie dies).
+struct Balancer {
+    addr: SocketAddr,
+    target: Arc<Mutex<SocketAddr>>,
+    cut: Arc<Mutex<CancellationToken>>,
+    stop: CancellationToken,
+}
+
+impl Balancer {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let balancer = Self {
+            addr: listener.local_addr().unwrap(),
+            target: Arc::new(Mutex::new(target)),
+            cut: Arc::default(),
+            stop: CancellationToken::new(),
+        };
+        let (target, cut, stop) = (
+            balancer.target.clone(),
+            balancer.cut.clone(),
+            balancer.stop.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = stop.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((mut client, _)) = accepted else {
+                    return;
+                };
+                let to = *target.lock().unwrap();
+                let cut = cut.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = cut.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        balancer
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn switch(&self, to: SocketAddr) {
+        *self.target.lock().unwrap() = to;
+        let old = std::mem::take(&mut *self.cut.lock().unwrap());
+        old.cancel();
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Reads messages of the Node client until the release of `call`; returns them as
+/// `(call, state)`.
+async fn messages_until_released(node: &mut NodeClient, call: &str) -> Vec<(String, String)> {
+    let mut got = Vec::new();
+    loop {
+        let message = node.message().await;
+        got.push(seen(&message));
+        if got.last() == Some(&(call.to_owned(), "Released".to_owned())) {
+            return got;
+        }
+    }
+}
+
+async fn a_real_client_moves_with_its_session(transport: &str) {
+    let mut cluster = Cluster::new().await;
+    let balancer = Balancer::start(cluster.a().http_addr).await;
+    let auth = basic("agent1");
+    let mut node = NodeClient::start(
+        "cometd9",
+        "moving.mjs",
+        &[&balancer.url(), transport, &auth],
+    );
+    let ready = node.expect("READY").await;
+    assert_eq!(ready["transport"], transport, "{ready}");
+    let client_id = ready["clientId"].as_str().unwrap().to_owned();
+    recorded(&cluster.engine, &client_id).await;
+    let first = cluster.a_call().await;
+    let mut got = messages_until_released(&mut node, &first).await;
+    // A goes away: the balancer sends the client to B, cutting its connections to A.
+    balancer.switch(cluster.b.http_addr);
+    cluster.a.take().unwrap().stop().await.expect("A stops");
+    eventually("B takes agent1 over", || {
+        cluster.engine.holder_now("agent1").is_some()
+    })
+    .await;
+    let second = cluster.a_call().await;
+    got.extend(messages_until_released(&mut node, &second).await);
+    let expected: Vec<(String, String)> = [&first, &second]
+        .into_iter()
+        .flat_map(|c| {
+            [
+                (c.clone(), "Ringing".into()),
+                (c.clone(), "Released".into()),
+            ]
+        })
+        .collect();
+    assert_eq!(got, expected, "every message once, in order");
+    assert!(
+        cluster.b.registry.get(&client_id).is_some(),
+        "B adopted the session {client_id}"
+    );
+    // No new handshake (it would print READY again), nothing more.
+    let rest = node.finish().await;
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cometd_js_over_long_polling_keeps_its_session_when_the_balancer_moves_it() {
+    a_real_client_moves_with_its_session("long-polling").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cometd_js_over_websocket_keeps_its_session_when_the_balancer_moves_it() {
+    a_real_client_moves_with_its_session("websocket").await;
 }

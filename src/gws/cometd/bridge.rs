@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::channel::{CALLS_CHANNEL, CHANNELS_CHANNEL, DEVICES_CHANNEL};
 use super::registry::BayeuxRegistry;
-use super::session::BayeuxRemoval;
+use super::session::{BayeuxMessages, BayeuxRemoval};
 use crate::core::{
     CallControl, CallEvent, DeviceChange, DeviceEvent, ErrorEvent, Event, EventWatch, WatchError,
     WatchScope,
@@ -74,7 +74,7 @@ pub fn changes_channel(change: DeviceChange) -> bool {
 /// Renders the messages of one event for one base URL, each `(channel, json)`: a call
 /// event or error on `/v2/me/calls`; a device event on `/v2/me/devices`, and on
 /// `/v2/me/channels` when it changed the voice channel.
-pub fn messages(event: &Event, base_url: &str) -> Vec<(&'static str, Arc<str>)> {
+pub fn messages(event: &Event, base_url: &str) -> BayeuxMessages {
     let rendered = match event {
         Event::Call(call) => vec![(CALLS_CHANNEL, render_call_event(call, base_url))],
         Event::Error(error) => vec![(CALLS_CHANNEL, render_error_event(error, base_url))],

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::moving::BayeuxRecords;
-use super::session::{BayeuxOffer, BayeuxRemoval, BayeuxSession};
+use super::session::{BayeuxMessages, BayeuxOffer, BayeuxRemoval, BayeuxSession};
 use crate::gws::config::CometdConfig;
 
 /// Why a session could not be created.
@@ -269,7 +269,7 @@ impl BayeuxRegistry {
         &self,
         user: &str,
         sequence: u64,
-        mut render: impl FnMut(&str) -> Vec<(&'static str, Arc<str>)>,
+        mut render: impl FnMut(&str) -> BayeuxMessages,
     ) -> usize {
         let sessions: Vec<Arc<BayeuxSession>> = {
             let mut inner = self.lock();
@@ -279,7 +279,7 @@ impl BayeuxRegistry {
                 None => return 0,
             }
         };
-        let mut rendered: Vec<(&str, Vec<(&'static str, Arc<str>)>)> = Vec::new();
+        let mut rendered: Vec<(&str, BayeuxMessages)> = Vec::new();
         let mut delivered = 0;
         for session in &sessions {
             let index = match rendered

@@ -56,6 +56,9 @@ impl BayeuxRemoval {
     }
 }
 
+/// The messages of one event, each `(channel, json)`, as offered to sessions.
+pub type BayeuxMessages = Vec<(&'static str, Arc<str>)>;
+
 /// What happened to a message offered to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BayeuxOffer {
