@@ -38,12 +38,22 @@
 //!
 //! # The instance the session left
 //! If it is still alive (it was paused, or the balancer moved the client in a storm), it
-//! keeps the session until its next record write is refused or it expires; it cannot
-//! delete or overwrite the new owner's record. A client sent back to it meanwhile is still
-//! served right: its `ext.ack` names a position of the shared log, so the old queue drops
-//! what the client received elsewhere, and holds every later event. What a client can see
-//! twice is nothing; what it can miss is nothing while the history reaches back to its
-//! position.
+//! keeps the session until its next record write is refused (then it drops it, answering
+//! a held connect with `reconnect: "retry"` and no `ext.ack`, so the client comes back
+//! with its position and is adopted anew) or it expires; it cannot delete or overwrite
+//! the new owner's record. A client sent back to it meanwhile is still served right: its
+//! `ext.ack` names a position of the shared log, so the old queue drops what the client
+//! received elsewhere and holds every later event (nothing was taken from it while the
+//! client was away). What a client can see twice is nothing; what it can miss is nothing
+//! while the history reaches back to its position. Known limit: if the instance it moved
+//! to then sweeps its copy, that deletes the record until the old instance's next refresh
+//! writes it again; a crash in between costs the client a new handshake.
+//!
+//! # Trust
+//! Adoption asks no more than the session's own instance asks of a connect: the
+//! `clientId` (a 124-bit random id) and, on long-polling, the browser cookie it was made
+//! with. Looking up an unknown `clientId` costs one engine read per connect that carries
+//! an `ext.ack`; such a connect is answered `402` anyway when there is no record.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
