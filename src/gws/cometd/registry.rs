@@ -375,3 +375,68 @@ pub(crate) fn random_id(len: usize) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calls(json: &str) -> BayeuxMessages {
+        vec![("/v2/me/calls", json.into())]
+    }
+
+    /// A session adopted at position `from`, holding the replay of `replayed` events.
+    fn adopted(registry: &BayeuxRegistry, from: u64, replayed: &[u64]) -> Arc<BayeuxSession> {
+        let config = registry.config();
+        let session = Arc::new(BayeuxSession::new(
+            "moved".into(),
+            "agent1".into(),
+            None,
+            "http://h".into(),
+            None,
+            true,
+            config.max_queue,
+            Instant::now() + config.max_interval(),
+            from,
+        ));
+        session.subscribe("/v2/me/calls");
+        for sequence in replayed {
+            session.offer(*sequence, &calls(&sequence.to_string()));
+        }
+        session
+    }
+
+    #[test]
+    fn an_adopted_session_keeps_the_replay_up_to_the_dispatch_and_takes_the_rest_live() {
+        let registry = BayeuxRegistry::new(CometdConfig::default());
+        registry.start_dispatch_at(10);
+        registry.publish_to_user("agent1", 12, |_| calls("12"));
+        // The replay read the history up to 13: 13 was not dispatched yet, so it is dropped
+        // from the replay and comes live, once.
+        let session = adopted(&registry, 10, &[11, 12, 13]);
+        let session = registry.adopt(session, 10, 13).unwrap();
+        assert_eq!(session.position(), 12);
+        registry.publish_to_user("agent1", 12, |_| calls("12 again"));
+        registry.publish_to_user("agent1", 13, |_| calls("13"));
+        let (messages, ack) = session.take_for_connect();
+        let messages: Vec<&str> = messages.iter().map(|m| &**m).collect();
+        assert_eq!((messages, ack), (vec!["11", "12", "13"], Some(13)));
+    }
+
+    #[test]
+    fn a_replay_that_ends_before_the_dispatch_is_refused_and_a_live_session_kept() {
+        let registry = BayeuxRegistry::new(CometdConfig::default());
+        registry.publish_to_user("agent1", 20, |_| calls("20"));
+        let session = adopted(&registry, 15, &[16]);
+        assert_eq!(
+            registry.adopt(session, 15, 19).unwrap_err(),
+            BayeuxAdoptRefused::Behind
+        );
+        // A client ahead of this instance: nothing replayed, the position is the client's.
+        let ahead = registry.adopt(adopted(&registry, 25, &[]), 25, 20).unwrap();
+        assert_eq!(ahead.position(), 25);
+        registry.publish_to_user("agent1", 21, |_| calls("21"));
+        assert_eq!(ahead.queued(), 0);
+        let again = registry.adopt(adopted(&registry, 25, &[]), 25, 30).unwrap();
+        assert!(Arc::ptr_eq(&again, &ahead), "the live session is kept");
+    }
+}
