@@ -290,6 +290,44 @@ async fn without_ack_or_on_another_epoch_a_moved_session_is_told_to_handshake() 
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_made_with_a_jsessionid_moves_only_with_credentials_valid_on_the_new_instance() {
+    let mut cluster = Cluster::new().await;
+    // A desktop that logged in on A: its handshake rides on A's HTTP session only.
+    let agent = common::desktop::Agent::login(&cluster.a().http_url(), "agent1").await;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let url: reqwest::Url = cluster.a().http_url().parse().unwrap();
+    jar.add_cookie_str(&format!("JSESSIONID={}", agent.jsessionid), &url);
+    let mut client = LpClient::new(cluster.a(), None);
+    client.http = reqwest::Client::builder()
+        .cookie_provider(jar)
+        .timeout(Duration::from_secs(8))
+        .build()
+        .unwrap();
+    let mut desk = Desk {
+        client,
+        position: 0,
+        seen: Vec::new(),
+    };
+    let reply = desk.client.handshake(Some(json!({"ack": true}))).await;
+    assert_eq!(reply["successful"], true, "{reply}");
+    desk.connect().await;
+    desk.client.subscribe(json!("/v2/me/calls")).await;
+    recorded(&cluster.engine, &desk.client.client_id).await;
+    let record = cluster.engine.session_now(&desk.client.client_id).unwrap();
+    assert!(record.http_session, "{record:?}");
+    cluster.a.take().unwrap().stop().await.expect("A stops");
+    // At B, A's HTTP session means nothing: without credentials, no adoption.
+    desk.client.url = cluster.b.url();
+    let refused = desk.connect().await;
+    assert_eq!(refused["error"], "402::Unknown client", "{refused}");
+    // With Basic credentials of the same user, the session moves.
+    desk.client.set_auth(Some(basic("agent1")));
+    let adopted = desk.connect().await;
+    assert_eq!(adopted["successful"], true, "{adopted}");
+    assert!(cluster.b.registry.get(&desk.client.client_id).is_some());
+}
+
 /// A loopback balancer: every connection goes to the current target; [`Self::switch`]
 /// changes it and cuts the connections open to the old one (what a balancer does when the
 /// instance of a sticky cookie dies).
