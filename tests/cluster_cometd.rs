@@ -78,7 +78,9 @@ impl Cluster {
         self.a.as_ref().expect("A is up")
     }
 
-    /// agent3 calls agent1 on the upstream and hangs up: two events of agent1.
+    /// agent3 calls agent1 on the upstream and hangs up once the call reached agent1's
+    /// watcher on B: two events of agent1 (hung up at once, a call made while agent1's new
+    /// owner is still subscribing upstream would be reported to no one).
     async fn a_call(&mut self) -> String {
         let dial = pb::DialRequest {
             destination: "15000".into(),
@@ -93,6 +95,9 @@ impl Cluster {
             .call
             .unwrap()
             .id;
+        let rung = |e: &pb::CallEvent| e.call.as_ref().unwrap().id == id;
+        let events = common::watch_until(&mut self.on_b, rung).await;
+        self.note(&events);
         let hangup = pb::HangupRequest {
             call_id: id.clone(),
         };
@@ -111,11 +116,15 @@ impl Cluster {
             call.id == last && call.state() == pb::CallState::Released
         };
         let events = common::watch_until(&mut self.on_b, released).await;
+        self.note(&events);
+        events.last().map_or(0, |e| e.sequence)
+    }
+
+    fn note(&mut self, events: &[pb::CallEvent]) {
         self.reference.extend(events.iter().map(|e| {
             let call = e.call.as_ref().unwrap();
             (call.id.clone(), format!("{:?}", call.state()))
         }));
-        events.last().map_or(0, |e| e.sequence)
     }
 }
 
