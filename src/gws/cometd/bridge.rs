@@ -136,6 +136,7 @@ pub async fn run_bridge(
             // reloads, as when the history is gone.
             Err(WatchError::EpochChanged { epoch }) => {
                 tracing::warn!(%epoch, "the event stream started over: cometd sessions dropped");
+                registry.start_over();
                 registry.remove_all(BayeuxRemoval::EventsLost);
                 watch = match start_watch(&core, None) {
                     Some(fresh) => fresh,
@@ -148,11 +149,13 @@ pub async fn run_bridge(
                 watch = match start_watch(&core, Some(last_delivered)) {
                     Some(resumed) => resumed,
                     None => {
+                        registry.start_over();
                         registry.remove_all(BayeuxRemoval::EventsLost);
-                        match start_watch(&core, None) {
-                            Some(fresh) => fresh,
-                            None => return,
-                        }
+                        let Some(fresh) = start_watch(&core, None) else {
+                            return;
+                        };
+                        registry.start_dispatch_at(fresh.position());
+                        fresh
                     }
                 };
             }

@@ -34,6 +34,8 @@
 //! ([`BayeuxRegistry::adopt`]): the replay keeps what the bridge had dispatched before the
 //! session was listed, the bridge delivers what came after, and an event at or before the
 //! session's position is never queued again; so no event is replayed and delivered live.
+//! A bridge that starts over (the log's epoch changed) between the replay and the listing
+//! makes the adoption replay again, and then refuse: the epoch no longer matches.
 //! Otherwise the usual `402::Unknown client` with `advice.reconnect: "handshake"`.
 //!
 //! # The instance the session left
@@ -346,6 +348,7 @@ async fn adopt_record(
     let registry = &endpoint.registry;
     let config = registry.config();
     for _ in 0..REPLAY_ATTEMPTS {
+        let generation = registry.generation();
         let (epoch, last, events) = records
             .core
             .user_events_after(&record.user, from)
@@ -373,7 +376,7 @@ async fn adopt_record(
                 return Err("the replay exceeds the queue limit");
             }
         }
-        match registry.adopt(session, from, last) {
+        match registry.adopt(session, from, last, generation) {
             Ok(session) => return Ok(session),
             Err(BayeuxAdoptRefused::Full) => return Err("the session limit is reached"),
             Err(BayeuxAdoptRefused::Behind) => {}

@@ -44,7 +44,8 @@ pub struct BayeuxNewSession {
 pub(crate) enum BayeuxAdoptRefused {
     /// The session limit is reached.
     Full,
-    /// The bridge dispatched events beyond the replay's end: replay again.
+    /// The bridge dispatched events beyond the replay's end, or started over: replay
+    /// again.
     Behind,
 }
 
@@ -55,6 +56,9 @@ struct RegistryInner {
     browsers: HashMap<String, usize>,
     /// The sequence of the last event the bridge dispatched.
     dispatched: u64,
+    /// Bumped when the bridge drops every session and starts over (see
+    /// [`BayeuxRegistry::start_over`]).
+    generation: u64,
 }
 
 impl RegistryInner {
@@ -137,18 +141,21 @@ impl BayeuxRegistry {
     /// `from`, holding the replay of the events after `from` up to `last`. The events up
     /// to where the bridge dispatched stay queued, later ones are dropped (they come
     /// live), and the session's position becomes the later of `from` and that point.
-    /// Returns the session already live under that `clientId` if there is one.
+    /// `generation` is [`Self::generation`] before the replay was read: a bridge that
+    /// started over since refuses it ([`BayeuxAdoptRefused::Behind`]). Returns the session
+    /// already live under that `clientId` if there is one.
     pub(crate) fn adopt(
         &self,
         session: Arc<BayeuxSession>,
         from: u64,
         last: u64,
+        generation: u64,
     ) -> Result<Arc<BayeuxSession>, BayeuxAdoptRefused> {
         let mut inner = self.lock();
         if let Some(live) = inner.sessions.get(&session.id) {
             return Ok(live.clone());
         }
-        if inner.dispatched > last {
+        if inner.dispatched > last || inner.generation != generation {
             return Err(BayeuxAdoptRefused::Behind);
         }
         if inner.sessions.len() >= self.config.max_sessions {
@@ -157,6 +164,18 @@ impl BayeuxRegistry {
         session.cut_after(inner.dispatched, from.max(inner.dispatched));
         inner.insert(&session);
         Ok(session)
+    }
+
+    /// Marks the bridge starting over (the log's epoch changed, or events were lost):
+    /// called before it drops every session, so an adoption whose replay was read before
+    /// is refused ([`Self::adopt`]) or its session is among those dropped.
+    pub fn start_over(&self) {
+        self.lock().generation += 1;
+    }
+
+    /// Returns the count of [`Self::start_over`] calls, for [`Self::adopt`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.lock().generation
     }
 
     /// Sets the bridge's position: where its watch of the core starts (at start, and
@@ -413,7 +432,7 @@ mod tests {
         // The replay read the history up to 13: 13 was not dispatched yet, so it is dropped
         // from the replay and comes live, once.
         let session = adopted(&registry, 10, &[11, 12, 13]);
-        let session = registry.adopt(session, 10, 13).unwrap();
+        let session = registry.adopt(session, 10, 13, 0).unwrap();
         assert_eq!(session.position(), 12);
         registry.publish_to_user("agent1", 12, |_| calls("12 again"));
         registry.publish_to_user("agent1", 13, |_| calls("13"));
@@ -428,15 +447,19 @@ mod tests {
         registry.publish_to_user("agent1", 20, |_| calls("20"));
         let session = adopted(&registry, 15, &[16]);
         assert_eq!(
-            registry.adopt(session, 15, 19).unwrap_err(),
+            registry.adopt(session, 15, 19, 0).unwrap_err(),
             BayeuxAdoptRefused::Behind
         );
         // A client ahead of this instance: nothing replayed, the position is the client's.
-        let ahead = registry.adopt(adopted(&registry, 25, &[]), 25, 20).unwrap();
+        let ahead = registry
+            .adopt(adopted(&registry, 25, &[]), 25, 20, 0)
+            .unwrap();
         assert_eq!(ahead.position(), 25);
         registry.publish_to_user("agent1", 21, |_| calls("21"));
         assert_eq!(ahead.queued(), 0);
-        let again = registry.adopt(adopted(&registry, 25, &[]), 25, 30).unwrap();
+        let again = registry
+            .adopt(adopted(&registry, 25, &[]), 25, 30, 0)
+            .unwrap();
         assert!(Arc::ptr_eq(&again, &ahead), "the live session is kept");
     }
 }
