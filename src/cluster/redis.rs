@@ -1,6 +1,6 @@
 //! The Redis 7 engine of cluster mode: [`RedisEngine`] is the [`SharedLog`], the
-//! [`LeaseTable`](super::LeaseTable) ([`leases`]) and the [`SessionRecords`](super::SessionRecords)
-//! ([`sessions`]), on keys under a prefix ([`RedisConfig::prefix`], `vg:` by default).
+//! [`LeaseTable`](super::LeaseTable) (`redis/leases.rs`) and the
+//! [`SessionRecords`](super::SessionRecords) (`redis/sessions.rs`), on keys under a prefix ([`RedisConfig::prefix`], `vg:` by default).
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -9,7 +9,7 @@
 //! | `{prefix}log` | stream | entry `<sequence>-0` with fields `p` (payload), `t` (append time, ms) |
 //! | `{prefix}fence` | string | the last fence granted (`INCR` per grant) |
 //! | `{prefix}lease:{user}` | string | `<fence>:<holder>`, with the lease's TTL (`PX`) |
-//! | `{prefix}session:{clientId}` | hash | a CometD session record: `owner`, `record` (JSON), with its TTL ([`sessions`]) |
+//! | `{prefix}session:{clientId}` | hash | a CometD session record: `owner`, `record` (JSON), with its TTL (`redis/sessions.rs`) |
 //!
 //! Every step that must be atomic is one Lua script (the files beside this one): `open`
 //! starts an epoch and drops any log left without one; `append` checks the epoch and the

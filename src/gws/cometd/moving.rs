@@ -16,7 +16,7 @@
 //!
 //! # Adoption
 //! A `/meta/connect` for a `clientId` this instance does not know, carrying an `ext.ack`
-//! position, looks the record up ([`adopt`]). The session is adopted when:
+//! position, looks the record up (`adopt`). The session is adopted when:
 //! - the record exists and the ack extension is on (sessions without ack have no
 //!   position: their clients get `402::Unknown client` and handshake again, as before);
 //! - on long-polling, the request's `BAYEUX_BROWSER` cookie is the record's (the trust a
@@ -31,7 +31,7 @@
 //! The adopted session gets the record's subscriptions, the user's events after the
 //! client's position from the history (the same history `WatchCalls` resumes from), then
 //! live events. The seam between the two is the registry's `dispatched` position
-//! ([`BayeuxRegistry::adopt`]): the replay keeps what the bridge had dispatched before the
+//! (`BayeuxRegistry::adopt`): the replay keeps what the bridge had dispatched before the
 //! session was listed, the bridge delivers what came after, and an event at or before the
 //! session's position is never queued again; so no event is replayed and delivered live.
 //! A bridge that starts over (the log's epoch changed) between the replay and the listing

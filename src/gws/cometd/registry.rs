@@ -168,7 +168,7 @@ impl BayeuxRegistry {
 
     /// Marks the bridge starting over (the log's epoch changed, or events were lost):
     /// called before it drops every session, so an adoption whose replay was read before
-    /// is refused ([`Self::adopt`]) or its session is among those dropped.
+    /// is refused (`adopt`) or its session is among those dropped.
     pub fn start_over(&self) {
         self.lock().generation += 1;
     }
