@@ -31,6 +31,9 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// Cancelled when the gateway shuts down; long-lived streams and polls end on it.
     pub shutdown: CancellationToken,
+    /// Cluster mode: this instance's membership (CometD keeps its session records through
+    /// it).
+    pub cluster: Option<Arc<crate::cluster::node::ClusterNode>>,
     /// The tasks of upgraded connections (CometD WebSockets), which outlive the request and
     /// connection that started them: the drain waits for them too, so that each socket
     /// sends its goodbye before the process exits.

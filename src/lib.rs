@@ -146,6 +146,7 @@ fn build_state_in(
         )),
         config: Arc::new(config),
         shutdown,
+        cluster: cluster_node.clone(),
         upgraded: tokio_util::task::TaskTracker::new(),
     });
     Ok((state, cluster_node))

@@ -2,8 +2,10 @@
 //! upstream GWS, three bridge instances as real binaries in one cluster, a watcher of every
 //! user on every instance and a driver making calls through all of them; each test is one
 //! failure, and asserts at every watcher that no event was lost or duplicated (the checks of
-//! `cluster_chaos_support::checks`) and that no old owner wrote past its lease (Redis'
-//! `MONITOR`: per user, the fences of the entries written only grow).
+//! `cluster_chaos_support::checks`), the same at every CometD desk (ack on, long-polling
+//! and WebSocket, moving to another instance when its own goes away, as behind a sticky
+//! balancer: `cluster_chaos_support::desk_checks`), and that no old owner wrote past its
+//! lease (Redis' `MONITOR`: per user, the fences of the entries written only grow).
 
 mod cluster_chaos_support;
 mod common;
@@ -16,8 +18,21 @@ use cluster_chaos_support::driver::Driver;
 /// A short lease, so a takeover after a crash is quick.
 const SHORT_LEASE: &str = "lease_ttl_ms = 600";
 
-/// Asserts that every watcher that started on `gone` resumed on another instance.
+/// Asserts that every watcher and every desk that started on `gone` resumed on another
+/// instance (a desk: its session adopted there, no new handshake).
 fn assert_moved_off(cluster: &Cluster, gone: usize) {
+    for d in cluster.desks.iter().filter(|d| d.first_home == gone) {
+        let record = d.record();
+        assert!(
+            record.on != gone && record.moves >= 1 && record.unknown == 0,
+            "a {:?} desk of {} that was on {gone} is on {} after {} moves, {} 402s",
+            d.transport,
+            d.user,
+            record.on,
+            record.moves,
+            record.unknown
+        );
+    }
     for w in cluster.watchers.iter().filter(|w| w.first_home == gone) {
         let record = w.record();
         assert!(
@@ -87,6 +102,7 @@ async fn sigterm_hands_the_users_off_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restarted_empty_makes_every_watcher_resync_onto_a_new_epoch_and_calls_go_on() {
     let mut cluster = Cluster::start("redis-restart", SHORT_LEASE, 1).await;
+    cluster.desks_may_resync = true;
     let driver = Driver::start(cluster.instances.clone());
     cluster.calls_go_on(&driver, 3).await;
     let mut done = driver.stop().await;
@@ -157,6 +173,16 @@ async fn a_redis_restarted_empty_makes_every_watcher_resync_onto_a_new_epoch_and
         .await;
     done.extend(driver.stop().await);
     cluster.assert_all(&done).await;
+    for d in &cluster.desks {
+        let record = d.record();
+        assert!(
+            record.unknown >= 1 && record.segments.len() >= 2,
+            "a desk of {} was told to handshake again and did: {} 402s, {} sessions",
+            d.user,
+            record.unknown,
+            record.segments.len()
+        );
+    }
     // (A watcher may be told OUT_OF_RANGE twice: its resync opened on an instance whose
     // tail was still switching epochs.)
     for w in &cluster.watchers {
@@ -182,6 +208,11 @@ async fn an_owner_paused_past_its_lease_is_fenced_and_the_new_owner_goes_on() {
     cluster.instances.down(owner);
     let paused = Instant::now();
     cluster.nodes[owner].signal(libc::SIGSTOP);
+    // The balancer's health check finds it unresponsive: its desks' held connects are
+    // dropped, and their next ones go elsewhere (and back home once it is up again).
+    for d in cluster.desks.iter().filter(|d| d.first_home == owner) {
+        d.kick();
+    }
     let bound = cluster.lease_ttl + Duration::from_secs(1);
     let (took, new_owner) = cluster.takeover("agent1", owner, paused, bound).await;
     eprintln!("takeover after SIGSTOP: {took:?} (instance {owner} -> {new_owner})");
@@ -201,6 +232,17 @@ async fn an_owner_paused_past_its_lease_is_fenced_and_the_new_owner_goes_on() {
     cluster.assert_all(&done).await;
     let (holder, _) = cluster.owner("agent1").await;
     assert_ne!(holder, owner, "the paused owner did not take agent1 back");
+    for d in cluster.desks.iter().filter(|d| d.first_home == owner) {
+        let record = d.record();
+        assert!(
+            record.moves >= 1 && record.unknown == 0,
+            "a desk of {} on the paused instance moved without a new handshake: {} moves, \
+             {} 402s",
+            d.user,
+            record.moves,
+            record.unknown
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,11 +254,18 @@ async fn a_reconnect_storm_of_every_watcher_onto_one_instance_loses_and_repeats_
     for w in &cluster.watchers {
         w.move_to(0);
     }
+    for d in &cluster.desks {
+        d.move_to(0);
+    }
     let moved = |w: &cluster_chaos_support::watcher::Watcher| {
         let record = w.record();
         record.on == 0 && (w.first_home == 0 || record.resumes >= 1)
     };
     cluster.every_watcher("resumed on instance 0", moved).await;
+    common::eventually("every desk connects to instance 0", || {
+        cluster.desks.iter().all(|d| d.record().on == 0)
+    })
+    .await;
     cluster.calls_go_on(&driver, 3).await;
     let done = driver.stop().await;
     cluster.assert_all(&done).await;
@@ -227,6 +276,16 @@ async fn a_reconnect_storm_of_every_watcher_onto_one_instance_loses_and_repeats_
             (0, 1),
             "a watcher of {} resumed without a resync",
             w.user
+        );
+    }
+    for d in cluster.desks.iter().filter(|d| d.first_home != 0) {
+        let record = d.record();
+        assert!(
+            record.moves >= 1 && record.unknown == 0,
+            "a desk of {} moved without a new handshake: {} moves, {} 402s",
+            d.user,
+            record.moves,
+            record.unknown
         );
     }
 }

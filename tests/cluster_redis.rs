@@ -139,3 +139,45 @@ async fn a_redis_restarted_empty_makes_watchers_resync_onto_a_new_epoch() {
     assert_ne!(rebuilt.epoch, before.epoch, "a new epoch");
     assert_eq!(Some(rebuilt.epoch), redis_epoch(&redis).await);
 }
+
+/// The session records of movable CometD sessions on Redis: written with a TTL, only by
+/// their owner unless adopted, deleted only by their owner.
+#[tokio::test]
+async fn session_records_belong_to_their_owner_until_another_instance_adopts_them() {
+    use voice_gateway::cluster::SessionRecords as _;
+    use voice_gateway::cluster::redis::{RedisConfig, RedisEngine};
+    let redis = RedisServer::start().await;
+    let engine = RedisEngine::new(RedisConfig::with_url(redis.url())).unwrap();
+    let mut record = voice_gateway::cluster::SessionRecord {
+        client_id: "c1".into(),
+        owner: "a".into(),
+        user: "agent1".into(),
+        browser_id: Some("b1".into()),
+        http_session: false,
+        subscriptions: vec!["/v2/me/calls".into()],
+        ack: true,
+        epoch: "e1".into(),
+    };
+    let ttl = Duration::from_secs(30);
+    assert!(engine.put(&record, ttl, false).await.unwrap());
+    assert_eq!(engine.get("c1").await.unwrap().as_ref(), Some(&record));
+    let mut connection = redis.connection().await;
+    let pttl: i64 = ::redis::cmd("PTTL")
+        .arg("vg:session:c1")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(pttl > 0 && pttl <= 30_000, "a TTL: {pttl}");
+    // Another instance writes only by adopting.
+    let mut moved = record.clone();
+    moved.owner = "b".into();
+    assert!(!engine.put(&moved, ttl, false).await.unwrap());
+    assert!(engine.put(&moved, ttl, true).await.unwrap());
+    // The old owner can neither overwrite nor delete it now.
+    record.subscriptions.clear();
+    assert!(!engine.put(&record, ttl, false).await.unwrap());
+    engine.delete("c1", "a").await.unwrap();
+    assert_eq!(engine.get("c1").await.unwrap(), Some(moved));
+    engine.delete("c1", "b").await.unwrap();
+    assert_eq!(engine.get("c1").await.unwrap(), None);
+}

@@ -187,7 +187,8 @@ async fn with_ack_a_client_that_stops_connecting_hits_its_queue_bound() {
         json!({"advice": {"timeout": 0}, "ext": {"ack": 0}}),
     )
     .await;
-    assert_eq!(recv(&mut ws).await[0]["ext"], json!({"ack": 1}));
+    let start = recv(&mut ws).await[0]["ext"]["ack"].clone();
+    assert!(start.is_u64(), "a position: {start}");
     send(&mut ws, json!([{"id": "3", "channel": "/meta/subscribe", "clientId": cid, "subscription": "/v2/me/calls"}])).await;
     recv(&mut ws).await;
     // With ack, events wait for a connect that never comes: the queue fills up and the
@@ -198,7 +199,7 @@ async fn with_ack_a_client_that_stops_connecting_hits_its_queue_bound() {
         session.removed().is_some()
     })
     .await;
-    connect(&mut ws, "4", &cid, json!({"ext": {"ack": 1}})).await;
+    connect(&mut ws, "4", &cid, json!({"ext": {"ack": start}})).await;
     let reply = recv(&mut ws).await.remove(0);
     assert_eq!(reply["error"], "402::Unknown client", "{reply}");
     assert_eq!(reply["advice"]["reconnect"], "handshake");

@@ -1,6 +1,7 @@
 //! The in-memory engine: one [`MemoryEngine`], shared through an `Arc` by several
 //! gateways of one process (tests, demos), implements [`SharedLog`] and [`LeaseTable`] with
-//! exactly the contract the Redis engine has.
+//! exactly the contract the Redis engine has, and the [`SessionRecords`] of movable CometD
+//! sessions (their TTLs by tokio time too).
 //!
 //! - Leases expire by tokio time ([`tokio::time::Instant`]), so unit tests under paused
 //!   time see a lease lapse without waiting.
@@ -22,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::sessions::{SessionRecord, SessionRecords};
 use super::{EngineError, EngineFuture, Entry, Fence, Grant, LeaseTable, SharedLog};
 
 /// Default number of entries the in-memory log keeps.
@@ -40,6 +42,8 @@ struct State {
     /// The last fence granted; never goes back, even across a data loss (a Redis restarted
     /// empty would restart it: its engine keeps fences in the epoch's keys, see there).
     fence: u64,
+    /// The CometD session records by `clientId`, and when each lapses.
+    sessions: HashMap<String, (SessionRecord, Instant)>,
     down: bool,
 }
 
@@ -61,6 +65,14 @@ impl State {
             });
         }
         Ok(())
+    }
+
+    /// Returns the session record of `client_id` if it has not lapsed.
+    fn live_session(&self, client_id: &str) -> Option<&SessionRecord> {
+        self.sessions
+            .get(client_id)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(record, _)| record)
     }
 
     /// Returns the user's lease if it has not lapsed.
@@ -111,6 +123,7 @@ impl MemoryEngine {
         state.entries.clear();
         state.last = 0;
         state.leases.clear();
+        state.sessions.clear();
         drop(state);
         self.appended.notify_waiters();
     }
@@ -134,6 +147,12 @@ impl MemoryEngine {
     /// `.await`).
     pub fn holder_now(&self, user: &str) -> Option<Grant> {
         self.lock().live_lease(user).cloned()
+    }
+
+    /// Returns the CometD session record of `client_id` if it has not lapsed (for tests'
+    /// checks, without an `.await`).
+    pub fn session_now(&self, client_id: &str) -> Option<SessionRecord> {
+        self.lock().live_session(client_id).cloned()
     }
 
     /// Returns the log's epoch and every kept entry (for tests' checks).
@@ -293,6 +312,54 @@ impl LeaseTable for MemoryEngine {
             let state = self.lock();
             state.check_up()?;
             Ok(state.live_lease(user).cloned())
+        })
+    }
+}
+
+impl SessionRecords for MemoryEngine {
+    fn put<'a>(
+        &'a self,
+        record: &'a SessionRecord,
+        ttl: Duration,
+        adopt: bool,
+    ) -> EngineFuture<'a, bool> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            state.check_up()?;
+            let owner = state.live_session(&record.client_id).map(|r| &r.owner);
+            if !adopt && owner.is_some_and(|owner| *owner != record.owner) {
+                return Ok(false);
+            }
+            // Lapsed records are dropped as they are met, so the map holds live ones.
+            let now = Instant::now();
+            state.sessions.retain(|_, (_, until)| *until > now);
+            let until = now + ttl;
+            state
+                .sessions
+                .insert(record.client_id.clone(), (record.clone(), until));
+            Ok(true)
+        })
+    }
+
+    fn get<'a>(&'a self, client_id: &'a str) -> EngineFuture<'a, Option<SessionRecord>> {
+        Box::pin(async move {
+            let state = self.lock();
+            state.check_up()?;
+            Ok(state.live_session(client_id).cloned())
+        })
+    }
+
+    fn delete<'a>(&'a self, client_id: &'a str, owner: &'a str) -> EngineFuture<'a, ()> {
+        Box::pin(async move {
+            let mut state = self.lock();
+            state.check_up()?;
+            if state
+                .live_session(client_id)
+                .is_some_and(|r| r.owner == owner)
+            {
+                state.sessions.remove(client_id);
+            }
+            Ok(())
         })
     }
 }

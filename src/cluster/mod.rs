@@ -14,6 +14,9 @@
 //!   in the same atomic step as the append, so an owner that was paused or partitioned past
 //!   its lease cannot write once another instance took the lease over.
 //!
+//! - [`SessionRecords`]: the records of movable CometD sessions ([`sessions`]), owned by one
+//!   instance at a time, with a TTL.
+//!
 //! Entries are opaque bytes to the engine: what an entry means is [`entry`]'s business.
 //!
 //! # The design as built
@@ -63,6 +66,11 @@
 //!   bridge's operations fail fast (UNAVAILABLE / statusCode 4 / HTTP 503) and gRPC health
 //!   NOT_SERVING, as an unreachable upstream does; the tail's retries bring it back, and
 //!   owners then re-read the upstream (reports whose append failed are otherwise lost).
+//! - **CometD sessions.** A session with the ack extension has a record in the engine;
+//!   its `ext.ack` is a sequence of the shared log, so the instance a moved client's
+//!   connect reaches adopts it and replays the user's events after that position from its
+//!   history (`crate::gws::cometd::moving`). Other sessions stay on their instance: their
+//!   clients handshake again when it goes away.
 //! - **Drain.** On shutdown every lease is released before the gateway stops (the owner's
 //!   client stopped first), so another instance with the user takes over at its next
 //!   retry, within one renew interval (1 s with the default TTL).
@@ -84,8 +92,10 @@ pub mod entry;
 pub mod memory;
 mod metrics;
 pub mod node;
-
 pub mod redis;
+pub mod sessions;
+
+pub use sessions::{SessionRecord, SessionRecords};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -170,13 +180,16 @@ impl ClusterConfig {
     }
 }
 
-/// An engine: the shared log and the lease table (one backend implements both).
+/// An engine: the shared log, the lease table and the CometD session records (one
+/// backend implements all three).
 #[derive(Clone)]
 pub struct Engine {
     /// The shared log.
     pub log: Arc<dyn SharedLog>,
     /// The leases.
     pub leases: Arc<dyn LeaseTable>,
+    /// The records of movable CometD sessions.
+    pub sessions: Arc<dyn SessionRecords>,
     /// What it is, for logs (the URL without credentials, or `memory`).
     pub name: String,
 }
@@ -198,7 +211,8 @@ impl Engine {
     pub fn memory(engine: Arc<memory::MemoryEngine>) -> Self {
         Self {
             log: engine.clone(),
-            leases: engine,
+            leases: engine.clone(),
+            sessions: engine,
             name: "memory".into(),
         }
     }
@@ -226,7 +240,8 @@ pub fn connect(config: &ClusterConfig) -> anyhow::Result<Engine> {
             let engine = Arc::new(engine);
             Ok(Engine {
                 log: engine.clone(),
-                leases: engine,
+                leases: engine.clone(),
+                sessions: engine,
                 name: without_password(url),
             })
         }

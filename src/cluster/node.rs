@@ -117,6 +117,11 @@ impl ClusterNode {
         &self.id
     }
 
+    /// Returns the engine's CometD session records.
+    pub fn session_records(&self) -> Arc<dyn crate::cluster::SessionRecords> {
+        self.engine.sessions.clone()
+    }
+
     /// Returns the renew period of leases (also the retry period of a non-holder).
     pub fn renew_interval(&self) -> Duration {
         self.renew

@@ -1,5 +1,6 @@
-//! The Redis 7 engine of cluster mode: [`RedisEngine`] is both the [`SharedLog`] and the
-//! [`LeaseTable`], on keys under a prefix ([`RedisConfig::prefix`], `vg:` by default).
+//! The Redis 7 engine of cluster mode: [`RedisEngine`] is the [`SharedLog`], the
+//! [`LeaseTable`](super::LeaseTable) (`redis/leases.rs`) and the
+//! [`SessionRecords`](super::SessionRecords) (`redis/sessions.rs`), on keys under a prefix ([`RedisConfig::prefix`], `vg:` by default).
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -8,6 +9,7 @@
 //! | `{prefix}log` | stream | entry `<sequence>-0` with fields `p` (payload), `t` (append time, ms) |
 //! | `{prefix}fence` | string | the last fence granted (`INCR` per grant) |
 //! | `{prefix}lease:{user}` | string | `<fence>:<holder>`, with the lease's TTL (`PX`) |
+//! | `{prefix}session:{clientId}` | hash | a CometD session record: `owner`, `record` (JSON), with its TTL (`redis/sessions.rs`) |
 //!
 //! Every step that must be atomic is one Lua script (the files beside this one): `open`
 //! starts an epoch and drops any log left without one; `append` checks the epoch and the
@@ -65,15 +67,21 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use ::redis::{AsyncConnectionConfig, Client, Script, Value};
+use ::redis::{AsyncConnectionConfig, Client, Value};
 
-use super::{EngineError, EngineFuture, Entry, Fence, Grant, LeaseTable, SharedLog};
+use super::{EngineError, EngineFuture, Entry, Grant, SharedLog};
 use reply::{
     array, bytes, epoch_changed, integer, malformed, tagged, text, timed_out, unavailable,
 };
 
 mod config;
+mod leases;
 mod reply;
+mod scripts;
+mod sessions;
+
+use leases::lease_value;
+use scripts::{Keys, Scripts};
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_AGE_MS, DEFAULT_MAX_LEN, DEFAULT_PREFIX,
@@ -95,56 +103,7 @@ enum Resend {
     Never,
 }
 
-/// The keys of one engine, built once from the prefix.
-#[derive(Debug)]
-struct Keys {
-    prefix: String,
-    epoch: String,
-    seq: String,
-    log: String,
-    fence: String,
-}
-
-impl Keys {
-    fn new(prefix: &str) -> Self {
-        Self {
-            prefix: prefix.to_owned(),
-            epoch: format!("{prefix}epoch"),
-            seq: format!("{prefix}seq"),
-            log: format!("{prefix}log"),
-            fence: format!("{prefix}fence"),
-        }
-    }
-
-    fn lease(&self, user: &str) -> String {
-        format!("{}lease:{user}", self.prefix)
-    }
-}
-
-/// The engine's Lua scripts, hashed once.
-struct Scripts {
-    open: Script,
-    append: Script,
-    read: Script,
-    acquire: Script,
-    renew: Script,
-    release: Script,
-}
-
-impl Scripts {
-    fn new() -> Self {
-        Self {
-            open: Script::new(include_str!("redis/open.lua")),
-            append: Script::new(include_str!("redis/append.lua")),
-            read: Script::new(include_str!("redis/read.lua")),
-            acquire: Script::new(include_str!("redis/acquire.lua")),
-            renew: Script::new(include_str!("redis/renew.lua")),
-            release: Script::new(include_str!("redis/release.lua")),
-        }
-    }
-}
-
-/// The shared log and lease table on one Redis server.
+/// The shared log, lease table and session records on one Redis server.
 pub struct RedisEngine {
     config: RedisConfig,
     client: Client,
@@ -441,125 +400,5 @@ impl SharedLog for RedisEngine {
                 .await
                 .unwrap_or_else(|_| Err(timed_out(bound)))
         })
-    }
-}
-
-impl LeaseTable for RedisEngine {
-    fn acquire<'a>(
-        &'a self,
-        user: &'a str,
-        holder: &'a str,
-        ttl: Duration,
-    ) -> EngineFuture<'a, Option<Grant>> {
-        Box::pin(async move {
-            let reply = self
-                .invoke(
-                    self.scripts
-                        .acquire
-                        .key(self.keys.lease(user))
-                        .key(&self.keys.fence)
-                        .arg(holder)
-                        .arg(ttl_ms(ttl)),
-                    Resend::Idempotent,
-                )
-                .await?;
-            match reply {
-                Value::Nil => Ok(None),
-                fence => Ok(Some(Grant {
-                    user: user.to_owned(),
-                    holder: holder.to_owned(),
-                    fence: Fence(integer(fence)?),
-                })),
-            }
-        })
-    }
-
-    fn renew<'a>(&'a self, grant: &'a Grant, ttl: Duration) -> EngineFuture<'a, bool> {
-        Box::pin(async move {
-            let reply = self
-                .invoke(
-                    self.scripts
-                        .renew
-                        .key(self.keys.lease(&grant.user))
-                        .arg(lease_value(grant))
-                        .arg(ttl_ms(ttl)),
-                    Resend::Idempotent,
-                )
-                .await?;
-            Ok(integer(reply)? == 1)
-        })
-    }
-
-    fn release<'a>(&'a self, grant: &'a Grant) -> EngineFuture<'a, ()> {
-        Box::pin(async move {
-            self.invoke(
-                self.scripts
-                    .release
-                    .key(self.keys.lease(&grant.user))
-                    .arg(lease_value(grant)),
-                Resend::Idempotent,
-            )
-            .await?;
-            Ok(())
-        })
-    }
-
-    fn holder<'a>(&'a self, user: &'a str) -> EngineFuture<'a, Option<Grant>> {
-        Box::pin(async move {
-            let mut command = ::redis::cmd("GET");
-            command.arg(self.keys.lease(user));
-            let command = &command;
-            let reply = self
-                .run(Resend::Idempotent, |mut connection| async move {
-                    command.query_async::<Value>(&mut connection).await
-                })
-                .await?;
-            match reply {
-                Value::Nil => Ok(None),
-                value => parse_lease(user, &text(value)?).map(Some),
-            }
-        })
-    }
-}
-
-/// The lease key's value for `grant`: the fence first, since a holder may contain `:`.
-fn lease_value(grant: &Grant) -> String {
-    format!("{}:{}", grant.fence, grant.holder)
-}
-
-fn parse_lease(user: &str, value: &str) -> Result<Grant, EngineError> {
-    let (fence, holder) = value.split_once(':').ok_or_else(|| malformed("lease"))?;
-    Ok(Grant {
-        user: user.to_owned(),
-        holder: holder.to_owned(),
-        fence: Fence(fence.parse().map_err(|_| malformed("lease fence"))?),
-    })
-}
-
-/// A TTL in milliseconds, at least 1 (`PX 0` is an error).
-fn ttl_ms(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lease_values_round_trip_with_colons_in_the_holder() {
-        let grant = Grant {
-            user: "agent:7".to_owned(),
-            holder: "host:1234:abc".to_owned(),
-            fence: Fence(42),
-        };
-        let parsed = parse_lease(&grant.user, &lease_value(&grant)).expect("parses");
-        assert_eq!(parsed, grant);
-        assert!(parse_lease("u", "nofence").is_err());
-    }
-
-    #[test]
-    fn ttl_is_never_zero() {
-        assert_eq!(ttl_ms(Duration::ZERO), 1);
-        assert_eq!(ttl_ms(Duration::from_millis(1500)), 1500);
     }
 }

@@ -454,6 +454,19 @@ impl CallControl {
         let store = self.lock();
         (store.log.epoch().clone(), store.log.last_sequence())
     }
+
+    /// Returns the epoch and last sequence of the log here, with `user`'s events after
+    /// sequence `after` that its history holds (a moved CometD session's replay):
+    /// [`CoreError::HistoryGone`] when the history no longer reaches back to `after + 1`.
+    pub fn user_events_after(
+        &self,
+        user: &str,
+        after: u64,
+    ) -> CoreResult<(Arc<str>, u64, Vec<Event>)> {
+        let store = self.lock();
+        let events = store.log.user_events_after(user, after)?;
+        Ok((store.log.epoch().clone(), store.log.last_sequence(), events))
+    }
 }
 
 /// What [`CallControl::apply_shared`] did.

@@ -507,6 +507,32 @@ impl EventLog {
         }
     }
 
+    /// Returns the events of `user` after sequence `after` in order, from the history
+    /// (none when `after` is at or beyond the last sequence); [`CoreError::HistoryGone`]
+    /// when the history no longer holds `after + 1`.
+    pub(crate) fn user_events_after(&self, user: &str, after: u64) -> CoreResult<Vec<Event>> {
+        if after >= self.last {
+            return Ok(Vec::new());
+        }
+        let oldest = self.history.front().map_or(self.last + 1, Event::sequence);
+        if after + 1 < oldest {
+            return Err(CoreError::HistoryGone {
+                requested: after,
+                oldest,
+            });
+        }
+        let mut events: Vec<Event> = self
+            .history
+            .iter()
+            .rev()
+            .take_while(|e| e.sequence() > after)
+            .filter(|e| *e.user().name == *user)
+            .cloned()
+            .collect();
+        events.reverse();
+        Ok(events)
+    }
+
     /// Starts a watch of every kind of event; `from` resumes right after that sequence.
     pub(crate) fn watch_events(
         &self,

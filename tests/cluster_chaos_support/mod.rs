@@ -2,9 +2,12 @@
 //! The cluster chaos fixture: `redis-server`, one embedded gateway binary as the upstream
 //! GWS, three bridge instances as real binaries in one cluster, a watcher of each user on
 //! each instance (so every user signed in on every instance and any of them can own it),
+//! a CometD desktop of each user on each instance (ack on; long-polling and WebSocket),
 //! a Redis `MONITOR` recording who wrote which entry, and a driver making calls.
 
 pub mod checks;
+pub mod desk;
+pub mod desk_checks;
 pub mod driver;
 pub mod monitor;
 pub mod watcher;
@@ -17,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::binary::Binary;
 use crate::common::redis::RedisServer;
+use desk::{Desk, Transport};
 use monitor::Monitor;
 use watcher::{Instances, Watcher};
 
@@ -34,6 +38,11 @@ pub struct Cluster {
     pub instances: Arc<Instances>,
     pub monitor: Monitor,
     pub watchers: Vec<Watcher>,
+    /// A CometD desk of each user on each instance.
+    pub desks: Vec<Desk>,
+    /// Whether a desk may have been told to handshake again (the case changed the log's
+    /// epoch); otherwise every desk keeps its session.
+    pub desks_may_resync: bool,
     /// A watcher of each user on the upstream: the reference.
     pub reference: Vec<Watcher>,
     pub lease_ttl: Duration,
@@ -71,6 +80,19 @@ impl Cluster {
                 }
             }
         }
+        let http = Arc::new(nodes.iter().map(Binary::http_url).collect::<Vec<_>>());
+        let mut desks = Vec::new();
+        for (u, user) in USERS.into_iter().enumerate() {
+            for home in 0..INSTANCES {
+                let transport = if (u + home) % 2 == 0 {
+                    Transport::LongPolling
+                } else {
+                    Transport::WebSocket
+                };
+                let (http, instances) = (http.clone(), instances.clone());
+                desks.push(Desk::start(user, transport, home, http, instances, stop.clone()).await);
+            }
+        }
         let on_upstream = Arc::new(Instances {
             urls: vec![upstream.grpc_url()],
             up: vec![AtomicBool::new(true)],
@@ -87,6 +109,8 @@ impl Cluster {
             instances,
             monitor,
             watchers,
+            desks,
+            desks_may_resync: false,
             reference,
             lease_ttl,
             config,
@@ -248,6 +272,21 @@ impl Cluster {
         // First, as it needs no wait: an old owner that wrote shows here by name.
         self.monitor.assert_one_writer_at_a_time();
         checks::assert_no_loss_no_duplicate(&self.watchers, &self.reference, done).await;
+        desk_checks::assert_desks(&self.desks, &self.watchers, done, self.desks_may_resync).await;
+        for d in &self.desks {
+            let record = d.record();
+            eprintln!(
+                "{:?} desk of {}: on {} (first {}), {} messages, {} sessions, {} moves, {} 402s",
+                d.transport,
+                d.user,
+                record.on,
+                d.first_home,
+                record.all().len(),
+                record.segments.len(),
+                record.moves,
+                record.unknown
+            );
+        }
         for w in &self.watchers {
             let record = w.record();
             eprintln!(

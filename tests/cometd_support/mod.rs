@@ -41,6 +41,11 @@ impl LpClient {
         }
     }
 
+    /// Sets the Authorization header of the next requests (`None`: none).
+    pub fn set_auth(&mut self, auth: Option<String>) {
+        self.auth = auth;
+    }
+
     /// Returns a fresh message id.
     pub fn id(&mut self) -> String {
         self.next_id += 1;

@@ -238,6 +238,7 @@ async fn a_drain_releases_a_lease_whose_release_is_already_under_way() {
     let m = member_on(Engine {
         log: engine.clone(),
         leases: Arc::new(SlowRelease(engine.clone())),
+        sessions: engine.clone(),
         name: "slow".into(),
     })
     .await;

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::channel::{CALLS_CHANNEL, CHANNELS_CHANNEL, DEVICES_CHANNEL};
 use super::registry::BayeuxRegistry;
-use super::session::BayeuxRemoval;
+use super::session::{BayeuxMessages, BayeuxRemoval};
 use crate::core::{
     CallControl, CallEvent, DeviceChange, DeviceEvent, ErrorEvent, Event, EventWatch, WatchError,
     WatchScope,
@@ -71,30 +71,33 @@ pub fn changes_channel(change: DeviceChange) -> bool {
     }
 }
 
-/// Delivers one event to its user's subscribed sessions; returns how many messages were
-/// queued (a session subscribed to both channels of a device event counts twice).
-pub fn dispatch(registry: &BayeuxRegistry, event: &Event) -> usize {
-    match event {
-        Event::Call(call) => {
-            registry.publish_to_user(&call.call.user.name, CALLS_CHANNEL, |base| {
-                render_call_event(call, base)
-            })
-        }
-        Event::Error(error) => registry.publish_to_user(&error.user.name, CALLS_CHANNEL, |base| {
-            render_error_event(error, base)
-        }),
+/// Renders the messages of one event for one base URL, each `(channel, json)`: a call
+/// event or error on `/v2/me/calls`; a device event on `/v2/me/devices`, and on
+/// `/v2/me/channels` when it changed the voice channel.
+pub fn messages(event: &Event, base_url: &str) -> BayeuxMessages {
+    let rendered = match event {
+        Event::Call(call) => vec![(CALLS_CHANNEL, render_call_event(call, base_url))],
+        Event::Error(error) => vec![(CALLS_CHANNEL, render_error_event(error, base_url))],
         Event::Device(device) => {
-            let user = &device.device.user.name;
-            let mut queued = registry.publish_to_user(user, DEVICES_CHANNEL, |base| {
-                render_device_event(device, base)
-            });
+            let mut both = vec![(DEVICES_CHANNEL, render_device_event(device, base_url))];
             if changes_channel(device.change) {
-                queued += registry
-                    .publish_to_user(user, CHANNELS_CHANNEL, |_| render_channel_event(device));
+                both.push((CHANNELS_CHANNEL, render_channel_event(device)));
             }
-            queued
+            both
         }
-    }
+    };
+    rendered
+        .into_iter()
+        .filter_map(|(channel, json)| Some((channel, json?)))
+        .collect()
+}
+
+/// Delivers one event to its user's subscribed sessions; returns how many sessions queued
+/// something.
+pub fn dispatch(registry: &BayeuxRegistry, event: &Event) -> usize {
+    registry.publish_to_user(&event.user().name, event.sequence(), |base| {
+        messages(event, base)
+    })
 }
 
 /// Starts the bridge's watch (resuming after `from` when given); returns `None` (after
@@ -133,22 +136,26 @@ pub async fn run_bridge(
             // reloads, as when the history is gone.
             Err(WatchError::EpochChanged { epoch }) => {
                 tracing::warn!(%epoch, "the event stream started over: cometd sessions dropped");
+                registry.start_over();
                 registry.remove_all(BayeuxRemoval::EventsLost);
                 watch = match start_watch(&core, None) {
                     Some(fresh) => fresh,
                     None => return,
                 };
+                registry.start_dispatch_at(watch.position());
             }
             Err(WatchError::Lagged { last_delivered }) => {
                 tracing::warn!(last_delivered, "cometd bridge fell behind the core");
                 watch = match start_watch(&core, Some(last_delivered)) {
                     Some(resumed) => resumed,
                     None => {
+                        registry.start_over();
                         registry.remove_all(BayeuxRemoval::EventsLost);
-                        match start_watch(&core, None) {
-                            Some(fresh) => fresh,
-                            None => return,
-                        }
+                        let Some(fresh) = start_watch(&core, None) else {
+                            return;
+                        };
+                        registry.start_dispatch_at(fresh.position());
+                        fresh
                     }
                 };
             }

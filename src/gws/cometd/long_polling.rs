@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::BayeuxEndpoint;
 use super::message::{BayeuxMessage, BayeuxReply, join_batch};
+use super::moving;
 use super::protocol::{self, BayeuxConnect, BayeuxContext, BayeuxTransport};
 use super::registry::{BayeuxRegistry, random_id};
 use super::session::BayeuxSession;
@@ -53,9 +54,9 @@ pub(crate) async fn post(
         };
         let cookie = auth::cookie(&headers, BROWSER_COOKIE);
         let minted = cookie.is_none().then(|| random_id(16));
+        let client = client.map(|Extension(ClientAddr(ip))| ip);
+        let credentials = BayeuxCredentials::from_headers(&headers, client);
         let identity = if protocol::has_handshake(&batch) {
-            let client = client.map(|Extension(ClientAddr(ip))| ip);
-            let credentials = BayeuxCredentials::from_headers(&headers, client);
             // Boxed: inline, the password check's state would size the whole handler
             // future, which a held connect keeps for its whole hold.
             Some(Box::pin(credentials.authenticate(&endpoint.state)).await)
@@ -64,6 +65,16 @@ pub(crate) async fn post(
         };
         let listener = listener.map(|Extension(l)| l).unwrap_or_default();
         let base_url = base_url(&endpoint.state.config.legacy, &uri, &headers, listener);
+        if endpoint.registry.records().is_some() {
+            let arrival = moving::BayeuxArrival {
+                transport: BayeuxTransport::LongPolling,
+                credentials: &credentials,
+                browser_cookie: cookie.as_deref(),
+                base_url: &base_url,
+            };
+            // Boxed for the same reason (it may check credentials).
+            Box::pin(moving::adopt(&endpoint, &batch, arrival)).await;
+        }
         let ctx = BayeuxContext {
             state: &endpoint.state,
             registry: &endpoint.registry,

@@ -6,6 +6,7 @@
 //! - [`protocol`]: meta channels, replies, advice and error strings, shared by both transports.
 //! - [`long_polling`] and [`websocket`]: the two transports on the same path.
 //! - [`registry`] and [`session`]: sessions by `clientId` and by user, queues, the sweeper.
+//! - [`moving`]: cluster mode's movable sessions (records in the engine, adoption).
 //! - [`bridge`]: one task reading the core's event stream and dispatching by user.
 //! - [`crate::gws::auth`]: the handshake accepts a `JSESSIONID` session or Basic credentials.
 //! - [`channel`]: names, wildcards (`/v2/me/*`, `/v2/me/**`) and what a user may read.
@@ -30,10 +31,24 @@
 //!   handshakes get `503::too_many_sessions`. Requests and WebSocket messages are capped at
 //!   `cometd.max_message_size` bytes and `cometd.max_batch` messages.
 //! - Subscriptions are limited to the few readable `/v2/me` channels, so their set is small.
+//! - Cluster mode: one record per ack session in the engine, with a TTL of twice a held
+//!   connect plus `interval + maxInterval` (at least 5 s), written at handshake and on
+//!   (un)subscribe, re-written at most every quarter TTL on a connect, deleted when the
+//!   session ends here ([`moving`]). Writes are coalesced per `clientId` in one task: at
+//!   most one pending write per session.
 //!
 //! # Choices
 //! - Events go out with `/meta/connect` replies on long-polling; on a WebSocket they are
 //!   pushed at once unless the ack extension is on.
+//! - With the ack extension, `ext.ack` in a connect reply is a position in the event log
+//!   (the sequence of the last event offered to the session, unchanged by an empty reply),
+//!   not a per-session counter: clients only echo it, and in cluster mode it tells any
+//!   instance where the client is ([`session`], [`moving`]).
+//! - Cluster mode: an ack session's connect that reaches another instance (its own died
+//!   or drained, or the balancer moved it) is adopted there without a new handshake, with
+//!   the events it missed replayed from the history and none twice ([`moving`] says when,
+//!   and what a client of an instance that was paused sees). Without ack, the client gets
+//!   `402` and handshakes again.
 //! - A held long-poll superseded by a newer connect of the same session gets HTTP 409.
 //! - Browsers: the JSON API's CORS policy applies here too ([`crate::gws::router`] adds it),
 //!   and a WebSocket upgrade from a foreign `Origin` gets 403 (see `get`). The
@@ -42,7 +57,8 @@
 //! - On shutdown a held connect (long-polling or WebSocket) is answered at once with
 //!   `advice: {reconnect: "handshake", interval}` ([`protocol::drain_advice`]; the spec
 //!   leaves the choice to the server), and a WebSocket is then closed with 1001: the client
-//!   handshakes with whichever instance answers next and re-subscribes.
+//!   handshakes with whichever instance answers next and re-subscribes. In cluster mode an
+//!   ack session is told `reconnect: "retry"` instead, and its record kept: it moves.
 //! - Unparseable bodies get HTTP 400 (as CometD); every message of a parseable batch gets a
 //!   reply, failed ones with a Bayeux error string. A WebSocket frame that is not a batch
 //!   closes the socket with 1007.
@@ -51,6 +67,7 @@ pub mod bridge;
 pub mod channel;
 pub mod long_polling;
 pub mod message;
+pub mod moving;
 pub mod protocol;
 pub mod registry;
 pub mod session;
@@ -114,12 +131,23 @@ pub fn router_with_registry(state: AppState) -> (Router, Arc<BayeuxRegistry>) {
     let registry = Arc::new(BayeuxRegistry::new(config.clone()));
     let shutdown = state.shutdown.clone();
     if let Some(watch) = bridge::start_watch(&state.core, None) {
+        registry.start_dispatch_at(watch.position());
         tokio::spawn(bridge::run_bridge(
             state.core.clone(),
             registry.clone(),
             watch,
             shutdown.clone(),
         ));
+    }
+    if let Some(node) = &state.cluster {
+        let records = Arc::new(moving::BayeuxRecords::new(
+            node.session_records(),
+            node.id().to_owned(),
+            state.core.clone(),
+            moving::BayeuxRecords::ttl_for(&config),
+        ));
+        registry.keep_records(records.clone());
+        tokio::spawn(records.run(Arc::downgrade(&registry), shutdown.clone()));
     }
     tokio::spawn(registry.clone().run_sweeper(shutdown));
     let endpoint = Arc::new(BayeuxEndpoint {

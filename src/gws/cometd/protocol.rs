@@ -136,8 +136,8 @@ fn one(
     }
     session.touch(Instant::now(), ctx.registry.config().max_interval());
     match name {
-        "/meta/subscribe" => subscribe(m, &session),
-        "/meta/unsubscribe" => unsubscribe(m, &session),
+        "/meta/subscribe" => changed(ctx, &session, subscribe(m, &session)),
+        "/meta/unsubscribe" => changed(ctx, &session, unsubscribe(m, &session)),
         "/meta/disconnect" => {
             ctx.registry.remove(&session, BayeuxRemoval::Disconnected);
             BayeuxReply::to(m).ok()
@@ -166,6 +166,18 @@ fn resolve(ctx: &BayeuxContext<'_>, m: &BayeuxMessage) -> Option<Arc<BayeuxSessi
         }
     };
     session.removed().is_none().then_some(session)
+}
+
+/// Records a subscription change that succeeded (cluster mode: the session's record).
+fn changed(
+    ctx: &BayeuxContext<'_>,
+    session: &Arc<BayeuxSession>,
+    reply: BayeuxReply,
+) -> BayeuxReply {
+    if reply.is_successful() {
+        ctx.registry.changed(session);
+    }
+    reply
 }
 
 fn handshake(ctx: &BayeuxContext<'_>, m: &BayeuxMessage, out: &mut BayeuxOutcome) -> BayeuxReply {
@@ -269,10 +281,11 @@ fn connect(
         return (reply, None);
     }
     if session.ack
-        && let Some(batch) = m.ack_batch()
+        && let Some(position) = m.ack_batch()
     {
-        session.acknowledge(batch);
+        session.acknowledge(position);
     }
+    ctx.registry.seen(session);
     let server_timeout = ctx.registry.config().timeout_ms;
     let timeout = m
         .advice_timeout()
@@ -301,6 +314,15 @@ pub fn finish_connect(
             reply.set("advice", json!({"reconnect": "none", "interval": -1}));
             Vec::new()
         }
+        // Cluster mode: an ack session moves to whichever instance the client reaches
+        // next, which adopts it; the reply carries no `ext.ack`, so the client keeps its
+        // position.
+        Some(BayeuxRemoval::Shutdown | BayeuxRemoval::Moved)
+            if session.ack && registry.records().is_some() =>
+        {
+            reply.set("advice", json!({"reconnect": "retry", "interval": 0}));
+            Vec::new()
+        }
         Some(BayeuxRemoval::Shutdown) => {
             reply.set("advice", drain_advice(config.interval_ms));
             Vec::new()
@@ -312,7 +334,9 @@ pub fn finish_connect(
             Vec::new()
         }
         None => {
-            if shutdown {
+            if shutdown && session.ack && registry.records().is_some() {
+                reply.set("advice", json!({"reconnect": "retry", "interval": 0}));
+            } else if shutdown {
                 reply.set("advice", drain_advice(config.interval_ms));
             }
             let (messages, batch) = session.take_for_connect();
@@ -326,7 +350,8 @@ pub fn finish_connect(
 }
 
 /// The advice of a connect answered because the gateway shuts down: handshake again, after
-/// the usual `interval`. Sessions live in this process only, so no other instance (nor
+/// the usual `interval` (except a movable session in cluster mode, told to `retry`: see
+/// [`super::moving`]). Sessions live in this process only, so no other instance (nor
 /// this one restarted) knows the client's `clientId`: a `retry` would cost the client a
 /// round trip to learn that (`402::Unknown client`) before it handshakes anyway. With
 /// `handshake` it goes straight to whichever instance now answers, re-subscribes, and

@@ -2,6 +2,15 @@
 //! ack extension, unacknowledged) messages, its expiry, and the [`Notify`] that wakes
 //! whichever transport is waiting for it (a held long-poll or a WebSocket loop).
 //!
+//! Positions: every queued message carries the sequence of the core event it renders (in
+//! cluster mode, the shared log's sequence), and a session keeps its **position**, the
+//! last sequence offered to it, whether it matched a subscription or not. With the ack
+//! extension a connect reply's `ext.ack` is that position as the reply was taken (every
+//! message up to it is in the reply or was for no subscription), and the client's next
+//! connect acknowledges everything up to it. So the client's `ext.ack` names a position
+//! in the log that any instance of a cluster understands ([`super::moving`]), and an event
+//! offered at or before the position is never queued again.
+//!
 //! Locking: a `std::sync::Mutex` per session, held only for queue and field updates, never
 //! across an `.await`; the registry lock may be taken before it, never after.
 
@@ -24,6 +33,8 @@ pub enum BayeuxRemoval {
     QueueFull,
     /// The CometD bridge fell behind the core and events were lost.
     EventsLost,
+    /// Cluster mode: another instance adopted the session.
+    Moved,
     /// The HTTP session the handshake was authenticated with ended.
     LoggedOut,
     /// The gateway is shutting down.
@@ -38,11 +49,15 @@ impl BayeuxRemoval {
             Self::Expired => "expired",
             Self::QueueFull => "queue limit reached",
             Self::EventsLost => "events lost",
+            Self::Moved => "moved to another instance",
             Self::LoggedOut => "http session ended",
             Self::Shutdown => "shutdown",
         }
     }
 }
+
+/// The messages of one event, each `(channel, json)`, as offered to sessions.
+pub type BayeuxMessages = Vec<(&'static str, Arc<str>)>;
 
 /// What happened to a message offered to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +70,14 @@ pub enum BayeuxOffer {
     Full,
     /// The session already ended.
     Removed,
+    /// The event is at or before the session's position: it was offered already.
+    Old,
 }
 
 #[derive(Debug)]
 struct Queued {
-    /// Ack batch the message belongs to (meaningful only with the ack extension).
-    batch: u64,
+    /// The sequence of the event the message renders.
+    sequence: u64,
     json: Arc<str>,
 }
 
@@ -68,8 +85,8 @@ struct Queued {
 struct SessionState {
     subscriptions: BTreeSet<String>,
     queue: VecDeque<Queued>,
-    /// The current ack batch: messages queued now are stamped with it (starts at 1).
-    batch: u64,
+    /// The last sequence offered (see the module docs).
+    position: u64,
     expire_at: Instant,
     /// Whether a connect reply was sent; the first connect is never held.
     connected: bool,
@@ -103,7 +120,7 @@ pub struct BayeuxSession {
 }
 
 impl BayeuxSession {
-    /// Builds a session that expires `grace` from `now` unless a connect arrives.
+    /// Builds a session at `position` that expires at `expire_at` unless a connect arrives.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: Arc<str>,
@@ -114,6 +131,7 @@ impl BayeuxSession {
         ack: bool,
         max_queue: usize,
         expire_at: Instant,
+        position: u64,
     ) -> Self {
         Self {
             id,
@@ -126,7 +144,7 @@ impl BayeuxSession {
             state: Mutex::new(SessionState {
                 subscriptions: BTreeSet::new(),
                 queue: VecDeque::new(),
-                batch: 1,
+                position,
                 expire_at,
                 connected: false,
                 held: 0,
@@ -157,30 +175,61 @@ impl BayeuxSession {
         self.lock().subscriptions.remove(pattern)
     }
 
-    /// Queues a message for `channel` if a subscription matches (once, however many do).
-    pub(crate) fn offer(&self, channel_name: &str, json: &Arc<str>) -> BayeuxOffer {
+    /// Offers the messages of the event numbered `sequence`, each `(channel, json)`:
+    /// queues those whose channel a subscription matches (once, however many do), and
+    /// moves the position to `sequence`. Nothing is queued for an event at or before the
+    /// position ([`BayeuxOffer::Old`]).
+    pub(crate) fn offer(&self, sequence: u64, messages: &[(&str, Arc<str>)]) -> BayeuxOffer {
         let mut state = self.lock();
         if state.removed.is_some() {
             return BayeuxOffer::Removed;
         }
-        if !state
-            .subscriptions
-            .iter()
-            .any(|p| channel::matches(p, channel_name))
-        {
+        if sequence <= state.position {
+            return BayeuxOffer::Old;
+        }
+        state.position = sequence;
+        let mut queued = false;
+        for (channel_name, json) in messages {
+            if !state
+                .subscriptions
+                .iter()
+                .any(|p| channel::matches(p, channel_name))
+            {
+                continue;
+            }
+            if state.queue.len() >= self.max_queue {
+                return BayeuxOffer::Full;
+            }
+            state.queue.push_back(Queued {
+                sequence,
+                json: json.clone(),
+            });
+            queued = true;
+        }
+        drop(state);
+        if !queued {
             return BayeuxOffer::NotSubscribed;
         }
-        if state.queue.len() >= self.max_queue {
-            return BayeuxOffer::Full;
-        }
-        let batch = state.batch;
-        state.queue.push_back(Queued {
-            batch,
-            json: json.clone(),
-        });
-        drop(state);
         self.notify.notify_waiters();
         BayeuxOffer::Queued
+    }
+
+    /// Returns the session's position: the last sequence offered to it.
+    pub fn position(&self) -> u64 {
+        self.lock().position
+    }
+
+    /// Returns the subscribed patterns.
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.lock().subscriptions.iter().cloned().collect()
+    }
+
+    /// Adoption: drops what was queued for events after `through` and sets the position
+    /// to `position` (events after it are offered live from now).
+    pub(crate) fn cut_after(&self, through: u64, position: u64) {
+        let mut state = self.lock();
+        state.queue.retain(|q| q.sequence <= through);
+        state.position = position;
     }
 
     /// Returns how many messages are queued (including sent but unacknowledged ones).
@@ -188,21 +237,24 @@ impl BayeuxSession {
         self.lock().queue.len()
     }
 
-    /// Drops the messages the client acknowledged (batches up to `batch`).
-    pub(crate) fn acknowledge(&self, batch: u64) {
-        self.lock().queue.retain(|q| q.batch > batch);
+    /// Drops the messages the client acknowledged (events up to `position`). A position
+    /// beyond the session's (the client received them from another instance of the
+    /// cluster, ahead of this one) becomes the session's: those events are not queued
+    /// again when they reach this instance.
+    pub(crate) fn acknowledge(&self, position: u64) {
+        let mut state = self.lock();
+        state.queue.retain(|q| q.sequence > position);
+        state.position = state.position.max(position);
     }
 
     /// Takes what a connect reply carries. Without ack the queue is drained; with ack every
     /// unacknowledged message is sent (again) and stays queued until acknowledged, and the
-    /// batch number to put in the reply's `ext.ack` is returned.
+    /// position to put in the reply's `ext.ack` is returned.
     pub(crate) fn take_for_connect(&self) -> (Vec<Arc<str>>, Option<u64>) {
         let mut state = self.lock();
         if self.ack {
-            let batch = state.batch;
-            state.batch += 1;
             let messages = state.queue.iter().map(|q| q.json.clone()).collect();
-            (messages, Some(batch))
+            (messages, Some(state.position))
         } else {
             (state.queue.drain(..).map(|q| q.json).collect(), None)
         }
@@ -320,50 +372,71 @@ mod tests {
             ack,
             max_queue,
             Instant::now(),
+            0,
         );
         s.subscribe("/v2/me/*");
         s.subscribe("/v2/me/calls");
         s
     }
 
+    fn calls(json: &str) -> [(&'static str, Arc<str>); 1] {
+        [("/v2/me/calls", json.into())]
+    }
+
     #[test]
     fn a_message_matching_two_subscriptions_is_queued_once() {
         let s = session(false, 4);
-        assert_eq!(s.offer("/v2/me/calls", &"{}".into()), BayeuxOffer::Queued);
-        assert_eq!(
-            s.offer("/v2/other", &"{}".into()),
-            BayeuxOffer::NotSubscribed
-        );
+        assert_eq!(s.offer(1, &calls("{}")), BayeuxOffer::Queued);
+        let other = [("/v2/other", Arc::from("{}"))];
+        assert_eq!(s.offer(2, &other), BayeuxOffer::NotSubscribed);
         assert_eq!(s.take_for_connect(), (vec![Arc::from("{}")], None));
         assert_eq!(s.queued(), 0);
+        assert_eq!(s.position(), 2);
     }
 
     #[test]
     fn the_queue_refuses_past_its_limit() {
         let s = session(false, 2);
-        let m: Arc<str> = "{}".into();
-        assert_eq!(s.offer("/v2/me/calls", &m), BayeuxOffer::Queued);
-        assert_eq!(s.offer("/v2/me/calls", &m), BayeuxOffer::Queued);
-        assert_eq!(s.offer("/v2/me/calls", &m), BayeuxOffer::Full);
+        assert_eq!(s.offer(1, &calls("{}")), BayeuxOffer::Queued);
+        assert_eq!(s.offer(2, &calls("{}")), BayeuxOffer::Queued);
+        assert_eq!(s.offer(3, &calls("{}")), BayeuxOffer::Full);
         assert!(s.mark_removed(BayeuxRemoval::QueueFull));
-        assert_eq!(s.offer("/v2/me/calls", &m), BayeuxOffer::Removed);
+        assert_eq!(s.offer(4, &calls("{}")), BayeuxOffer::Removed);
         assert_eq!(s.queued(), 0);
     }
 
     #[test]
-    fn with_ack_unacknowledged_messages_are_sent_again() {
+    fn with_ack_unacknowledged_messages_are_sent_again_and_the_ack_is_a_position() {
         let s = session(true, 8);
-        s.offer("/v2/me/calls", &"1".into());
-        let (first, batch) = s.take_for_connect();
-        assert_eq!((first.len(), batch), (1, Some(1)));
-        s.offer("/v2/me/calls", &"2".into());
-        // The reply with batch 1 was lost: the client still acknowledges 0.
+        s.offer(5, &calls("1"));
+        let (first, ack) = s.take_for_connect();
+        assert_eq!((first.len(), ack), (1, Some(5)));
+        s.offer(6, &[("/v2/other", "x".into())]);
+        s.offer(9, &calls("2"));
+        // The reply acknowledging 5 was lost: the client still acknowledges 0.
         s.acknowledge(0);
-        let (again, batch) = s.take_for_connect();
+        let (again, ack) = s.take_for_connect();
         assert_eq!(again, vec![Arc::from("1"), Arc::from("2")]);
-        assert_eq!(batch, Some(2));
-        s.acknowledge(2);
+        assert_eq!(ack, Some(9));
+        s.acknowledge(9);
         assert_eq!(s.queued(), 0);
         assert!(s.take_pushable().is_empty());
+        // An empty reply keeps the position.
+        assert_eq!(s.take_for_connect(), (Vec::new(), Some(9)));
+    }
+
+    #[test]
+    fn an_event_at_or_before_the_position_is_not_queued_again() {
+        let s = session(true, 8);
+        // Both messages of one event (a device event on two channels) are queued.
+        let two = [("/v2/me/calls", Arc::from("a")), ("/v2/me/x", "b".into())];
+        assert_eq!(s.offer(3, &two), BayeuxOffer::Queued);
+        assert_eq!(s.queued(), 2);
+        assert_eq!(s.offer(3, &calls("again")), BayeuxOffer::Old);
+        // A client ahead of this instance (it got 7 elsewhere) moves the position.
+        s.acknowledge(7);
+        assert_eq!(s.offer(6, &calls("seen")), BayeuxOffer::Old);
+        assert_eq!(s.offer(8, &calls("new")), BayeuxOffer::Queued);
+        assert_eq!(s.take_for_connect(), (vec![Arc::from("new")], Some(8)));
     }
 }

@@ -21,6 +21,7 @@ use tokio::time::{Duration, Instant};
 use super::BayeuxEndpoint;
 use super::long_polling::BROWSER_COOKIE;
 use super::message::{BayeuxMessage, BayeuxReply, join_batch};
+use super::moving;
 use super::protocol::{self, BayeuxConnect, BayeuxContext, BayeuxTransport};
 use super::session::BayeuxSession;
 use crate::gws::auth::{self, BayeuxCredentials};
@@ -230,6 +231,15 @@ where
     } else {
         None
     };
+    if bound.is_none() && endpoint.registry.records().is_some() {
+        let arrival = moving::BayeuxArrival {
+            transport: BayeuxTransport::WebSocket,
+            credentials: &info.credentials,
+            browser_cookie: info.browser_cookie.as_deref(),
+            base_url: &info.base_url,
+        };
+        moving::adopt(endpoint, batch, arrival).await;
+    }
     let ctx = BayeuxContext {
         state: &endpoint.state,
         registry: &endpoint.registry,
