@@ -311,7 +311,7 @@ fn call_plans(calls: &[EstablishedCall]) -> Vec<CallPlan> {
         .collect()
 }
 
-async fn connect(grpc_url: &str) -> anyhow::Result<CallServiceClient<Channel>> {
+pub(crate) async fn connect(grpc_url: &str) -> anyhow::Result<CallServiceClient<Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(grpc_url.to_owned())?
         .connect()
         .await
@@ -323,7 +323,10 @@ async fn connect(grpc_url: &str) -> anyhow::Result<CallServiceClient<Channel>> {
 /// agent `2k+1` through B: Dial, Answer once B shows the callee the call ringing, done once
 /// B shows the caller the call established (each agent's view on B follows U's
 /// notifications to that agent's own session, so each is awaited on its own watch).
-async fn establish_through(grpc_url: &str, calls: usize) -> anyhow::Result<Vec<EstablishedCall>> {
+pub(crate) async fn establish_through(
+    grpc_url: &str,
+    calls: usize,
+) -> anyhow::Result<Vec<EstablishedCall>> {
     let client = connect(grpc_url).await?;
     futures::stream::iter(0..2 * calls)
         .map(|agent| {
@@ -346,7 +349,7 @@ async fn establish_through(grpc_url: &str, calls: usize) -> anyhow::Result<Vec<E
         .await
 }
 
-async fn establish_one(
+pub(crate) async fn establish_one(
     mut client: CallServiceClient<Channel>,
     k: usize,
 ) -> anyhow::Result<EstablishedCall> {
@@ -388,7 +391,7 @@ async fn establish_one(
 }
 
 /// Reads a watch until call `id` shows in `state`, for at most [`SETUP_WAIT`].
-async fn seen(
+pub(crate) async fn seen(
     watch: &mut tonic::Streaming<pb::WatchCallsResponse>,
     id: &str,
     state: pb::CallState,
