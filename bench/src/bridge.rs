@@ -311,6 +311,7 @@ fn call_plans(calls: &[EstablishedCall]) -> Vec<CallPlan> {
         .collect()
 }
 
+/// Connects a CallService client to `grpc_url`.
 pub(crate) async fn connect(grpc_url: &str) -> anyhow::Result<CallServiceClient<Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(grpc_url.to_owned())?
         .connect()
@@ -319,10 +320,9 @@ pub(crate) async fn connect(grpc_url: &str) -> anyhow::Result<CallServiceClient<
     Ok(CallServiceClient::new(channel))
 }
 
-/// Signs agents `0..2 * calls` in on B, then establishes call `k` from agent `2k` to
-/// agent `2k+1` through B: Dial, Answer once B shows the callee the call ringing, done once
-/// B shows the caller the call established (each agent's view on B follows U's
-/// notifications to that agent's own session, so each is awaited on its own watch).
+/// Signs agents `0..2 * calls` in on B (a bridging gateway at `grpc_url`: figure 7's B, or
+/// figure 11's instance A), then establishes call `k` from agent `2k` to agent `2k+1`
+/// through B with [`establish_one`].
 pub(crate) async fn establish_through(
     grpc_url: &str,
     calls: usize,
@@ -349,6 +349,10 @@ pub(crate) async fn establish_through(
         .await
 }
 
+/// Establishes call `k` from agent `2k` to agent `2k+1` through B: Dial, Answer once B
+/// shows the callee the call ringing, done once B shows the caller the call established
+/// (each agent's view on B follows U's notifications to that agent's own session, so each
+/// is awaited on its own watch).
 pub(crate) async fn establish_one(
     mut client: CallServiceClient<Channel>,
     k: usize,

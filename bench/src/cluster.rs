@@ -17,9 +17,10 @@
 use std::time::Duration;
 
 use crate::bridge::establish_through;
-use crate::cluster_load::{RunResult, RunShape, Watchers, send_recording};
+use crate::cluster_load::{RunResult, RunShape, Targets, send_recording};
 use crate::cluster_nodes::{RedisProcess, common_holder, sign_in};
 use crate::cluster_takeover::{LogMemory, Survivors, Takeover, log_memory};
+use crate::cluster_watch::Watchers;
 use crate::figures::{Bench, RunningGateway, reset_recording};
 use crate::report::Row;
 use crate::setup::EstablishedCall;
@@ -84,7 +85,7 @@ impl Bench {
         let a = self.spawn_instance("cluster-a", upstream.http, &redis)?;
         let b = self.spawn_instance("cluster-b", upstream.http, &redis)?;
         let c = self.spawn_instance("cluster-c", upstream.http, &redis)?;
-        let end_to_end = self.end_to_end(&a, &b, &c, &engine).await?;
+        let end_to_end = self.end_to_end([&upstream, &a, &b, &c], &redis).await?;
         let at = Survivors {
             a: &a,
             c: &c,
@@ -94,9 +95,11 @@ impl Bench {
         };
         let mut trials = Vec::new();
         let mut k = plan.calls;
+        let renew = Duration::from_millis(plan.lease_ttl_ms / 3);
         for signal in [libc::SIGKILL, libc::SIGTERM] {
-            for _ in 0..plan.trials {
-                trials.push(self.takeover_trial(at, k, signal).await?);
+            for i in 0..plan.trials {
+                let phase = renew.mul_f64(i as f64 / plan.trials as f64);
+                trials.push(self.takeover_trial(at, k, signal, phase).await?);
                 k += 1;
             }
         }
@@ -107,21 +110,21 @@ impl Bench {
     }
 
     /// Signs the agents in on B (their owner), sets the calls up through A, opens the
-    /// watchers on C, counts the events per operation, then runs the rounds.
+    /// watchers on C and on U, counts the events per operation, then runs the rounds.
     async fn end_to_end(
         &mut self,
-        a: &RunningGateway,
-        b: &RunningGateway,
-        c: &RunningGateway,
-        engine: &voice_gateway::cluster::Engine,
+        [u, a, b, c]: [&RunningGateway; 4],
+        redis: &RedisProcess,
     ) -> anyhow::Result<EndToEnd> {
         let plan = self.plan.cluster;
+        let engine = &redis.engine()?;
         let agents: Vec<usize> = (0..2 * plan.calls).collect();
         sign_in(&b.grpc_url(), &agents).await?;
         let owner = common_holder(engine, &agents).await?;
         let calls = establish_through(&a.grpc_url(), plan.calls).await?;
         let callers: Vec<usize> = calls.iter().map(|call| call.caller).collect();
-        let watchers = Watchers::open(&c.grpc_url(), &callers).await?;
+        let on_c = Watchers::open(&c.grpc_url(), &callers).await?;
+        let on_u = Watchers::open(&u.grpc_url(), &callers).await?;
         let events_per_op = events_per_operation(a, &calls, engine).await?;
         let ops_per_sec = plan.events_per_sec / events_per_op;
         let shape = RunShape {
@@ -130,12 +133,25 @@ impl Bench {
             duration: plan.duration,
             connections: plan.connections,
         };
+        let pids = [
+            ("U", u.server.pid()),
+            ("A", a.server.pid()),
+            ("B", b.server.pid()),
+            ("C", c.server.pid()),
+            ("Redis", redis.server.pid()),
+        ];
+        let targets = Targets {
+            a: &a.grpc_url(),
+            on_c: &on_c,
+            on_u: &on_u,
+            pids: &pids,
+        };
         let mut rounds = Vec::new();
         for _ in 0..self.plan.rounds {
             reset_recording(&a.grpc_url(), &calls).await?;
             quiet(engine).await?;
             let (_, head) = engine.log.open().await?;
-            let run = crate::cluster_load::run(&a.grpc_url(), &calls, &watchers, shape).await?;
+            let run = crate::cluster_load::run(targets, &calls, shape).await?;
             let (_, after) = engine.log.open().await?;
             let seconds = (plan.warmup + plan.duration).as_secs_f64();
             rounds.push((run, (after - head) as f64 / seconds));
@@ -170,8 +186,11 @@ impl Bench {
                 l.p50_ms, l.p99_ms, l.count
             ),
             baseline: format!(
-                "A's own reply: p50 {:.2} ms, p99 {:.2} ms",
-                median.reply.p50_ms, median.reply.p99_ms
+                "the event at a watcher on U (before the cluster's log): p50 {:.2} ms, p99 {:.2} ms; A's reply: p50 {:.2} ms, p99 {:.2} ms",
+                median.at_upstream.p50_ms,
+                median.at_upstream.p99_ms,
+                median.reply.p50_ms,
+                median.reply.p99_ms
             ),
             ratio: None,
             value: l.p99_ms,
@@ -212,9 +231,10 @@ impl Bench {
         });
         self.chart_latency(
             FIGURE,
-            "operation on A → event at the watcher on C, and A's reply (median round)",
+            "operation on A → its event at the watcher on C, at the watcher on U, and A's reply (median round)",
             vec![
                 ("A → event at C".into(), median.latency),
+                ("A → event at U".into(), median.at_upstream),
                 ("A's reply".into(), median.reply),
             ],
         );
@@ -266,9 +286,24 @@ fn cluster_note(
         .rounds
         .iter()
         .map(|(r, rate)| {
+            let waits = r
+                .run_queue_ms_per_s
+                .iter()
+                .map(|(name, ms)| format!("{name} {}", ms.map_or_else(|| "?".into(), |ms| format!("{ms:.0}"))))
+                .collect::<Vec<_>>()
+                .join(", ");
             format!(
-                "{} sent, {} failed, {} without an event at C, {} waited for their call, log {rate:.0} entries/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-                r.sent, r.failed, r.no_event, r.queued, r.latency.p50_ms, r.latency.p99_ms, r.latency.max_ms
+                "{} sent, {} failed, {} without an event at C, {} waited for their call, log {rate:.0} entries/s, at C p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, at U p99 {:.2} ms, machine {} busy, run-queue wait (ms/s) {waits}",
+                r.sent,
+                r.failed,
+                r.no_event,
+                r.queued,
+                r.latency.p50_ms,
+                r.latency.p99_ms,
+                r.latency.max_ms,
+                r.at_upstream.p99_ms,
+                r.machine_busy
+                    .map_or_else(|| "?".into(), |b| format!("{:.0} %", b * 100.0)),
             )
         })
         .collect::<Vec<_>>()
@@ -279,8 +314,9 @@ fn cluster_note(
         .iter()
         .map(|t| {
             format!(
-                "{}: lease {}, event {}, {} probe attempt(s), D exited {}",
+                "{} {} ms after the set-up: lease {}, event {}, {} probe attempt(s), D exited {}",
                 t.signal,
+                t.phase.as_millis(),
                 ms(t.lease),
                 ms(t.event),
                 t.attempts,
@@ -296,7 +332,7 @@ fn cluster_note(
         .map(|e| format!(" First failure: {e}."))
         .unwrap_or_default();
     format!(
-        "Figure 11: `redis-server` on loopback (`--save \"\" --appendonly no`), U (embedded, the generated configuration) and three bridge instances A, B, C (`[upstream] url = \"http://<U's HTTP listener>\"`, `transport = \"websocket\"`, `[cluster] url = \"redis://…\"`, `lease_ttl_ms = {ttl}`, renew every {renew} ms), each a process. {agents} agents sign in on B first, so B holds their leases and runs their upstream CometD clients; {calls} calls are dialed and answered through A; a WatchCalls of each caller runs on C. End to end: each operation commits {per_op:.2} log entries (counted from the log's head over a start and a stop of every call), so {ops:.0} operations/s over {conns} HTTP/2 connections to A commit {events:.0} events/s; each call alternates StartCallRecording and StopCallRecording as its caller, one at a time; latency is the operation's send on A (its tick when it waited for its call) → the watcher on C receiving the call's event in the recording state the operation asked for (path A → U → U's notification to B → B's append to Redis → C's tail). {rounds_n} rounds of {warmup:?} warm-up then {duration:?} measured, the round with the median p99 shown: {rounds}.{first_error} Takeover: per trial a fresh instance D starts, a fresh agent X signs in on D first (D owns X), X's call is set up through A and watched on C, then D gets the signal and A is asked at once to start recording on X's call (retried every 20 ms while refused; A's own upstream session carries it to U). Lease: Redis shows X's lease held by another instance (read every 2 ms through the gateway's engine). Event: the watcher of X on C receives the recording event; with no owner nothing of X reaches the log, so it is the new owner's doing (its re-read of X at U or the notification). The takeover is the later of the two. Trials: {trials}. Memory: `INFO memory` `used_memory` before and after appending {entries} entries (batches of 100) through the gateway's Redis engine (`voice_gateway::cluster`) to a log under its own prefix, each entry a copy of one of {samples} entries the instances wrote ({bytes:.0} bytes on average: deflated JSON call events); {before:.1} MB before, {after:.1} MB after.",
+        "Figure 11: `redis-server` on loopback (`--save \"\" --appendonly no`), U (embedded, the generated configuration) and three bridge instances A, B, C (`[upstream] url = \"http://<U's HTTP listener>\"`, `transport = \"websocket\"`, `[cluster] url = \"redis://…\"`, `lease_ttl_ms = {ttl}`, renew every {renew} ms), each a process. {agents} agents sign in on B first, so B holds their leases and runs their upstream CometD clients; {calls} calls are dialed and answered through A; a WatchCalls of each caller runs on C. End to end: each operation commits {per_op:.2} log entries (counted from the log's head over a start and a stop of every call), so {ops:.0} operations/s over {conns} HTTP/2 connections to A commit {events:.0} events/s; each call alternates StartCallRecording and StopCallRecording as its caller, one at a time; latency is the operation's send on A (its tick when it waited for its call) → the watcher on C receiving the call's event in the recording state the operation asked for (path A → U → U's notification to B → B's append to Redis → C's tail); a watcher of each caller on U times the same operations up to U's own event, the part before B and the log. Contention over each window: the machine's busy share (every process, the bench's and others') and each server's run-queue wait (time its threads were runnable but waiting for a core, summed over threads). {rounds_n} rounds of {warmup:?} warm-up then {duration:?} measured, the round with the median p99 shown: {rounds}.{first_error} Takeover: per trial a fresh instance D starts, a fresh agent X signs in on D first (D owns X), X's call is set up through A and watched on C, then D gets the signal (trial i of n, from 0, waits i/n of a renew interval after that set-up, so that the trials spread over the phase of the survivors' tries, one per renew interval from the user's sign-in there) and A is asked at once to start recording on X's call (retried every 20 ms while refused; A's own upstream session carries it to U). Lease: Redis shows X's lease held by another instance (read every 2 ms through the gateway's engine). Event: the watcher of X on C receives the recording event; with no owner nothing of X reaches the log, so it is the new owner's doing (its re-read of X at U or the notification). The takeover is the later of the two. Trials: {trials}. Memory: `INFO memory` `used_memory` before and after appending {entries} entries (batches of 100) through the gateway's Redis engine (`voice_gateway::cluster`) to a log under its own prefix, each entry a copy of one of {samples} entries the instances wrote ({bytes:.0} bytes on average: deflated JSON call events); {before:.1} MB before, {after:.1} MB after.",
         ttl = c.lease_ttl_ms,
         renew = c.lease_ttl_ms / 3,
         agents = 2 * c.calls,

@@ -1,27 +1,24 @@
 //! Figure 11's end-to-end load: operations sent over gRPC to instance A, open loop, and
-//! the events they cause as a `WatchCalls` watcher on instance C receives them.
+//! the events they cause as `WatchCalls` watchers receive them ([`crate::cluster_watch`]):
+//! on instance C (the measure), and on U itself (where the time goes: the part before the
+//! cluster's log).
 //!
 //! Each call's caller alternates StartCallRecording and StopCallRecording on it, one at a
 //! time (as [`crate::paced_load`]: an operation whose tick came while its call was busy
-//! waits, and its latency counts from the tick). Before an operation is sent, the state it
-//! asks for is noted under its call (`(call, Recording)` or `(call, Stopped)`) with its start
-//! time; a watcher of the caller on C that receives an event of that call in that recording
-//! state takes the note and records now − start. The note is made before sending because
-//! the event can reach C before A's reply reaches the bench.
+//! waits, and its latency counts from the tick). The run also reads how contended the
+//! machine was: its busy share and each server's run-queue wait over the window.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use voice_gateway::grpc::pb;
 use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
-use voice_gateway::grpc::pb::watch_calls_response::Kind;
 
 use crate::bridge::connect;
+use crate::cluster_watch::{Noted, Pending, Watchers};
 use crate::grpc_load::Window;
+use crate::paced_load::{machine_jiffies, run_queue_seconds};
 use crate::setup::{EstablishedCall, as_agent};
 use crate::stats::{Latency, LatencySummary};
 
@@ -31,125 +28,6 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 const EVENT_GRACE: Duration = Duration::from_secs(2);
 /// The pause before the first tick, so that every call task is ready.
 const LEAD_IN: Duration = Duration::from_millis(20);
-
-/// An operation waiting for its event: when it started, whether its latency counts, and
-/// whether it is a takeover probe (whose event's arrival is kept).
-#[derive(Debug, Clone, Copy)]
-struct Noted {
-    start: Instant,
-    counted: bool,
-    probe: bool,
-}
-
-/// A call and the recording state an operation asked for.
-type Key = (String, i32);
-
-/// The operations waiting for their events at C, the latencies of those that came, and
-/// when each probe's event came.
-#[derive(Debug, Default)]
-pub struct Pending {
-    noted: Mutex<HashMap<Key, Noted>>,
-    latency: Mutex<Latency>,
-    probes: Mutex<HashMap<Key, Instant>>,
-}
-
-impl Pending {
-    fn note(&self, call: &str, state: pb::RecordingState, noted: Noted) {
-        let mut map = self.noted.lock().expect("pending lock");
-        map.insert((call.to_owned(), state as i32), noted);
-    }
-
-    fn forget(&self, call: &str, state: pb::RecordingState) {
-        let mut map = self.noted.lock().expect("pending lock");
-        map.remove(&(call.to_owned(), state as i32));
-    }
-
-    /// Takes the note an event answers, if any; records its latency when it counts, its
-    /// arrival when it is a probe.
-    fn arrived(&self, call: &pb::Call) {
-        let now = Instant::now();
-        let key = (call.id.clone(), call.recording_state);
-        let Some(noted) = self.noted.lock().expect("pending lock").remove(&key) else {
-            return;
-        };
-        if noted.counted {
-            let us = (now - noted.start).as_micros() as u64;
-            self.latency.lock().expect("latency lock").record_us(us);
-        }
-        if noted.probe {
-            self.probes.lock().expect("probes lock").insert(key, now);
-        }
-    }
-
-    /// Returns how many counted operations still wait for their event.
-    fn counted_waiting(&self) -> u64 {
-        let map = self.noted.lock().expect("pending lock");
-        map.values().filter(|n| n.counted).count() as u64
-    }
-}
-
-/// Watchers on C, one per caller, feeding [`Pending`]; they stop with `stop`.
-#[derive(Debug)]
-pub struct Watchers {
-    /// What they answer.
-    pub pending: Arc<Pending>,
-    stop: CancellationToken,
-}
-
-impl Drop for Watchers {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-impl Watchers {
-    /// Opens a WatchCalls of each agent on the instance at `grpc_url`; returns once each
-    /// received its snapshot.
-    pub async fn open(grpc_url: &str, agents: &[usize]) -> anyhow::Result<Self> {
-        let pending = Arc::new(Pending::default());
-        let stop = CancellationToken::new();
-        let client = connect(grpc_url).await?;
-        for &agent in agents {
-            let mut stream = client
-                .clone()
-                .watch_calls(as_agent(agent, pb::WatchCallsRequest::default()))
-                .await
-                .with_context(|| format!("a watch of agent {agent} on {grpc_url}"))?
-                .into_inner();
-            let first = tokio::time::timeout(OPERATION_TIMEOUT, stream.message()).await;
-            anyhow::ensure!(
-                matches!(&first, Ok(Ok(Some(m))) if matches!(m.kind, Some(Kind::Snapshot(_)))),
-                "the watch of agent {agent} on {grpc_url} began without a snapshot: {first:?}"
-            );
-            tokio::spawn(watch(stream, pending.clone(), stop.clone()));
-        }
-        Ok(Self { pending, stop })
-    }
-}
-
-async fn watch(
-    mut stream: tonic::Streaming<pb::WatchCallsResponse>,
-    pending: Arc<Pending>,
-    stop: CancellationToken,
-) {
-    loop {
-        let message = tokio::select! {
-            () = stop.cancelled() => return,
-            message = stream.message() => message,
-        };
-        match message {
-            Ok(Some(pb::WatchCallsResponse {
-                kind: Some(Kind::Event(event)),
-            })) => {
-                if let Some(call) = event.call {
-                    pending.arrived(&call);
-                }
-            }
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => return,
-        }
-    }
-}
 
 /// The shape of one run.
 #[derive(Debug, Clone, Copy)]
@@ -162,6 +40,20 @@ pub struct RunShape {
     pub duration: Duration,
     /// HTTP/2 connections to A.
     pub connections: usize,
+}
+
+/// Where the operations go and who watches: A's gRPC URL, the watchers on C, the
+/// watchers on U, and the processes whose run-queue wait is read.
+#[derive(Debug, Clone, Copy)]
+pub struct Targets<'a> {
+    /// A's gRPC URL.
+    pub a: &'a str,
+    /// The watchers on C (the measure).
+    pub on_c: &'a Watchers,
+    /// The watchers on U.
+    pub on_u: &'a Watchers,
+    /// The servers' (name, pid).
+    pub pids: &'a [(&'static str, u32)],
 }
 
 /// What one run measured (operations whose tick fell in the window).
@@ -177,36 +69,46 @@ pub struct RunResult {
     pub queued: u64,
     /// Operation sent on A → its event at the watcher on C.
     pub latency: LatencySummary,
+    /// Operation sent on A → its event at the watcher on U.
+    pub at_upstream: LatencySummary,
     /// Operation sent on A → A's reply.
     pub reply: LatencySummary,
+    /// The share of the machine's CPU time that was busy in the window.
+    pub machine_busy: Option<f64>,
+    /// Each server's run-queue wait in the window, ms per second (summed over threads).
+    pub run_queue_ms_per_s: Vec<(String, Option<f64>)>,
     /// The first failure.
     pub first_error: Option<String>,
 }
 
-/// Runs the schedule on A (`grpc_url`) over `calls`, the watchers on C answering.
+/// Runs the schedule on A over `calls`.
 pub async fn run(
-    grpc_url: &str,
+    at: Targets<'_>,
     calls: &[EstablishedCall],
-    watchers: &Watchers,
     shape: RunShape,
 ) -> anyhow::Result<RunResult> {
     anyhow::ensure!(!calls.is_empty(), "no calls to drive");
     let mut clients = Vec::new();
     for _ in 0..shape.connections.max(1) {
-        clients.push(connect(grpc_url).await?);
+        clients.push(connect(at.a).await?);
     }
     let first_tick = Instant::now() + LEAD_IN;
     let window = Window {
         start: first_tick + shape.warmup,
         end: first_tick + shape.warmup + shape.duration,
     };
-    *watchers.pending.latency.lock().expect("latency lock") = Latency::default();
+    let pids: Vec<u32> = at.pids.iter().map(|(_, pid)| *pid).collect();
+    let readings = tokio::spawn(contention(window, pids));
+    let pendings = [at.on_c.pending.clone(), at.on_u.pending.clone()];
+    for pending in &pendings {
+        pending.reset_latency();
+    }
     let (mut ticks, mut tasks) = (Vec::new(), Vec::new());
     for (i, call) in calls.iter().enumerate() {
         let (tx, rx) = mpsc::unbounded_channel();
         ticks.push(tx);
         let client = clients[i % clients.len()].clone();
-        let task = drive_call(client, call.clone(), watchers.pending.clone(), rx, window);
+        let task = drive_call(client, call.clone(), pendings.clone(), rx, window);
         tasks.push(tokio::spawn(task));
     }
     let period = Duration::from_secs_f64(1.0 / shape.ops_per_sec);
@@ -228,19 +130,48 @@ pub async fn run(
         result.first_error = result.first_error.or(call.first_error);
     }
     let deadline = Instant::now() + EVENT_GRACE;
-    while watchers.pending.counted_waiting() > 0 && Instant::now() < deadline {
+    while pendings.iter().any(|p| p.counted_waiting() > 0) && Instant::now() < deadline {
         // The poll period of the last events' arrival; the grace bounds it.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    result.no_event = watchers.pending.counted_waiting();
-    result.latency = watchers
-        .pending
-        .latency
-        .lock()
-        .expect("latency lock")
-        .summary();
+    result.no_event = at.on_c.pending.counted_waiting();
+    result.latency = at.on_c.pending.latency();
+    result.at_upstream = at.on_u.pending.latency();
     result.reply = reply.summary();
+    let (busy, waits) = readings.await?;
+    result.machine_busy = busy;
+    let seconds = shape.duration.as_secs_f64();
+    result.run_queue_ms_per_s = at
+        .pids
+        .iter()
+        .zip(waits)
+        .map(|((name, _), wait)| ((*name).to_owned(), wait.map(|s| s * 1e3 / seconds)))
+        .collect();
     Ok(result)
+}
+
+/// Reads the machine's busy share and each process's run-queue wait (seconds) over the
+/// window.
+async fn contention(window: Window, pids: Vec<u32>) -> (Option<f64>, Vec<Option<f64>>) {
+    let read = |pids: &[u32]| {
+        let waits: Vec<_> = pids.iter().map(|&p| run_queue_seconds(p)).collect();
+        (waits, machine_jiffies())
+    };
+    tokio::time::sleep_until(window.start.into()).await;
+    let before = read(&pids);
+    tokio::time::sleep_until(window.end.into()).await;
+    let after = read(&pids);
+    let waits = before
+        .0
+        .iter()
+        .zip(&after.0)
+        .map(|(a, b)| a.zip(*b).map(|(a, b)| b - a))
+        .collect();
+    let busy = before
+        .1
+        .zip(after.1)
+        .and_then(|((b0, t0), (b1, t1))| (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64));
+    (busy, waits)
 }
 
 /// One call's counts.
@@ -253,7 +184,8 @@ struct CallCounts {
     first_error: Option<String>,
 }
 
-/// Returns the recording operation of `turn` on `call` and the state it asks for.
+/// Returns the recording state operation `turn` of a call asks for: StartCallRecording
+/// first, then StopCallRecording, in turn.
 pub fn recording_op(turn: usize) -> pb::RecordingState {
     if turn % 2 == 0 {
         pb::RecordingState::Recording
@@ -294,7 +226,7 @@ pub async fn send_recording(
 async fn drive_call(
     mut client: CallServiceClient<tonic::transport::Channel>,
     call: EstablishedCall,
-    pending: Arc<Pending>,
+    pendings: [Arc<Pending>; 2],
     mut ticks: mpsc::UnboundedReceiver<Instant>,
     window: Window,
 ) -> CallCounts {
@@ -311,11 +243,15 @@ async fn drive_call(
             counted,
             probe: false,
         };
-        pending.note(&call.id, state, noted);
+        for pending in &pendings {
+            pending.note(&call.id, state, noted);
+        }
         let outcome = send_recording(&mut client, &call, state).await;
         free_since = Instant::now();
         if outcome.is_err() {
-            pending.forget(&call.id, state);
+            for pending in &pendings {
+                pending.forget(&call.id, state);
+            }
         }
         if !counted {
             continue;
@@ -333,35 +269,4 @@ async fn drive_call(
         }
     }
     counts
-}
-
-/// Notes a takeover probe: an event of `call` in `state` is awaited ([`await_probe`]).
-pub fn expect_probe(pending: &Pending, call: &EstablishedCall, state: pb::RecordingState) {
-    let noted = Noted {
-        start: Instant::now(),
-        counted: false,
-        probe: true,
-    };
-    pending.note(&call.id, state, noted);
-}
-
-/// Waits (until `deadline`) for the watchers to receive the probe's event; returns when
-/// it arrived (the watcher's own reading, not this poll's).
-pub async fn await_probe(
-    pending: &Pending,
-    call: &EstablishedCall,
-    state: pb::RecordingState,
-    deadline: Instant,
-) -> Option<Instant> {
-    let key = (call.id.clone(), state as i32);
-    loop {
-        if let Some(at) = pending.probes.lock().expect("probes lock").remove(&key) {
-            return Some(at);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        // The poll period; the arrival time itself is the watcher's.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }

@@ -9,6 +9,13 @@
 //! recording event. Nothing of X reaches the log without an owner, so that event is the new
 //! owner's (its re-read of X at U, or the probe's notification). The takeover is the later
 //! of the two: a survivor owns X and the operation's event reached a watcher.
+//!
+//! A survivor tries a lease it does not hold once per renew interval, counted from the
+//! user's sign-in there, and D renews from its own sign-in: the time from the signal to the
+//! next try depends on when the signal falls in that period. Signalled right after X's
+//! last sign-in, every trial would land on the same phase (the worst one for SIGTERM: a try
+//! just missed), so trial `i` of `n` waits `i / n` of a renew interval after the set-up
+//! before the signal, and the trials spread over the phase.
 
 use std::time::{Duration, Instant};
 
@@ -16,8 +23,9 @@ use voice_gateway::cluster::Engine;
 use voice_gateway::grpc::pb;
 
 use crate::bridge::{connect, establish_one};
-use crate::cluster_load::{Watchers, await_probe, expect_probe, send_recording};
+use crate::cluster_load::send_recording;
 use crate::cluster_nodes::{RedisProcess, held, sign_in};
+use crate::cluster_watch::{Watchers, await_probe, expect_probe};
 use crate::figures::{Bench, RunningGateway};
 use crate::setup::user;
 
@@ -37,6 +45,8 @@ pub struct Takeover {
     pub lease: Option<Duration>,
     /// Signal → the probe's event at the watcher on C.
     pub event: Option<Duration>,
+    /// The wait between the set-up (X's sign-in on C) and the signal.
+    pub phase: Duration,
     /// Attempts the probe took on A.
     pub attempts: u32,
     /// How D exited (`None`: still running after the wait).
@@ -61,12 +71,14 @@ pub(crate) struct Survivors<'a> {
 }
 
 impl Bench {
-    /// Runs one trial with call `k` (agents `2k` and `2k+1`), D stopped by `signal`.
+    /// Runs one trial with call `k` (agents `2k` and `2k+1`), D stopped by `signal`
+    /// `phase` after the set-up.
     pub(crate) async fn takeover_trial(
         &self,
         at: Survivors<'_>,
         k: usize,
         signal: libc::c_int,
+        phase: Duration,
     ) -> anyhow::Result<Takeover> {
         let name = if signal == libc::SIGKILL {
             "SIGKILL"
@@ -86,6 +98,7 @@ impl Bench {
             "{}'s lease moved off D before the signal: {holder:?}",
             user(x)
         );
+        tokio::time::sleep(phase).await;
         let state = pb::RecordingState::Recording;
         expect_probe(&watchers.pending, &call, state);
         let ttl = Duration::from_millis(self.plan.cluster.lease_ttl_ms);
@@ -123,6 +136,7 @@ impl Bench {
             signal: name,
             lease: lease.map(|at| at - signalled),
             event: event.map(|at| at - signalled),
+            phase,
             attempts,
             exit: exit.map(|status| status.to_string()),
         })
