@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::bridge::establish_through;
 use crate::cluster_load::{RunResult, RunShape, Targets, send_recording};
 use crate::cluster_nodes::{RedisProcess, common_holder, sign_in};
-use crate::cluster_takeover::{LogMemory, Survivors, Takeover, log_memory};
+use crate::cluster_takeover::{LogMemory, Phases, Survivors, Takeover, log_memory};
 use crate::cluster_watch::Watchers;
 use crate::figures::{Bench, RunningGateway, reset_recording};
 use crate::report::Row;
@@ -96,16 +96,19 @@ impl Bench {
         let mut trials = Vec::new();
         let mut k = plan.calls;
         let renew = Duration::from_millis(plan.lease_ttl_ms / 3);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         for signal in [libc::SIGKILL, libc::SIGTERM] {
-            for i in 0..plan.trials {
-                let phase = renew.mul_f64(i as f64 / plan.trials as f64);
-                trials.push(self.takeover_trial(at, k, signal, phase).await?);
+            for _ in 0..plan.trials {
+                let phases = Phases::draw(seed, k as u64, renew);
+                trials.push(self.takeover_trial(at, k, signal, phases).await?);
                 k += 1;
             }
         }
         drop((a, b, c, upstream));
         let memory = log_memory(&redis, &engine, plan.log_entries).await?;
-        self.push_cluster_rows(&end_to_end, &trials, &memory);
+        self.push_cluster_rows(&end_to_end, (seed, &trials), &memory);
         Ok(())
     }
 
@@ -165,7 +168,12 @@ impl Bench {
         })
     }
 
-    fn push_cluster_rows(&mut self, e2e: &EndToEnd, trials: &[Takeover], memory: &LogMemory) {
+    fn push_cluster_rows(
+        &mut self,
+        e2e: &EndToEnd,
+        (seed, trials): (u64, &[Takeover]),
+        memory: &LogMemory,
+    ) {
         let plan = self.plan.cluster;
         let mut sorted: Vec<&(RunResult, f64)> = e2e.rounds.iter().collect();
         sorted.sort_by(|x, y| x.0.latency.p99_ms.total_cmp(&y.0.latency.p99_ms));
@@ -239,7 +247,7 @@ impl Bench {
             ],
         );
         self.notes
-            .push(cluster_note(&self.plan, e2e, trials, memory));
+            .push(cluster_note(&self.plan, e2e, (seed, trials), memory));
     }
 }
 
@@ -278,7 +286,7 @@ fn takeover_row(
 fn cluster_note(
     plan: &crate::plan::Plan,
     e2e: &EndToEnd,
-    trials: &[Takeover],
+    (seed, trials): (u64, &[Takeover]),
     m: &LogMemory,
 ) -> String {
     let c = plan.cluster;
@@ -314,9 +322,10 @@ fn cluster_note(
         .iter()
         .map(|t| {
             format!(
-                "{} {} ms after the set-up: lease {}, event {}, {} probe attempt(s), D exited {}",
+                "{} (survivors {} ms after D's grant, signal {} ms after them): lease {}, event {}, {} probe attempt(s), D exited {}",
                 t.signal,
-                t.phase.as_millis(),
+                t.phases.survivors.as_millis(),
+                t.phases.signal.as_millis(),
                 ms(t.lease),
                 ms(t.event),
                 t.attempts,
@@ -332,7 +341,7 @@ fn cluster_note(
         .map(|e| format!(" First failure: {e}."))
         .unwrap_or_default();
     format!(
-        "Figure 11: `redis-server` on loopback (`--save \"\" --appendonly no`), U (embedded, the generated configuration) and three bridge instances A, B, C (`[upstream] url = \"http://<U's HTTP listener>\"`, `transport = \"websocket\"`, `[cluster] url = \"redis://…\"`, `lease_ttl_ms = {ttl}`, renew every {renew} ms), each a process. {agents} agents sign in on B first, so B holds their leases and runs their upstream CometD clients; {calls} calls are dialed and answered through A; a WatchCalls of each caller runs on C. End to end: each operation commits {per_op:.2} log entries (counted from the log's head over a start and a stop of every call), so {ops:.0} operations/s over {conns} HTTP/2 connections to A commit {events:.0} events/s; each call alternates StartCallRecording and StopCallRecording as its caller, one at a time; latency is the operation's send on A (its tick when it waited for its call) → the watcher on C receiving the call's event in the recording state the operation asked for (path A → U → U's notification to B → B's append to Redis → C's tail); a watcher of each caller on U times the same operations up to U's own event, the part before B and the log. Contention over each window: the machine's busy share (every process, the bench's and others') and each server's run-queue wait (time its threads were runnable but waiting for a core, summed over threads). {rounds_n} rounds of {warmup:?} warm-up then {duration:?} measured, the round with the median p99 shown: {rounds}.{first_error} Takeover: per trial a fresh instance D starts, a fresh agent X signs in on D first (D owns X), X's call is set up through A and watched on C, then D gets the signal (trial i of n, from 0, waits i/n of a renew interval after that set-up, so that the trials spread over the phase of the survivors' tries, one per renew interval from the user's sign-in there) and A is asked at once to start recording on X's call (retried every 20 ms while refused; A's own upstream session carries it to U). Lease: Redis shows X's lease held by another instance (read every 2 ms through the gateway's engine). Event: the watcher of X on C receives the recording event; with no owner nothing of X reaches the log, so it is the new owner's doing (its re-read of X at U or the notification). The takeover is the later of the two. Trials: {trials}. Memory: `INFO memory` `used_memory` before and after appending {entries} entries (batches of 100) through the gateway's Redis engine (`voice_gateway::cluster`) to a log under its own prefix, each entry a copy of one of {samples} entries the instances wrote ({bytes:.0} bytes on average: deflated JSON call events); {before:.1} MB before, {after:.1} MB after.",
+        "Figure 11: `redis-server` on loopback (`--save \"\" --appendonly no`), U (embedded, the generated configuration) and three bridge instances A, B, C (`[upstream] url = \"http://<U's HTTP listener>\"`, `transport = \"websocket\"`, `[cluster] url = \"redis://…\"`, `lease_ttl_ms = {ttl}`, renew every {renew} ms), each a process. {agents} agents sign in on B first, so B holds their leases and runs their upstream CometD clients; {calls} calls are dialed and answered through A; a WatchCalls of each caller runs on C. End to end: each operation commits {per_op:.2} log entries (counted from the log's head over a start and a stop of every call), so {ops:.0} operations/s over {conns} HTTP/2 connections to A commit {events:.0} events/s; each call alternates StartCallRecording and StopCallRecording as its caller, one at a time; latency is the operation's send on A (its tick when it waited for its call) → the watcher on C receiving the call's event in the recording state the operation asked for (path A → U → U's notification to B → B's append to Redis → C's tail); a watcher of each caller on U times the same operations up to U's own event, the part before B and the log. Contention over each window: the machine's busy share (every process, the bench's and others') and each server's run-queue wait (time its threads were runnable but waiting for a core, summed over threads). {rounds_n} rounds of {warmup:?} warm-up then {duration:?} measured, the round with the median p99 shown: {rounds}.{first_error} Takeover: per trial a fresh instance D starts, a fresh agent X signs in on D first (D owns X), X's call is set up through A and watched on C, then D gets the signal and A is asked at once to start recording on X's call (retried every 20 ms while refused; A's own upstream session carries it to U). Lease: Redis shows X's lease held by another instance (read every 2 ms through the gateway's engine). Event: the watcher of X on C receives the recording event; with no owner nothing of X reaches the log, so it is the new owner's doing (its re-read of X at U or the notification). The takeover is the later of the two. When the signal falls decides it: an owner renews once per renew interval from its grant, a survivor tries once per renew interval from the user's sign-in there, so after SIGTERM (leases released at once) the takeover waits for a survivor's next try, up to one renew interval, and after SIGKILL for the lease to lapse (the TTL after D's last renewal) and then the next try: from the TTL minus one interval to the TTL plus one. Each trial draws from seed {seed} when the survivors see X (up to one interval after D's grant: their tries' offset from D's renewals) and when the signal comes (one to two intervals later, so D renewed at least once). Trials: {trials}. Memory: `INFO memory` `used_memory` before and after appending {entries} entries (batches of 100) through the gateway's Redis engine (`voice_gateway::cluster`) to a log under its own prefix, each entry a copy of one of {samples} entries the instances wrote ({bytes:.0} bytes on average: deflated JSON call events); {before:.1} MB before, {after:.1} MB after.",
         ttl = c.lease_ttl_ms,
         renew = c.lease_ttl_ms / 3,
         agents = 2 * c.calls,

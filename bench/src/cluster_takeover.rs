@@ -10,12 +10,15 @@
 //! owner's (its re-read of X at U, or the probe's notification). The takeover is the later
 //! of the two: a survivor owns X and the operation's event reached a watcher.
 //!
-//! A survivor tries a lease it does not hold once per renew interval, counted from the
-//! user's sign-in there, and D renews from its own sign-in: the time from the signal to the
-//! next try depends on when the signal falls in that period. Signalled right after X's
-//! last sign-in, every trial would land on the same phase (the worst one for SIGTERM: a try
-//! just missed), so trial `i` of `n` waits `i / n` of a renew interval after the set-up
-//! before the signal, and the trials spread over the phase.
+//! When the signal falls matters, and a set-up run straight through would fix it: an owner
+//! renews once per renew interval from its grant, and a survivor tries a lease it does not
+//! hold once per renew interval from the user's sign-in there. After a SIGTERM (the lease
+//! released at once) the takeover waits for a survivor's next try: up to one renew
+//! interval. After a SIGKILL the lease lapses a TTL after the owner's last renewal (the TTL
+//! minus up to one interval after the signal), then waits for the next try: between the TTL
+//! minus one interval and the TTL plus one. So each trial draws two [`Phases`] from a seed:
+//! how long after D's grant the survivors see X (their tries' offset from D's renewals),
+//! and how far into a renew interval the signal falls, after D renewed at least once.
 
 use std::time::{Duration, Instant};
 
@@ -45,8 +48,8 @@ pub struct Takeover {
     pub lease: Option<Duration>,
     /// Signal → the probe's event at the watcher on C.
     pub event: Option<Duration>,
-    /// The wait between the set-up (X's sign-in on C) and the signal.
-    pub phase: Duration,
+    /// When the survivors saw X and the signal came.
+    pub phases: Phases,
     /// Attempts the probe took on A.
     pub attempts: u32,
     /// How D exited (`None`: still running after the wait).
@@ -57,6 +60,33 @@ impl Takeover {
     /// Returns the takeover time (the later of the two), `None` if either never came.
     pub fn time(&self) -> Option<Duration> {
         Some(self.lease?.max(self.event?))
+    }
+}
+
+/// When things happen in a trial.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Phases {
+    /// From D's grant to the survivors' sign-in (up to one renew interval).
+    pub survivors: Duration,
+    /// From the survivors' sign-in to the signal (one to two renew intervals).
+    pub signal: Duration,
+}
+
+impl Phases {
+    /// Draws trial `i`'s phases from `seed` (splitmix64), for a renew interval `renew`.
+    pub fn draw(seed: u64, i: u64, renew: Duration) -> Self {
+        let mut state = seed.wrapping_add(i.wrapping_mul(2).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) as f64 / u64::MAX as f64
+        };
+        Self {
+            survivors: renew.mul_f64(next()),
+            signal: renew.mul_f64(1.0 + next()),
+        }
     }
 }
 
@@ -71,14 +101,14 @@ pub(crate) struct Survivors<'a> {
 }
 
 impl Bench {
-    /// Runs one trial with call `k` (agents `2k` and `2k+1`), D stopped by `signal`
-    /// `phase` after the set-up.
+    /// Runs one trial with call `k` (agents `2k` and `2k+1`), D stopped by `signal` at
+    /// `phases`.
     pub(crate) async fn takeover_trial(
         &self,
         at: Survivors<'_>,
         k: usize,
         signal: libc::c_int,
-        phase: Duration,
+        phases: Phases,
     ) -> anyhow::Result<Takeover> {
         let name = if signal == libc::SIGKILL {
             "SIGKILL"
@@ -90,6 +120,7 @@ impl Bench {
         sign_in(&d.grpc_url(), &[x, y]).await?;
         // Only D has seen X: D holds X's lease.
         let grant = held(at.engine, &user(x)).await?;
+        tokio::time::sleep(phases.survivors).await;
         let call = establish_one(connect(&at.a.grpc_url()).await?, k).await?;
         let watchers = Watchers::open(&at.c.grpc_url(), &[x]).await?;
         let holder = at.engine.leases.holder(&user(x)).await?;
@@ -98,7 +129,7 @@ impl Bench {
             "{}'s lease moved off D before the signal: {holder:?}",
             user(x)
         );
-        tokio::time::sleep(phase).await;
+        tokio::time::sleep(phases.signal).await;
         let state = pb::RecordingState::Recording;
         expect_probe(&watchers.pending, &call, state);
         let ttl = Duration::from_millis(self.plan.cluster.lease_ttl_ms);
@@ -136,7 +167,7 @@ impl Bench {
             signal: name,
             lease: lease.map(|at| at - signalled),
             event: event.map(|at| at - signalled),
-            phase,
+            phases,
             attempts,
             exit: exit.map(|status| status.to_string()),
         })

@@ -157,7 +157,7 @@ impl Plan {
                 warmup: Duration::from_secs(2),
                 duration: Duration::from_secs(5),
                 connections: 4,
-                trials: 3,
+                trials: 5,
                 lease_ttl_ms: voice_gateway::cluster::DEFAULT_LEASE_TTL_MS,
                 log_entries: 100_000,
             },
