@@ -187,7 +187,7 @@ struct CallCounts {
 /// Returns the recording state operation `turn` of a call asks for: StartCallRecording
 /// first, then StopCallRecording, in turn.
 pub fn recording_op(turn: usize) -> pb::RecordingState {
-    if turn % 2 == 0 {
+    if turn.is_multiple_of(2) {
         pb::RecordingState::Recording
     } else {
         pb::RecordingState::Stopped
