@@ -159,6 +159,8 @@ impl Bench {
             let seconds = (plan.warmup + plan.duration).as_secs_f64();
             rounds.push((run, (after - head) as f64 / seconds));
         }
+        // A renewal B missed (a busy machine) would move a lease mid-round and change the
+        // path measured: say so rather than report it as B's.
         let still = common_holder(engine, &agents).await?;
         anyhow::ensure!(still == owner, "B lost its users' leases during the rounds");
         Ok(EndToEnd {

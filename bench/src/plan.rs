@@ -232,7 +232,9 @@ impl Plan {
                 sample_every: Duration::from_millis(50),
                 rss_cap_kib: 1 << 20,
             },
-            // A short lease, so that the SIGKILL trial takes a second, not four.
+            // A short lease, so that the SIGKILL trial takes two seconds, not four; not as
+            // short as the chaos test's 600 ms: a debug build on a busy machine must not
+            // miss B's renewals during the rounds.
             cluster: ClusterPlan {
                 calls: 4,
                 events_per_sec: 100.0,
@@ -240,7 +242,7 @@ impl Plan {
                 duration: Duration::from_secs(1),
                 connections: 2,
                 trials: 1,
-                lease_ttl_ms: 600,
+                lease_ttl_ms: 1_500,
                 log_entries: 1_000,
             },
         }
