@@ -1,14 +1,15 @@
 //! Figure 11: cluster mode (issue 16). `redis-server` on loopback, gateway U (embedded,
 //! the generated configuration) as the upstream GWS, and three bridge instances A, B and C
-//! (`--upstream http://<U>` with `[cluster] url = "redis://…"`), every one a process of its
-//! own. Agents sign in on B first, so B owns their upstream sessions; calls are set up
+//! (`[upstream] url = "http://<U>"` and `[cluster] url = "redis://…"`), every one a process
+//! of its own. Agents sign in on B first, so B owns their upstream sessions; calls are set up
 //! through A, and a watcher of each caller runs on C. Three measures:
 //!
 //! 1. **End to end**: StartCallRecording/StopCallRecording sent to A, open loop, at the
 //!    rate that commits the plan's events per second into the shared log (the events one
 //!    operation commits are counted first, from the log's head); latency is operation sent
 //!    on A → its event at the watcher on C ([`crate::cluster_load`]). The path: A → U → U's
-//!    notification to B (the owner) → B appends to Redis → C's tail → C's watcher.
+//!    notification to B (the owner) → B appends to Redis → C's tail → C's watcher. A
+//!    watcher of each caller on U times the part before the cluster.
 //! 2. **Takeover** after SIGKILL and after SIGTERM of an owner
 //!    ([`crate::cluster_takeover`]).
 //! 3. **Redis memory** of a log of the plan's length, written through the gateway's engine
