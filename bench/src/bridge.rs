@@ -311,7 +311,8 @@ fn call_plans(calls: &[EstablishedCall]) -> Vec<CallPlan> {
         .collect()
 }
 
-async fn connect(grpc_url: &str) -> anyhow::Result<CallServiceClient<Channel>> {
+/// Connects a CallService client to `grpc_url`.
+pub(crate) async fn connect(grpc_url: &str) -> anyhow::Result<CallServiceClient<Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(grpc_url.to_owned())?
         .connect()
         .await
@@ -319,11 +320,13 @@ async fn connect(grpc_url: &str) -> anyhow::Result<CallServiceClient<Channel>> {
     Ok(CallServiceClient::new(channel))
 }
 
-/// Signs agents `0..2 * calls` in on B, then establishes call `k` from agent `2k` to
-/// agent `2k+1` through B: Dial, Answer once B shows the callee the call ringing, done once
-/// B shows the caller the call established (each agent's view on B follows U's
-/// notifications to that agent's own session, so each is awaited on its own watch).
-async fn establish_through(grpc_url: &str, calls: usize) -> anyhow::Result<Vec<EstablishedCall>> {
+/// Signs agents `0..2 * calls` in on B (a bridging gateway at `grpc_url`: figure 7's B, or
+/// figure 11's instance A), then establishes call `k` from agent `2k` to agent `2k+1`
+/// through B with [`establish_one`].
+pub(crate) async fn establish_through(
+    grpc_url: &str,
+    calls: usize,
+) -> anyhow::Result<Vec<EstablishedCall>> {
     let client = connect(grpc_url).await?;
     futures::stream::iter(0..2 * calls)
         .map(|agent| {
@@ -346,7 +349,11 @@ async fn establish_through(grpc_url: &str, calls: usize) -> anyhow::Result<Vec<E
         .await
 }
 
-async fn establish_one(
+/// Establishes call `k` from agent `2k` to agent `2k+1` through B: Dial, Answer once B
+/// shows the callee the call ringing, done once B shows the caller the call established
+/// (each agent's view on B follows U's notifications to that agent's own session, so each
+/// is awaited on its own watch).
+pub(crate) async fn establish_one(
     mut client: CallServiceClient<Channel>,
     k: usize,
 ) -> anyhow::Result<EstablishedCall> {
@@ -388,7 +395,7 @@ async fn establish_one(
 }
 
 /// Reads a watch until call `id` shows in `state`, for at most [`SETUP_WAIT`].
-async fn seen(
+pub(crate) async fn seen(
     watch: &mut tonic::Streaming<pb::WatchCallsResponse>,
     id: &str,
     state: pb::CallState,

@@ -28,10 +28,21 @@
 //!   `tests/chaos_resume.rs` runs the same module against an in-process gateway.
 //! - [`overload`]: figure 10, saturation then three times its rate against the load
 //!   shedding of `[server]` (issue 14), with its open-loop load in [`overload_load`].
+//! - [`cluster`]: figure 11, cluster mode (issue 16): three bridge instances on one
+//!   `redis-server`, end-to-end latency across instances ([`cluster_load`], its watchers
+//!   in [`cluster_watch`]), takeover after SIGKILL and SIGTERM and the Redis memory of a
+//!   full log ([`cluster_takeover`]), with its processes in [`cluster_nodes`] and its rows
+//!   in [`cluster_report`].
 
 pub mod bridge;
 pub mod chaos;
 pub mod charts;
+pub mod cluster;
+pub mod cluster_load;
+pub mod cluster_nodes;
+pub mod cluster_report;
+pub mod cluster_takeover;
+pub mod cluster_watch;
 pub mod cometd;
 pub mod count;
 pub mod crosscheck;

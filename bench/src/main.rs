@@ -55,7 +55,7 @@ enum Command {
         /// Run only these figure groups: `unary` (1 and 2), `fanout` (3 and 4), `faye`
         /// (3 against Faye and 4's CometD row; needs `fanout`), `startup` (5), `flood` (6),
         /// `bridge` (7), `chaos` (8), `tools` (1 and 2 with h2load and wrk), `moonshot` (9),
-        /// `overload` (10).
+        /// `overload` (10), `cluster` (11, needs `redis-server`).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Where to write the SVG charts (default: `bench/charts` beside the report).
@@ -301,6 +301,10 @@ async fn main() -> anyhow::Result<()> {
             if wanted("overload") {
                 eprintln!("voice-bench: figure 10 (overload)");
                 bench.overload().await?;
+            }
+            if wanted("cluster") {
+                eprintln!("voice-bench: figure 11 (cluster mode)");
+                bench.cluster().await?;
             }
             let report = Report {
                 command: command_line,

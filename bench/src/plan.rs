@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::bridge::BridgePlan;
 use crate::chaos::ChaosPlan;
+use crate::cluster::ClusterPlan;
 use crate::grpc_load::LoadShape;
 use crate::moonshot::MoonshotPlan;
 use crate::overload::OverloadPlan;
@@ -53,6 +54,8 @@ pub struct Plan {
     pub chaos: ChaosPlan,
     /// Figure 10: saturation, then overload.
     pub overload: OverloadPlan,
+    /// Figure 11: cluster mode.
+    pub cluster: ClusterPlan,
 }
 
 /// The shape of the password flood (figure 6, issue 10).
@@ -148,6 +151,16 @@ impl Plan {
                 sample_every: Duration::from_millis(50),
                 rss_cap_kib: 2 << 20,
             },
+            cluster: ClusterPlan {
+                calls: 50,
+                events_per_sec: 500.0,
+                warmup: Duration::from_secs(2),
+                duration: Duration::from_secs(5),
+                connections: 4,
+                trials: 5,
+                lease_ttl_ms: voice_gateway::cluster::DEFAULT_LEASE_TTL_MS,
+                log_entries: 100_000,
+            },
         }
     }
 
@@ -218,6 +231,19 @@ impl Plan {
                 duration: Duration::from_millis(500),
                 sample_every: Duration::from_millis(50),
                 rss_cap_kib: 1 << 20,
+            },
+            // A short lease, so that the SIGKILL trial takes two seconds, not four; not as
+            // short as the chaos test's 600 ms: a debug build on a busy machine must not
+            // miss B's renewals during the rounds.
+            cluster: ClusterPlan {
+                calls: 4,
+                events_per_sec: 100.0,
+                warmup: Duration::from_millis(300),
+                duration: Duration::from_secs(1),
+                connections: 2,
+                trials: 1,
+                lease_ttl_ms: 1_500,
+                log_entries: 1_000,
             },
         }
     }

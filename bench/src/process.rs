@@ -90,6 +90,35 @@ impl Server {
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         rss_kib(self.pid())
     }
+
+    /// Sends `signal` (e.g. `libc::SIGKILL`) to the process, if it has not exited yet.
+    pub fn signal(&mut self, signal: libc::c_int) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+            let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+            anyhow::ensure!(sent == 0, "kill({}, {signal}) failed", self.name);
+        }
+        Ok(())
+    }
+
+    /// Waits at most `limit` for the process to exit; returns its status, `None` if it
+    /// is still running.
+    pub async fn wait_exit(
+        &mut self,
+        limit: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            // The poll period of the exit; the deadline bounds it.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }
 
 impl Drop for Server {

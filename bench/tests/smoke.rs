@@ -4,7 +4,9 @@
 //! gateways, one bridging to the other; figure 8: a small chaos run without a lost or
 //! duplicated event; figure 9 with 40 subscribers; figure 10, the overload, with every
 //! reply read and the refusals at once; the h2load/wrk cross-check), with its
-//! charts. The groups run as separate tests, each a few seconds, rather than one run of all
+//! charts; figure 11, the cluster: three bridge instances on a `redis-server`, end-to-end
+//! events counted, a takeover after SIGKILL and after SIGTERM, Redis memory read). The
+//! groups run as separate tests, each a few seconds, rather than one run of all
 //! of them (15 s and more).
 
 use std::path::PathBuf;
@@ -279,6 +281,54 @@ fn figure_10_overload_refuses_at_once_and_loses_no_reply() {
             .iter()
             .any(|c| c.file == "fig10-latency-1.svg"),
         "figure 10's latency chart: {:?}",
+        report.charts
+    );
+}
+
+#[test]
+fn figure_11_cluster_latency_takeovers_and_redis_memory() {
+    let (report, _) = smoke("cluster");
+    let rows: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| r.figure.starts_with("11."))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        4,
+        "redis-server installed? {rows:?} {:?}",
+        report.missing
+    );
+    // End to end: events counted at C, none missing, no operation failed.
+    let e2e = rows[0];
+    assert!(
+        e2e.value > 0.0 && !e2e.gateway.contains("(0 events)"),
+        "{e2e:?}"
+    );
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.starts_with("Figure 11"))
+        .expect("a note on figure 11");
+    assert!(
+        note.contains(" 0 failed, 0 without an event at C"),
+        "{note}"
+    );
+    // A takeover measured after each signal, within its bound.
+    for (row, signal) in [(rows[1], "SIGKILL"), (rows[2], "SIGTERM")] {
+        assert!(row.measure.contains(signal), "{row:?}");
+        assert!(row.value > 0.0, "no takeover measured: {row:?}");
+        assert_eq!(row.met, Some(true), "{row:?}");
+    }
+    // Redis memory read, and grown by the log.
+    let memory = rows[3];
+    assert!(memory.value > 0.0, "{memory:?}");
+    assert!(
+        report
+            .charts
+            .iter()
+            .any(|c| c.file == "fig11-latency-1.svg"),
+        "figure 11's latency chart: {:?}",
         report.charts
     );
 }
