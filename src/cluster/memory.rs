@@ -11,6 +11,10 @@
 //!   [`EngineError::Unavailable`], as an engine that is down does.
 //! - The log keeps at most `max_entries` entries (the oldest are trimmed), so its memory is
 //!   bounded like the Redis stream's.
+//! - A release is told to every [`LeaseTable::releases`] stream through a tokio broadcast
+//!   channel of [`RELEASES_BUFFER`] users: a receiver that falls further behind skips the
+//!   oldest, as a Redis subscriber that reconnects misses some (its waiters try at their
+//!   next period).
 //!
 //! One `std::sync::Mutex` guards the state; no call holds it across an `.await`. A reader
 //! waiting for entries registers on a [`Notify`] before it looks, so an append between the
@@ -20,14 +24,19 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use futures::StreamExt as _;
+use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
+use tokio_stream::wrappers::BroadcastStream;
 
 use super::sessions::{SessionRecord, SessionRecords};
-use super::{EngineError, EngineFuture, Entry, Fence, Grant, LeaseTable, SharedLog};
+use super::{EngineError, EngineFuture, Entry, Fence, Grant, LeaseTable, Releases, SharedLog};
 
 /// Default number of entries the in-memory log keeps.
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+/// Releases buffered for each [`LeaseTable::releases`] stream; a stream further behind
+/// skips the oldest (a hint lost: its waiters try at their next period).
+pub const RELEASES_BUFFER: usize = 4_096;
 
 #[derive(Debug, Default)]
 struct State {
@@ -89,6 +98,8 @@ impl State {
 pub struct MemoryEngine {
     state: Mutex<State>,
     appended: Notify,
+    /// The users whose lease was released, for [`LeaseTable::releases`].
+    released: broadcast::Sender<String>,
     max_entries: usize,
 }
 
@@ -104,6 +115,7 @@ impl MemoryEngine {
         Self {
             state: Mutex::default(),
             appended: Notify::new(),
+            released: broadcast::Sender::new(RELEASES_BUFFER),
             max_entries: max_entries.max(1),
         }
     }
@@ -302,6 +314,9 @@ impl LeaseTable for MemoryEngine {
             state.check_up()?;
             if state.live_lease(&grant.user) == Some(grant) {
                 state.leases.remove(&grant.user);
+                drop(state);
+                // No receiver is no error: no instance waits.
+                let _ = self.released.send(grant.user.clone());
             }
             Ok(())
         })
@@ -313,6 +328,13 @@ impl LeaseTable for MemoryEngine {
             state.check_up()?;
             Ok(state.live_lease(user).cloned())
         })
+    }
+
+    fn releases(&self) -> Releases {
+        // A lagging receiver's error only says how many it skipped: go on with the next.
+        let users = BroadcastStream::new(self.released.subscribe())
+            .filter_map(|user| std::future::ready(user.ok()));
+        Box::pin(users)
     }
 }
 

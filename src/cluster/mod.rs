@@ -388,4 +388,16 @@ pub trait LeaseTable: Send + Sync + 'static {
 
     /// Returns `user`'s lease now, if anyone holds it.
     fn holder<'a>(&'a self, user: &'a str) -> EngineFuture<'a, Option<Grant>>;
+
+    /// Returns the users whose lease any instance [released](Self::release) from now on,
+    /// so that an instance waiting for one tries it at once rather than at its next
+    /// periodic try. A hint, not a guarantee: a notification may be dropped (a receiver
+    /// too slow, the engine's subscription reconnecting), which costs the waiter only
+    /// that periodic try. A lease that lapses is not reported. The stream lives while it
+    /// is polled and reconnects by itself; it ends only if the engine cannot deliver
+    /// notifications any more (the caller may ask again).
+    fn releases(&self) -> Releases;
 }
+
+/// The users whose lease was released, one item per release ([`LeaseTable::releases`]).
+pub type Releases = Pin<Box<dyn futures::Stream<Item = String> + Send>>;

@@ -76,12 +76,17 @@ use reply::{
 
 mod config;
 mod leases;
+mod releases;
 mod reply;
 mod scripts;
 mod sessions;
 
 use leases::lease_value;
 use scripts::{Keys, Scripts};
+
+pub use releases::{
+    MAX_RESUBSCRIBE_PAUSE, MIN_RESUBSCRIBE_PAUSE, RELEASES_BUFFER, SUBSCRIBER_PING,
+};
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_AGE_MS, DEFAULT_MAX_LEN, DEFAULT_PREFIX,

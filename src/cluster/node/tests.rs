@@ -227,6 +227,9 @@ impl crate::cluster::LeaseTable for SlowRelease {
     fn holder<'a>(&'a self, user: &'a str) -> crate::cluster::EngineFuture<'a, Option<Grant>> {
         self.0.holder(user)
     }
+    fn releases(&self) -> crate::cluster::Releases {
+        self.0.releases()
+    }
 }
 
 #[tokio::test(start_paused = true)]

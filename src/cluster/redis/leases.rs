@@ -1,5 +1,6 @@
 //! The lease table on Redis: compare-and-set scripts on `{prefix}lease:{user}`, whose value
-//! is `<fence>:<holder>` (see [`super`]).
+//! is `<fence>:<holder>` (see [`super`]); a release also publishes the user on
+//! `{prefix}released` (`redis/releases.rs`).
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use ::redis::Value;
 
 use super::reply::{integer, malformed, text};
 use super::{RedisEngine, Resend};
-use crate::cluster::{EngineError, EngineFuture, Fence, Grant, LeaseTable};
+use crate::cluster::{EngineError, EngineFuture, Fence, Grant, LeaseTable, Releases};
 
 impl LeaseTable for RedisEngine {
     fn acquire<'a>(
@@ -61,7 +62,9 @@ impl LeaseTable for RedisEngine {
                 self.scripts
                     .release
                     .key(self.keys.lease(&grant.user))
-                    .arg(lease_value(grant)),
+                    .arg(lease_value(grant))
+                    .arg(&self.keys.released)
+                    .arg(&grant.user),
                 Resend::Idempotent,
             )
             .await?;
@@ -84,6 +87,10 @@ impl LeaseTable for RedisEngine {
                 value => parse_lease(user, &text(value)?).map(Some),
             }
         })
+    }
+
+    fn releases(&self) -> Releases {
+        self.subscribe_releases()
     }
 }
 

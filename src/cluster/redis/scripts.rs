@@ -11,6 +11,8 @@ pub(super) struct Keys {
     pub(super) seq: String,
     pub(super) log: String,
     pub(super) fence: String,
+    /// The pub/sub channel of releases (not a key: no hash slot).
+    pub(super) released: String,
 }
 
 impl Keys {
@@ -21,6 +23,7 @@ impl Keys {
             seq: format!("{prefix}seq"),
             log: format!("{prefix}log"),
             fence: format!("{prefix}fence"),
+            released: format!("{prefix}released"),
         }
     }
 

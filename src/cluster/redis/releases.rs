@@ -1,0 +1,136 @@
+//! Release notifications on Redis: the release script `PUBLISH`es the user on
+//! `{prefix}released` when it deleted the lease, and each [`LeaseTable::releases`] stream
+//! is one subscriber connection (RESP2 pub/sub, outside the shared connection: a
+//! subscribed connection takes no other command) run by its own task.
+//!
+//! Bounds, and what happens at each (a notification is a hint: a missed one costs the
+//! waiter its periodic try, nothing else):
+//! - **Connecting** takes at most `connect_timeout_ms`, the `SUBSCRIBE` and every `PING`
+//!   at most `response_timeout_ms`; past a bound, or when the connection drops (a Redis
+//!   restart), the task connects again after a pause that doubles from
+//!   [`MIN_RESUBSCRIBE_PAUSE`] to [`MAX_RESUBSCRIBE_PAUSE`]. Releases published meanwhile
+//!   are lost (Redis keeps no pub/sub history).
+//! - **Silence**: an idle subscriber pings Redis every [`SUBSCRIBER_PING`], so a connection
+//!   that died without a word (a partition) is found and replaced within that period plus
+//!   the response timeout.
+//! - **Memory**: at most [`RELEASES_BUFFER`] users wait for the stream's reader; further
+//!   releases are dropped until it reads (redis' own queue between the connection and this
+//!   task is emptied at once).
+//!
+//! The task ends when the stream is dropped.
+
+use std::time::Duration;
+
+use ::redis::{Client, Value};
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::RedisEngine;
+use super::reply::{timed_out, unavailable};
+use crate::cluster::{EngineError, Releases};
+
+/// Releases buffered for one stream's reader; further ones are dropped until it reads.
+pub const RELEASES_BUFFER: usize = 4_096;
+/// How often a subscriber checks its connection with a `PING`.
+pub const SUBSCRIBER_PING: Duration = Duration::from_secs(5);
+/// The first pause before a subscriber connects again.
+pub const MIN_RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause before a subscriber connects again.
+pub const MAX_RESUBSCRIBE_PAUSE: Duration = Duration::from_secs(1);
+
+impl RedisEngine {
+    /// Starts a subscriber task; returns what it receives.
+    pub(super) fn subscribe_releases(&self) -> Releases {
+        let (sender, receiver) = mpsc::channel(RELEASES_BUFFER);
+        let subscriber = Subscriber {
+            client: self.client.clone(),
+            channel: self.keys.released.clone(),
+            connect_timeout: self.config.connect_timeout(),
+            response_timeout: self.config.response_timeout(),
+        };
+        tokio::spawn(subscriber.run(sender));
+        Box::pin(ReceiverStream::new(receiver))
+    }
+}
+
+/// One subscription to the releases channel, connected again whenever it is lost.
+struct Subscriber {
+    client: Client,
+    channel: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl Subscriber {
+    /// Subscribes and forwards releases to `sender` until it is dropped.
+    async fn run(self, sender: mpsc::Sender<String>) {
+        let mut pause = MIN_RESUBSCRIBE_PAUSE;
+        let mut subscribed_before = false;
+        loop {
+            let error = tokio::select! {
+                () = sender.closed() => return,
+                error = self.listen(&sender, &mut pause, &mut subscribed_before) => error,
+            };
+            tracing::debug!(%error, ?pause, "cluster: release notifications lost; subscribing again");
+            tokio::select! {
+                () = sender.closed() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(MAX_RESUBSCRIBE_PAUSE);
+        }
+    }
+
+    /// Connects, subscribes (each within its bound) and forwards until the connection is
+    /// lost; returns why it was. A subscription resets `pause`.
+    async fn listen(
+        &self,
+        sender: &mpsc::Sender<String>,
+        pause: &mut Duration,
+        subscribed_before: &mut bool,
+    ) -> EngineError {
+        let connect = tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub());
+        let pubsub = match connect.await {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(error)) => return unavailable(error),
+            Err(_) => return timed_out(self.connect_timeout),
+        };
+        let (mut sink, mut messages) = pubsub.split();
+        let subscribe = tokio::time::timeout(self.response_timeout, sink.subscribe(&self.channel));
+        match subscribe.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return unavailable(error),
+            Err(_) => return timed_out(self.response_timeout),
+        }
+        if *subscribed_before {
+            tracing::info!(channel = %self.channel, "cluster: release notifications subscribed again");
+        }
+        *subscribed_before = true;
+        *pause = MIN_RESUBSCRIBE_PAUSE;
+        let start = tokio::time::Instant::now() + SUBSCRIBER_PING;
+        let mut ping = tokio::time::interval_at(start, SUBSCRIBER_PING);
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else {
+                        return EngineError::Unavailable("the subscriber's connection closed".into());
+                    };
+                    let Ok(user) = message.get_payload::<String>() else {
+                        continue;
+                    };
+                    if sender.try_send(user).is_err() {
+                        tracing::debug!("cluster: a release notification dropped (reader behind)");
+                    }
+                }
+                _ = ping.tick() => {
+                    let pong = tokio::time::timeout(self.response_timeout, sink.ping::<Value>());
+                    match pong.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => return unavailable(error),
+                        Err(_) => return timed_out(self.response_timeout),
+                    }
+                }
+            }
+        }
+    }
+}
