@@ -35,11 +35,18 @@ impl Cluster {
 
     /// Starts one more bridge instance in the cluster.
     async fn instance(&self) -> TestGateway {
+        self.instance_with(LEASE_TTL_MS, None).await
+    }
+
+    /// Starts one more bridge instance in the cluster with its own lease TTL and renew
+    /// interval.
+    async fn instance_with(&self, ttl_ms: u64, renew_ms: Option<u64>) -> TestGateway {
         let url = self.upstream.http_url();
         TestGateway::builder()
             .config(move |config| {
                 config.upstream.url = Some(url);
-                config.cluster.lease_ttl_ms = LEASE_TTL_MS;
+                config.cluster.lease_ttl_ms = ttl_ms;
+                config.cluster.renew_interval_ms = renew_ms;
             })
             .cluster(Engine::memory(self.engine.clone()))
             .start()
@@ -376,6 +383,62 @@ async fn when_the_owner_stops_another_instance_takes_over_without_a_gap_while_ca
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lease_is_taken_over_at_once_not_at_the_next_periodic_try() {
+    // Tries every 10 s: only the release's notification can hand the user off within
+    // the bound.
+    let (ttl, renew) = (30_000, Some(10_000));
+    let bound = Duration::from_millis(500);
+    let cluster = Cluster::new().await;
+    let a = cluster.instance_with(ttl, renew).await;
+    let mut on_a = watch_calls(&mut a.calls().await, "agent1").await;
+    let first = cluster.owner().await;
+    // B's sign-in returns once B tried the lease (and found A's): B now waits.
+    let b = cluster.instance_with(ttl, renew).await;
+    let mut on_b = watch_calls(&mut b.calls().await, "agent1").await;
+    let mut upstream_calls = cluster.upstream.calls().await;
+    let long = dial(&mut upstream_calls, "agent2", "15000").await;
+    let ringing = |e: &pb::CallEvent| e.call.as_ref().unwrap().id == long;
+    read_until(&mut on_a, ringing).await;
+    let mut events = read_until(&mut on_b, ringing).await;
+
+    let stopping = std::time::Instant::now();
+    a.stop().await.unwrap();
+    let deadline = stopping + bound;
+    let took = loop {
+        if cluster
+            .engine
+            .holder_now("agent1")
+            .is_some_and(|grant| grant.holder != first)
+        {
+            break stopping.elapsed();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent1 not handed off within {bound:?} of A's stop (renew interval 10 s)"
+        );
+        // The poll interval of this check; the deadline bounds it.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    eprintln!("hand-off after a graceful stop: {took:?}");
+
+    // The new owner reports what follows, after the events B had: no gap, no duplicate.
+    hangup(&mut upstream_calls, "agent2", &long).await;
+    events.extend(read_until(&mut on_b, released(&long)).await);
+    for pair in events.windows(2) {
+        assert_eq!(
+            pair[1].sequence,
+            pair[0].sequence + 1,
+            "a gap or a duplicate: {pair:#?}"
+        );
+    }
+    let ids: Vec<_> = events
+        .iter()
+        .map(|e| e.call.as_ref().unwrap().id.clone())
+        .collect();
+    assert!(ids.iter().all(|id| *id == long), "{events:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

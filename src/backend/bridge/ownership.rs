@@ -1,8 +1,11 @@
 //! Cluster mode: one user's lease, for as long as the user's upstream session is open
 //! here. While this instance holds it, the user's upstream CometD client runs here
 //! ([`super::notifications`]) and its reports go to the shared log; otherwise the client
-//! runs nowhere here, and the lease is tried again every renew interval, so that an owner
-//! that died is replaced within the lease TTL plus that interval.
+//! runs nowhere here, and the lease is tried again as soon as the engine reports it
+//! released (an owner's graceful hand-off: within the notification's round trip and
+//! [`RELEASE_JITTER`](crate::cluster::node::RELEASE_JITTER)), and in any case every renew
+//! interval: an owner that died releases nothing, and is replaced within the lease TTL
+//! plus that interval; a notification lost costs the same interval.
 
 use std::sync::Arc;
 
@@ -16,7 +19,10 @@ pub(super) async fn run(bridge: Arc<GwsBridge>, node: Arc<ClusterNode>, session:
     let user = session.user.name.clone();
     let period = node.renew_interval();
     let mut resyncs = node.resyncs();
+    let mut releases = node.releases_of(&user);
     loop {
+        // Before the try: a release reported after it wakes the wait below.
+        releases.mark_seen();
         match node.acquire(&user, &session.stop).await {
             Ok(Some(owned)) => {
                 resyncs.mark_unchanged();
@@ -56,6 +62,7 @@ pub(super) async fn run(bridge: Arc<GwsBridge>, node: Arc<ClusterNode>, session:
         tokio::select! {
             () = session.stop.cancelled() => return,
             () = tokio::time::sleep(period) => {}
+            () = releases.released() => {}
         }
     }
 }

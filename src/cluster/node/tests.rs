@@ -376,3 +376,41 @@ async fn a_member_behind_a_trimmed_log_starts_at_its_oldest_entry() {
     let gone = a.core.watch(WatchScope::All, Some(ResumeAt::sequence(2)));
     assert!(gone.is_err(), "3 was trimmed before this member read it");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_release_wakes_only_the_waiters_of_its_user_even_between_their_try_and_wait() {
+    let engine = Arc::new(MemoryEngine::default());
+    let (a, b) = (member(&engine).await, member(&engine).await);
+    let other: Arc<str> = "agent2".into();
+    let mut waiting = b.node.releases_of(&user());
+    let mut waiting_other = b.node.releases_of(&other);
+    waiting.mark_seen();
+    waiting_other.mark_seen();
+    assert!(a.acquire().await.is_some());
+    assert!(
+        a.node
+            .acquire(&other, &CancellationToken::new())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Released before the waiter waits (after its try): not missed.
+    a.node.release("agent1").await;
+    bounded("agent1's release wakes its waiter", waiting.released()).await;
+    assert!(
+        // Within the lease TTL, so agent2's lease is still there to release below.
+        tokio::time::timeout(TTL / 3, waiting_other.released())
+            .await
+            .is_err(),
+        "agent1's release woke agent2's waiter"
+    );
+    a.node.release("agent2").await;
+    bounded(
+        "agent2's release wakes its waiter",
+        waiting_other.released(),
+    )
+    .await;
+    // The last watch of a user leaves nothing behind.
+    drop((waiting, waiting_other));
+    assert!(lock(&b.node.waiting).is_empty());
+}
