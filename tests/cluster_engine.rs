@@ -468,6 +468,72 @@ async fn redis_time_ms(server: &RedisServer) -> u64 {
     seconds * 1000 + micros / 1000
 }
 
+/// Waits until `server` has a subscriber of the releases channel (a fresh connection:
+/// a restarted server is another one).
+async fn releases_subscribed(server: &RedisServer) {
+    let connection = server.connection().await;
+    until("a subscriber of vg:released", || {
+        let mut connection = connection.clone();
+        async move {
+            let (_, count): (String, u64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("vg:released")
+                .query_async(&mut connection)
+                .await
+                .ok()?;
+            (count >= 1).then_some(())
+        }
+    })
+    .await;
+}
+
+/// The next released user `releases` reports, failing after [`BOUND`].
+async fn next_release(releases: &mut voice_gateway::cluster::Releases) -> String {
+    use futures::StreamExt as _;
+    tokio::time::timeout(BOUND, releases.next())
+        .await
+        .expect("a release reported within the bound")
+        .expect("the releases stream goes on")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_is_reported_to_another_engine_and_still_after_a_redis_restart() {
+    let mut server = RedisServer::start().await;
+    let a = engine(&server);
+    let b = engine_with(&server, |c| {
+        c.connect_timeout_ms = 300;
+        c.response_timeout_ms = 300;
+    });
+    let mut releases = b.releases();
+    releases_subscribed(&server).await;
+    let lease = grant(&a, "agent1", "instance-a").await;
+    a.release(&lease).await.expect("release");
+    assert_eq!(next_release(&mut releases).await, "agent1");
+    // A release of a lease no longer held deletes nothing and tells nothing: the next
+    // report is agent2's.
+    a.release(&lease).await.expect("a stale release");
+    let other = grant(&a, "agent2", "instance-a").await;
+    a.release(&other).await.expect("release");
+    assert_eq!(next_release(&mut releases).await, "agent2");
+
+    // Redis restarts empty: the subscriber connects again by itself, and a later
+    // release reaches it.
+    server.restart_empty().await;
+    releases_subscribed(&server).await;
+    let lease = until("the engine reconnects", || {
+        let a = a.clone();
+        async move {
+            a.acquire("agent3", "instance-a", Duration::from_secs(30))
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    a.release(&lease).await.expect("release");
+    assert_eq!(next_release(&mut releases).await, "agent3");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_read_wakes_on_an_append_and_ends_empty_after_its_wait() {
     let server = RedisServer::start().await;
