@@ -17,15 +17,36 @@ type Watch = tonic::Streaming<pb::WatchCallsResponse>;
 
 /// Starts a bridge instance on `upstream` in the cluster on `redis`.
 async fn instance(upstream: &TestGateway, redis: &RedisServer) -> TestGateway {
+    instance_with(upstream, redis, 600, None).await
+}
+
+/// Starts a bridge instance with its own lease TTL and renew interval.
+async fn instance_with(
+    upstream: &TestGateway,
+    redis: &RedisServer,
+    ttl_ms: u64,
+    renew_ms: Option<u64>,
+) -> TestGateway {
     let (upstream, redis) = (upstream.http_url(), redis.url());
     TestGateway::builder()
         .config(move |config| {
             config.upstream.url = Some(upstream);
             config.cluster.url = Some(redis);
-            config.cluster.lease_ttl_ms = 600;
+            config.cluster.lease_ttl_ms = ttl_ms;
+            config.cluster.renew_interval_ms = renew_ms;
         })
         .start()
         .await
+}
+
+/// agent1's lease as Redis holds it (`<fence>:<holder>`).
+async fn agent1_lease(redis: &RedisServer) -> Option<String> {
+    let mut connection = redis.connection().await;
+    ::redis::cmd("GET")
+        .arg("vg:lease:agent1")
+        .query_async(&mut connection)
+        .await
+        .unwrap()
 }
 
 /// Redis' epoch key, as the engine set it.
@@ -138,6 +159,55 @@ async fn a_redis_restarted_empty_makes_watchers_resync_onto_a_new_epoch() {
     .await;
     assert_ne!(rebuilt.epoch, before.epoch, "a new epoch");
     assert_eq!(Some(rebuilt.epoch), redis_epoch(&redis).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_hands_the_user_off_through_redis_at_once() {
+    // Tries every 10 s: only the release's pub/sub message can hand agent1 off within the
+    // bound.
+    let (ttl, renew) = (30_000, Some(10_000));
+    let bound = Duration::from_millis(500);
+    let redis = RedisServer::start().await;
+    let upstream = TestGateway::spawn().await;
+    let a = instance_with(&upstream, &redis, ttl, renew).await;
+    drop(watch_calls(&mut a.calls().await, "agent1").await);
+    let first = agent1_lease(&redis).await.expect("A owns agent1");
+    // B's sign-in returns once B tried the lease (and found A's): B now waits.
+    let b = instance_with(&upstream, &redis, ttl, renew).await;
+    let mut on_b = watch_calls(&mut b.calls().await, "agent1").await;
+    let stopping = std::time::Instant::now();
+    a.stop().await.unwrap();
+    let took = loop {
+        if agent1_lease(&redis)
+            .await
+            .is_some_and(|lease| lease != first)
+        {
+            break stopping.elapsed();
+        }
+        assert!(
+            stopping.elapsed() < bound,
+            "agent1 not handed off within {bound:?} of A's stop (renew interval 10 s)"
+        );
+        // The poll interval of this check; the bound above ends it.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    eprintln!("hand-off through Redis after a graceful stop: {took:?}");
+    // B owns agent1 now: an operation's events reach B's watcher.
+    let id = dial(&b, "agent1", "15001").await;
+    let hangup = pb::HangupRequest {
+        call_id: id.clone(),
+    };
+    b.calls()
+        .await
+        .hangup(as_user("agent1", hangup))
+        .await
+        .unwrap();
+    let seen = until_released(&mut on_b, &id).await;
+    let sequences: Vec<_> = seen.iter().map(|(s, _, _)| *s).collect();
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0] + 1),
+        "dense sequences after the hand-off: {sequences:?}"
+    );
 }
 
 /// The session records of movable CometD sessions on Redis: written with a TTL, only by
