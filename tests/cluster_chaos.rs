@@ -65,10 +65,12 @@ async fn sigkill_of_an_owner_is_taken_over_within_the_lease_and_watchers_resume_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_hands_the_users_off_within_a_second() {
-    // A lease far longer than the bound, so only the drain's release can meet it; the
-    // others retry every renew interval.
-    let keys = "lease_ttl_ms = 3000\nrenew_interval_ms = 300";
+async fn sigterm_hands_the_users_off_within_half_a_second() {
+    // A lease and a renew interval far longer than the bound, so only the drain's release,
+    // reported to the others through Redis, can meet it: their periodic try comes every
+    // 10 s. Measured on the 2-core VM: 34-87 ms (before the release was reported, with a
+    // 300 ms renew interval: 41-317 ms, the period's phase).
+    let keys = "lease_ttl_ms = 30000\nrenew_interval_ms = 10000";
     let mut cluster = Cluster::start("sigterm", keys, 1).await;
     let driver = Driver::start(cluster.instances.clone());
     cluster.calls_go_on(&driver, 3).await;
@@ -82,7 +84,7 @@ async fn sigterm_hands_the_users_off_within_a_second() {
         .await;
     eprintln!("hand-off after SIGTERM: {took:?} (instance {owner} -> {new_owner})");
     assert!(
-        took <= Duration::from_secs(1),
+        took <= Duration::from_millis(500),
         "the hand-off after SIGTERM took {took:?}; log of the drained instance:\n{}",
         cluster.nodes[owner].log_lines().join("\n")
     );
