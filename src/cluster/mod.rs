@@ -12,7 +12,9 @@
 //! - [`LeaseTable`]: at most one holder per user's upstream session, each grant with a
 //!   **fencing token** ([`Fence`]) that only grows. [`SharedLog::append`] checks the fence
 //!   in the same atomic step as the append, so an owner that was paused or partitioned past
-//!   its lease cannot write once another instance took the lease over.
+//!   its lease cannot write once another instance took the lease over. Its
+//!   [`LeaseTable::releases`] reports every release to every instance (a hint that wakes
+//!   the instances waiting for that user; a lapse is not reported).
 //!
 //! - [`SessionRecords`]: the records of movable CometD sessions ([`sessions`]), owned by one
 //!   instance at a time, with a TTL.
@@ -44,8 +46,14 @@
 //!   `renew_interval_ms` (a third of `lease_ttl_ms` by default), and while it holds it runs
 //!   the user's upstream CometD client. A non-holder runs no CometD client for the user but
 //!   still carries out operations through its own upstream HTTP session (the reply waits
-//!   for the report on its local store, which the tail feeds), and retries the lease every
-//!   renew interval: a dead owner is replaced within TTL + interval. Credentials are never
+//!   for the report on its local store, which the tail feeds), and retries the lease as
+//!   soon as the engine reports it released ([`LeaseTable::releases`], routed per user by
+//!   [`node`], after a jitter of up to [`node::RELEASE_JITTER`]), and in any case every
+//!   renew interval. A released lease is so taken over within the notification's round
+//!   trip (tens of milliseconds); a dead owner releases nothing, so it is replaced within
+//!   TTL + interval (a lapse is not reported: Redis would need keyspace notifications),
+//!   and so is a release whose notification was lost (the subscriber reconnecting, a
+//!   reader behind), the periodic try being the fallback. Credentials are never
 //!   shared through the engine, so only instances where the user signed in can take over.
 //!   A renew refused or failed, or an append [`EngineError::Fenced`], stops the holder's
 //!   CometD client at once.
@@ -72,8 +80,11 @@
 //!   history (`crate::gws::cometd::moving`). Other sessions stay on their instance: their
 //!   clients handshake again when it goes away.
 //! - **Drain.** On shutdown every lease is released before the gateway stops (the owner's
-//!   client stopped first), so another instance with the user takes over at its next
-//!   retry, within one renew interval (1 s with the default TTL).
+//!   client stopped first), and each release is reported: another instance with the user
+//!   tries at once and takes over within the report's round trip, the jitter and its
+//!   catch-up (32 to 87 ms in `tests/cluster_chaos.rs`' SIGTERM case on a shared 2-core VM); if
+//!   the report is lost, at its next periodic try, within one renew interval (1 s with
+//!   the default TTL).
 //!
 //! Known limits (for the Redis wiring to settle):
 //! - An instance that joins after the log was trimmed starts at its oldest kept entry: the
@@ -114,7 +125,7 @@ pub const DEFAULT_LEASE_TTL_MS: u64 = 3_000;
 /// |---|---|---|
 /// | `url` | the engine (`--cluster`, `VOICE_GATEWAY_CLUSTER`): `redis://host:port` | none: a single instance |
 /// | `lease_ttl_ms` | how long a user's lease lasts without a renew | [`DEFAULT_LEASE_TTL_MS`] |
-/// | `renew_interval_ms` | renew period of held leases, retry period of the others | a third of `lease_ttl_ms` |
+/// | `renew_interval_ms` | renew period of held leases, retry period of the others (a released lease is tried at once) | a third of `lease_ttl_ms` |
 /// | `prefix` | Redis: prepended to every key (several clusters may share one Redis) | [`redis::DEFAULT_PREFIX`] |
 /// | `max_len` | Redis: entries the log keeps, about (its memory: see [`redis`]) | [`redis::DEFAULT_MAX_LEN`] |
 /// | `max_age_ms` | Redis: age after which an entry is trimmed (0: never) | [`redis::DEFAULT_MAX_AGE_MS`] |

@@ -13,6 +13,15 @@
 //!   upstream CometD client, so the owner's first diff is computed against a mirror that
 //!   applied everything its predecessor wrote. A lease lost (a renew refused or failed, an
 //!   append fenced) cancels that token at once.
+//! - **Release notifications.** One task reads the engine's [`LeaseTable::releases`] and
+//!   wakes the tasks waiting for that user's lease ([`ClusterNode::releases_of`]): one map
+//!   lookup per release, a `watch` channel per waited-for user, so a drain of many users
+//!   wakes each waiter once, not every waiter per release. A waiter marks what it has seen
+//!   before it tries, so a release between its try and its wait still wakes it, and tries
+//!   after a random [`RELEASE_JITTER`] (the lease decides who wins anyway). A notification
+//!   that never comes (lost, or a lease that lapsed) leaves the waiter its periodic try.
+//!
+//! [`LeaseTable::releases`]: super::LeaseTable::releases
 //! - **Availability.** Any engine call failing with [`EngineError::Unavailable`] marks the
 //!   engine down (operations fail fast, health NOT_SERVING); the tail keeps retrying with a
 //!   capped backoff, and the first success marks it up and asks owners to re-read the

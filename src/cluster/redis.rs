@@ -10,12 +10,14 @@
 //! | `{prefix}fence` | string | the last fence granted (`INCR` per grant) |
 //! | `{prefix}lease:{user}` | string | `<fence>:<holder>`, with the lease's TTL (`PX`) |
 //! | `{prefix}session:{clientId}` | hash | a CometD session record: `owner`, `record` (JSON), with its TTL (`redis/sessions.rs`) |
+//! | `{prefix}released` | pub/sub channel (no key) | the user of each lease released, published by the release script (`redis/releases.rs`) |
 //!
 //! Every step that must be atomic is one Lua script (the files beside this one): `open`
 //! starts an epoch and drops any log left without one; `append` checks the epoch and the
 //! lease (the fencing check) and appends all payloads in the same step, so a paused or
 //! partitioned old owner whose lease was taken over cannot write; the lease scripts are
-//! compare-and-set on the whole `<fence>:<holder>` value. Scripts are sent by SHA and
+//! compare-and-set on the whole `<fence>:<holder>` value, and `release` publishes the
+//! user on `{prefix}released` when it deleted the lease. Scripts are sent by SHA and
 //! loaded again on `NOSCRIPT` (after a Redis restart) by the client.
 //!
 //! Bounds, and what happens at each:
@@ -48,6 +50,15 @@
 //!   once, within the same bound). A blocking read only wakes the reader:
 //!   the entries are then read by the same script as a non-blocking read, which checks the
 //!   epoch and trimming.
+//! - **Release notifications**: each [`LeaseTable::releases`](super::LeaseTable::releases)
+//!   stream (one per instance) holds one subscriber connection of its own, connected
+//!   within `connect_timeout_ms`, subscribed and pinged every [`SUBSCRIBER_PING`] within
+//!   `response_timeout_ms`, and connected again (pauses of [`MIN_RESUBSCRIBE_PAUSE`] up to
+//!   [`MAX_RESUBSCRIBE_PAUSE`]) when it drops, for a Redis restart, or fails a bound. A
+//!   release published while it was not subscribed is lost (pub/sub keeps nothing): the
+//!   instances waiting for that user take it at their periodic try, as before. At most
+//!   [`RELEASES_BUFFER`] notifications wait for the instance to read them; more are dropped
+//!   the same way.
 //!
 //! What the epoch can and cannot tell. A Redis that restarts empty, is flushed, or evicts
 //! the epoch key gets a new epoch on the next `open`: readers see
