@@ -21,6 +21,7 @@
 
 use std::time::Duration;
 
+use ::redis::aio::{PubSubSink, PubSubStream};
 use ::redis::{Client, Value};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -81,32 +82,49 @@ impl Subscriber {
         }
     }
 
-    /// Connects, subscribes (each within its bound) and forwards until the connection is
-    /// lost; returns why it was. A subscription resets `pause`.
+    /// Subscribes, then forwards until the connection is lost; returns why it was. A
+    /// subscription resets `pause`.
     async fn listen(
         &self,
         sender: &mpsc::Sender<String>,
         pause: &mut Duration,
         subscribed_before: &mut bool,
     ) -> EngineError {
-        let connect = tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub());
-        let pubsub = match connect.await {
-            Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(error)) => return unavailable(error),
-            Err(_) => return timed_out(self.connect_timeout),
+        let (sink, messages) = match self.subscribe().await {
+            Ok(subscribed) => subscribed,
+            Err(error) => return error,
         };
-        let (mut sink, mut messages) = pubsub.split();
-        let subscribe = tokio::time::timeout(self.response_timeout, sink.subscribe(&self.channel));
-        match subscribe.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return unavailable(error),
-            Err(_) => return timed_out(self.response_timeout),
-        }
         if *subscribed_before {
             tracing::info!(channel = %self.channel, "cluster: release notifications subscribed again");
         }
         *subscribed_before = true;
         *pause = MIN_RESUBSCRIBE_PAUSE;
+        self.forward(sink, messages, sender).await
+    }
+
+    /// Connects and subscribes, each within its bound.
+    async fn subscribe(&self) -> Result<(PubSubSink, PubSubStream), EngineError> {
+        let connect = tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub());
+        let (mut sink, messages) = connect
+            .await
+            .map_err(|_| timed_out(self.connect_timeout))?
+            .map_err(unavailable)?
+            .split();
+        tokio::time::timeout(self.response_timeout, sink.subscribe(&self.channel))
+            .await
+            .map_err(|_| timed_out(self.response_timeout))?
+            .map_err(unavailable)?;
+        Ok((sink, messages))
+    }
+
+    /// Forwards released users to `sender`, pinging Redis when idle, until the connection
+    /// is lost or a ping is not answered within its bound; returns why.
+    async fn forward(
+        &self,
+        mut sink: PubSubSink,
+        mut messages: PubSubStream,
+        sender: &mpsc::Sender<String>,
+    ) -> EngineError {
         let start = tokio::time::Instant::now() + SUBSCRIBER_PING;
         let mut ping = tokio::time::interval_at(start, SUBSCRIBER_PING);
         loop {
@@ -115,6 +133,8 @@ impl Subscriber {
                     let Some(message) = message else {
                         return EngineError::Unavailable("the subscriber's connection closed".into());
                     };
+                    // A message proves the connection: ping only when idle.
+                    ping.reset();
                     let Ok(user) = message.get_payload::<String>() else {
                         continue;
                     };
