@@ -82,7 +82,7 @@
 //! - **Drain.** On shutdown every lease is released before the gateway stops (the owner's
 //!   client stopped first), and each release is reported: another instance with the user
 //!   tries at once and takes over within the report's round trip, the jitter and its
-//!   catch-up (32 to 87 ms in `tests/cluster_chaos.rs`' SIGTERM case on a shared 2-core VM); if
+//!   catch-up (20 to 87 ms in `tests/cluster_chaos.rs`' SIGTERM case on a shared 2-core VM); if
 //!   the report is lost, at its next periodic try, within one renew interval (1 s with
 //!   the default TTL).
 //!
