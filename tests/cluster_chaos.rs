@@ -68,8 +68,8 @@ async fn sigkill_of_an_owner_is_taken_over_within_the_lease_and_watchers_resume_
 async fn sigterm_hands_the_users_off_within_half_a_second() {
     // A lease and a renew interval far longer than the bound, so only the drain's release,
     // reported to the others through Redis, can meet it: their periodic try comes every
-    // 10 s. Measured on the 2-core VM: 20-87 ms over ten runs (before the release was reported, with a
-    // 300 ms renew interval: 41-317 ms, the period's phase).
+    // 10 s. Measured on the shared 2-core VM: 20-87 ms in twelve runs (before the release
+    // was reported, with a 300 ms renew interval: 41-317 ms, the period's phase).
     let keys = "lease_ttl_ms = 30000\nrenew_interval_ms = 10000";
     let mut cluster = Cluster::start("sigterm", keys, 1).await;
     let driver = Driver::start(cluster.instances.clone());
