@@ -10,11 +10,12 @@
 //! owner's (its re-read of X at U, or the probe's notification). The takeover is the later
 //! of the two: a survivor owns X and the operation's event reached a watcher.
 //!
-//! When the signal falls matters, and a set-up run straight through would fix it: an owner
-//! renews once per renew interval from its grant, and a survivor tries a lease it does not
-//! hold once per renew interval from the user's sign-in there. After a SIGTERM (the lease
-//! released at once) the takeover waits for a survivor's next try: up to one renew
-//! interval. After a SIGKILL the lease lapses a TTL after the owner's last renewal (the TTL
+//! After a SIGTERM the owner releases the lease and the release is published on Redis,
+//! which wakes the survivors waiting for X: the takeover is a round trip and a catch-up.
+//! After a SIGKILL nothing is published, and when the signal falls matters (a set-up run
+//! straight through would fix it): an owner renews once per renew interval from its grant,
+//! and a survivor tries a lease it does not hold once per renew interval from the user's
+//! sign-in there. The lease lapses a TTL after the owner's last renewal (the TTL
 //! minus up to one interval after the signal), then waits for the next try: between the TTL
 //! minus one interval and the TTL plus one. So each trial draws two [`Phases`] from a seed:
 //! how long after D's grant the survivors see X (their tries' offset from D's renewals),
