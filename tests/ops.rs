@@ -207,11 +207,7 @@ async fn a_real_prometheus_reads_back_the_stop_call_recording_count() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = voice_bench::process::free_addr().unwrap().port();
     let _prometheus = tokio::process::Command::new(tool("prometheus"))
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(

@@ -194,8 +194,33 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
-/// Returns a free loopback address (bound, then released).
+/// The ports [`free_addr`] picks from: below Linux's default ephemeral range
+/// (`net.ipv4.ip_local_port_range`, 32768–60999), from which the kernel takes the source
+/// port of every outgoing connection and every bind to port 0.
+const LISTEN_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
+/// Returns a free loopback address (bound, then released) for a child server to listen on.
+///
+/// Not port 0's pick: a port the kernel hands out for port 0 comes from the ephemeral
+/// range, and between its release here and the child's bind, one of the thousands of client
+/// connections a figure opens can take it as its source port (the suite's smoke run saw a
+/// gateway exit with "Address already in use"). A random port below that range is taken
+/// only by another `free_addr` that drew the same port in the same moment.
 pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    // A random start (std's hasher keys are random per process and per call), then the
+    // ports after it in turn.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let span = u64::from(LISTEN_PORTS.end - LISTEN_PORTS.start);
+    let start = hasher.finish() % span;
+    for step in 0..span {
+        let offset = u16::try_from((start + step) % span).unwrap_or(0);
+        let port = LISTEN_PORTS.start + offset;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(listener.local_addr()?);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 

@@ -47,9 +47,7 @@ impl Launch {
     /// Serves gRPC and HTTP on one listener, on a port free a moment ago (the gateway takes
     /// two port-0 addresses as two listeners).
     pub fn one_port(mut self) -> Self {
-        let free = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port");
+        let free = voice_bench::process::free_addr().expect("a free loopback port");
         self.grpc = free.to_string();
         self.http = self.grpc.clone();
         self

@@ -24,8 +24,9 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server and waits until it answers PING.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
+        // Below the ephemeral range (see `free_addr`): `restart_empty` binds this port
+        // again, after the client connections of a test could have taken a port-0 pick.
+        let port = voice_bench::process::free_addr()
             .expect("a free loopback port")
             .port();
         let dir = std::env::temp_dir().join(format!("vg-redis-{}-{port}", std::process::id()));
