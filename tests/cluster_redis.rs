@@ -77,6 +77,19 @@ async fn dial(gateway: &TestGateway, user: &str, to: &str) -> String {
         .id
 }
 
+/// `user` hangs the call `id` up on `gateway`.
+async fn hangup(gateway: &TestGateway, user: &str, id: &str) {
+    let hangup = pb::HangupRequest {
+        call_id: id.to_owned(),
+    };
+    gateway
+        .calls()
+        .await
+        .hangup(as_user(user, hangup))
+        .await
+        .unwrap_or_else(|status| panic!("{user} hangs up {id}: {status:?}"));
+}
+
 /// Reads `watch` until the call `id` is released; returns (sequence, epoch, call state) of
 /// every event read.
 async fn until_released(watch: &mut Watch, id: &str) -> Vec<(u64, String, i32)> {
@@ -101,14 +114,7 @@ async fn two_instances_on_redis_number_every_event_alike_under_redis_epoch() {
     let mut on_a = watch_calls(&mut a.calls().await, "agent1").await;
     let mut on_b = watch_calls(&mut b.calls().await, "agent1").await;
     let id = dial(&a, "agent1", "15001").await;
-    let hangup = pb::HangupRequest {
-        call_id: id.clone(),
-    };
-    b.calls()
-        .await
-        .hangup(as_user("agent1", hangup))
-        .await
-        .unwrap();
+    hangup(&b, "agent1", &id).await;
     let seen_on_a = until_released(&mut on_a, &id).await;
     let seen_on_b = until_released(&mut on_b, &id).await;
     assert_eq!(seen_on_a, seen_on_b, "A and B disagree");
@@ -194,14 +200,7 @@ async fn a_graceful_stop_hands_the_user_off_through_redis_at_once() {
     eprintln!("hand-off through Redis after a graceful stop: {took:?}");
     // B owns agent1 now: an operation's events reach B's watcher.
     let id = dial(&b, "agent1", "15001").await;
-    let hangup = pb::HangupRequest {
-        call_id: id.clone(),
-    };
-    b.calls()
-        .await
-        .hangup(as_user("agent1", hangup))
-        .await
-        .unwrap();
+    hangup(&b, "agent1", &id).await;
     let seen = until_released(&mut on_b, &id).await;
     let sequences: Vec<_> = seen.iter().map(|(s, _, _)| *s).collect();
     assert!(

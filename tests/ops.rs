@@ -148,22 +148,8 @@ fn tool(name: &str) -> PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promtool_accepts_the_metrics_after_the_seed_scenario() {
-    let gw = start().await;
-    seed_and_stop_recordings(&gw, 2).await;
-    let text = metrics(&gw).await;
-    for name in voice_gateway::admin::names::METRICS.iter().map(|m| m.0) {
-        // Bridge-mode and cluster-mode metrics appear only in those modes (the cluster's
-        // are checked by the last test of this file).
-        if name.contains("upstream") || name.contains("cluster") {
-            continue;
-        }
-        assert!(
-            text.contains(&format!("# TYPE {name} ")),
-            "{name} is missing from /metrics:\n{text}"
-        );
-    }
+/// Asserts that `promtool check metrics` accepts `text`.
+async fn promtool_check_metrics(text: &str) {
     let mut promtool = tokio::process::Command::new(tool("promtool"))
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -186,6 +172,25 @@ async fn promtool_accepts_the_metrics_after_the_seed_scenario() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_accepts_the_metrics_after_the_seed_scenario() {
+    let gw = start().await;
+    seed_and_stop_recordings(&gw, 2).await;
+    let text = metrics(&gw).await;
+    for name in voice_gateway::admin::names::METRICS.iter().map(|m| m.0) {
+        // Bridge-mode and cluster-mode metrics appear only in those modes (the cluster's
+        // are checked by the last test of this file).
+        if name.contains("upstream") || name.contains("cluster") {
+            continue;
+        }
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} is missing from /metrics:\n{text}"
+        );
+    }
+    promtool_check_metrics(&text).await;
     gw.stop().await;
 }
 
@@ -631,23 +636,5 @@ async fn cluster_metrics_follow_the_leases_the_log_and_the_engine() {
         "a counter never goes back: {text}"
     );
 
-    let mut promtool = tokio::process::Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use tokio::io::AsyncWriteExt as _;
-        let mut stdin = promtool.stdin.take().unwrap();
-        stdin.write_all(text.as_bytes()).await.unwrap();
-    }
-    let out = promtool.wait_with_output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check_metrics(&text).await;
 }

@@ -17,7 +17,6 @@ use voice_gateway::upstream::bayeux::ConnectionType;
 use crate::figures::{Bench, RunningGateway, reset_recording};
 use crate::grpc_load::recording_requests;
 use crate::paced_load::{self, CallPlan, PacedResult, PacedShape};
-use crate::process::{Server, free_addr};
 use crate::report::Row;
 use crate::setup::{EstablishedCall, as_agent, basic_auth, phone, user};
 
@@ -111,7 +110,6 @@ impl Bench {
     /// Starts B: the gateway with `--upstream http://<upstream>` and its own listeners, on
     /// the demo configuration with the plan's `upstream.transport`.
     fn spawn_bridge(&self, upstream: std::net::SocketAddr) -> anyhow::Result<RunningGateway> {
-        let (grpc, http) = (free_addr()?, free_addr()?);
         let transport = self.plan.bridge.transport;
         let config = self.work.join(format!("bridge-{transport}.toml"));
         std::fs::write(
@@ -122,33 +120,16 @@ impl Bench {
             ),
         )
         .with_context(|| format!("cannot write {}", config.display()))?;
-        let mut args = self.gateway.prefix.clone();
-        args.extend([
-            "--config".into(),
-            config.display().to_string(),
-            "--grpc-listen".into(),
-            grpc.to_string(),
-            "--http-listen".into(),
-            http.to_string(),
-            "--upstream".into(),
-            format!("http://{upstream}"),
-            "--admin-listen".into(),
-            free_addr()?.to_string(),
-        ]);
-        let mut server = Server::spawn(
+        self.launch_gateway(
             "gateway-bridge",
-            &self.gateway.program,
-            &args,
-            &[("RUST_LOG", "info")],
-            &self.work.join("logs"),
-        )?;
-        let startup = server.wait_listening(&[grpc, http], Duration::from_secs(60))?;
-        Ok(RunningGateway {
-            server,
-            grpc,
-            http,
-            startup,
-        })
+            &[
+                "--config".into(),
+                config.display().to_string(),
+                "--upstream".into(),
+                format!("http://{upstream}"),
+            ],
+            true,
+        )
     }
 
     fn push_bridge_rows(&mut self, rounds: &[Round]) {

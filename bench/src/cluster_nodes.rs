@@ -127,7 +127,6 @@ impl Bench {
         upstream: SocketAddr,
         redis: &RedisProcess,
     ) -> anyhow::Result<RunningGateway> {
-        let (grpc, http) = (free_addr()?, free_addr()?);
         let config = self.work.join("cluster-instance.toml");
         std::fs::write(
             &config,
@@ -139,31 +138,11 @@ impl Bench {
             ),
         )
         .with_context(|| format!("cannot write {}", config.display()))?;
-        let mut args = self.gateway.prefix.clone();
-        args.extend([
-            "--config".into(),
-            config.display().to_string(),
-            "--grpc-listen".into(),
-            grpc.to_string(),
-            "--http-listen".into(),
-            http.to_string(),
-            "--admin-listen".into(),
-            free_addr()?.to_string(),
-        ]);
-        let mut server = Server::spawn(
+        self.launch_gateway(
             name,
-            &self.gateway.program,
-            &args,
-            &[("RUST_LOG", "info")],
-            &self.work.join("logs"),
-        )?;
-        let startup = server.wait_listening(&[grpc, http], Duration::from_secs(60))?;
-        Ok(RunningGateway {
-            server,
-            grpc,
-            http,
-            startup,
-        })
+            &["--config".into(), config.display().to_string()],
+            true,
+        )
     }
 }
 

@@ -145,6 +145,21 @@ impl Bench {
         config: Option<&Path>,
         metrics: bool,
     ) -> anyhow::Result<RunningGateway> {
+        let mut extra = Vec::new();
+        if let Some(config) = config {
+            extra.extend(["--config".into(), config.display().to_string()]);
+        }
+        self.launch_gateway(name, &extra, metrics)
+    }
+
+    /// Starts the gateway binary on listeners of its own (and an admin listener when
+    /// `metrics`), with `extra` arguments, and waits until it accepts connections.
+    pub(crate) fn launch_gateway(
+        &self,
+        name: &str,
+        extra: &[String],
+        metrics: bool,
+    ) -> anyhow::Result<RunningGateway> {
         let (grpc, http) = (free_addr()?, free_addr()?);
         let admin = if metrics {
             free_addr()?.to_string()
@@ -160,9 +175,7 @@ impl Bench {
             "--admin-listen".into(),
             admin,
         ]);
-        if let Some(config) = config {
-            args.extend(["--config".into(), config.display().to_string()]);
-        }
+        args.extend_from_slice(extra);
         let mut server = Server::spawn(
             name,
             &self.gateway.program,
