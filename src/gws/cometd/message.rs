@@ -190,7 +190,11 @@ impl BayeuxReply {
 
     /// Serializes the reply.
     pub fn to_json(&self) -> Arc<str> {
-        Value::Object(self.0.clone()).to_string().into()
+        // The map serializes as the object it holds, without a copy into a `Value`; with
+        // string keys and `Value`s it cannot fail.
+        serde_json::to_string(&self.0)
+            .unwrap_or_else(|_| "{}".to_owned())
+            .into()
     }
 }
 
