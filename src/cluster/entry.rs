@@ -1,9 +1,9 @@
-//! The encoding of one shared-log entry: one core [`Event`] as zlib-deflated JSON, carrying everything
-//! another instance needs to apply it without ever having seen the user: the full
-//! [`UserRef`], the call or device with its `upstream_fields`, the notification type, the
-//! digits, the error's kind, `statusCode` and message, and the owner's commit time (so
-//! every instance renders the same `commit_time`). The sequence is not in the entry: it
-//! is the log's.
+//! The encoding of one shared-log entry: one core [`Event`] as zlib-deflated JSON, carrying
+//! everything another instance needs to apply it without ever having seen the user: the
+//! full [`UserRef`](crate::core::UserRef), the call or device with its `upstream_fields`,
+//! the notification type, the digits, the error's kind, `statusCode` and message, and the
+//! owner's commit time (so every instance renders the same `commit_time`). The sequence is
+//! not in the entry: it is the log's.
 //!
 //! Deflated because the payloads are the engine's memory (`cluster::redis`: about payload +
 //! 80 bytes per entry): call events of 560 to 930 bytes of JSON deflate to 350 to 500
@@ -14,22 +14,23 @@
 //! Inflating stops at [`MAX_ENTRY_JSON`] bytes: an entry is a few KiB of JSON, so more is
 //! refused as unreadable rather than allocated.
 //!
-//! The wire structs here are the cluster's own (the core stays free of serde); each field
-//! of a core type is named once in `from_*`/`to_*` pairs, destructured so that a field
-//! added to the core cannot be forgotten silently.
+//! This file is the entry itself: the event's envelope (its kind, notification or change,
+//! error and commit time), the deflating and the bounded inflating. The snapshots inside it
+//! (user, call, device) have their wire forms in `entry/snapshot.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::country::Country;
 use crate::core::{
-    AgentState, CallEvent, CallId, CallSnapshot, CallState, CallType, CoreError, DeviceChange,
-    DeviceEvent, DeviceOperation, DeviceSnapshot, ErrorEvent, ErrorKind, Event, MonitorKind,
-    MonitorMode, MonitorScope, Monitoring, NotificationType, Operation, Participant,
-    RecordingState, UserData, UserDataValue, UserRef, WorkMode,
+    CallEvent, CoreError, DeviceChange, DeviceEvent, ErrorEvent, ErrorKind, Event,
+    NotificationType, Operation,
 };
+
+mod snapshot;
+
+use snapshot::{CallJson, DeviceJson, UserJson};
 
 /// Why an entry could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -231,300 +232,15 @@ enum EntryJson {
     },
 }
 
-#[derive(Serialize, Deserialize)]
-struct UserJson {
-    name: Arc<str>,
-    contact_center: Arc<str>,
-    phone_number: Arc<str>,
-    device_id: Arc<str>,
-}
-
-impl UserJson {
-    fn from_core(user: &UserRef) -> Self {
-        let UserRef {
-            name,
-            contact_center,
-            phone_number,
-            device_id,
-        } = user.clone();
-        Self {
-            name,
-            contact_center,
-            phone_number,
-            device_id,
-        }
-    }
-
-    fn into_core(self) -> UserRef {
-        UserRef {
-            name: self.name,
-            contact_center: self.contact_center,
-            phone_number: self.phone_number,
-            device_id: self.device_id,
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct CountryJson {
-    name: Arc<str>,
-    code: Arc<str>,
-    calling_code: Arc<str>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ParticipantJson {
-    phone_number: Arc<str>,
-    e164_number: Arc<str>,
-    country: Option<CountryJson>,
-    location: Option<Arc<str>>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum ValueJson {
-    Int(i64),
-    Str(String),
-}
-
-#[derive(Serialize, Deserialize)]
-struct CallJson {
-    id: Arc<str>,
-    conn_id: Arc<str>,
-    state: String,
-    call_type: String,
-    capabilities: Vec<String>,
-    participants: Vec<ParticipantJson>,
-    dnis: Arc<str>,
-    ani: Option<Arc<str>>,
-    user_data: Vec<(String, ValueJson)>,
-    duration_secs: u64,
-    muted: bool,
-    recording_state: Option<String>,
-    supervisor_listening_in: bool,
-    monitored_user_muted: bool,
-    monitoring: bool,
-    parent_call_id: Option<Arc<str>>,
-    user: UserJson,
-    upstream_fields: Option<Arc<str>>,
-}
-
-impl CallJson {
-    fn from_core(call: &CallSnapshot) -> Self {
-        let CallSnapshot {
-            id,
-            conn_id,
-            state,
-            call_type,
-            capabilities,
-            participants,
-            dnis,
-            ani,
-            user_data,
-            duration_secs,
-            muted,
-            recording_state,
-            supervisor_listening_in,
-            monitored_user_muted,
-            monitoring,
-            parent_call_id,
-            user,
-            upstream_fields,
-        } = call;
-        Self {
-            id: id.as_str().into(),
-            conn_id: conn_id.clone(),
-            state: state.as_str().into(),
-            call_type: call_type.as_str().into(),
-            capabilities: capabilities.iter().map(|o| o.as_str().into()).collect(),
-            participants: participants
-                .iter()
-                .map(|p| ParticipantJson {
-                    phone_number: p.phone_number.clone(),
-                    e164_number: p.e164_number.clone(),
-                    country: p.country.as_ref().map(|c| CountryJson {
-                        name: c.name.clone(),
-                        code: c.code.clone(),
-                        calling_code: c.calling_code.clone(),
-                    }),
-                    location: p.location.clone(),
-                })
-                .collect(),
-            dnis: dnis.clone(),
-            ani: ani.clone(),
-            user_data: user_data
-                .pairs()
-                .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        UserDataValue::Int(i) => ValueJson::Int(*i),
-                        UserDataValue::Str(s) => ValueJson::Str(s.clone()),
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-            duration_secs: *duration_secs,
-            muted: *muted,
-            recording_state: recording_state.map(|r| r.as_str().into()),
-            supervisor_listening_in: *supervisor_listening_in,
-            monitored_user_muted: *monitored_user_muted,
-            monitoring: *monitoring,
-            parent_call_id: parent_call_id.as_ref().map(|p| p.as_str().into()),
-            user: UserJson::from_core(user),
-            upstream_fields: upstream_fields.clone(),
-        }
-    }
-
-    fn into_core(self) -> Result<CallSnapshot, EntryError> {
-        Ok(CallSnapshot {
-            id: CallId::new(self.id),
-            conn_id: self.conn_id,
-            state: named(CallState::from_name, &self.state)?,
-            call_type: named(CallType::from_name, &self.call_type)?,
-            capabilities: self
-                .capabilities
-                .iter()
-                .map(|o| named(Operation::from_name, o))
-                .collect::<Result<_, _>>()?,
-            participants: self
-                .participants
-                .into_iter()
-                .map(|p| Participant {
-                    phone_number: p.phone_number,
-                    e164_number: p.e164_number,
-                    country: p.country.map(|c| Country {
-                        name: c.name,
-                        code: c.code,
-                        calling_code: c.calling_code,
-                    }),
-                    location: p.location,
-                })
-                .collect(),
-            dnis: self.dnis,
-            ani: self.ani,
-            user_data: UserData::from_pairs(
-                self.user_data
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            ValueJson::Int(i) => UserDataValue::Int(i),
-                            ValueJson::Str(s) => UserDataValue::Str(s),
-                        };
-                        (k, v)
-                    })
-                    .collect(),
-            ),
-            duration_secs: self.duration_secs,
-            muted: self.muted,
-            recording_state: self
-                .recording_state
-                .as_deref()
-                .map(|r| named(RecordingState::from_name, r))
-                .transpose()?,
-            supervisor_listening_in: self.supervisor_listening_in,
-            monitored_user_muted: self.monitored_user_muted,
-            monitoring: self.monitoring,
-            parent_call_id: self.parent_call_id.map(CallId::new),
-            user: self.user.into_core(),
-            upstream_fields: self.upstream_fields,
-        })
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct MonitoringJson {
-    kind: String,
-    mode: String,
-    scope: String,
-    target: Arc<str>,
-    target_device_id: Arc<str>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct DeviceJson {
-    active: bool,
-    agent_state: String,
-    work_mode: Option<String>,
-    do_not_disturb: bool,
-    forward_to: Option<String>,
-    capabilities: Vec<String>,
-    monitoring: Option<MonitoringJson>,
-    user: UserJson,
-    voice_environment_id: Arc<str>,
-    upstream_fields: Option<Arc<str>>,
-}
-
-impl DeviceJson {
-    fn from_core(device: &DeviceSnapshot) -> Self {
-        let DeviceSnapshot {
-            active,
-            agent_state,
-            work_mode,
-            do_not_disturb,
-            forward_to,
-            capabilities,
-            monitoring,
-            user,
-            voice_environment_id,
-            upstream_fields,
-        } = device;
-        Self {
-            active: *active,
-            agent_state: agent_state.as_str().into(),
-            work_mode: work_mode.map(|w| w.as_str().into()),
-            do_not_disturb: *do_not_disturb,
-            forward_to: forward_to.clone(),
-            capabilities: capabilities.iter().map(|o| o.as_str().into()).collect(),
-            monitoring: monitoring.as_ref().map(|m| MonitoringJson {
-                kind: m.kind.as_str().into(),
-                mode: m.mode.as_str().into(),
-                scope: m.scope.as_str().into(),
-                target: m.target.clone(),
-                target_device_id: m.target_device_id.clone(),
-            }),
-            user: UserJson::from_core(user),
-            voice_environment_id: voice_environment_id.clone(),
-            upstream_fields: upstream_fields.clone(),
-        }
-    }
-
-    fn into_core(self) -> Result<DeviceSnapshot, EntryError> {
-        let monitoring = match self.monitoring {
-            None => None,
-            Some(m) => Some(Monitoring {
-                kind: named(MonitorKind::from_name, &m.kind)?,
-                mode: named(MonitorMode::from_name, &m.mode)?,
-                scope: named(MonitorScope::from_name, &m.scope)?,
-                target: m.target,
-                target_device_id: m.target_device_id,
-            }),
-        };
-        Ok(DeviceSnapshot {
-            active: self.active,
-            agent_state: named(AgentState::from_name, &self.agent_state)?,
-            work_mode: self
-                .work_mode
-                .as_deref()
-                .map(|w| named(WorkMode::from_name, w))
-                .transpose()?,
-            do_not_disturb: self.do_not_disturb,
-            forward_to: self.forward_to,
-            capabilities: self
-                .capabilities
-                .iter()
-                .map(|o| named(DeviceOperation::from_name, o))
-                .collect::<Result<_, _>>()?,
-            monitoring,
-            user: self.user.into_core(),
-            voice_environment_id: self.voice_environment_id,
-            upstream_fields: self.upstream_fields,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::country::Country;
+    use crate::core::{
+        AgentState, CallId, CallSnapshot, CallState, CallType, DeviceOperation, DeviceSnapshot,
+        MonitorKind, MonitorMode, MonitorScope, Monitoring, Participant, RecordingState, UserData,
+        UserDataValue, UserRef, WorkMode,
+    };
 
     fn user() -> UserRef {
         UserRef {

@@ -246,6 +246,8 @@ pub fn connect(config: &ClusterConfig) -> anyhow::Result<Engine> {
                 max_age_ms: config.max_age_ms,
                 connect_timeout_ms: config.connect_timeout_ms,
                 response_timeout_ms: config.response_timeout_ms,
+                // Not a `[cluster]` key: only the engine's tests shorten it.
+                subscriber_ping_ms: redis::DEFAULT_SUBSCRIBER_PING_MS,
             })
             .map_err(|e| anyhow::anyhow!("cluster.url {:?}: {e}", without_password(url)))?;
             let engine = Arc::new(engine);

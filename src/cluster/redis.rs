@@ -52,8 +52,9 @@
 //!   epoch and trimming.
 //! - **Release notifications**: each [`LeaseTable::releases`](super::LeaseTable::releases)
 //!   stream (one per instance) holds one subscriber connection of its own, connected
-//!   within `connect_timeout_ms`, subscribed and pinged every [`SUBSCRIBER_PING`] within
-//!   `response_timeout_ms`, and connected again (pauses of [`MIN_RESUBSCRIBE_PAUSE`] up to
+//!   within `connect_timeout_ms`, subscribed, pinged when idle for
+//!   [`RedisConfig::subscriber_ping_ms`] (5 s by default) with `response_timeout_ms` for
+//!   the answer, and connected again (pauses of [`MIN_RESUBSCRIBE_PAUSE`] up to
 //!   [`MAX_RESUBSCRIBE_PAUSE`]) when it drops, for a Redis restart, or fails a bound. A
 //!   release published while it was not subscribed is lost (pub/sub keeps nothing): the
 //!   instances waiting for that user take it at their periodic try, as before. At most
@@ -95,13 +96,11 @@ mod sessions;
 use leases::lease_value;
 use scripts::{Keys, Scripts};
 
-pub use releases::{
-    MAX_RESUBSCRIBE_PAUSE, MIN_RESUBSCRIBE_PAUSE, RELEASES_BUFFER, SUBSCRIBER_PING,
-};
+pub use releases::{MAX_RESUBSCRIBE_PAUSE, MIN_RESUBSCRIBE_PAUSE, RELEASES_BUFFER};
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_AGE_MS, DEFAULT_MAX_LEN, DEFAULT_PREFIX,
-    DEFAULT_RESPONSE_TIMEOUT_MS, DEFAULT_URL, RedisConfig,
+    DEFAULT_RESPONSE_TIMEOUT_MS, DEFAULT_SUBSCRIBER_PING_MS, DEFAULT_URL, RedisConfig,
 };
 
 /// How many idle blocking-read connections are kept for the next waiting reader; more are

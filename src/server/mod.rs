@@ -13,7 +13,7 @@
 //!   another instance.
 //! - **Requests in flight** (`server.max_requests` per listener,
 //!   `server.max_requests_per_connection`): see [`crate::shed`]. Each connection's service
-//!   takes the slots when hyper hands it a request ([`Admitting`]), and the caller's
+//!   takes the slots when hyper hands it a request (`Admitting`), and the caller's
 //!   [`Admission`] says which requests count and renders a refusal.
 //! - **HTTP/2**: `SETTINGS_MAX_CONCURRENT_STREAMS`, keep-alive pings with a timeout, and a
 //!   maximum connection age after which the connection gets a GOAWAY, then a grace.

@@ -16,8 +16,12 @@ pub const DEFAULT_MAX_AGE_MS: u64 = 3_600_000;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 500;
 /// The default bound on Redis answering one command.
 pub const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 500;
+/// The default idle time after which a release subscriber pings Redis: 5 s (a connection
+/// that died silently is then found within 5 s plus the response timeout).
+pub const DEFAULT_SUBSCRIBER_PING_MS: u64 = 5_000;
 
-/// The Redis engine's settings (`[cluster]` in the gateway's configuration).
+/// The Redis engine's settings: the `[cluster]` keys of the gateway's configuration, and
+/// `subscriber_ping_ms`, which the gateway leaves at its default (tests shorten it).
 ///
 /// | field | meaning | default |
 /// |---|---|---|
@@ -27,6 +31,7 @@ pub const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 500;
 /// | `max_age_ms` | age after which an entry is dropped (0: never) | [`DEFAULT_MAX_AGE_MS`] |
 /// | `connect_timeout_ms` | bound on opening a connection | [`DEFAULT_CONNECT_TIMEOUT_MS`] |
 /// | `response_timeout_ms` | bound on one command's answer | [`DEFAULT_RESPONSE_TIMEOUT_MS`] |
+/// | `subscriber_ping_ms` | idle time after which a release subscriber pings Redis | [`DEFAULT_SUBSCRIBER_PING_MS`] |
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
@@ -43,6 +48,9 @@ pub struct RedisConfig {
     pub connect_timeout_ms: u64,
     /// The bound on one command's answer, in milliseconds.
     pub response_timeout_ms: u64,
+    /// The idle time after which a release subscriber checks its connection with a
+    /// `PING`, in milliseconds (see `redis/releases.rs`).
+    pub subscriber_ping_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -54,6 +62,7 @@ impl Default for RedisConfig {
             max_age_ms: DEFAULT_MAX_AGE_MS,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             response_timeout_ms: DEFAULT_RESPONSE_TIMEOUT_MS,
+            subscriber_ping_ms: DEFAULT_SUBSCRIBER_PING_MS,
         }
     }
 }
@@ -73,6 +82,11 @@ impl RedisConfig {
 
     pub(super) fn response_timeout(&self) -> Duration {
         Duration::from_millis(self.response_timeout_ms.max(1))
+    }
+
+    pub(super) fn subscriber_ping(&self) -> Duration {
+        // At least 1 ms: a zero period would make the ping's interval panic.
+        Duration::from_millis(self.subscriber_ping_ms.max(1))
     }
 }
 

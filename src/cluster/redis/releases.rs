@@ -10,9 +10,10 @@
 //!   restart), the task connects again after a pause that doubles from
 //!   [`MIN_RESUBSCRIBE_PAUSE`] to [`MAX_RESUBSCRIBE_PAUSE`]. Releases published meanwhile
 //!   are lost (Redis keeps no pub/sub history).
-//! - **Silence**: an idle subscriber pings Redis every [`SUBSCRIBER_PING`], so a connection
-//!   that died without a word (a partition) is found and replaced within that period plus
-//!   the response timeout.
+//! - **Silence**: a subscriber idle for `subscriber_ping_ms`
+//!   ([`DEFAULT_SUBSCRIBER_PING_MS`](super::DEFAULT_SUBSCRIBER_PING_MS), 5 s) pings Redis, so
+//!   a connection that died without a word (a partition, a paused Redis) is found and
+//!   replaced within that period plus the response timeout.
 //! - **Memory**: at most [`RELEASES_BUFFER`] users wait for the stream's reader; further
 //!   releases are dropped until it reads (redis' own queue between the connection and this
 //!   task is emptied at once).
@@ -33,8 +34,6 @@ use crate::cluster::{EngineError, Releases};
 
 /// Releases buffered for one stream's reader; further ones are dropped until it reads.
 pub const RELEASES_BUFFER: usize = 4_096;
-/// How often a subscriber checks its connection with a `PING`.
-pub const SUBSCRIBER_PING: Duration = Duration::from_secs(5);
 /// The first pause before a subscriber connects again.
 pub const MIN_RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(50);
 /// The longest pause before a subscriber connects again.
@@ -49,6 +48,7 @@ impl RedisEngine {
             channel: self.keys.released.clone(),
             connect_timeout: self.config.connect_timeout(),
             response_timeout: self.config.response_timeout(),
+            ping_after: self.config.subscriber_ping(),
         };
         tokio::spawn(subscriber.run(sender));
         Box::pin(ReceiverStream::new(receiver))
@@ -61,6 +61,8 @@ struct Subscriber {
     channel: String,
     connect_timeout: Duration,
     response_timeout: Duration,
+    /// The idle time after which the connection is checked with a `PING`.
+    ping_after: Duration,
 }
 
 impl Subscriber {
@@ -125,8 +127,8 @@ impl Subscriber {
         mut messages: PubSubStream,
         sender: &mpsc::Sender<String>,
     ) -> EngineError {
-        let start = tokio::time::Instant::now() + SUBSCRIBER_PING;
-        let mut ping = tokio::time::interval_at(start, SUBSCRIBER_PING);
+        let start = tokio::time::Instant::now() + self.ping_after;
+        let mut ping = tokio::time::interval_at(start, self.ping_after);
         loop {
             tokio::select! {
                 message = messages.next() => {
