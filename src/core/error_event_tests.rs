@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::backend::embedded::EmbeddedSwitch;
 use crate::config::Config;
+use crate::core::port::SwitchEvent;
 
 const BUSY: &str = "9165550486";
 const UNREACHABLE: &str = "9165550404";

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::backend::embedded::EmbeddedSwitch;
 use crate::config::Config;
+use crate::core::port::SwitchEvent;
 
 fn core() -> (CallControl, mpsc::UnboundedReceiver<SwitchEvent>) {
     let config = Config::demo();

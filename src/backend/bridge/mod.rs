@@ -35,133 +35,41 @@
 //!   (`ownership.rs`), and only the holder publishes what a `/me` re-read lists; every other
 //!   part (sign-in, operations through the instance's own `JSESSIONID`) is unchanged. The
 //!   upstream counts as unavailable (health, fail-fast) while the engine is.
+//!
+//! Layout: this module holds the bridge, its sessions, its availability and the port;
+//! `config` the `[upstream]` table; `sign_in` the sign-in and re-read of a user;
+//! `requests` the REST calls to the upstream; `notifications` a session's CometD client;
+//! `ownership` the lease loop of cluster mode.
 
+mod config;
 pub mod convert;
 mod notifications;
 mod ownership;
+mod requests;
+mod sign_in;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
-use serde::Deserialize;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::node::ClusterNode;
 use crate::core::port::{PortFuture, SharedEvents, Upstream};
 use crate::core::{
-    CallControl, CallId, CallOperation, CoreError, CoreResult, DeviceRequest, DialRequest,
-    ErrorKind, User, invalid_password,
+    CallControl, CallId, CallOperation, CoreError, CoreResult, DeviceRequest, DialRequest, User,
 };
-use crate::upstream::bayeux::{BayeuxOptions, ConnectionType};
-use convert::UpstreamRequest;
+use crate::upstream::bayeux::BayeuxOptions;
 
-/// Default wait for the upstream's notification of an operation, in milliseconds.
-pub const DEFAULT_REPLY_WAIT_MS: u64 = 2_000;
-/// Default connect timeout toward the upstream, in milliseconds.
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
-/// Default timeout of one upstream request (not long-polls), in milliseconds.
-pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5_000;
-/// Default period of the availability probe while the upstream is down, in milliseconds.
-pub const DEFAULT_PROBE_INTERVAL_MS: u64 = 500;
-/// Default number of upstream sessions open at once.
-pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
-/// Default idle time after which an upstream session is closed, in seconds.
-pub const DEFAULT_IDLE_SESSION_S: u64 = 8 * 3600;
-/// The contact center upstream users belong to when the upstream names none.
-pub const DEFAULT_CONTACT_CENTER: &str = "demo";
+pub use config::{
+    DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_CONTACT_CENTER, DEFAULT_IDLE_SESSION_S,
+    DEFAULT_MAX_SESSIONS, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_REPLY_WAIT_MS,
+    DEFAULT_REQUEST_TIMEOUT_MS, UpstreamConfig,
+};
+
 /// The upstream's session cookie.
 const SESSION_COOKIE: &str = "JSESSIONID";
-
-/// The `[upstream]` table of the configuration: bridge mode when `url` is set.
-///
-/// | key | meaning | default |
-/// |---|---|---|
-/// | `url` | the upstream GWS, `http://` or `https://` (`--upstream`) | none: embedded switch |
-/// | `ca_file` | PEM file of extra CA certificates trusted for `https://` (besides the system's) | none |
-/// | `contact_center` | contact center of upstream users whose `/me` names none | [`DEFAULT_CONTACT_CENTER`] |
-/// | `reply_wait_ms` | wait for the notification of an operation before a gRPC reply | [`DEFAULT_REPLY_WAIT_MS`] |
-/// | `connect_timeout_ms` | TCP/TLS connect timeout | [`DEFAULT_CONNECT_TIMEOUT_MS`] |
-/// | `request_timeout_ms` | timeout of one request (not long-polls) | [`DEFAULT_REQUEST_TIMEOUT_MS`] |
-/// | `probe_interval_ms` | availability probe period while the upstream is down | [`DEFAULT_PROBE_INTERVAL_MS`] |
-/// | `max_sessions` | upstream sessions (users) open at once | [`DEFAULT_MAX_SESSIONS`] |
-/// | `idle_session_s` | an upstream session unused this long is closed | [`DEFAULT_IDLE_SESSION_S`] |
-/// | `transport` | how each session's CometD connects reach the upstream: `"long-polling"`, or `"websocket"` (one socket per session, one frame per notification; long-polling when the upstream does not offer it) | `"long-polling"`, the only transport GWS 8.5 supports |
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UpstreamConfig {
-    /// The upstream GWS base URL.
-    pub url: Option<String>,
-    /// Extra CA certificates (PEM).
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Contact center of upstream users.
-    pub contact_center: String,
-    /// Wait for an operation's notification, in milliseconds.
-    pub reply_wait_ms: u64,
-    /// Connect timeout, in milliseconds.
-    pub connect_timeout_ms: u64,
-    /// Request timeout, in milliseconds.
-    pub request_timeout_ms: u64,
-    /// Probe period, in milliseconds.
-    pub probe_interval_ms: u64,
-    /// Sessions open at once.
-    pub max_sessions: usize,
-    /// Idle session lifetime, in seconds.
-    pub idle_session_s: u64,
-    /// The upstream CometD transport.
-    pub transport: ConnectionType,
-}
-
-impl Default for UpstreamConfig {
-    fn default() -> Self {
-        Self {
-            url: None,
-            ca_file: None,
-            contact_center: DEFAULT_CONTACT_CENTER.into(),
-            reply_wait_ms: DEFAULT_REPLY_WAIT_MS,
-            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
-            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
-            probe_interval_ms: DEFAULT_PROBE_INTERVAL_MS,
-            max_sessions: DEFAULT_MAX_SESSIONS,
-            idle_session_s: DEFAULT_IDLE_SESSION_S,
-            transport: ConnectionType::LongPolling,
-        }
-    }
-}
-
-impl UpstreamConfig {
-    /// Checks the URL and the bounds; names the key at fault.
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(url) = &self.url {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| format!("upstream.url {url:?} is not a URL: {e}"))?;
-            if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
-                return Err(format!(
-                    "upstream.url {url:?} must be http://host[:port] or https://host[:port]"
-                ));
-            }
-        }
-        for (key, value) in [
-            ("upstream.connect_timeout_ms", self.connect_timeout_ms),
-            ("upstream.request_timeout_ms", self.request_timeout_ms),
-            ("upstream.probe_interval_ms", self.probe_interval_ms),
-            ("upstream.max_sessions", self.max_sessions as u64),
-        ] {
-            if value == 0 {
-                return Err(format!("{key} must be above 0"));
-            }
-        }
-        Ok(())
-    }
-
-    /// Returns the wait for an operation's notification.
-    pub fn reply_wait(&self) -> Duration {
-        Duration::from_millis(self.reply_wait_ms)
-    }
-}
 
 /// One user's upstream session.
 #[derive(Debug)]
@@ -357,209 +265,6 @@ impl GwsBridge {
         session.touch();
         Ok(session)
     }
-
-    /// `GET /api/v2/me?subresources=*`, with Basic credentials or a session cookie.
-    async fn read_me(
-        &self,
-        basic: Option<(&str, &str)>,
-        cookie: Option<&str>,
-    ) -> CoreResult<(Value, Option<String>)> {
-        let mut request = self
-            .http
-            .get(format!("{}/api/v2/me?subresources=*", self.base));
-        if let Some((user, password)) = basic {
-            request = request.basic_auth(user, Some(password));
-        }
-        if let Some(cookie) = cookie {
-            request = request.header(
-                reqwest::header::COOKIE,
-                format!("{SESSION_COOKIE}={cookie}"),
-            );
-        }
-        let reply = send_timed(request)
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        self.set_available(true);
-        let set_cookie = reply
-            .cookies()
-            .find(|c| c.name() == SESSION_COOKIE)
-            .map(|c| c.value().to_owned());
-        let status = reply.status();
-        let body: Value = reply.json().await.unwrap_or(Value::Null);
-        if status == StatusCode::UNAUTHORIZED {
-            return Err(invalid_password());
-        }
-        check(status, &body)?;
-        Ok((body, set_cookie))
-    }
-
-    /// Signs a user in: checks the credentials upstream, learns the user, opens or renews
-    /// the session, and mirrors the user's calls and device.
-    async fn sign_in_user(self: &Arc<Self>, name: &str, password: &str) -> CoreResult<Arc<User>> {
-        let core = self.core()?;
-        let existing = lock(&self.sessions).get(name).cloned();
-        if existing.is_none() && lock(&self.sessions).len() >= self.config.max_sessions {
-            return Err(CoreError::Busy {
-                what: "the upstream session table",
-                retry_after: Duration::from_secs(5),
-            });
-        }
-        let (body, cookie) = self.read_me(Some((name, password)), None).await?;
-        let me = convert::me(&body, &self.config.contact_center).ok_or_else(|| {
-            CoreError::PermissionDenied(format!(
-                "upstream user {name} has no device with a phone number: it cannot take calls here"
-            ))
-        })?;
-        let cookie = cookie.ok_or_else(|| {
-            CoreError::Unavailable("the upstream set no JSESSIONID cookie".into())
-        })?;
-        core.directory().learn(me.user.clone(), me.center.clone());
-        let user = core
-            .directory()
-            .user(name)
-            .ok_or_else(|| CoreError::Internal(format!("user {name} was not learnt")))?;
-        let session = match existing {
-            Some(session) if session.password == password => {
-                *lock(&session.cookie) = cookie;
-                session.touch();
-                session
-            }
-            other => {
-                if let Some(old) = other {
-                    old.stop.cancel();
-                }
-                let session = Arc::new(Session {
-                    user: user.clone(),
-                    cookie: Mutex::new(cookie),
-                    password: password.to_owned(),
-                    last_used: Mutex::new(Instant::now()),
-                    stop: self.shutdown.child_token(),
-                    subscribed: tokio::sync::watch::Sender::new(false),
-                });
-                lock(&self.sessions).insert(user.name.clone(), session.clone());
-                self.start_session(&session);
-                session
-            }
-        };
-        self.mirror_me(&core, &session, &me).await;
-        session.subscribed(self.config.reply_wait()).await;
-        Ok(user)
-    }
-
-    /// Starts what runs for a new session: its CometD client, or in cluster mode the
-    /// loop that holds (or waits for) the user's lease and runs the client while it holds
-    /// it.
-    fn start_session(self: &Arc<Self>, session: &Arc<Session>) {
-        match self.cluster.get() {
-            None => {
-                let stop = session.stop.clone();
-                tokio::spawn(notifications::run(self.clone(), session.clone(), stop));
-            }
-            Some(node) => {
-                tokio::spawn(ownership::run(self.clone(), node.clone(), session.clone()));
-            }
-        }
-    }
-
-    /// Mirrors what a `/me` reply lists for the session's user. In cluster mode only the
-    /// user's lease holder publishes it (another instance's attempt is refused and
-    /// dropped: the holder reads the same upstream).
-    async fn mirror_me(&self, core: &CallControl, session: &Session, me: &convert::Me) {
-        let user = session.user.to_ref();
-        if self
-            .cluster
-            .get()
-            .is_some_and(|node| !node.owns(&user.name))
-        {
-            return;
-        }
-        let calls = me
-            .calls
-            .iter()
-            .filter_map(|c| convert::call(c, &user))
-            .collect();
-        let device = me.device.as_ref().and_then(|d| convert::device(d, &user));
-        if let Err(error) = core.mirror_resync(&user.name, calls, device).await {
-            tracing::warn!(user = %user.name, %error, "upstream state not mirrored");
-        }
-    }
-
-    /// Re-reads a user's calls and device after notifications may have been lost.
-    async fn resync(self: &Arc<Self>, session: &Arc<Session>) -> CoreResult<()> {
-        let core = self.core()?;
-        let read = self.read_me(None, Some(&session.cookie())).await;
-        let body = match read {
-            Ok((body, _)) => body,
-            Err(CoreError::Unauthenticated(_)) => {
-                // The upstream forgot the session (a restart): sign in again.
-                self.sign_in_user(&session.user.name, &session.password)
-                    .await?;
-                return Ok(());
-            }
-            Err(error) => return Err(error),
-        };
-        if let Some(me) = convert::me(&body, &self.config.contact_center) {
-            self.mirror_me(&core, session, &me).await;
-        }
-        Ok(())
-    }
-
-    /// Posts an operation with the user's session; signs in again once if the upstream
-    /// forgot the session.
-    async fn post(self: &Arc<Self>, user: &User, request: UpstreamRequest) -> CoreResult<()> {
-        let session = self.session(&user.name)?;
-        let mut renewed = false;
-        loop {
-            let post = self
-                .http
-                .post(format!("{}{}", self.base, request.path))
-                .header(
-                    reqwest::header::COOKIE,
-                    format!("{SESSION_COOKIE}={}", session.cookie()),
-                )
-                .json(&request.body);
-            let reply = send_timed(post).await.map_err(|e| self.unreachable(&e))?;
-            self.set_available(true);
-            let status = reply.status();
-            let body: Value = reply.json().await.unwrap_or(Value::Null);
-            if status == StatusCode::UNAUTHORIZED && !renewed {
-                renewed = true;
-                self.sign_in_user(&user.name, &session.password).await?;
-                continue;
-            }
-            return check(status, &body);
-        }
-    }
-}
-
-/// Reads a GWS reply: `statusCode` 0 is success; anything else is the upstream's refusal,
-/// classed by its HTTP status as embedded mode pairs them (spec §3.2).
-fn check(status: StatusCode, body: &Value) -> CoreResult<()> {
-    let code = body
-        .get("statusCode")
-        .and_then(Value::as_u64)
-        .and_then(|c| u32::try_from(c).ok());
-    if status.is_success() && code == Some(0) {
-        return Ok(());
-    }
-    let message = body
-        .get("statusMessage")
-        .and_then(Value::as_str)
-        .map_or_else(|| format!("upstream answered HTTP {status}"), str::to_owned);
-    let kind = match status {
-        StatusCode::UNAUTHORIZED => ErrorKind::Unauthenticated,
-        StatusCode::FORBIDDEN => ErrorKind::PermissionDenied,
-        StatusCode::NOT_FOUND => ErrorKind::NotFound,
-        StatusCode::CONFLICT => ErrorKind::FailedPrecondition,
-        StatusCode::TOO_MANY_REQUESTS => ErrorKind::ResourceExhausted,
-        s if s.is_server_error() => ErrorKind::Unavailable,
-        _ => code.map_or(ErrorKind::Internal, convert::error_kind),
-    };
-    Err(CoreError::Upstream {
-        kind,
-        status_code: code.unwrap_or(4),
-        message,
-    })
 }
 
 /// The bridge as the core's port: operations from the fronts, through one user's session.
@@ -612,16 +317,4 @@ impl Upstream for GwsPort {
                 .get()
                 .is_none_or(|node| SharedEvents::is_available(&**node))
     }
-}
-
-/// Sends a request to the upstream, timing it into
-/// [`crate::admin::names::UPSTREAM_REQUEST_DURATION`] by outcome (`ok`: any HTTP answer,
-/// `error`: none).
-async fn send_timed(request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
-    let start = std::time::Instant::now();
-    let reply = request.send().await;
-    let outcome = if reply.is_ok() { "ok" } else { "error" };
-    metrics::histogram!(crate::admin::names::UPSTREAM_REQUEST_DURATION, "outcome" => outcome)
-        .record(start.elapsed());
-    reply
 }
