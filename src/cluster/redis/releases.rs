@@ -1,7 +1,8 @@
 //! Release notifications on Redis: the release script `PUBLISH`es the user on
-//! `{prefix}released` when it deleted the lease, and each [`LeaseTable::releases`] stream
-//! is one subscriber connection (RESP2 pub/sub, outside the shared connection: a
-//! subscribed connection takes no other command) run by its own task.
+//! `{prefix}released` when it deleted the lease, and each
+//! [`LeaseTable::releases`](crate::cluster::LeaseTable::releases) stream is one subscriber
+//! connection (RESP2 pub/sub, outside the shared connection: a subscribed connection takes
+//! no other command) run by its own task.
 //!
 //! Bounds, and what happens at each (a notification is a hint: a missed one costs the
 //! waiter its periodic try, nothing else):

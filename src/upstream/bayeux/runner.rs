@@ -1,4 +1,4 @@
-//! The task behind a [`BayeuxClient`](super::BayeuxClient): handshake, subscribe, the
+//! The task behind a [`BayeuxClient`]: handshake, subscribe, the
 //! connect loop, and what each failure leads to (the policy in the parent module's docs).
 //!
 //! Every wait (a request, a backoff, a full consumer queue) also watches the stop token

@@ -12,7 +12,7 @@
 //!   (400/2) rather than guessed at.
 //! - ListenIn, Coach and BargeIn name the monitored device with `targetDeviceUri` (an
 //!   absolute URI, a `/devices/{id}` path or a bare id; see
-//!   [`device_id_from_uri`](super::device_id_from_uri)) or, when it is absent, with
+//!   [`device_id_from_uri`]) or, when it is absent, with
 //!   `phoneNumber`. When both are given, `targetDeviceUri` names the target, as GWS clients
 //!   send the monitored number alongside it. Neither is 400/1 for `targetDeviceUri`.
 //! - `supervisorMonitoringScope` is `Agent` or `Call` (default Call),
