@@ -9,6 +9,13 @@
 //! The requests are figure 1's and figure 2's: Start/StopCallRecording in turn on one
 //! established call per slot with Basic credentials (the gateway, with figure 1's
 //! WatchCalls streams open), or the bare RPC / bare JSON handler with the same headers.
+//!
+//! `gateway-cometd` counts figure 3 against Faye's unit, a delivered CometD message: figure
+//! 1's gRPC operations with a long-polling session (one HTTP/1.1 connection each, the
+//! figure's client) held by both parties of every call, so each operation delivers two
+//! messages; the run checks that they all arrived. Its count less a `gateway-grpc` count
+//! without watchers (`--watchers 0`), over twice the requests, is what a message's
+//! long-poll cycle costs beyond its operation.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +27,8 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::cometd::{Flavor, SessionFleet};
+use crate::driver::SendTimes;
 use crate::grpc_load::{self, SlotPlan, grpc_frame};
 use crate::setup::{self, EstablishedCall, basic_auth};
 use crate::watchers::WatchFleet;
@@ -35,6 +44,9 @@ pub enum Target {
     BareTonic,
     /// The bare axum baseline.
     BareAxum,
+    /// The gateway's gRPC listener, with a CometD long-poll session per party on its HTTP
+    /// listener (figure 3 against Faye).
+    GatewayCometd,
 }
 
 /// The shape of a counted run.
@@ -44,7 +56,8 @@ pub struct CountShape {
     pub target: Target,
     /// Its listener (the gRPC one for the gateway, which also serves the set-up calls).
     pub addr: SocketAddr,
-    /// The gateway's HTTP listener (for [`Target::GatewayJson`]).
+    /// The gateway's HTTP listener (for [`Target::GatewayJson`] and
+    /// [`Target::GatewayCometd`]).
     pub http: Option<SocketAddr>,
     /// Connections.
     pub connections: usize,
@@ -66,10 +79,15 @@ pub struct CountShape {
 /// Runs the counted load; returns the measured requests that succeeded.
 pub async fn run(shape: CountShape) -> anyhow::Result<u64> {
     let slots = match shape.target {
-        Target::GatewayGrpc | Target::BareTonic => shape.connections * shape.in_flight,
+        Target::GatewayGrpc | Target::BareTonic | Target::GatewayCometd => {
+            shape.connections * shape.in_flight
+        }
         Target::GatewayJson | Target::BareAxum => shape.connections,
     };
-    let gateway = matches!(shape.target, Target::GatewayGrpc | Target::GatewayJson);
+    let gateway = matches!(
+        shape.target,
+        Target::GatewayGrpc | Target::GatewayJson | Target::GatewayCometd
+    );
     let grpc_url = format!("http://{}", shape.addr);
     let calls = if gateway {
         setup::establish_calls(&grpc_url, slots).await?
@@ -87,11 +105,23 @@ pub async fn run(shape: CountShape) -> anyhow::Result<u64> {
     } else {
         None
     };
+    // Both parties of every call (agents 2k and 2k + 1), as figure 3 against Faye.
+    let sessions = if shape.target == Target::GatewayCometd {
+        let http = shape.http.context("--http is required")?;
+        let flavor = Flavor::Gateway(SendTimes::default());
+        Some(SessionFleet::open(http, 0..2 * slots, flavor).await?)
+    } else {
+        None
+    };
     let plans = plans(shape.target, &calls);
     let per_slot = shape.requests.div_ceil(slots).next_multiple_of(2);
     let warmup = shape.warmup_per_slot.next_multiple_of(2);
     let ok = match shape.target {
         Target::GatewayGrpc | Target::BareTonic => grpc(&shape, &plans, warmup, per_slot).await?,
+        Target::GatewayCometd => {
+            let sessions = sessions.as_ref().context("no sessions")?;
+            grpc_delivering(&shape, &plans, warmup, per_slot, sessions).await?
+        }
         Target::GatewayJson | Target::BareAxum => {
             let addr = match shape.target {
                 Target::GatewayJson => shape.http.context("--http is required")?,
@@ -100,6 +130,18 @@ pub async fn run(shape: CountShape) -> anyhow::Result<u64> {
             json(&shape, addr, &plans, warmup, per_slot).await?
         }
     };
+    if let Some(sessions) = sessions {
+        let seen = sessions.close().await?;
+        eprintln!(
+            "count: CometD sessions received {} messages, {} failed",
+            seen.all_messages, seen.failed
+        );
+        anyhow::ensure!(
+            seen.failed == 0,
+            "a CometD session failed: {:?}",
+            seen.first_error
+        );
+    }
     if let Some(fleet) = fleet {
         let watched = fleet.close().await?;
         eprintln!(
@@ -118,7 +160,7 @@ fn plans(target: Target, calls: &[EstablishedCall]) -> Vec<SlotPlan> {
             let start = Bytes::from_static(br#"{"operationName":"StartCallRecording"}"#);
             let stop = Bytes::from_static(br#"{"operationName":"StopCallRecording"}"#);
             let requests = match target {
-                Target::GatewayGrpc => grpc_load::recording_requests(&c.id),
+                Target::GatewayGrpc | Target::GatewayCometd => grpc_load::recording_requests(&c.id),
                 Target::BareTonic => vec![(
                     crate::servers::BARE_PATH.into(),
                     grpc_frame(&crate::servers::pb::EmptyRequest {}),
@@ -213,6 +255,48 @@ async fn grpc(
         }
     })
     .await
+}
+
+/// The gRPC operations of [`Target::GatewayCometd`]: the measured requests counted by the
+/// sessions, which must receive two messages per operation before the counters are dumped
+/// (`after` then covers each delivery and the connect that follows it).
+async fn grpc_delivering(
+    shape: &CountShape,
+    plans: &[SlotPlan],
+    warmup: usize,
+    per_slot: usize,
+    sessions: &SessionFleet,
+) -> anyhow::Result<u64> {
+    let quiet = CountShape {
+        before: None,
+        after: None,
+        ..shape.clone()
+    };
+    grpc(&quiet, plans, warmup, 0).await?;
+    hook(shape.before.as_ref()).await?;
+    sessions.reset_window();
+    sessions.set_recording(true);
+    let began = Instant::now();
+    let ok = grpc(&quiet, plans, 0, per_slot).await?;
+    let expected = 2 * ok;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sessions.window().await.0 < expected {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {expected} CometD messages arrived",
+            sessions.window().await.0
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "count: {ok} requests, {expected} CometD messages in {:?}",
+        began.elapsed()
+    );
+    // The clients' next connects after the last deliveries.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hook(shape.after.as_ref()).await?;
+    sessions.set_recording(false);
+    Ok(ok)
 }
 
 async fn json(

@@ -94,17 +94,18 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
-    /// Sends a fixed number of figure 1 or 2 requests to a running server (for instruction
-    /// counts: run the server under callgrind, zero its counters with `--before`, dump
-    /// them with `--after`).
+    /// Sends a fixed number of figure 1 or 2 requests to a running server, or figure 1's
+    /// operations to CometD sessions that must receive their messages (figure 3 against
+    /// Faye), for instruction counts: run the server under callgrind, zero its counters
+    /// with `--before`, dump them with `--after`.
     Count {
         /// What the server is.
         #[arg(long, value_enum)]
         target: voice_bench::count::Target,
-        /// Its listener (the gateway's gRPC listener for both gateway targets).
+        /// Its listener (the gateway's gRPC listener for every gateway target).
         #[arg(long)]
         addr: SocketAddr,
-        /// The gateway's HTTP listener (target `gateway-json`).
+        /// The gateway's HTTP listener (targets `gateway-json` and `gateway-cometd`).
         #[arg(long)]
         http: Option<SocketAddr>,
         /// Measured requests.
