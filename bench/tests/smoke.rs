@@ -332,3 +332,70 @@ fn figure_11_cluster_latency_takeovers_and_redis_memory() {
         report.charts
     );
 }
+
+/// `voice-bench count` against a gateway served by the bench binary: each gateway target
+/// sends its requests and, for `gateway-cometd`, sees every operation's two messages
+/// arrive (the command fails otherwise); `--before` and `--after` run around the measured
+/// requests.
+#[test]
+fn count_runs_each_gateway_target() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-smoke-count");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, voice_bench::setup::config_toml(16, "")).unwrap();
+    let grpc = voice_bench::process::free_addr().unwrap();
+    let http = voice_bench::process::free_addr().unwrap();
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_voice-bench"))
+        .args(["gateway", "--grpc-listen", &grpc.to_string()])
+        .args(["--http-listen", &http.to_string()])
+        .arg("--config")
+        .arg(&config)
+        .spawn()
+        .expect("voice-bench gateway starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(http).is_err() || std::net::TcpStream::connect(grpc).is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for target in ["gateway-grpc", "gateway-json", "gateway-cometd"] {
+        let hooks = dir.join(format!("{target}.hooks"));
+        let output = Command::new(env!("CARGO_BIN_EXE_voice-bench"))
+            .args(["count", "--target", target])
+            .args(["--addr", &grpc.to_string(), "--http", &http.to_string()])
+            .args(["--requests", "16", "--connections", "2", "--in-flight", "2"])
+            .args(["--warmup", "2", "--watchers", "2"])
+            .arg("--before")
+            .arg(format!("echo before >> {}", hooks.display()))
+            .arg("--after")
+            .arg(format!("echo after >> {}", hooks.display()))
+            .output()
+            .expect("voice-bench count starts");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "count {target} failed: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "16",
+            "count {target}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&hooks).unwrap(),
+            "before\nafter\n",
+            "count {target}"
+        );
+        if target == "gateway-cometd" {
+            // Four calls, a session per party: the warm-up's 8 operations and the 16
+            // measured ones, two messages each.
+            assert!(
+                stderr.contains("CometD sessions received 48 messages, 0 failed"),
+                "{stderr}"
+            );
+        }
+    }
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+}
