@@ -117,10 +117,8 @@ pub async fn run(shape: CountShape) -> anyhow::Result<u64> {
     let per_slot = shape.requests.div_ceil(slots).next_multiple_of(2);
     let warmup = shape.warmup_per_slot.next_multiple_of(2);
     let ok = match shape.target {
-        Target::GatewayGrpc | Target::BareTonic => grpc(&shape, &plans, warmup, per_slot).await?,
-        Target::GatewayCometd => {
-            let sessions = sessions.as_ref().context("no sessions")?;
-            grpc_delivering(&shape, &plans, warmup, per_slot, sessions).await?
+        Target::GatewayGrpc | Target::BareTonic | Target::GatewayCometd => {
+            grpc(&shape, &plans, warmup, per_slot, sessions.as_ref()).await?
         }
         Target::GatewayJson | Target::BareAxum => {
             let addr = match shape.target {
@@ -189,26 +187,60 @@ async fn hook(command: Option<&String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Warms up, runs `before`, sends the measured requests, pauses so that the watchers'
-/// events go out, runs `after`.
+/// Warms up, runs `before`, sends the measured requests, lets their consequences go out,
+/// runs `after`. With `sessions` ([`Target::GatewayCometd`]) each phase ends once the
+/// sessions received two messages per operation (then a pause for the clients' next
+/// connects); otherwise after a pause in which the watchers' events go out.
 async fn measured<F, Fut>(
     shape: &CountShape,
     warmup: usize,
     per_slot: usize,
+    sessions: Option<&SessionFleet>,
     mut phase: F,
 ) -> anyhow::Result<u64>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<u64>>,
 {
-    phase(warmup).await?;
+    if let Some(sessions) = sessions {
+        sessions.set_recording(true);
+    }
+    let warm = phase(warmup).await?;
+    delivered(sessions, warm).await?;
     hook(shape.before.as_ref()).await?;
     let began = Instant::now();
     let ok = phase(per_slot).await?;
     eprintln!("count: {ok} requests in {:?}", began.elapsed());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    match sessions {
+        Some(sessions) => {
+            delivered(Some(sessions), ok).await?;
+            eprintln!("count: {} CometD messages in {:?}", 2 * ok, began.elapsed());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        None => tokio::time::sleep(Duration::from_secs(2)).await,
+    }
     hook(shape.after.as_ref()).await?;
     Ok(ok)
+}
+
+/// Waits (bounded) until `sessions` received the two messages of each of `operations`,
+/// then starts their count over; at once without sessions.
+async fn delivered(sessions: Option<&SessionFleet>, operations: u64) -> anyhow::Result<()> {
+    let Some(sessions) = sessions else {
+        return Ok(());
+    };
+    let expected = 2 * operations;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sessions.window().await.0 < expected {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {expected} CometD messages arrived",
+            sessions.window().await.0
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sessions.reset_window();
+    Ok(())
 }
 
 async fn grpc(
@@ -216,13 +248,14 @@ async fn grpc(
     plans: &[SlotPlan],
     warmup: usize,
     per_slot: usize,
+    sessions: Option<&SessionFleet>,
 ) -> anyhow::Result<u64> {
     let authority = Arc::<str>::from(shape.addr.to_string());
     let mut senders = Vec::with_capacity(shape.connections);
     for _ in 0..shape.connections {
         senders.push(grpc_load::connect(shape.addr).await?);
     }
-    measured(shape, warmup, per_slot, |count| {
+    measured(shape, warmup, per_slot, sessions, |count| {
         let mut tasks = Vec::new();
         for (c, sender) in senders.iter().enumerate() {
             for m in 0..shape.in_flight {
@@ -257,48 +290,6 @@ async fn grpc(
     .await
 }
 
-/// The gRPC operations of [`Target::GatewayCometd`]: the measured requests counted by the
-/// sessions, which must receive two messages per operation before the counters are dumped
-/// (`after` then covers each delivery and the connect that follows it).
-async fn grpc_delivering(
-    shape: &CountShape,
-    plans: &[SlotPlan],
-    warmup: usize,
-    per_slot: usize,
-    sessions: &SessionFleet,
-) -> anyhow::Result<u64> {
-    let quiet = CountShape {
-        before: None,
-        after: None,
-        ..shape.clone()
-    };
-    grpc(&quiet, plans, warmup, 0).await?;
-    hook(shape.before.as_ref()).await?;
-    sessions.reset_window();
-    sessions.set_recording(true);
-    let began = Instant::now();
-    let ok = grpc(&quiet, plans, 0, per_slot).await?;
-    let expected = 2 * ok;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sessions.window().await.0 < expected {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {} of {expected} CometD messages arrived",
-            sessions.window().await.0
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    eprintln!(
-        "count: {ok} requests, {expected} CometD messages in {:?}",
-        began.elapsed()
-    );
-    // The clients' next connects after the last deliveries.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    hook(shape.after.as_ref()).await?;
-    sessions.set_recording(false);
-    Ok(ok)
-}
-
 async fn json(
     shape: &CountShape,
     addr: SocketAddr,
@@ -320,7 +311,7 @@ async fn json(
     }
     let connections = Arc::new(tokio::sync::Mutex::new(connections));
     let host = addr.to_string();
-    measured(shape, warmup, per_slot, |count| {
+    measured(shape, warmup, per_slot, None, |count| {
         let (connections, host) = (connections.clone(), host.clone());
         let plans = plans.to_vec();
         async move {
