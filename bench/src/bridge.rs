@@ -263,14 +263,15 @@ fn round_counts(name: &str, run: &PacedResult) -> String {
             .map_or_else(|| "?".into(), |ms| format!("{ms:.0}"))
     };
     format!(
-        "{name} {} sent, {} failed, p99 {:.2} ms, machine {} busy, run-queue wait U {} and B {} ms/s",
+        "{name} {} sent, {} failed, p99 {:.2} ms, machine {} busy, run-queue wait U {} and B {} ms/s, {}",
         run.sent,
         run.failed,
         run.latency.p99_ms,
         run.machine_busy
             .map_or_else(|| "?".into(), |b| format!("{:.0} %", b * 100.0)),
         wait(0),
-        wait(1)
+        wait(1),
+        run.steadiness.describe()
     )
 }
 

@@ -16,6 +16,7 @@ use voice_gateway::grpc::pb;
 use voice_gateway::grpc::pb::call_service_client::CallServiceClient;
 
 use crate::bridge::connect;
+use crate::canary::{Canary, Steadiness};
 use crate::cluster_watch::{Noted, Pending, Watchers};
 use crate::grpc_load::Window;
 use crate::paced_load::{machine_jiffies, run_queue_seconds};
@@ -77,6 +78,8 @@ pub struct RunResult {
     pub machine_busy: Option<f64>,
     /// Each server's run-queue wait in the window, ms per second (summed over threads).
     pub run_queue_ms_per_s: Vec<(String, Option<f64>)>,
+    /// How steady the machine was in the window ([`crate::canary`]).
+    pub steadiness: Steadiness,
     /// The first failure.
     pub first_error: Option<String>,
 }
@@ -138,8 +141,9 @@ pub async fn run(
     result.latency = at.on_c.pending.latency();
     result.at_upstream = at.on_u.pending.latency();
     result.reply = reply.summary();
-    let (busy, waits) = readings.await?;
+    let (busy, waits, steadiness) = readings.await?;
     result.machine_busy = busy;
+    result.steadiness = steadiness;
     let seconds = shape.duration.as_secs_f64();
     result.run_queue_ms_per_s = at
         .pids
@@ -152,14 +156,16 @@ pub async fn run(
 
 /// Reads the machine's busy share and each process's run-queue wait (seconds) over the
 /// window.
-async fn contention(window: Window, pids: Vec<u32>) -> (Option<f64>, Vec<Option<f64>>) {
+async fn contention(window: Window, pids: Vec<u32>) -> (Option<f64>, Vec<Option<f64>>, Steadiness) {
     let read = |pids: &[u32]| {
         let waits: Vec<_> = pids.iter().map(|&p| run_queue_seconds(p)).collect();
         (waits, machine_jiffies())
     };
     tokio::time::sleep_until(window.start.into()).await;
     let before = read(&pids);
+    let canary = Canary::start();
     tokio::time::sleep_until(window.end.into()).await;
+    let steadiness = canary.stop_async().await;
     let after = read(&pids);
     let waits = before
         .0
@@ -171,7 +177,7 @@ async fn contention(window: Window, pids: Vec<u32>) -> (Option<f64>, Vec<Option<
         .1
         .zip(after.1)
         .and_then(|((b0, t0), (b1, t1))| (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64));
-    (busy, waits)
+    (busy, waits, steadiness)
 }
 
 /// One call's counts.

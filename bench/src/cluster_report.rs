@@ -159,7 +159,7 @@ fn cluster_note(
                 .collect::<Vec<_>>()
                 .join(", ");
             format!(
-                "{} sent, {} failed, {} without an event at C, {} waited for their call, log {rate:.0} entries/s, at C p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, at U p99 {:.2} ms, machine {} busy, run-queue wait (ms/s) {waits}",
+                "{} sent, {} failed, {} without an event at C, {} waited for their call, log {rate:.0} entries/s, at C p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, at U p99 {:.2} ms, machine {} busy, run-queue wait (ms/s) {waits}, {}",
                 r.sent,
                 r.failed,
                 r.no_event,
@@ -170,6 +170,7 @@ fn cluster_note(
                 r.at_upstream.p99_ms,
                 r.machine_busy
                     .map_or_else(|| "?".into(), |b| format!("{:.0} %", b * 100.0)),
+                r.steadiness.describe(),
             )
         })
         .collect::<Vec<_>>()

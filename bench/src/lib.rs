@@ -35,6 +35,7 @@
 //!   in [`cluster_report`].
 
 pub mod bridge;
+pub mod canary;
 pub mod chaos;
 pub mod charts;
 pub mod cluster;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use voice_gateway::grpc::pb;
 
+use crate::canary::{Canary, Steadiness};
 use crate::figures::Bench;
 use crate::grpc_load::{self, LoadResult, LoadShape, SlotPlan, grpc_frame};
 use crate::overload_load::{self, OverloadCall, OverloadResult, OverloadShape, ProbeResult};
@@ -79,6 +80,8 @@ struct OverloadRun {
     /// Refusals with every slot held and the CPU idle.
     probe: ProbeResult,
     overload_cpu_us: Option<f64>,
+    /// How steady the machine was in the overload's window.
+    steadiness: Steadiness,
 }
 
 impl Bench {
@@ -185,7 +188,7 @@ impl Bench {
             overload_load::run(gw.grpc, shape(rate, plan.warmup, plan.duration), &open_loop)
                 .await?;
         let overload_peak = join(sampler).await?;
-        let cpu = cpu.await?;
+        let (cpu, steadiness) = cpu.await?;
         anyhow::ensure!(
             !stop.is_cancelled(),
             "the gateway passed {} MiB and was killed",
@@ -211,6 +214,7 @@ impl Bench {
             after_kib,
             probe,
             overload_cpu_us,
+            steadiness,
         });
         Ok(())
     }
@@ -365,7 +369,7 @@ fn overload_note(plan: &OverloadPlan, run: &OverloadRun) -> String {
         format!("; gateway CPU {us:.1} µs per call sent")
     });
     format!(
-        "Figure 10: the gateway with `server.max_requests = {}` (the default is {}) and the other `[server]` bounds at their defaults; {} established calls read with GetCall by their callers. Closed loop, {} conns × {} streams, {:?} after {:?} warm-up: {:.0} req/s (p99 {:.2} ms); the open-loop ramp from half that, {:?} per step after {:?}, ×{} each, until a step accepts less than {:.0}% more calls per second than the best before it: {}. Overload: {:.0} calls/s offered over {} HTTP/2 connections for {:?} after {:?} warm-up: {} due, {} sent ({:.0}/s), {} dropped by the client (a connection held {} calls), {} accepted, {} refused, {} other{}; the pacer handed out calls at most {:.2} ms late at p99{}.",
+        "Figure 10: the gateway with `server.max_requests = {}` (the default is {}) and the other `[server]` bounds at their defaults; {} established calls read with GetCall by their callers. Closed loop, {} conns × {} streams, {:?} after {:?} warm-up: {:.0} req/s (p99 {:.2} ms); the open-loop ramp from half that, {:?} per step after {:?}, ×{} each, until a step accepts less than {:.0}% more calls per second than the best before it: {}. Overload: {:.0} calls/s offered over {} HTTP/2 connections for {:?} after {:?} warm-up: {} due, {} sent ({:.0}/s), {} dropped by the client (a connection held {} calls), {} accepted, {} refused, {} other{}; the pacer handed out calls at most {:.2} ms late at p99{}; in the overload's window, {}.",
         plan.saturation.connections * plan.saturation.in_flight,
         voice_gateway::server::config::DEFAULT_MAX_REQUESTS,
         plan.calls,
@@ -397,7 +401,8 @@ fn overload_note(plan: &OverloadPlan, run: &OverloadRun) -> String {
             .map(|e| format!(" (first: {e})"))
             .unwrap_or_default(),
         over.lag.p99_ms,
-        cpu
+        cpu,
+        run.steadiness.describe()
     )
 }
 
@@ -409,11 +414,18 @@ async fn join(sampler: std::thread::JoinHandle<anyhow::Result<Peaks>>) -> anyhow
 }
 
 /// Returns the CPU seconds process `pid` used in the window that starts `warmup` from now
-/// (plus the load generator's lead-in) and lasts `duration`.
-async fn cpu_in_window(pid: u32, warmup: Duration, duration: Duration) -> Option<f64> {
+/// (plus the load generator's lead-in) and lasts `duration`, and how steady the machine
+/// was meanwhile.
+async fn cpu_in_window(
+    pid: u32,
+    warmup: Duration,
+    duration: Duration,
+) -> (Option<f64>, Steadiness) {
     tokio::time::sleep(warmup + Duration::from_millis(20)).await;
-    let before = cpu_seconds(pid).ok()?;
+    let before = cpu_seconds(pid).ok();
+    let canary = Canary::start();
     tokio::time::sleep(duration).await;
-    let after = cpu_seconds(pid).ok()?;
-    Some(after - before)
+    let steadiness = canary.stop_async().await;
+    let after = cpu_seconds(pid).ok();
+    (before.zip(after).map(|(b, a)| a - b), steadiness)
 }

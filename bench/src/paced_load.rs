@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request};
 use tokio::sync::mpsc;
 
+use crate::canary::{Canary, Steadiness};
 use crate::grpc_load::{Tally, Window, connect, unary};
 use crate::process::cpu_seconds;
 use crate::stats::{Latency, LatencySummary};
@@ -74,6 +75,8 @@ pub struct PacedResult {
     /// The share of the whole machine's CPU time that was busy in the window (every
     /// process, the bench's and others').
     pub machine_busy: Option<f64>,
+    /// How steady the machine was in the window ([`crate::canary`]).
+    pub steadiness: Steadiness,
     /// The first failure.
     pub first_error: Option<String>,
 }
@@ -141,6 +144,7 @@ pub async fn run(
             .map(|wait| wait.map(|s| s * 1e3 / seconds))
             .collect(),
         machine_busy: readings.machine_busy,
+        steadiness: readings.steadiness,
         first_error: tally.first_error,
     })
 }
@@ -152,6 +156,7 @@ struct Readings {
     cpu: Vec<Option<f64>>,
     run_queue: Vec<Option<f64>>,
     machine_busy: Option<f64>,
+    steadiness: Steadiness,
 }
 
 impl Readings {
@@ -164,7 +169,9 @@ impl Readings {
         };
         tokio::time::sleep_until(window.start.into()).await;
         let before = read(&pids);
+        let canary = Canary::start();
         tokio::time::sleep_until(window.end.into()).await;
+        let steadiness = canary.stop_async().await;
         let after = read(&pids);
         let diff = |a: &[Option<f64>], b: &[Option<f64>]| -> Vec<Option<f64>> {
             a.iter()
@@ -178,6 +185,7 @@ impl Readings {
             machine_busy: before.2.zip(after.2).and_then(|((b0, t0), (b1, t1))| {
                 (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
             }),
+            steadiness,
         }
     }
 }

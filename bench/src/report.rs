@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::canary::{Canary, Steadiness};
 use crate::charts::Chart;
 
 /// One row of the table.
@@ -46,6 +47,10 @@ pub struct Machine {
     pub node: String,
     /// The open-file limit the bench ran with.
     pub open_files: u64,
+    /// How steady the idle machine was once the figures were done ([`crate::canary`], 3 s;
+    /// absent from reports made before it was measured).
+    #[serde(default)]
+    pub idle_steadiness: Option<Steadiness>,
 }
 
 impl Machine {
@@ -76,8 +81,16 @@ impl Machine {
             rustc: command_line("rustc", &["--version"]),
             node: command_line("node", &["--version"]),
             open_files,
+            idle_steadiness: Some(idle_steadiness()),
         }
     }
+}
+
+/// Runs the canary for 3 s with nothing else of the bench running.
+fn idle_steadiness() -> Steadiness {
+    let canary = Canary::start();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    canary.stop()
 }
 
 fn command_line(program: &str, args: &[&str]) -> String {
@@ -151,6 +164,15 @@ impl Report {
             "Machine: {} CPUs ({}), {}, Linux {}, {}, Node {}; open-file limit {}; run took {:.0} s.\n",
             m.nproc, m.cpu, m.memory, m.kernel, m.rustc, m.node, m.open_files, self.seconds
         );
+        if let Some(idle) = &m.idle_steadiness {
+            let _ = writeln!(
+                out,
+                "Machine steadiness, idle after the figures (3 s): {}. A steady machine reads \
+                 about 1× at p99 and 0 %; the latency figures' notes give the same reading for \
+                 their measured windows.\n",
+                idle.describe()
+            );
+        }
         out.push_str("| figure | measure | gateway | baseline | ratio | target | met |\n");
         out.push_str("|---|---|---|---|---|---|---|\n");
         for row in &self.rows {
