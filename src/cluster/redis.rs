@@ -25,7 +25,7 @@
 //!   (`MAXLEN ~`: whole stream nodes only, so up to one node more, 100 entries with Redis'
 //!   default `stream-node-max-entries`). This bounds Redis' memory: at most about
 //!   `max_len × (payload + 80 bytes)`. Measured for 100,000 entries
-//!   (`measure_memory_and_append_latency` in tests/cluster_engine.rs): 83 MB for call
+//!   (`measure_memory_and_append_latency` in tests/cluster_engine/memory.rs): 83 MB for call
 //!   events of 749 bytes of plain JSON, 53.8 MB for the same events deflated as the
 //!   gateway writes its entries (`cluster::entry`: 523 bytes per entry in Redis). The
 //!   node size (`stream-node-max-bytes`) changes it by about 1 %: the payloads are the
