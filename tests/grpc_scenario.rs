@@ -442,7 +442,7 @@ async fn shutdown_ends_watch_streams() {
     let end = tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
         .await
         .expect("the stream ends");
-    // UNAVAILABLE, naming where to resume (tests/drain.rs checks the position).
+    // UNAVAILABLE, naming where to resume (tests/drain/main.rs checks the position).
     let status = end.expect_err("the stream ends with a status");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(
