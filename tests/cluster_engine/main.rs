@@ -6,7 +6,7 @@
 mod common;
 mod helpers;
 mod lease;
-mod log;
 mod memory;
 mod outage;
 mod releases;
+mod shared_log;
