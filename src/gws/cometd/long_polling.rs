@@ -55,8 +55,15 @@ pub(crate) async fn post(
         let cookie = auth::cookie(&headers, BROWSER_COOKIE);
         let minted = cookie.is_none().then(|| random_id(16));
         let client = client.map(|Extension(ClientAddr(ip))| ip);
-        let credentials = BayeuxCredentials::from_headers(&headers, client);
-        let identity = if protocol::has_handshake(&batch) {
+        // Only a handshake or a session moved from another instance may need them: a
+        // plain re-poll (most requests) skips the cookie and `Authorization` parse.
+        let handshake = protocol::has_handshake(&batch);
+        let credentials = if handshake || endpoint.registry.records().is_some() {
+            BayeuxCredentials::from_headers(&headers, client)
+        } else {
+            BayeuxCredentials::default()
+        };
+        let identity = if handshake {
             // Boxed: inline, the password check's state would size the whole handler
             // future, which a held connect keeps for its whole hold.
             Some(Box::pin(credentials.authenticate(&endpoint.state)).await)
