@@ -144,6 +144,11 @@ impl Bench {
             .push(latency_row(shape, direct, bridged, failed == 0));
         self.rows
             .push(cpu_row(shape.load.ops_per_sec, direct, bridged));
+        let steady = (
+            steadiest(rounds, |r| &r.direct),
+            steadiest(rounds, |r| &r.bridged),
+        );
+        self.rows.push(steady_row(steady.0, steady.1));
         self.notes.push(bridge_note(&self.plan, rounds, failed));
     }
 }
@@ -273,6 +278,54 @@ fn round_counts(name: &str, run: &PacedResult) -> String {
         wait(1),
         run.steadiness.describe()
     )
+}
+
+/// Returns the run whose window the canary found steadiest: the fewest pieces slow by the
+/// probe thread's own CPU clock (the host's slow windows), then by the wall clock.
+fn steadiest(rounds: &[Round], side: impl Fn(&Round) -> &PacedResult) -> &PacedResult {
+    rounds
+        .iter()
+        .map(side)
+        .min_by(|a, b| {
+            let key = |r: &PacedResult| (r.steadiness.slow_cpu_share, r.steadiness.slow_share);
+            let (ka, kb) = (key(a), key(b));
+            ka.0.total_cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+        })
+        .expect("at least one round")
+}
+
+/// What B adds in the rounds the host disturbed least ([`steadiest`]): the bridge's own
+/// cost with less of the host's slow windows in it. Reported, not judged: the target is
+/// judged on the median rounds, and the two rounds here are different windows.
+fn steady_row(direct: &PacedResult, bridged: &PacedResult) -> Row {
+    let (u, b) = (direct.latency, bridged.latency);
+    let share = |r: &PacedResult| {
+        format!(
+            "{:.1} % of the canary's pieces slow by its CPU clock",
+            r.steadiness.slow_cpu_share * 100.0
+        )
+    };
+    Row {
+        figure: "7. Bridge mode".into(),
+        measure: "the same, in the steadiest round of each side (the canary's fewest slow pieces, bench/src/canary.rs)".into(),
+        gateway: format!(
+            "B: p50 {:.2} ms, p99 {:.2} ms ({}); added p99 {:+.2} ms",
+            b.p50_ms,
+            b.p99_ms,
+            share(bridged),
+            b.p99_ms - u.p99_ms
+        ),
+        baseline: format!(
+            "U direct: p50 {:.2} ms, p99 {:.2} ms ({})",
+            u.p50_ms,
+            u.p99_ms,
+            share(direct)
+        ),
+        ratio: Some(b.p99_ms / u.p99_ms.max(0.001)),
+        value: b.p99_ms - u.p99_ms,
+        target: "reported".into(),
+        met: None,
+    }
 }
 
 /// Returns the run with the median p99 among the rounds.

@@ -47,15 +47,15 @@ pub struct Machine {
     pub node: String,
     /// The open-file limit the bench ran with.
     pub open_files: u64,
-    /// How steady the idle machine was once the figures were done ([`crate::canary`], 3 s;
-    /// absent from reports made before it was measured).
+    /// How steady the idle machine was once the figures were done ([`crate::canary`], 3 s,
+    /// 0.3 s in a smoke run; absent from reports made before it was measured).
     #[serde(default)]
     pub idle_steadiness: Option<Steadiness>,
 }
 
 impl Machine {
-    /// Describes this machine.
-    pub fn probe(open_files: u64) -> Self {
+    /// Describes this machine, its steadiness measured for `idle` ([`crate::canary`]).
+    pub fn probe(open_files: u64, idle: std::time::Duration) -> Self {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -81,15 +81,15 @@ impl Machine {
             rustc: command_line("rustc", &["--version"]),
             node: command_line("node", &["--version"]),
             open_files,
-            idle_steadiness: Some(idle_steadiness()),
+            idle_steadiness: Some(idle_steadiness(idle)),
         }
     }
 }
 
-/// Runs the canary for 3 s with nothing else of the bench running.
-fn idle_steadiness() -> Steadiness {
+/// Runs the canary for `idle` with nothing else of the bench running.
+fn idle_steadiness(idle: std::time::Duration) -> Steadiness {
     let canary = Canary::start();
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::thread::sleep(idle);
     canary.stop()
 }
 
@@ -167,9 +167,10 @@ impl Report {
         if let Some(idle) = &m.idle_steadiness {
             let _ = writeln!(
                 out,
-                "Machine steadiness, idle after the figures (3 s): {}. A steady machine reads \
+                "Machine steadiness, idle after the figures ({} pieces): {}. A steady machine reads \
                  about 1× at p99 and 0 %; the latency figures' notes give the same reading for \
                  their measured windows.\n",
+                idle.pieces,
                 idle.describe()
             );
         }

@@ -159,6 +159,26 @@ fn figures_6_and_7_password_flood_and_bridge() {
         .find(|n| n.starts_with("Figure 7"))
         .expect("a note for figure 7");
     assert!(bridge_note.contains(" 0 failed in all"), "{bridge_note}");
+    // Each round's window was probed for the host's steadiness, and the steadiest rounds
+    // get a row of their own.
+    assert!(bridge_note.contains("canary ("), "{bridge_note}");
+    let steady = report
+        .rows
+        .iter()
+        .find(|r| r.figure.starts_with("7.") && r.measure.contains("steadiest round"))
+        .expect("a row for the steadiest rounds");
+    assert!(
+        steady.gateway.contains("slow by its CPU clock") && steady.met.is_none(),
+        "{steady:?}"
+    );
+    assert!(
+        report
+            .machine
+            .idle_steadiness
+            .is_some_and(|s| s.pieces >= 5 && s.p50_us > 0.0),
+        "{:?}",
+        report.machine
+    );
 }
 
 #[test]
