@@ -6,9 +6,10 @@
 //! on, pieces on an idle machine take up to 10–20 times their median, in windows of about
 //! 100 ms, and the guest's `/proc/stat` reports no steal: the host lends the vCPU out or
 //! slows it, and the guest counts the lost time as its own running time. The two clocks
-//! tell that apart from contention inside the guest: a piece preempted by another guest
-//! thread is slow by the wall clock only; a piece on a slowed vCPU is slow by its own CPU
-//! clock too. A server whose CPU per operation, times the slowdown, exceeds the time
+//! tell that apart from the guest's own scheduling: a piece preempted by another guest
+//! thread is slow by the wall clock only; a piece slow by its own CPU clock too ran on a
+//! slowed CPU (the host's doing on an idle guest; on a busy one, the other vCPU's work
+//! may also compete for the physical core's caches). A server whose CPU per operation, times the slowdown, exceeds the time
 //! between operations queues in such a window, so a figure's tail latency reads against
 //! this: a 1 ms p99 cannot be resolved in a run whose pieces took 10 times their median
 //! for 1 % of the time.
