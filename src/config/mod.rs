@@ -40,22 +40,24 @@
 //! environment (see the binary's `--help`). File paths in `[tls]` are relative to the
 //! configuration file's folder, or absolute (see [`crate::tls`]).
 
+mod directory;
+mod limits;
+mod switch;
+
 use crate::core::AgentState;
-use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::core::{
-    ContactCenter, CoreLimits, Directory, Role, Secret, ServiceAccount, User, stable_id,
-};
+use crate::core::CoreLimits;
 use crate::gws::config::LegacyConfig;
 
+pub use directory::{ContactCenterConfig, ServiceAccountConfig, UserConfig, hash_secret};
+pub use limits::{AgentConfig, LimitsConfig};
+pub use switch::{DEFAULT_EXTERNAL_ANSWER_MS, SwitchConfig};
+
 /// The demo configuration served when no file is given.
-pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
-/// Default delay before a simulated external party answers, in milliseconds.
-pub const DEFAULT_EXTERNAL_ANSWER_MS: u64 = 1000;
+pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -103,207 +105,6 @@ pub struct Config {
     /// The API listeners' bounds and the drain's grace.
     #[serde(default)]
     pub server: crate::server::config::ServerConfig,
-}
-
-/// Embedded switch settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SwitchConfig {
-    /// Delay before a simulated external party answers, in milliseconds.
-    #[serde(default = "default_answer_ms")]
-    pub external_answer_ms: u64,
-    /// Outside numbers that answer busy (see [`crate::backend::embedded`]).
-    #[serde(default)]
-    pub busy_numbers: Vec<String>,
-    /// Outside numbers the network cannot reach.
-    #[serde(default)]
-    pub unreachable_numbers: Vec<String>,
-}
-
-fn default_answer_ms() -> u64 {
-    DEFAULT_EXTERNAL_ANSWER_MS
-}
-
-impl Default for SwitchConfig {
-    fn default() -> Self {
-        Self {
-            external_answer_ms: DEFAULT_EXTERNAL_ANSWER_MS,
-            busy_numbers: Vec::new(),
-            unreachable_numbers: Vec::new(),
-        }
-    }
-}
-
-impl SwitchConfig {
-    /// Returns the answer delay.
-    pub fn external_answer_delay(&self) -> Duration {
-        Duration::from_millis(self.external_answer_ms)
-    }
-
-    /// Checks the failing numbers: phone numbers, outside the configured DNs (`internal`),
-    /// each set once; names the key at fault.
-    fn validate(&self, internal: &[String]) -> anyhow::Result<()> {
-        let keys = [
-            ("busy_numbers", &self.busy_numbers),
-            ("unreachable_numbers", &self.unreachable_numbers),
-        ];
-        let mut seen = BTreeSet::new();
-        for (key, numbers) in keys {
-            for number in numbers {
-                crate::core::validate_number("number", number)
-                    .map_err(|e| anyhow::anyhow!("switch.{key}: {e}"))?;
-                if internal.contains(number) {
-                    anyhow::bail!(
-                        "switch.{key}: {number} is a user's phone number; only outside numbers can fail"
-                    );
-                }
-                if !seen.insert(number) {
-                    anyhow::bail!("switch.{key}: {number} is set more than once");
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Buffer bounds (see [`CoreLimits`]).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Events kept for resume.
-    #[serde(default = "defaults::event_history")]
-    pub event_history: usize,
-    /// Events a watcher may fall behind.
-    #[serde(default = "defaults::watch_buffer")]
-    pub watch_buffer: usize,
-    /// Ended calls kept.
-    #[serde(default = "defaults::ended_calls")]
-    pub ended_calls: usize,
-    /// Seconds a reply is kept for retries with the same idempotency key.
-    #[serde(default = "defaults::idempotency_ttl")]
-    pub idempotency_ttl: u64,
-    /// Idempotency keys held at once.
-    #[serde(default = "defaults::idempotency_keys")]
-    pub idempotency_keys: usize,
-}
-
-mod defaults {
-    pub(super) fn event_history() -> usize {
-        crate::core::DEFAULT_EVENT_HISTORY
-    }
-    pub(super) fn watch_buffer() -> usize {
-        crate::core::DEFAULT_WATCH_BUFFER
-    }
-    pub(super) fn ended_calls() -> usize {
-        crate::core::DEFAULT_ENDED_CALLS
-    }
-    pub(super) fn idempotency_ttl() -> u64 {
-        crate::core::idempotency::DEFAULT_IDEMPOTENCY_TTL.as_secs()
-    }
-    pub(super) fn idempotency_keys() -> usize {
-        crate::core::idempotency::DEFAULT_IDEMPOTENCY_KEYS
-    }
-    pub(super) fn after_call_work_state() -> String {
-        "Ready".into()
-    }
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let limits = CoreLimits::default();
-        Self {
-            event_history: limits.event_history,
-            watch_buffer: limits.watch_buffer,
-            ended_calls: limits.ended_calls,
-            idempotency_ttl: limits.idempotency_ttl.as_secs(),
-            idempotency_keys: limits.idempotency_keys,
-        }
-    }
-}
-
-impl LimitsConfig {
-    /// Returns the core's limits.
-    pub fn to_core(&self) -> CoreLimits {
-        CoreLimits {
-            event_history: self.event_history,
-            watch_buffer: self.watch_buffer,
-            ended_calls: self.ended_calls,
-            idempotency_ttl: Duration::from_secs(self.idempotency_ttl),
-            idempotency_keys: self.idempotency_keys,
-            ..CoreLimits::default()
-        }
-    }
-}
-
-/// Agent-state settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentConfig {
-    /// The state an after-call work with a wrap-up time returns to: `Ready` or `NotReady`.
-    #[serde(default = "defaults::after_call_work_state")]
-    pub after_call_work_state: String,
-}
-
-impl Default for AgentConfig {
-    fn default() -> Self {
-        Self {
-            after_call_work_state: defaults::after_call_work_state(),
-        }
-    }
-}
-
-/// A contact center.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ContactCenterConfig {
-    /// Unique name.
-    pub name: String,
-    /// Feature names.
-    #[serde(default)]
-    pub features: Vec<String>,
-}
-
-/// A user.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    /// Unique login name.
-    pub name: String,
-    /// First name.
-    #[serde(default)]
-    pub first_name: String,
-    /// Last name.
-    #[serde(default)]
-    pub last_name: String,
-    /// Contact center name.
-    pub contact_center: String,
-    /// The user's DN.
-    pub phone_number: String,
-    /// Clear password (demo only).
-    pub password: Option<String>,
-    /// Argon2 PHC hash of the password.
-    pub password_hash: Option<String>,
-    /// Role names: `agent`, `supervisor`, `admin`.
-    #[serde(default)]
-    pub roles: Vec<String>,
-}
-
-/// A service account.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceAccountConfig {
-    /// Name, for logs.
-    pub name: String,
-    /// Contact center name.
-    pub contact_center: String,
-    /// Clear token (demo only).
-    pub token: Option<String>,
-    /// Argon2 PHC hash of the token.
-    pub token_hash: Option<String>,
-    /// The subject common name or SAN DNS name of a client certificate (signed by
-    /// `tls.client_ca_file`) that authenticates as this account on the gRPC listener.
-    #[serde(default)]
-    pub client_cert: Option<String>,
 }
 
 impl Config {
@@ -397,109 +198,6 @@ impl Config {
             ..self.limits.to_core()
         })
     }
-
-    /// Builds the directory of users, contact centers and service accounts.
-    pub fn directory(&self) -> anyhow::Result<Directory> {
-        let centers = self
-            .contact_centers
-            .iter()
-            .map(|c| ContactCenter {
-                name: c.name.as_str().into(),
-                features: c.features.iter().cloned().collect(),
-            })
-            .collect();
-        let mut users = Vec::new();
-        // In bridge mode users come from the upstream as they sign in.
-        let configured = if self.upstream.url.is_some() {
-            &[][..]
-        } else {
-            &self.users[..]
-        };
-        for (i, u) in configured.iter().enumerate() {
-            let key = format!("users[{i}] ({})", u.name);
-            let roles = u
-                .roles
-                .iter()
-                .map(|r| {
-                    Role::from_name(r).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "{key}.roles: unknown role {r:?} (expected agent, supervisor or admin)"
-                        )
-                    })
-                })
-                .collect::<anyhow::Result<BTreeSet<Role>>>()?;
-            crate::core::validate_number("phone_number", &u.phone_number)
-                .map_err(|e| anyhow::anyhow!("{key}.phone_number: {e}"))?;
-            users.push(User {
-                id: stable_id("user", &u.name),
-                name: u.name.as_str().into(),
-                first_name: u.first_name.clone(),
-                last_name: u.last_name.clone(),
-                contact_center: u.contact_center.as_str().into(),
-                phone_number: u.phone_number.as_str().into(),
-                device_id: stable_id("device", &u.name).into(),
-                roles,
-                password: secret(
-                    &key,
-                    ("password", &u.password),
-                    ("password_hash", &u.password_hash),
-                )?,
-            });
-        }
-        let accounts = self
-            .service_accounts
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                Ok(ServiceAccount {
-                    name: a.name.clone(),
-                    token: secret(
-                        &format!("service_accounts[{i}] ({})", a.name),
-                        ("token", &a.token),
-                        ("token_hash", &a.token_hash),
-                    )?,
-                    contact_center: a.contact_center.as_str().into(),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Directory::new(centers, users, accounts)?)
-    }
-}
-
-/// Reads the secret of `owner` (its key in the file) from the clear key or the hash key,
-/// each given as `(key name, value)`.
-fn secret(
-    owner: &str,
-    (clear_key, clear): (&str, &Option<String>),
-    (hash_key, hash): (&str, &Option<String>),
-) -> anyhow::Result<Secret> {
-    match (clear, hash) {
-        (Some(clear), None) => Ok(Secret::Clear(clear.clone())),
-        (None, Some(hash)) => {
-            argon2::PasswordHash::new(hash).map_err(|e| {
-                anyhow::anyhow!(
-                    "{owner}.{hash_key}: expected an argon2 PHC string \
-                     (`voice-gateway hash-password`): {e}"
-                )
-            })?;
-            Ok(Secret::Argon2(hash.clone()))
-        }
-        (Some(_), Some(_)) => anyhow::bail!(
-            "{owner}: both {clear_key} and {hash_key} are set; expected exactly one of them"
-        ),
-        (None, None) => anyhow::bail!(
-            "{owner}: neither {clear_key} nor {hash_key} is set; expected exactly one of them"
-        ),
-    }
-}
-
-/// Hashes a secret with argon2id for a configuration file.
-pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
-    use argon2::PasswordHasher;
-    let hash = argon2::Argon2::default()
-        .hash_password(secret.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
-    Ok(hash.to_string())
 }
 
 #[cfg(test)]
