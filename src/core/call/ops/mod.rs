@@ -13,18 +13,23 @@
 //!   and the user who asked for it receives an asynchronous error (`remote_failed`; the
 //!   choices are in `crate::core::error_event`).
 
+mod consult;
+mod remote;
+
 use std::sync::Arc;
 
 use crate::core::capabilities::ConsultKind;
 use crate::core::devices::MonitorKind;
 use crate::core::directory::{Directory, User};
 use crate::core::error::{CoreError, CoreResult};
-use crate::core::error_event::ErrorEvent;
 use crate::core::model::{
     CallEvent, CallId, CallState, NotificationType, RecordingState, UserData, UserDataValue,
 };
 use crate::core::operation::{CallOperation, DEFAULT_DISPOSITION_KEY, Destination};
 use crate::core::store::{Consult, Endpoint, GSIP_RECORD, Store};
+
+use consult::{complete, consult_pair, new_party, swap};
+pub(crate) use remote::{remote_answered, remote_failed, remote_released};
 
 /// Creates a call from `user` to `target`.
 pub(crate) fn dial(
@@ -64,87 +69,6 @@ pub(crate) fn inbound(
         Ok(vec![id.clone()])
     })?;
     Ok(id)
-}
-
-/// Finds the active outside party with this number on a call.
-fn external_party(store: &Store, id: &CallId, number: &str) -> CoreResult<usize> {
-    store
-        .call(id)?
-        .active_party(&Endpoint::External(number.to_owned()))
-        .ok_or_else(|| CoreError::invalid("number", format!("{number} is not on call {id}")))
-}
-
-/// An outside party answered: it and every party still dialing become Established.
-pub(crate) fn remote_answered(
-    store: &mut Store,
-    dir: &Directory,
-    id: &CallId,
-    number: &str,
-) -> CoreResult<()> {
-    let index = external_party(store, id, number)?;
-    store.commit(dir, std::slice::from_ref(id), |s| {
-        answer(s, id, index)?;
-        Ok(vec![id.clone()])
-    })?;
-    Ok(())
-}
-
-/// The network could not complete the leg to an outside party (busy, unreachable): the leg
-/// is released in one commit, then the user who asked for it receives `error` as an
-/// [`ErrorEvent`] with the call as they see it after (see `crate::core::error_event`).
-/// Only a leg still ringing can fail; one released or answered meanwhile is an error here
-/// (the switch event came for a call that moved on).
-pub(crate) fn remote_failed(
-    store: &mut Store,
-    dir: &Directory,
-    id: &CallId,
-    number: &str,
-    error: CoreError,
-) -> CoreResult<()> {
-    let index = external_party(store, id, number)?;
-    let party = &store.call(id)?.parties[index];
-    if party.state != CallState::Ringing {
-        return Err(CoreError::Precondition(format!(
-            "{number} is {} on call {id}, not ringing",
-            party.state
-        )));
-    }
-    let requested = party.requested.clone();
-    store.commit(dir, std::slice::from_ref(id), |s| {
-        s.call_mut(id)?.parties[index].state = CallState::Released;
-        Ok(vec![id.clone()])
-    })?;
-    let Some(requested) = requested else {
-        return Ok(());
-    };
-    let Some(user) = dir.user(&requested.user) else {
-        return Ok(());
-    };
-    let call = store.view_of(dir, id, &user.name).ok();
-    store.log.append_error(ErrorEvent {
-        sequence: 0,
-        user: user.to_ref(),
-        operation: Some(requested.operation),
-        error,
-        call,
-        committed_at: std::time::UNIX_EPOCH,
-    });
-    Ok(())
-}
-
-/// An outside party hung up.
-pub(crate) fn remote_released(
-    store: &mut Store,
-    dir: &Directory,
-    id: &CallId,
-    number: &str,
-) -> CoreResult<()> {
-    let index = external_party(store, id, number)?;
-    store.commit(dir, std::slice::from_ref(id), |s| {
-        s.call_mut(id)?.parties[index].state = CallState::Released;
-        Ok(vec![id.clone()])
-    })?;
-    Ok(())
 }
 
 fn answer(store: &mut Store, id: &CallId, index: usize) -> CoreResult<()> {
@@ -380,23 +304,6 @@ pub(crate) fn execute(
     Ok(None)
 }
 
-/// Checks a transfer or conference target: not the user, not already on the call.
-fn new_party(
-    store: &Store,
-    id: &CallId,
-    me: &Arc<str>,
-    target: Option<Endpoint>,
-) -> CoreResult<Endpoint> {
-    let target = target.ok_or(CoreError::MissingParameter("destination"))?;
-    if store.call(id)?.active_party(&target).is_some() || target == Endpoint::Agent(me.clone()) {
-        return Err(CoreError::invalid(
-            "destination",
-            format!("that party is already on call {id}"),
-        ));
-    }
-    Ok(target)
-}
-
 fn party_number(dir: &Directory, endpoint: &Endpoint) -> String {
     match endpoint {
         Endpoint::Agent(name) => dir
@@ -420,126 +327,6 @@ fn set_recording(
         call.user_data
             .set(GSIP_RECORD, UserDataValue::Str(mirror.to_owned()));
         Ok(vec![id.clone()])
-    })?;
-    Ok(())
-}
-
-/// Finds the (original, consult) pair of a consult the user started, from either call.
-fn consult_pair(
-    store: &Store,
-    id: &CallId,
-    me: &str,
-    named: Option<CallId>,
-) -> CoreResult<(CallId, CallId, ConsultKind)> {
-    let call = store.call(id)?;
-    let pair = match (&call.consult, &call.parent) {
-        (Some(c), _) if *c.initiator == *me => Some((id.clone(), c.call.clone(), c.kind)),
-        (_, Some((parent, kind))) => Some((parent.clone(), id.clone(), *kind)),
-        _ => None,
-    };
-    let (original, consult, kind) = pair.ok_or_else(|| {
-        CoreError::invalid("consultCallUri", format!("call {id} has no consult call"))
-    })?;
-    if let Some(named) = named
-        && named != consult
-    {
-        return Err(CoreError::invalid(
-            "consultCallUri",
-            format!("call {named} is not the consult call of call {original}"),
-        ));
-    }
-    Ok((original, consult, kind))
-}
-
-fn complete(
-    store: &mut Store,
-    dir: &Directory,
-    me: &Arc<str>,
-    original: &CallId,
-    consult: &CallId,
-    kind: ConsultKind,
-) -> CoreResult<()> {
-    let consult_call = store.call(consult)?;
-    let mine_consult = consult_call.party_of(me).ok_or_else(|| {
-        CoreError::invalid("consultCallUri", "the consult call is not the user's")
-    })?;
-    let mine_original = store.call(original)?.party_of(me).ok_or_else(|| {
-        CoreError::invalid("consultCallUri", "the original call is not the user's")
-    })?;
-    let moving: Vec<(usize, Endpoint, CallState)> = consult_call
-        .parties
-        .iter()
-        .enumerate()
-        .filter(|(i, p)| *i != mine_consult && p.is_active())
-        .map(|(i, p)| (i, p.endpoint.clone(), p.state))
-        .collect();
-    let order = match kind {
-        ConsultKind::Transfer => vec![original.clone(), consult.clone()],
-        ConsultKind::Conference => vec![consult.clone(), original.clone()],
-    };
-    store.commit(dir, &order.clone(), |s| {
-        for (_, endpoint, state) in &moving {
-            s.add_party(original, endpoint.clone(), *state)?;
-        }
-        let call = s.call_mut(consult)?;
-        call.parties[mine_consult].state = CallState::Released;
-        for (index, _, _) in &moving {
-            call.parties[*index].state = CallState::Released;
-        }
-        let call = s.call_mut(original)?;
-        call.consult = None;
-        match kind {
-            ConsultKind::Transfer => call.parties[mine_original].state = CallState::Released,
-            ConsultKind::Conference => {
-                call.parties[mine_original].state = CallState::Established;
-                call.conference_owner = Some(me.clone());
-            }
-        }
-        Ok(order)
-    })?;
-    Ok(())
-}
-
-fn swap(
-    store: &mut Store,
-    dir: &Directory,
-    id: &CallId,
-    me: &Arc<str>,
-    other: &CallId,
-) -> CoreResult<()> {
-    if other == id {
-        return Err(CoreError::invalid(
-            "otherCallUri",
-            "a call cannot be swapped with itself",
-        ));
-    }
-    let state_on = |call: &CallId| -> CoreResult<(usize, CallState)> {
-        let c = store.call(call)?;
-        let i = c.party_of(me).ok_or_else(|| {
-            CoreError::invalid(
-                "otherCallUri",
-                format!("call {call} is not a call of user {me}"),
-            )
-        })?;
-        Ok((i, c.parties[i].state))
-    };
-    let (mine, this_state) = state_on(id)?;
-    let (theirs, other_state) = state_on(other)?;
-    let (to_hold, hold_index, to_retrieve, retrieve_index) = match (this_state, other_state) {
-        (CallState::Established, CallState::Held) => (id, mine, other, theirs),
-        (CallState::Held, CallState::Established) => (other, theirs, id, mine),
-        _ => {
-            return Err(CoreError::invalid(
-                "otherCallUri",
-                format!("call {other} must be held while call {id} is established, or the reverse"),
-            ));
-        }
-    };
-    let order = vec![to_hold.clone(), to_retrieve.clone()];
-    store.commit(dir, &order.clone(), |s| {
-        s.call_mut(to_hold)?.parties[hold_index].state = CallState::Held;
-        s.call_mut(to_retrieve)?.parties[retrieve_index].state = CallState::Established;
-        Ok(order)
     })?;
     Ok(())
 }
