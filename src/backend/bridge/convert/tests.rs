@@ -7,7 +7,13 @@ use serde_json::Value;
 
 use super::*;
 use crate::config::Config;
-use crate::core::Destination;
+use crate::core::country::Country;
+use crate::core::{
+    AgentState, CallId, CallOperation, CallSnapshot, CallState, CallType, CoreError, Destination,
+    DeviceOperation, DeviceRequest, DeviceSnapshot, DialRequest, ErrorEvent, ErrorKind,
+    MonitorKind, MonitorMode, MonitorScope, MonitorTarget, Operation, Participant, RecordingState,
+    User, UserData, UserDataValue, WorkMode,
+};
 use crate::gws::json::operation::LegacyOperation;
 use crate::gws::render::{CallJson, DeviceJson};
 

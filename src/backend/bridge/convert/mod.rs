@@ -1,0 +1,46 @@
+//! GWS v2 JSON to and from the core's types, for talking to an upstream GWS: operations
+//! become the `{"operationName": ...}` bodies the GWS JSON API takes (exactly what the
+//! gateway's own legacy front parses, which a test checks by round-trip), and the call,
+//! device and user resources the upstream sends become core snapshots.
+//!
+//! Reading is lenient where GWS servers differ (a missing `duration`, `mute` or
+//! `recordingState`, unknown capabilities or fields are skipped) and strict where the core
+//! cannot do without (a call without `id` or `state` is refused).
+
+mod bodies;
+mod calls;
+mod devices;
+mod user;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+pub use bodies::{UpstreamRequest, call_operation, device_operation, dial};
+pub use calls::{call, call_notification, error_kind, error_message};
+pub use devices::device;
+pub use user::{Me, me};
+
+fn text<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object.get(key).and_then(Value::as_str)
+}
+
+/// Returns the last path segment of a URI or path (`.../calls/{id}` → `{id}`).
+fn last_segment(uri: &str) -> &str {
+    uri.trim_end_matches('/').rsplit('/').next().unwrap_or(uri)
+}
+
+/// The fields of an upstream resource the core does not model (not in `modeled`), as JSON
+/// text, so that a GWS client behind the bridge still sees them; `None` when there are none.
+fn unmodeled(value: &Value, modeled: &[&str]) -> Option<Arc<str>> {
+    let extra: Map<String, Value> = value
+        .as_object()?
+        .iter()
+        .filter(|(key, _)| !modeled.contains(&key.as_str()))
+        .map(|(key, v)| (key.clone(), v.clone()))
+        .collect();
+    (!extra.is_empty()).then(|| Value::Object(extra).to_string().into())
+}
+
+#[cfg(test)]
+mod tests;
