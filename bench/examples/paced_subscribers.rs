@@ -9,8 +9,10 @@
 //!     127.0.0.1:29061 GATEWAY_PID [none|watchers|cometd=127.0.0.1:29080] [OPS_PER_SEC]
 //! ```
 //!
-//! `watchers` holds 100 WatchCalls streams, `cometd=ADDR` 100 long-polling CometD sessions
-//! (the agents of the 50 calls) in this process while three rounds of 5 s run.
+//! `target/bench/bench-gateway.toml` (the bench agents with clear passwords) is written by
+//! any `voice-bench all` run, `bench/run` included, into its work directory. `watchers`
+//! holds 100 WatchCalls streams, `cometd=ADDR` 100 long-polling CometD sessions (the agents
+//! of the 50 calls) in this process while three rounds of 5 s run.
 
 use std::net::SocketAddr;
 use std::time::Duration;
