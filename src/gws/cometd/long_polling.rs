@@ -56,9 +56,11 @@ pub(crate) async fn post(
         let minted = cookie.is_none().then(|| random_id(16));
         let client = client.map(|Extension(ClientAddr(ip))| ip);
         // Only a handshake or a session moved from another instance may need them: a
-        // plain re-poll (most requests) skips the cookie and `Authorization` parse.
+        // plain re-poll (most requests) skips the cookie and `Authorization` parse, and the
+        // base URL that only a new or adopted session records.
         let handshake = protocol::has_handshake(&batch);
-        let credentials = if handshake || endpoint.registry.records().is_some() {
+        let may_adopt = endpoint.registry.records().is_some();
+        let credentials = if handshake || may_adopt {
             BayeuxCredentials::from_headers(&headers, client)
         } else {
             BayeuxCredentials::default()
@@ -71,8 +73,12 @@ pub(crate) async fn post(
             None
         };
         let listener = listener.map(|Extension(l)| l).unwrap_or_default();
-        let base_url = base_url(&endpoint.state.config.legacy, &uri, &headers, listener);
-        if endpoint.registry.records().is_some() {
+        let base_url = if handshake || may_adopt {
+            base_url(&endpoint.state.config.legacy, &uri, &headers, listener)
+        } else {
+            String::new()
+        };
+        if may_adopt {
             let arrival = moving::BayeuxArrival {
                 transport: BayeuxTransport::LongPolling,
                 credentials: &credentials,
