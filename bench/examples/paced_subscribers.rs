@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use voice_bench::cometd::{Flavor, SessionFleet};
 use voice_bench::driver::SendTimes;
 use voice_bench::watchers::WatchFleet;
-use voice_bench::{grpc_load, paced_load, setup};
+use voice_bench::{bridge, paced_load, setup};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -37,13 +37,7 @@ async fn main() -> anyhow::Result<()> {
         .context(usage)?;
     let url = format!("http://{addr}");
     let calls = setup::establish_calls(&url, 50).await?;
-    let plans: Vec<_> = calls
-        .iter()
-        .map(|c| paced_load::CallPlan {
-            authorization: setup::basic_auth(c.caller),
-            requests: grpc_load::recording_requests(&c.id),
-        })
-        .collect();
+    let plans = bridge::call_plans(&calls);
     let agents = 0..2 * calls.len();
     let (_watchers, _sessions) = match subscribers {
         "none" => (None, None),

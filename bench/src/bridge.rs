@@ -336,7 +336,7 @@ fn median_by_p99(rounds: &[Round], side: impl Fn(&Round) -> &PacedResult) -> &Pa
 }
 
 /// Each call's caller alternates StartCallRecording and StopCallRecording on it.
-fn call_plans(calls: &[EstablishedCall]) -> Vec<CallPlan> {
+pub fn call_plans(calls: &[EstablishedCall]) -> Vec<CallPlan> {
     calls
         .iter()
         .map(|c| CallPlan {

@@ -60,7 +60,8 @@ pub(crate) async fn post(
         // base URL that only a new or adopted session records.
         let handshake = protocol::has_handshake(&batch);
         let may_adopt = endpoint.registry.records().is_some();
-        let credentials = if handshake || may_adopt {
+        let reads_request = handshake || may_adopt;
+        let credentials = if reads_request {
             BayeuxCredentials::from_headers(&headers, client)
         } else {
             BayeuxCredentials::default()
@@ -73,7 +74,7 @@ pub(crate) async fn post(
             None
         };
         let listener = listener.map(|Extension(l)| l).unwrap_or_default();
-        let base_url = if handshake || may_adopt {
+        let base_url = if reads_request {
             base_url(&endpoint.state.config.legacy, &uri, &headers, listener)
         } else {
             String::new()
