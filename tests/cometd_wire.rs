@@ -631,3 +631,113 @@ async fn handshakes_beyond_max_sessions_get_too_many_sessions() {
     let admitted = third.handshake(None).await;
     assert_eq!(admitted["successful"], true, "{admitted}");
 }
+
+/// One HTTP/1.1 connection driven by hand, so that a test can close it while its request
+/// is held (reqwest gives no handle on its pooled connections).
+struct RawConnection(tokio::net::TcpStream);
+
+impl RawConnection {
+    async fn open(gw: &TestGateway) -> Self {
+        Self(tokio::net::TcpStream::connect(gw.http_addr).await.unwrap())
+    }
+
+    /// Sends a Bayeux batch to the notifications path.
+    async fn send(&mut self, batch: &Value, headers: &str) {
+        use tokio::io::AsyncWriteExt;
+        let body = batch.to_string();
+        let request = format!(
+            "POST /api/v2/notifications HTTP/1.1\r\nhost: localhost\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n{headers}\r\n{body}",
+            body.len()
+        );
+        self.0.write_all(request.as_bytes()).await.unwrap();
+    }
+
+    /// Reads one response: its head and its body as JSON.
+    async fn read(&mut self) -> (String, Value) {
+        use tokio::io::AsyncReadExt;
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8(bytes[..end].to_vec()).unwrap();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .expect("a content-length");
+                if bytes.len() >= end + 4 + length {
+                    let body = serde_json::from_slice(&bytes[end + 4..end + 4 + length]).unwrap();
+                    return (head, body);
+                }
+            }
+            let read = self.0.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "the connection closed mid-response");
+            bytes.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    async fn exchange(&mut self, batch: Value, headers: &str) -> (String, Value) {
+        self.send(&batch, headers).await;
+        within("a response", self.read()).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_connect_whose_client_leaves_keeps_the_messages_for_the_next_connect() {
+    let gw = gateway_with_default_timeout().await;
+    let mut first = RawConnection::open(&gw).await;
+    let auth = format!("authorization: {}\r\n", basic("agent1"));
+    let handshake = json!([{"channel": "/meta/handshake", "version": "1.0",
+        "supportedConnectionTypes": ["long-polling"]}]);
+    let (head, reply) = first.exchange(handshake, &auth).await;
+    assert_eq!(reply[0]["successful"], true, "{reply}");
+    let client_id = reply[0]["clientId"].as_str().unwrap().to_owned();
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("the browser cookie")
+        .to_owned();
+    let cookie = format!("cookie: {cookie}\r\n");
+    let connect = |timeout: Option<u64>| {
+        let mut message = json!({"channel": "/meta/connect", "clientId": client_id,
+            "connectionType": "long-polling"});
+        if let Some(timeout) = timeout {
+            message["advice"] = json!({"timeout": timeout});
+        }
+        json!([message])
+    };
+    let (_, reply) = first.exchange(connect(Some(0)), &cookie).await;
+    assert_eq!(reply[0]["successful"], true, "{reply}");
+    let subscribe = json!([{"channel": "/meta/subscribe", "clientId": client_id,
+        "subscription": "/v2/me/calls"}]);
+    let (_, reply) = first.exchange(subscribe, &cookie).await;
+    assert_eq!(reply[0]["successful"], true, "{reply}");
+    // The connect is held (for up to 30 s); its client goes away.
+    first.send(&connect(None), &cookie).await;
+    connect_held(&gw, &client_id).await;
+    drop(first);
+    let session = gw.registry.get(&client_id).unwrap();
+    eventually("the gateway ends the hold of a client that left", || {
+        !session.is_held()
+    })
+    .await;
+    // Events committed now are not written to the closed connection: the session's next
+    // connect, on a new one, gets all four at once.
+    gw.seed_recording_scenario().await;
+    eventually("the seed's four events are queued", || {
+        session.queued() == 4
+    })
+    .await;
+    let mut second = RawConnection::open(&gw).await;
+    let (_, response) = second.exchange(connect(None), &cookie).await;
+    let response = response.as_array().unwrap();
+    let (events, reply) = split(response);
+    assert_eq!(reply["successful"], true, "{reply}");
+    let events: Vec<&Value> = events.iter().collect();
+    assert_eq!(notifications(&events), SEED);
+}
