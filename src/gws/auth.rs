@@ -88,11 +88,22 @@ pub struct EndedSession;
 /// Authenticates a request, checks CSRF, runs the handler and sets the session cookie and
 /// CSRF headers on the response.
 pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match admit(&state, request).await {
+    authenticate_then(&state, request, |request| next.run(request)).await
+}
+
+/// Like [`authenticate`], running `then` (the rest of the request's way to its handler)
+/// once the request is admitted, so that a router can chain its own steps inside one
+/// middleware instead of one `from_fn` each.
+pub async fn authenticate_then<F, R>(state: &AppState, request: Request, then: F) -> Response
+where
+    F: FnOnce(Request) -> R,
+    R: Future<Output = Response>,
+{
+    match admit(state, request).await {
         Ok((request, session, fresh)) => {
             let get = matches!(*request.method(), Method::GET | Method::HEAD);
-            let response = next.run(request).await;
-            finish(&state, response, &session, fresh, get)
+            let response = then(request).await;
+            finish(state, response, &session, fresh, get)
         }
         Err(error) => error.into_response(),
     }
@@ -264,15 +275,32 @@ impl BayeuxCredentials {
 /// percent-decoded and without surrounding quotes (servlet containers may quote values).
 /// The first wins: browsers send the cookie of the most specific path first (RFC 6265
 /// §5.4). One reader for the JSON API, the CometD handshake and `BAYEUX_BROWSER`.
+///
+/// Pairs are split as the `cookie` crate's `Cookie::split_parse_encoded` splits them (on
+/// `;`, then at the first `=`, name and value trimmed; names compared as sent), and only a
+/// value with something to decode (`%`) or unquote goes through the crate: parsing each
+/// cookie with it was 2.7k instructions of every JSON request (bench/FINDINGS.md, session
+/// 11), for values that are almost always plain tokens.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(Cookie::split_parse_encoded)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .map(|c| c.value_trimmed().to_owned())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (pair_name, value) = pair.split_once('=')?;
+            if pair_name.trim() != name {
+                return None;
+            }
+            let value = value.trim();
+            if value.contains(['%', '"']) {
+                Cookie::parse_encoded(pair)
+                    .ok()
+                    .map(|c| c.value_trimmed().to_owned())
+            } else {
+                Some(value.to_owned())
+            }
+        })
 }
 
 /// Reads the `Authorization` header: `None` without one, else the parsed credentials of
@@ -315,6 +343,14 @@ mod tests {
         assert_eq!(cookie(&h, "missing"), None);
         let encoded = headers(header::COOKIE, &["JSESSIONID=A%42C"]);
         assert_eq!(cookie(&encoded, SESSION_COOKIE).as_deref(), Some("ABC"));
+        // Spaces around a pair, a pair without a value, a longer name that starts alike.
+        let spaced = headers(
+            header::COOKIE,
+            &["b;  JSESSIONIDX=1 ;  JSESSIONID = GHI ; c=2"],
+        );
+        assert_eq!(cookie(&spaced, SESSION_COOKIE).as_deref(), Some("GHI"));
+        assert_eq!(cookie(&spaced, "c").as_deref(), Some("2"));
+        assert_eq!(cookie(&spaced, "b"), None);
     }
 
     #[test]

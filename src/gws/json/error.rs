@@ -31,8 +31,11 @@
 use axum::Json;
 use axum::extract::Request;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -177,26 +180,91 @@ impl From<QueryRejection> for LegacyError {
 }
 
 /// Logs the error a response carries, once per request: client mistakes at debug, the
-/// gateway's own failures at warn.
-pub async fn log_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    if let Some(error) = response.extensions().get::<LegacyError>() {
-        let status = response.status();
-        if status.is_server_error() {
-            tracing::warn!(%method, %path, %status, %error, "legacy request failed");
-        } else {
-            tracing::debug!(%method, %path, %status, %error, "legacy request refused");
+/// gateway's own failures at warn. A layer of its own rather than `from_fn`, which boxes
+/// its future and clones the whole stack behind it on every request (bench/FINDINGS.md,
+/// session 11); its future only waits for the inner one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogErrorsLayer;
+
+impl<S> tower::Layer<S> for LogErrorsLayer {
+    type Service = LogErrors<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LogErrors { inner }
+    }
+}
+
+/// The service of [`LogErrorsLayer`].
+#[derive(Debug, Clone)]
+pub struct LogErrors<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for LogErrors<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = LogErrorsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // `Uri` and a standard `Method` are shared, not copied.
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        LogErrorsFuture {
+            inner: self.inner.call(request),
+            method,
+            uri,
         }
     }
-    response
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`LogErrors`].
+    pub struct LogErrorsFuture<F> {
+        #[pin]
+        inner: F,
+        method: Method,
+        uri: Uri,
+    }
+}
+
+impl<F, E> Future for LogErrorsFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(error) = response.extensions().get::<LegacyError>() {
+            let (method, path) = (&*this.method, this.uri.path());
+            let status = response.status();
+            if status.is_server_error() {
+                tracing::warn!(%method, %path, %status, %error, "legacy request failed");
+            } else {
+                tracing::debug!(%method, %path, %status, %error, "legacy request refused");
+            }
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// Gives the bare responses of the tower-http layers (413 from the body limit, 408 from the
-/// timeout) a GWS body, so every reply of the legacy API is JSON.
-pub async fn gws_layer_bodies(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// timeout) a GWS body, so every reply of the legacy API is JSON. A response mapping
+/// (`tower::util::MapResponseLayer`), which needs no future of its own.
+pub fn gws_layer_bodies<B>(response: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let response = response.map(axum::body::Body::new);
     if response.extensions().get::<LegacyError>().is_some() {
         return response;
     }

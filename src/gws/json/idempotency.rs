@@ -10,7 +10,7 @@
 //! checked) around the handler: the handler's response is read whole once and kept.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -78,7 +78,7 @@ impl IntoResponse for KeptResponse {
 }
 
 /// Runs a POST with an `Idempotency-Key` once per user and key (see the module doc).
-pub async fn once(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn once(state: &AppState, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }

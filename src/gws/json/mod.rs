@@ -43,11 +43,14 @@ pub mod settings;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::{Request, State};
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode, Uri};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, any, on};
 use tower::ServiceBuilder;
+use tower::util::MapResponseLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -140,20 +143,16 @@ pub fn router(state: AppState) -> Router {
             with_and_without_slash(router, route.path, route.handler)
         })
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(from_fn_with_state(state.clone(), idempotency::once))
-        .route_layer(from_fn_with_state(
-            state.clone(),
-            crate::gws::auth::authenticate,
-        ));
+        .route_layer(from_fn_with_state(state.clone(), admitted));
     let api = UNKNOWN_ROUTES
         .into_iter()
         .fold(api, |router, path| router.route(path, any(unknown_route)));
     api.layer(
         ServiceBuilder::new()
-            .layer(from_fn(error::log_errors))
+            .layer(error::LogErrorsLayer)
             .layer(cors::GuardLayer::new(legacy))
             .layer(cors::layer(legacy))
-            .layer(from_fn(error::gws_layer_bodies))
+            .layer(MapResponseLayer::new(error::gws_layer_bodies))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
                 legacy.request_timeout(),
@@ -162,6 +161,17 @@ pub fn router(state: AppState) -> Router {
             .layer(RequestBodyLimitLayer::new(legacy.max_body_bytes)),
     )
     .with_state(state)
+}
+
+/// The routes' own middleware, one `from_fn` for both steps (each `from_fn` boxes its
+/// future and clones the stack behind it per request; bench/FINDINGS.md, session 11):
+/// authentication ([`crate::gws::auth::authenticate_then`]), then, for an admitted
+/// request, the idempotency key ([`idempotency::once`]) around the handler.
+async fn admitted(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    crate::gws::auth::authenticate_then(&state, request, |request| {
+        idempotency::once(&state, request, next)
+    })
+    .await
 }
 
 fn with_and_without_slash(
