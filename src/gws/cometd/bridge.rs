@@ -35,12 +35,21 @@ struct Envelope<'a, T> {
 
 /// Serializes `{"channel": channel, "data": data}` straight from `data` (a `json!` here
 /// built a `Value` tree of the whole resource first: 7.7 % of the gateway's CPU in figure 3
-/// against Faye went to rendering, bench/FINDINGS.md).
+/// against Faye went to rendering, bench/FINDINGS.md), into a buffer sized for a call
+/// message (`serde_json::to_string` starts at 128 bytes and grew five times per call
+/// message), with sonic-rs, whose string escaping is vectorised: serde_json's byte-by-byte
+/// escaping was 12k of the 137k instructions of a delivered message (session 11). The
+/// bytes are serde_json's (a test compares them), so a notification reads as the JSON
+/// API's GET of the same resource.
 fn envelope(channel: &str, data: impl Serialize) -> Option<Arc<str>> {
-    serde_json::to_string(&Envelope { channel, data })
-        .ok()
-        .map(Into::into)
+    let mut json = Vec::with_capacity(RENDERED_CAPACITY);
+    sonic_rs::to_writer(&mut json, &Envelope { channel, data }).ok()?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(json).ok().map(Into::into)
 }
+
+/// The buffer [`envelope`] starts with: a call message of two parties is 2 to 3 KiB.
+const RENDERED_CAPACITY: usize = 4096;
 
 /// Renders a call event as the `/v2/me/calls` message (spec §8.3) for one base URL.
 pub fn render_call_event(event: &CallEvent, base_url: &str) -> Option<Arc<str>> {
@@ -236,6 +245,43 @@ mod tests {
                 other => panic!("expected a device event, got {other:?}"),
             }
         }
+    }
+
+    /// The rendering is sonic-rs's, the JSON API's serde_json's: a notification must read
+    /// byte for byte as serde_json writes it, whatever its strings and numbers hold (user
+    /// data and an upstream's pass-through fields are anyone's JSON).
+    #[test]
+    fn a_message_is_rendered_byte_for_byte_as_serde_json_writes_it() {
+        #[derive(Serialize)]
+        struct Flattened<'a> {
+            id: &'a str,
+            #[serde(flatten)]
+            rest: &'a Value,
+        }
+        let awkward = json!({
+            "quote\"key": "a \"quoted\" \\ back\\slash / slash",
+            "controls": "\u{0}\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1f}\u{7f}",
+            "unicode": "é ü 日本 \u{2028}\u{2029} 🎧",
+            "long": "x".repeat(5000),
+            "numbers": [0, -1, u64::MAX, i64::MIN, 0.1, 1.5e-7, 1e300, -0.0, 123456789.125],
+            "nested": {"empty": {}, "list": [], "null": null, "t": true, "f": false},
+        });
+        let flattened = Flattened {
+            id: "call-1",
+            rest: &awkward,
+        };
+        assert_renders_as_serde_json(&awkward);
+        assert_renders_as_serde_json(&flattened);
+    }
+
+    fn assert_renders_as_serde_json(data: &impl Serialize) {
+        let ours = envelope("/v2/me/calls", data).expect("rendered");
+        let theirs = serde_json::to_string(&Envelope {
+            channel: "/v2/me/calls",
+            data,
+        })
+        .unwrap();
+        assert_eq!(&*ours, theirs);
     }
 
     fn taken(session: &BayeuxSession) -> Vec<Value> {
