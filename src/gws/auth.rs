@@ -34,10 +34,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::Cookie;
 
@@ -85,15 +84,10 @@ impl<S: Send + Sync> FromRequestParts<S> for LegacyCaller {
 #[derive(Debug, Clone, Copy)]
 pub struct EndedSession;
 
-/// Authenticates a request, checks CSRF, runs the handler and sets the session cookie and
-/// CSRF headers on the response.
-pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    authenticate_then(&state, request, |request| next.run(request)).await
-}
-
-/// Like [`authenticate`], running `then` (the rest of the request's way to its handler)
-/// once the request is admitted, so that a router can chain its own steps inside one
-/// middleware instead of one `from_fn` each.
+/// Authenticates a request, checks CSRF, runs `then` (the rest of the request's way to its
+/// handler) and sets the session cookie and CSRF headers on the response. The router
+/// chains its own steps inside `then`, in one middleware rather than one `from_fn` each
+/// ([`crate::gws::json`]).
 pub async fn authenticate_then<F, R>(state: &AppState, request: Request, then: F) -> Response
 where
     F: FnOnce(Request) -> R,
