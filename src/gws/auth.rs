@@ -54,7 +54,7 @@ pub const CSRF_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-csrf-token"
 const ACCESS_DENIED: &str = "Access denied";
 
 /// The authenticated caller of a legacy request, put in the request's extensions by
-/// [`authenticate`].
+/// [`authenticate_then`].
 #[derive(Debug, Clone)]
 pub struct LegacyCaller {
     /// The caller's session.

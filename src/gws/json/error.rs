@@ -26,7 +26,7 @@
 //! | too many failed sign-ins for the user name or from the address (`Retry-After`) | 429 | 3 |
 //! | bug in the gateway | 500 | 4 |
 //!
-//! Each response carries the error as an extension; [`log_errors`] logs it once.
+//! Each response carries the error as an extension; [`LogErrorsLayer`] logs it once.
 
 use axum::Json;
 use axum::extract::Request;
