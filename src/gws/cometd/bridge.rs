@@ -44,7 +44,7 @@ struct Envelope<'a, T> {
 fn envelope(channel: &str, data: impl Serialize) -> Option<Arc<str>> {
     let mut json = Vec::with_capacity(RENDERED_CAPACITY);
     sonic_rs::to_writer(&mut json, &Envelope { channel, data }).ok()?;
-    // serde_json writes UTF-8 only.
+    // Always UTF-8 (strings from `&str`, escapes in ASCII); checked rather than assumed.
     String::from_utf8(json).ok().map(Into::into)
 }
 
