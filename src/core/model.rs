@@ -349,12 +349,18 @@ impl Participant {
     /// Returns the number formatted for display: North-American ten-digit numbers as
     /// `(916) 555-0104`, anything else unchanged.
     pub fn formatted_phone_number(&self) -> String {
-        let n = &self.phone_number;
-        if n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()) && !self.e164_number.is_empty() {
-            format!("({}) {}-{}", &n[..3], &n[3..6], &n[6..])
-        } else {
-            n.to_string()
+        match self.north_american_parts() {
+            Some((area, exchange, line)) => format!("({area}) {exchange}-{line}"),
+            None => self.phone_number.to_string(),
         }
+    }
+
+    /// Returns the area code, exchange and line of an outside ten-digit number, the parts
+    /// [`Self::formatted_phone_number`] shows; `None` for any other number.
+    pub fn north_american_parts(&self) -> Option<(&str, &str, &str)> {
+        let n = &self.phone_number;
+        (n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()) && !self.e164_number.is_empty())
+            .then(|| (&n[..3], &n[3..6], &n[6..]))
     }
 }
 

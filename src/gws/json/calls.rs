@@ -26,13 +26,12 @@ pub async fn list_calls(
     BaseUrl(base): BaseUrl,
     WithRejection(query, _): LegacyQuery,
 ) -> Result<Json<Value>, LegacyError> {
-    let calls: Vec<CallJson> = state
-        .core
-        .list_calls(caller.principal())?
+    let snapshots = state.core.list_calls(caller.principal())?;
+    let calls: Vec<CallJson> = snapshots
         .iter()
         .map(|call| CallJson::from_snapshot(call, &base))
         .collect();
-    let uris = calls.iter().map(|call| call.uri.clone()).collect();
+    let uris = calls.iter().map(|call| call.uri.to_string()).collect();
     Ok(Fields::from_query(&query).reply("calls", &calls, uris))
 }
 

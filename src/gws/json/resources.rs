@@ -47,6 +47,8 @@ pub async fn get_me(
         .get("subresources")
         .map_or_else(Vec::new, |s| split_list(s));
     let wants = |name: &str| wanted.iter().any(|w| w == "*" || w == name);
+    // Declared before `json`, which borrows the calls it renders.
+    let calls;
     let mut json = UserJson::from_user(user, &base);
     if wants("devices") {
         json.devices = Some(devices_of(&state, &caller, &base)?);
@@ -61,7 +63,7 @@ pub async fn get_me(
         json.settings = Some(json!({ "agent-states": super::settings::agent_states() }));
     }
     if wants("calls") {
-        let calls = state.core.list_calls(caller.principal())?;
+        calls = state.core.list_calls(caller.principal())?;
         json.calls = Some(
             calls
                 .iter()

@@ -18,7 +18,8 @@ mod device;
 mod user;
 
 pub use call::{
-    CallJson, CallStateChangeJson, CountryJson, ErrorMessageJson, ParticipantJson, user_data_json,
+    CallJson, CallStateChangeJson, CapabilitiesJson, CountryJson, ErrorMessageJson,
+    FormattedNumber, LinkJson, ParticipantJson, ParticipantsJson, UserDataJson,
 };
 pub use device::{
     ChannelJson, ChannelStateChangeJson, ChannelStateJson, DeviceJson, DeviceStateChangeJson,
@@ -26,15 +27,21 @@ pub use device::{
 };
 pub use user::{FeatureJson, UserJson};
 
+/// The path of a call's link before its id ([`call_uri`]).
+const CALLS_PATH: &str = "/api/v2/me/calls/";
+
+/// The path of a device's link before its id ([`device_uri`]).
+const DEVICES_PATH: &str = "/api/v2/devices/";
+
 /// Returns a call's link, `{base_url}/api/v2/me/calls/{id}`.
 pub fn call_uri(base_url: &str, id: &str) -> String {
-    format!("{base_url}/api/v2/me/calls/{id}")
+    format!("{base_url}{CALLS_PATH}{id}")
 }
 
 /// Returns a device's link as a call or a monitoring state names it,
 /// `{base_url}/api/v2/devices/{id}` (GWS's `deviceUri` form).
 pub fn device_uri(base_url: &str, id: &str) -> String {
-    format!("{base_url}/api/v2/devices/{id}")
+    format!("{base_url}{DEVICES_PATH}{id}")
 }
 
 /// Returns the link of the caller's own device, `{base_url}/api/v2/me/devices/{id}` (the

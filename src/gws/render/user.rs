@@ -12,7 +12,7 @@ use super::{CallJson, ChannelJson, DeviceJson};
 /// The user resource of `GET /api/v2/me` (spec §6.7), with the subresources asked for.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct UserJson {
+pub struct UserJson<'a> {
     /// User id.
     pub id: String,
     /// Login name.
@@ -42,13 +42,13 @@ pub struct UserJson {
     pub features: Option<Vec<FeatureJson>>,
     /// The user's active calls, when `subresources` names them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub calls: Option<Vec<CallJson>>,
+    pub calls: Option<Vec<CallJson<'a>>>,
     /// The settings a desktop reads at start-up, when `subresources` names them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settings: Option<Value>,
 }
 
-impl UserJson {
+impl UserJson<'_> {
     /// Renders a user without subresources.
     pub fn from_user(user: &User, base_url: &str) -> Self {
         Self {
