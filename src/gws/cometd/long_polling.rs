@@ -215,7 +215,7 @@ impl<'a> HoldGuard<'a> {
         session: &'a Arc<BayeuxSession>,
         browser: Option<&'a str>,
     ) -> Self {
-        super::count_held("long-polling", 1.0);
+        super::count_held(super::HeldOn::LongPolling, 1.0);
         Self {
             registry,
             session,
@@ -226,7 +226,7 @@ impl<'a> HoldGuard<'a> {
 
 impl Drop for HoldGuard<'_> {
     fn drop(&mut self) {
-        super::count_held("long-polling", -1.0);
+        super::count_held(super::HeldOn::LongPolling, -1.0);
         let config = self.registry.config();
         self.session.end_hold(Instant::now(), config.max_interval());
         if let Some(browser) = self.browser {

@@ -89,13 +89,33 @@ use crate::app::AppState;
 use crate::auth::ClientAddr;
 use crate::gws::base_url::ListenerScheme;
 
+/// The transport a connect is held on, as the `transport` label names it.
+#[derive(Debug, Clone, Copy)]
+enum HeldOn {
+    LongPolling,
+    WebSocket,
+}
+
 /// Counts a connect held (`delta` 1) or no longer held (-1) on `transport`, in
-/// [`names::COMETD_CONNECTS_HELD`](crate::admin::names::COMETD_CONNECTS_HELD). The handle
-/// is looked up each time rather than kept: a held connect is idle memory on thousands of
-/// connections (BENCHMARKS.md, figure 4), and it begins and ends at most once a timeout.
-fn count_held(transport: &'static str, delta: f64) {
-    metrics::gauge!(crate::admin::names::COMETD_CONNECTS_HELD, "transport" => transport)
-        .increment(delta);
+/// [`names::COMETD_CONNECTS_HELD`](crate::admin::names::COMETD_CONNECTS_HELD). The two
+/// handles are kept process-wide, not per connection (a held connect is idle memory on
+/// thousands of connections, BENCHMARKS.md figure 4), once the Prometheus recorder is in
+/// place: it is global and never replaced, so a handle taken from it stays valid. Before
+/// that (metrics off) the lookup goes to the no-op recorder each time. Looking the handle
+/// up in the recorder's registry was 1k instructions, twice per long-poll cycle.
+fn count_held(transport: HeldOn, delta: f64) {
+    static HELD: [std::sync::OnceLock<metrics::Gauge>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    let label = match transport {
+        HeldOn::LongPolling => "long-polling",
+        HeldOn::WebSocket => "websocket",
+    };
+    let gauge = || metrics::gauge!(crate::admin::names::COMETD_CONNECTS_HELD, "transport" => label);
+    if crate::admin::recorder::handle().is_none() {
+        gauge().increment(delta);
+    } else {
+        HELD[transport as usize].get_or_init(gauge).increment(delta);
+    }
 }
 
 /// The path of the endpoint.

@@ -118,7 +118,7 @@ struct Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        super::count_held("websocket", -1.0);
+        super::count_held(super::HeldOn::WebSocket, -1.0);
         // Held connects keep a session from expiring; a dropped one must not.
         self.connect.session.end_hold(Instant::now(), self.grace);
     }
@@ -265,7 +265,7 @@ where
             // A newer connect supersedes the held one, which CometD never answers.
             connect.session.begin_hold();
             let reply = outcome.replies.remove(index);
-            super::count_held("websocket", 1.0);
+            super::count_held(super::HeldOn::WebSocket, 1.0);
             *pending = Some(Pending {
                 connect,
                 reply,
