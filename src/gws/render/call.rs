@@ -188,7 +188,7 @@ pub struct CallJson<'a> {
     /// The calling number of a call from an outside number; omitted on calls an agent made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ani: Option<&'a str>,
-    /// [`device_uri`] of the user's device.
+    /// [`device_uri`](super::device_uri) of the user's device.
     pub device_uri: LinkJson<'a>,
     /// Other parties.
     pub participants: ParticipantsJson<'a>,
