@@ -1,9 +1,9 @@
 //! The tower layers every request of both fronts goes through, applied where the routers
-//! are assembled (`crate::run_with_admin`): a request id (`x-request-id`, the client's or a
-//! fresh UUID, echoed in the reply), a tracing span carrying it (so every log line of the
-//! request names it, and the authenticator records the `user` in it), and
-//! [`RequestMetrics`]: the request count and latency by front, operation and code, and one
-//! log line per failed request.
+//! are assembled (`crate::run_with_admin`): [`RequestContext`], a request id
+//! (`x-request-id`, the client's or a fresh UUID, echoed in the reply) and a tracing span
+//! carrying it (so every log line of the request names it, and the authenticator records
+//! the `user` in it); and [`RequestMetrics`]: the request count and latency by front,
+//! operation and code, and one log line per failed request.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,35 +13,11 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
-use axum::http::{Method, Request, Response};
+use axum::http::{HeaderName, HeaderValue, Method, Request, Response};
 use metrics::{Counter, Histogram};
 use tower::Layer;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::{MakeSpan, TraceLayer};
 
 use super::names;
-
-/// The span of one request: `request{id=… front=… user=…}`.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestSpan;
-
-impl<B> MakeSpan<B> for RequestSpan {
-    fn make_span(&mut self, request: &Request<B>) -> tracing::Span {
-        let id = request
-            .extensions()
-            .get::<RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .unwrap_or("");
-        tracing::info_span!(
-            "request",
-            id,
-            front = front_of(request),
-            user = tracing::field::Empty
-        )
-    }
-}
 
 /// Records the acting user (or the attempted user name) in the current request's span, so
 /// that the request's later log lines, its failure line included, name it. Never given a
@@ -50,47 +26,158 @@ pub fn record_user(name: &str) {
     tracing::Span::current().record("user", name);
 }
 
-/// The whole stack, outermost first: request id, span, id echoed in the reply, metrics.
+/// The whole stack, outermost first: the request's context (id, span, id echoed in the
+/// reply), then its metrics.
 pub type RequestLayers = tower::layer::util::Stack<
     RequestMetricsLayer,
-    tower::layer::util::Stack<
-        PropagateRequestIdLayer,
-        tower::layer::util::Stack<
-            TraceLayer<
-                tower_http::classify::SharedClassifier<
-                    tower_http::classify::ServerErrorsAsFailures,
-                >,
-                RequestSpan,
-                (),
-                (),
-                (),
-                (),
-                (),
-            >,
-            tower::layer::util::Stack<
-                SetRequestIdLayer<MakeRequestUuid>,
-                tower::layer::util::Identity,
-            >,
-        >,
-    >,
+    tower::layer::util::Stack<RequestContextLayer, tower::layer::util::Identity>,
 >;
 
 /// Builds [`RequestLayers`] with the metrics of `metrics`.
 pub fn request_layers(metrics: RequestMetricsLayer) -> RequestLayers {
     tower::ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(RequestSpan)
-                .on_request(())
-                .on_response(())
-                .on_body_chunk(())
-                .on_eos(())
-                .on_failure(()),
-        )
-        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(RequestContextLayer)
         .layer(metrics)
         .into_inner()
+}
+
+/// The `x-request-id` header.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Gives every request its context, in one service: its id (the client's `x-request-id`,
+/// or a fresh UUID v4), a span `request{id=… front=… user=…}` entered while the request's
+/// future and its response body are polled, and the id echoed in the response's headers.
+///
+/// Written here rather than composed from tower-http's `SetRequestId`, `TraceLayer` and
+/// `PropagateRequestId` (which it replaced, with the same behaviour): those three layers
+/// each wrap the request's future and the body (the trace layer with a classifier and five
+/// callbacks the gateway leaves empty), and pass the id along as a request header and an
+/// extension to be read back. Together they cost 11k instructions per request, an eighth
+/// of a JSON API request and of a delivered CometD message (bench/FINDINGS.md, session 12);
+/// one service that holds the id and the span itself costs about half of that.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestContextLayer;
+
+impl<S> Layer<S> for RequestContextLayer {
+    type Service = RequestContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestContext { inner }
+    }
+}
+
+/// The service of [`RequestContextLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestContext<S> {
+    inner: S,
+}
+
+/// Returns a fresh request id: a UUID v4, hyphenated, lower case.
+fn fresh_request_id() -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).expect("a UUID is a valid header value")
+}
+
+impl<S, B, RB> tower::Service<Request<B>> for RequestContext<S>
+where
+    S: tower::Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = Response<InstrumentedBody<RB>>;
+    type Error = S::Error;
+    type Future = RequestContextFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let id = match request.headers().get(&REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => fresh_request_id(),
+        };
+        let span = tracing::info_span!(
+            "request",
+            id = id.to_str().unwrap_or(""),
+            front = front_of(&request),
+            user = tracing::field::Empty
+        );
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        RequestContextFuture {
+            inner,
+            context: Some((id, span)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`RequestContext`].
+    pub struct RequestContextFuture<F> {
+        #[pin]
+        inner: F,
+        context: Option<(HeaderValue, tracing::Span)>,
+    }
+}
+
+impl<F, RB, E> Future for RequestContextFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<InstrumentedBody<RB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.context.as_ref().map(|(_, span)| span.enter());
+            ready!(this.inner.poll(cx))
+        };
+        let (id, span) = this
+            .context
+            .take()
+            .expect("a RequestContextFuture is not polled after it completed");
+        Poll::Ready(result.map(|response| {
+            let (mut parts, body) = response.into_parts();
+            if !parts.headers.contains_key(&REQUEST_ID) {
+                parts.headers.insert(REQUEST_ID, id);
+            }
+            Response::from_parts(parts, InstrumentedBody { inner: body, span })
+        }))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body polled inside its request's span, so that what a streamed body
+    /// logs (a `WatchCalls` stream, say) names the request.
+    pub struct InstrumentedBody<B> {
+        #[pin]
+        inner: B,
+        span: tracing::Span,
+    }
+}
+
+impl<B: hyper::body::Body> hyper::body::Body for InstrumentedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        this.inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The names of the gRPC status codes, by number.
