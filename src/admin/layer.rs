@@ -53,8 +53,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// each wrap the request's future and the body (the trace layer with a classifier and five
 /// callbacks the gateway leaves empty), and pass the id along as a request header and an
 /// extension to be read back. Together they cost 11k instructions per request, an eighth
-/// of a JSON API request and of a delivered CometD message (bench/FINDINGS.md, session 12);
-/// one service that holds the id and the span itself costs about half of that.
+/// of a JSON API request and of a delivered CometD message; one service that holds the id
+/// and the span itself costs 4 to 5k fewer (bench/FINDINGS.md, session 12), most of what
+/// is left being the span's own making and closing in the subscriber.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestContextLayer;
 
