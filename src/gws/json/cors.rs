@@ -146,7 +146,7 @@ where
         // Not a CORS request (no `Origin`; not a preflight, which the CORS layer answers
         // itself): everything the CORS layer would add but `Vary` is stripped below, so
         // the layer is passed by (its headers were built and merged on every request:
-        // 4k instructions of a JSON API request, bench/FINDINGS.md session 12). Polling the
+        // 4.5k instructions of a JSON API request, bench/FINDINGS.md session 12). Polling the
         // CORS layer for readiness polled the service behind it.
         if origin.is_none() && request.method() != Method::OPTIONS {
             let future = self.inner.get_mut().call(request);
