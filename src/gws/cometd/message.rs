@@ -109,20 +109,40 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
-/// One element of a batch: a message, or `None` for something that is not a JSON object
-/// (which makes the batch [`BayeuxBatchError::NotMessages`] once it has been read to its
-/// end).
-struct Item(Option<BayeuxMessage>);
+/// What one JSON value is to the parser: a message (an object), the body's batch (an
+/// array, its elements counted and checked once the whole body has been read, so that a
+/// syntax error anywhere is reported as one, as before), or anything else.
+enum Parsed {
+    Message(BayeuxMessage),
+    Batch {
+        messages: Vec<BayeuxMessage>,
+        len: usize,
+        not_objects: bool,
+    },
+    Other,
+}
 
-/// Reads any JSON value: an object as a message, anything else skipped as `None`.
-struct ItemVisitor;
+/// Reads one JSON value. At the top of the body (`max_batch` set) an array is the batch,
+/// whose first `max_batch` messages are kept and the rest only counted (the batch is then
+/// refused as too large); inside it an array is skipped as `Other`, as is every value that
+/// is not an object.
+struct Shape {
+    max_batch: Option<usize>,
+}
 
-impl<'de> Visitor<'de> for ItemVisitor {
-    type Value = Item;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a Bayeux message")
+impl<'de> DeserializeSeed<'de> for Shape {
+    type Value = Parsed;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Parsed, D::Error> {
+        deserializer.deserialize_any(self)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+}
+
+impl<'de> Visitor<'de> for Shape {
+    type Value = Parsed;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Bayeux message or batch")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
         let mut m = BayeuxMessage::default();
         while let Some(key) = map.next_key::<Key>()? {
             let slot = match key {
@@ -140,108 +160,46 @@ impl<'de> Visitor<'de> for ItemVisitor {
             };
             *slot = Some(map.next_value()?);
         }
-        Ok(Item(Some(m)))
+        Ok(Parsed::Message(m))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Item(None))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Item, E> {
-        Ok(Item(None))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Item, E> {
-        Ok(Item(None))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Item, E> {
-        Ok(Item(None))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Item, E> {
-        Ok(Item(None))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Item, E> {
-        Ok(Item(None))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Item, E> {
-        Ok(Item(None))
-    }
-}
-
-impl<'de> Deserialize<'de> for Item {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ItemVisitor)
-    }
-}
-
-/// A request body: one message, or an array of elements counted and checked once the whole
-/// body has been read (so a syntax error anywhere is reported as one, as before).
-enum Batch {
-    One(BayeuxMessage),
-    Many {
-        messages: Vec<BayeuxMessage>,
-        len: usize,
-        not_objects: bool,
-    },
-    NotMessages,
-}
-
-/// The array's messages are kept up to this many; past it only counted (the batch is then
-/// refused as too large).
-struct BatchVisitor {
-    max_batch: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for BatchVisitor {
-    type Value = Batch;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Batch, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for BatchVisitor {
-    type Value = Batch;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a Bayeux batch")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Batch, A::Error> {
-        match ItemVisitor.visit_map(map)? {
-            Item(Some(m)) => Ok(Batch::One(m)),
-            Item(None) => Ok(Batch::NotMessages),
-        }
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Batch, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parsed, A::Error> {
+        let Some(max_batch) = self.max_batch else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Parsed::Other);
+        };
         let mut messages = Vec::new();
         let (mut len, mut not_objects) = (0, false);
-        while let Some(item) = seq.next_element::<Item>()? {
+        while let Some(element) = seq.next_element_seed(Shape { max_batch: None })? {
             len += 1;
-            match item {
-                Item(Some(m)) if len <= self.max_batch => messages.push(m),
-                Item(Some(_)) => {}
-                Item(None) => not_objects = true,
+            match element {
+                Parsed::Message(m) if len <= max_batch => messages.push(m),
+                Parsed::Message(_) => {}
+                Parsed::Batch { .. } | Parsed::Other => not_objects = true,
             }
         }
-        Ok(Batch::Many {
+        Ok(Parsed::Batch {
             messages,
             len,
             not_objects,
         })
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Batch, E> {
-        Ok(Batch::NotMessages)
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Batch, E> {
-        Ok(Batch::NotMessages)
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Batch, E> {
-        Ok(Batch::NotMessages)
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Batch, E> {
-        Ok(Batch::NotMessages)
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Batch, E> {
-        Ok(Batch::NotMessages)
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Batch, E> {
-        Ok(Batch::NotMessages)
+    fn visit_unit<E: de::Error>(self) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
     }
 }
 
@@ -254,26 +212,28 @@ impl BayeuxMessage {
     /// order: a body that is not JSON is `Json` wherever its error lies; then a body that
     /// is neither an object nor an array is `NotMessages`; an empty array `Empty`; a longer
     /// one than `max_batch` `TooLarge`; an array holding anything but objects
-    /// `NotMessages`. One difference, on the
-    /// lenient side: a field the gateway does not read is skipped unread, so a number too
-    /// large for a float there no longer refuses the batch.
+    /// `NotMessages`. One difference, on the lenient side: a field the gateway does not
+    /// read is skipped unread, so a number too large for a float there no longer refuses
+    /// the batch.
     pub fn parse_batch(body: &[u8], max_batch: usize) -> Result<Vec<Self>, BayeuxBatchError> {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let batch = BatchVisitor { max_batch }
-            .deserialize(&mut deserializer)
-            .and_then(|batch| deserializer.end().map(|()| batch))
-            .map_err(|e| BayeuxBatchError::Json(e.to_string()))?;
-        match batch {
-            Batch::One(message) => Ok(vec![message]),
-            Batch::NotMessages => Err(BayeuxBatchError::NotMessages),
-            Batch::Many { len: 0, .. } => Err(BayeuxBatchError::Empty),
-            Batch::Many { len, .. } if len > max_batch => {
+        let parsed = Shape {
+            max_batch: Some(max_batch),
+        }
+        .deserialize(&mut deserializer)
+        .and_then(|parsed| deserializer.end().map(|()| parsed))
+        .map_err(|e| BayeuxBatchError::Json(e.to_string()))?;
+        match parsed {
+            Parsed::Message(message) => Ok(vec![message]),
+            Parsed::Other => Err(BayeuxBatchError::NotMessages),
+            Parsed::Batch { len: 0, .. } => Err(BayeuxBatchError::Empty),
+            Parsed::Batch { len, .. } if len > max_batch => {
                 Err(BayeuxBatchError::TooLarge(len, max_batch))
             }
-            Batch::Many {
+            Parsed::Batch {
                 not_objects: true, ..
             } => Err(BayeuxBatchError::NotMessages),
-            Batch::Many { messages, .. } => Ok(messages),
+            Parsed::Batch { messages, .. } => Ok(messages),
         }
     }
 
