@@ -18,6 +18,15 @@
 //! is one long-poll cycle whatever the timing under valgrind. Its count less a
 //! `gateway-grpc` count without watchers (`--watchers 0`), over twice the requests, is
 //! what a message's long-poll cycle costs beyond its operation.
+//!
+//! `gateway-bridge` counts figure 7's B: `--addr` is a gateway in bridge mode whose
+//! upstream (U, run natively) already runs. The agents sign in on B and the calls are set
+//! up through it as in figure 7, then figure 1's operations go in rounds, one per slot,
+//! each followed by a pause in which U's two notifications of each operation reach B and
+//! are mirrored: what B spends on an operation, its upstream request and the mirroring of
+//! what the operation changed, each notification one connect cycle as at figure 7's rate.
+//! With `--admin` (B's admin listener) the run checks, after `--after`, that B committed
+//! two events per measured operation.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +58,8 @@ pub enum Target {
     /// The gateway's gRPC listener, with a CometD long-poll session per party on its HTTP
     /// listener (figure 3 against Faye).
     GatewayCometd,
+    /// A gateway in bridge mode (figure 7's B), its upstream already running.
+    GatewayBridge,
 }
 
 /// The shape of a counted run.
@@ -76,22 +87,27 @@ pub struct CountShape {
     pub before: Option<String>,
     /// Shell command run after the measured requests and a pause (e.g. `callgrind_control -d PID`).
     pub after: Option<String>,
+    /// The gateway's admin listener ([`Target::GatewayBridge`]: to check what B committed).
+    pub admin: Option<SocketAddr>,
 }
+
+/// [`Target::GatewayBridge`]: the pause after each round, long enough under callgrind for
+/// U's notifications of the round to be mirrored and B's client to connect again.
+const BRIDGE_ROUND_PAUSE: Duration = Duration::from_millis(400);
 
 /// Runs the counted load; returns the measured requests that succeeded.
 pub async fn run(shape: CountShape) -> anyhow::Result<u64> {
     let slots = match shape.target {
-        Target::GatewayGrpc | Target::BareTonic | Target::GatewayCometd => {
+        Target::GatewayGrpc | Target::BareTonic | Target::GatewayCometd | Target::GatewayBridge => {
             shape.connections * shape.in_flight
         }
         Target::GatewayJson | Target::BareAxum => shape.connections,
     };
-    let gateway = matches!(
-        shape.target,
-        Target::GatewayGrpc | Target::GatewayJson | Target::GatewayCometd
-    );
+    let gateway = !matches!(shape.target, Target::BareTonic | Target::BareAxum);
     let grpc_url = format!("http://{}", shape.addr);
-    let calls = if gateway {
+    let calls = if shape.target == Target::GatewayBridge {
+        crate::bridge::establish_through(&grpc_url, slots).await?
+    } else if gateway {
         setup::establish_calls(&grpc_url, slots).await?
     } else {
         (0..slots)
@@ -119,7 +135,7 @@ pub async fn run(shape: CountShape) -> anyhow::Result<u64> {
     let per_slot = shape.requests.div_ceil(slots).next_multiple_of(2);
     let warmup = shape.warmup_per_slot.next_multiple_of(2);
     let ok = match shape.target {
-        Target::GatewayGrpc | Target::BareTonic | Target::GatewayCometd => {
+        Target::GatewayGrpc | Target::BareTonic | Target::GatewayCometd | Target::GatewayBridge => {
             grpc(&shape, &plans, warmup, per_slot, sessions.as_ref()).await?
         }
         Target::GatewayJson | Target::BareAxum => {
@@ -160,7 +176,9 @@ fn plans(target: Target, calls: &[EstablishedCall]) -> Vec<SlotPlan> {
             let start = Bytes::from_static(br#"{"operationName":"StartCallRecording"}"#);
             let stop = Bytes::from_static(br#"{"operationName":"StopCallRecording"}"#);
             let requests = match target {
-                Target::GatewayGrpc | Target::GatewayCometd => grpc_load::recording_requests(&c.id),
+                Target::GatewayGrpc | Target::GatewayCometd | Target::GatewayBridge => {
+                    grpc_load::recording_requests(&c.id)
+                }
                 Target::BareTonic => vec![(
                     crate::servers::BARE_PATH.into(),
                     grpc_frame(&crate::servers::pb::EmptyRequest {}),
@@ -209,6 +227,10 @@ where
     }
     let warm = phase(warmup).await?;
     delivered(sessions, warm).await?;
+    let committed = match shape.admin {
+        Some(admin) => Some(events_committed(admin).await?),
+        None => None,
+    };
     hook(shape.before.as_ref()).await?;
     let began = Instant::now();
     let ok = phase(per_slot).await?;
@@ -222,7 +244,34 @@ where
         None => tokio::time::sleep(Duration::from_secs(2)).await,
     }
     hook(shape.after.as_ref()).await?;
+    if let (Some(admin), Some(before)) = (shape.admin, committed) {
+        let events = events_committed(admin).await? - before;
+        eprintln!("count: the gateway committed {events} events");
+        anyhow::ensure!(
+            events == 2.0 * ok as f64,
+            "the gateway committed {events} events for {ok} operations, not two each"
+        );
+    }
     Ok(ok)
+}
+
+/// Reads `voice_gateway_events_committed_total` from a gateway's admin listener.
+async fn events_committed(admin: SocketAddr) -> anyhow::Result<f64> {
+    let (status, body) =
+        crate::http_util::request(admin, http::Method::GET, "/metrics", &[], Bytes::new()).await?;
+    anyhow::ensure!(status.is_success(), "{admin}/metrics answered {status}");
+    let text = std::str::from_utf8(&body)?;
+    text.lines()
+        .find_map(|line| {
+            let value = line.strip_prefix(voice_gateway::admin::names::EVENTS_COMMITTED)?;
+            value.trim().parse().ok()
+        })
+        .with_context(|| {
+            format!(
+                "no {} at {admin}",
+                voice_gateway::admin::names::EVENTS_COMMITTED
+            )
+        })
 }
 
 /// Waits (bounded) until `sessions` received the two messages of each of `operations`,
@@ -269,10 +318,14 @@ async fn grpc(
     // session whose next message came before its re-poll took both in one reply, and the
     // count per message moved by a few percent from run to run with that share.
     // `--warmup` and `--requests` then count rounds: `--requests` ÷ slots of them.
+    // The bridge's rounds, likewise: one operation per slot, then a pause for the
+    // mirroring (see the module docs).
     let slots = (shape.connections * shape.in_flight) as u64;
+    let bridge = shape.target == Target::GatewayBridge;
     measured(shape, warmup, per_slot, sessions, |count| {
         let (rounds, per_round) = match sessions {
             Some(_) => (count, 1),
+            None if bridge => (count, 1),
             None => (1, count),
         };
         let senders = senders.clone();
@@ -315,6 +368,9 @@ async fn grpc(
                     // messages come (a message that finds its session without a held
                     // connect waits in its queue and costs a different path).
                     tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                if bridge {
+                    tokio::time::sleep(BRIDGE_ROUND_PAUSE).await;
                 }
             }
             Ok(ok)

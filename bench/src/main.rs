@@ -129,6 +129,10 @@ enum Command {
         /// Shell command run after the measured requests.
         #[arg(long)]
         after: Option<String>,
+        /// The gateway's admin listener (target `gateway-bridge`: checks that it committed
+        /// two events per measured operation).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
     },
     /// Serves the gateway library in this process (for the smoke run).
     Gateway {
@@ -167,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
             watchers,
             before,
             after,
+            admin,
         } => {
             let ok = voice_bench::count::run(voice_bench::count::CountShape {
                 target,
@@ -179,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
                 watchers,
                 before,
                 after,
+                admin,
             })
             .await?;
             println!("{ok}");
