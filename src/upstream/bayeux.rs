@@ -91,7 +91,6 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::{COOKIE, HeaderMap, HeaderName, HeaderValue};
-use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -377,12 +376,16 @@ pub enum BayeuxEvent {
     },
 }
 
-/// A delivered message, kept whole so that no field (`id`, `ext`, ...) is lost.
+/// A delivered message, kept whole so that no field (`id`, `ext`, ...) is lost. It is
+/// read with sonic-rs (why: `wire::Object`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BayeuxDelivery {
     channel: String,
-    message: Map<String, Value>,
+    message: sonic_rs::Object,
 }
+
+/// The `data` of a delivery without one.
+static NO_DATA: sonic_rs::Value = sonic_rs::Value::new();
 
 impl BayeuxDelivery {
     /// Returns the channel the message was published on.
@@ -391,22 +394,22 @@ impl BayeuxDelivery {
     }
 
     /// Returns the `data` field.
-    pub fn data(&self) -> &Value {
-        self.message.get("data").unwrap_or(&Value::Null)
+    pub fn data(&self) -> &sonic_rs::Value {
+        self.message.get(&"data").unwrap_or(&NO_DATA)
     }
 
     /// Returns the `id` field, when the server sent one.
-    pub fn id(&self) -> Option<&Value> {
-        self.message.get("id")
+    pub fn id(&self) -> Option<&sonic_rs::Value> {
+        self.message.get(&"id")
     }
 
     /// Returns the whole message.
-    pub fn message(&self) -> &Map<String, Value> {
+    pub fn message(&self) -> &sonic_rs::Object {
         &self.message
     }
 
     /// Returns the whole message, consuming the delivery.
-    pub fn into_message(self) -> Map<String, Value> {
+    pub fn into_message(self) -> sonic_rs::Object {
         self.message
     }
 }

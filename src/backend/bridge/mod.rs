@@ -113,6 +113,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct GwsBridge {
     base: String,
+    /// `base` parsed, for the operations: each request's URL is this one with its path
+    /// set, which reads only the path, where reqwest would parse the whole string.
+    base_url: reqwest::Url,
     http: reqwest::Client,
     notify_http: reqwest::Client,
     /// The options of every session's CometD client.
@@ -163,6 +166,8 @@ impl GwsBridge {
             .context("cannot build the upstream CometD client")?;
         Ok(Arc::new(Self {
             base: url.trim_end_matches('/').to_owned(),
+            base_url: reqwest::Url::parse(url)
+                .with_context(|| format!("upstream.url {url:?} is not a URL"))?,
             http,
             notify_http,
             notify_options: options,

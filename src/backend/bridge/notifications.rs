@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _};
 use tokio_util::sync::CancellationToken;
 
 use super::{GwsBridge, SESSION_COOKIE, Session, convert};
@@ -102,7 +102,7 @@ async fn on_message(bridge: &GwsBridge, session: &Session, delivery: &BayeuxDeli
     session.touch();
     let user = session.user.to_ref();
     let data = delivery.data();
-    let mirrored = match data.get("messageType").and_then(Value::as_str) {
+    let mirrored = match data.get("messageType").and_then(|t| t.as_str()) {
         Some("CallStateChangeMessage") => match convert::call_notification(data, &user) {
             Some((notification, call, digits)) => {
                 core.mirror_call(notification, call, digits).await
@@ -114,7 +114,7 @@ async fn on_message(bridge: &GwsBridge, session: &Session, delivery: &BayeuxDeli
         },
         Some("ErrorMessage") => core.mirror_error(convert::error_message(data, &user)).await,
         Some("DeviceStateChangeMessage") => {
-            let devices = data.get("devices").and_then(Value::as_array);
+            let devices = data.get("devices").and_then(|d| d.as_array());
             let mut mirrored = Ok(());
             for device in devices.into_iter().flatten() {
                 if let Some(device) = convert::device(device, &user) {

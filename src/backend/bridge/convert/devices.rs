@@ -1,7 +1,7 @@
 //! The device resource the upstream sends read as a core snapshot: the agent state and work
 //! mode, forwarding, capabilities and supervisor monitoring.
 
-use serde_json::Value;
+use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Value};
 
 use super::{last_segment, text, unmodeled};
 use crate::core::{
@@ -41,10 +41,10 @@ pub fn device(value: &Value, user: &UserRef) -> Option<DeviceSnapshot> {
         forward_to: text(value, "forwardTo").map(str::to_owned),
         capabilities: value
             .get("capabilities")
-            .and_then(Value::as_array)
+            .and_then(|v| v.as_array())
             .map(|list| {
                 list.iter()
-                    .filter_map(Value::as_str)
+                    .filter_map(|v| v.as_str())
                     .filter_map(DeviceOperation::from_name)
                     .collect()
             })

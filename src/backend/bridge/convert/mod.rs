@@ -14,7 +14,7 @@ mod user;
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Value};
 
 pub use bodies::{UpstreamRequest, call_operation, device_operation, dial};
 pub use calls::{call, call_notification, error_kind, error_message};
@@ -22,7 +22,7 @@ pub use devices::device;
 pub use user::{Me, me};
 
 fn text<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
-    object.get(key).and_then(Value::as_str)
+    object.get(key).and_then(|v| v.as_str())
 }
 
 /// Returns the last path segment of a URI or path (`.../calls/{id}` → `{id}`).
@@ -33,13 +33,16 @@ fn last_segment(uri: &str) -> &str {
 /// The fields of an upstream resource the core does not model (not in `modeled`), as JSON
 /// text, so that a GWS client behind the bridge still sees them; `None` when there are none.
 fn unmodeled(value: &Value, modeled: &[&str]) -> Option<Arc<str>> {
-    let extra: Map<String, Value> = value
-        .as_object()?
-        .iter()
-        .filter(|(key, _)| !modeled.contains(&key.as_str()))
-        .map(|(key, v)| (key.clone(), v.clone()))
-        .collect();
-    (!extra.is_empty()).then(|| Value::Object(extra).to_string().into())
+    let mut extra = sonic_rs::Object::new();
+    for (key, v) in value.as_object()?.iter() {
+        if !modeled.contains(&key) {
+            extra.insert(&key, v.clone());
+        }
+    }
+    if extra.is_empty() {
+        return None;
+    }
+    sonic_rs::to_string(&extra).ok().map(Into::into)
 }
 
 #[cfg(test)]

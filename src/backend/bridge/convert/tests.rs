@@ -183,7 +183,7 @@ fn a_rendered_call_and_device_read_back_as_they_were() {
         upstream_fields: None,
     };
     let json = serde_json::to_value(CallJson::from_snapshot(&call, "http://u")).unwrap();
-    assert_eq!(super::call(&json, &user.to_ref()), Some(call));
+    assert_eq!(super::call(&sonic(&json), &user.to_ref()), Some(call));
 
     let device = DeviceSnapshot {
         active: true,
@@ -198,7 +198,7 @@ fn a_rendered_call_and_device_read_back_as_they_were() {
         upstream_fields: None,
     };
     let json = serde_json::to_value(DeviceJson::from_snapshot(&device, "http://u")).unwrap();
-    let back = super::device(&json, &user.to_ref()).unwrap();
+    let back = super::device(&sonic(&json), &user.to_ref()).unwrap();
     // The voice environment's link is the upstream's, passed through as it came.
     assert_eq!(
         back.upstream_fields.as_deref(),
@@ -219,15 +219,15 @@ fn a_rendered_call_and_device_read_back_as_they_were() {
 fn what_the_core_cannot_do_without_is_required() {
     let user = agent1().to_ref();
     let no_state: Value = serde_json::json!({"id": "C1"});
-    assert_eq!(super::call(&no_state, &user), None);
+    assert_eq!(super::call(&sonic(&no_state), &user), None);
     let odd_state: Value = serde_json::json!({"id": "C1", "state": "Levitating"});
-    assert_eq!(super::call(&odd_state, &user), None);
+    assert_eq!(super::call(&sonic(&odd_state), &user), None);
     let minimal: Value =
         serde_json::json!({"id": "C1", "state": "Ringing", "capabilities": ["Answer", "Teleport"]});
-    let read = super::call(&minimal, &user).unwrap();
+    let read = super::call(&sonic(&minimal), &user).unwrap();
     assert_eq!(read.capabilities, vec![Operation::Answer]);
     let no_device: Value = serde_json::json!({"user": {"userName": "x"}});
-    assert!(me(&no_device, "default").is_none());
+    assert!(me(&sonic(&no_device), "default").is_none());
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn fields_the_core_does_not_model_pass_through_to_gws_clients() {
         "ani": "5551234", "callCenterCustom": {"queue": "sales", "priority": 3},
         "uri": "http://gws.example/api/v2/me/calls/C1",
     });
-    let read = super::call(&upstream, &user).unwrap();
+    let read = super::call(&sonic(&upstream), &user).unwrap();
     let rendered = serde_json::to_value(CallJson::from_snapshot(&read, "http://gw")).unwrap();
     assert_eq!(rendered["ani"], "5551234");
     assert_eq!(rendered["callCenterCustom"], upstream["callCenterCustom"]);
@@ -250,7 +250,7 @@ fn fields_the_core_does_not_model_pass_through_to_gws_clients() {
         "id": "d1", "deviceState": "Active", "phoneNumber": "15000",
         "userState": {"state": "NotReady"}, "voiceEnvironmentUri": "http://gws/ve/1",
     });
-    let read = super::device(&device, &user).unwrap();
+    let read = super::device(&sonic(&device), &user).unwrap();
     let rendered = serde_json::to_value(DeviceJson::from_snapshot(&read, "http://gw")).unwrap();
     assert_eq!(rendered["voiceEnvironmentUri"], "http://gws/ve/1");
 }
@@ -276,7 +276,7 @@ fn an_upstream_error_message_in_the_spec_shape_is_the_users_error_unchanged() {
             "path": "/calls/01RCC3N118B1V0SL8O7GK2LAES00000V"
         }
     });
-    let error = error_message(&data, &user);
+    let error = error_message(&sonic(&data), &user);
     assert_eq!(error.user, user);
     assert_eq!(
         error.error,
@@ -296,19 +296,22 @@ fn an_upstream_error_message_in_the_spec_shape_is_the_users_error_unchanged() {
         "messageType": "ErrorMessage", "errorCode": "19", "errorMessage": "15001 is busy",
         "operationName": "Dial",
     });
-    let error = error_message(&lean, &user);
+    let error = error_message(&sonic(&lean), &user);
     assert_eq!(error.error.status_code(), 19);
     assert_eq!(error.error.kind(), ErrorKind::FailedPrecondition);
     assert_eq!(error.operation, Some(Operation::Dial));
     assert_eq!(error.call, None);
     let reply_pair: Value = serde_json::json!({"statusCode": 6, "statusMessage": "gone"});
-    let error = error_message(&reply_pair, &user);
+    let error = error_message(&sonic(&reply_pair), &user);
     assert_eq!(
         (error.error.status_code(), error.error.kind()),
         (6, ErrorKind::NotFound)
     );
     assert_eq!(error.error.to_string(), "gone");
-    let bare = error_message(&serde_json::json!({"messageType": "ErrorMessage"}), &user);
+    let bare = error_message(
+        &sonic(&serde_json::json!({"messageType": "ErrorMessage"})),
+        &user,
+    );
     assert_eq!(bare.error.status_code(), 4);
 }
 
@@ -317,7 +320,7 @@ fn the_gateways_own_error_message_reads_back_as_it_was() {
     use crate::gws::render::ErrorMessageJson;
     let user = agent1().to_ref();
     let call = super::call(
-        &serde_json::json!({"id": "C1", "state": "Released", "dnis": "9165550486"}),
+        &sonic(&serde_json::json!({"id": "C1", "state": "Released", "dnis": "9165550486"})),
         &user,
     )
     .unwrap();
@@ -330,7 +333,7 @@ fn the_gateways_own_error_message_reads_back_as_it_was() {
         committed_at: std::time::UNIX_EPOCH,
     };
     let json = serde_json::to_value(ErrorMessageJson::from_event(&sent, "http://u")).unwrap();
-    let read = error_message(&json, &user);
+    let read = error_message(&sonic(&json), &user);
     assert_eq!(read.operation, sent.operation);
     assert_eq!(read.error.status_code(), 19);
     assert_eq!(read.error.kind(), sent.error.kind());
@@ -339,4 +342,9 @@ fn the_gateways_own_error_message_reads_back_as_it_was() {
         read.call.map(|c| (c.id, c.state)),
         Some((call.id, call.state))
     );
+}
+
+/// The same JSON as sonic-rs reads it (the bridge reads what the upstream sends with it).
+fn sonic(value: &Value) -> sonic_rs::Value {
+    sonic_rs::from_str(&value.to_string()).unwrap()
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use serde_json::Value;
+use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Value};
 
 use super::text;
 use crate::core::{ContactCenter, Role, Secret, User, stable_id};
@@ -30,7 +30,7 @@ pub fn me(value: &Value, default_center: &str) -> Option<Me> {
     let name = text(user, "userName")?;
     let device = user
         .get("devices")
-        .and_then(Value::as_array)
+        .and_then(|v| v.as_array())
         .and_then(|d| d.first())
         .cloned();
     let phone_number = device.as_ref().and_then(|d| text(d, "phoneNumber"))?;
@@ -43,7 +43,7 @@ pub fn me(value: &Value, default_center: &str) -> Option<Me> {
         .into();
     let features: BTreeSet<String> = user
         .get("features")
-        .and_then(Value::as_array)
+        .and_then(|v| v.as_array())
         .map(|list| {
             list.iter()
                 .filter_map(|f| text(f, "name").or_else(|| f.as_str()))
@@ -53,10 +53,10 @@ pub fn me(value: &Value, default_center: &str) -> Option<Me> {
         .unwrap_or_default();
     let roles = user
         .get("roles")
-        .and_then(Value::as_array)
+        .and_then(|v| v.as_array())
         .map(|list| {
             list.iter()
-                .filter_map(Value::as_str)
+                .filter_map(|v| v.as_str())
                 .filter_map(|r| {
                     Role::from_name(&r.trim_start_matches("ROLE_").to_ascii_lowercase())
                 })
@@ -82,8 +82,8 @@ pub fn me(value: &Value, default_center: &str) -> Option<Me> {
         device,
         calls: user
             .get("calls")
-            .and_then(Value::as_array)
-            .cloned()
+            .and_then(|v| v.as_array())
+            .map(|calls| calls.iter().cloned().collect())
             .unwrap_or_default(),
     })
 }

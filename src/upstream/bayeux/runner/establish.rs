@@ -2,6 +2,7 @@
 //! consumer told the session is up.
 
 use serde_json::{Value, json};
+use sonic_rs::JsonValueTrait as _;
 
 use super::{Broken, Runner, Session, guarded};
 use crate::upstream::bayeux::socket::Refusal;
@@ -89,7 +90,7 @@ impl Runner {
                 },
             );
         }
-        let client_id = reply.get("clientId").and_then(Value::as_str);
+        let client_id = reply.get(&"clientId").and_then(|id| id.as_str());
         let Some(client_id) = client_id.filter(|id| !id.is_empty()) else {
             return Err(Broken::again(wire::malformed("handshake without clientId")));
         };
