@@ -356,7 +356,8 @@ fn figure_11_cluster_latency_takeovers_and_redis_memory() {
 /// `voice-bench count` against a gateway served by the bench binary: each gateway target
 /// sends its requests and, for `gateway-cometd`, sees every operation's two messages
 /// arrive (the command fails otherwise); `--before` and `--after` run around the measured
-/// requests.
+/// requests. `gateway-bridge` runs against a second gateway bridging to the first and
+/// checks on its metrics that it mirrored every operation's two events.
 #[test]
 fn count_runs_each_gateway_target() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-smoke-count");
@@ -416,6 +417,64 @@ fn count_runs_each_gateway_target() {
             );
         }
     }
+    // Figure 7's B: a second gateway bridging to the first, its admin listener on so that
+    // the run can check that it mirrored two events per measured operation.
+    let (b_grpc, b_http, b_admin) = (
+        voice_bench::process::free_addr().unwrap(),
+        voice_bench::process::free_addr().unwrap(),
+        voice_bench::process::free_addr().unwrap(),
+    );
+    let b_config = dir.join("bridge.toml");
+    std::fs::write(
+        &b_config,
+        format!(
+            "{}\n[upstream]\ntransport = \"websocket\"\n",
+            voice_gateway::config::DEMO_TOML
+        ),
+    )
+    .unwrap();
+    let mut bridge = Command::new(env!("CARGO_BIN_EXE_voice-bench"))
+        .args(["gateway", "--grpc-listen", &b_grpc.to_string()])
+        .args(["--http-listen", &b_http.to_string()])
+        .args(["--admin-listen", &b_admin.to_string()])
+        .args(["--upstream", &format!("http://{http}")])
+        .arg("--config")
+        .arg(&b_config)
+        .spawn()
+        .expect("voice-bench gateway starts in bridge mode");
+    while std::net::TcpStream::connect(b_grpc).is_err()
+        || std::net::TcpStream::connect(b_admin).is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline + std::time::Duration::from_secs(30),
+            "the bridge never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_voice-bench"))
+        .args(["count", "--target", "gateway-bridge"])
+        .args([
+            "--addr",
+            &b_grpc.to_string(),
+            "--admin",
+            &b_admin.to_string(),
+        ])
+        .args(["--requests", "16", "--connections", "2", "--in-flight", "2"])
+        .args(["--warmup", "2", "--watchers", "0"])
+        .output()
+        .expect("voice-bench count starts");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "count gateway-bridge failed: {stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "16");
+    assert!(
+        stderr.contains("the gateway committed 32 events"),
+        "{stderr}"
+    );
+    let _ = bridge.kill();
+    let _ = bridge.wait();
     let _ = gateway.kill();
     let _ = gateway.wait();
 }
