@@ -153,9 +153,11 @@ pub(super) fn successful(reply: &Object) -> bool {
 /// Returns the reply's `error` string, or a placeholder.
 pub(super) fn error_text(reply: &Object) -> String {
     match reply.get(&"error") {
-        Some(error) => error
-            .as_str()
-            .map_or_else(|| error.to_string(), str::to_owned),
+        // Not `to_string`: sonic-rs's `Display` panics where its serializer would fail.
+        Some(error) => error.as_str().map_or_else(
+            || sonic_rs::to_string(error).unwrap_or_default(),
+            str::to_owned,
+        ),
         None => "no error given".to_owned(),
     }
 }

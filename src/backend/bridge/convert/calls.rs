@@ -5,7 +5,7 @@ use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Value};
 
 use std::sync::Arc;
 
-use super::{last_segment, text};
+use super::{fields_text, last_segment, text};
 use crate::core::country::Country;
 use crate::core::{
     CallId, CallSnapshot, CallState, CallType, CoreError, ErrorEvent, ErrorKind, NotificationType,
@@ -74,14 +74,7 @@ impl<'a> CallFields<'a> {
 
     /// The unmodeled fields as JSON text (see [`super::unmodeled`]).
     fn rest_text(&self) -> Option<Arc<str>> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let mut extra = sonic_rs::Object::new();
-        for (key, value) in &self.rest {
-            extra.insert(key, (*value).clone());
-        }
-        sonic_rs::to_string(&extra).ok().map(Into::into)
+        fields_text(self.rest.iter().copied())
     }
 }
 

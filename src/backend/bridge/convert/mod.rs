@@ -33,16 +33,25 @@ fn last_segment(uri: &str) -> &str {
 /// The fields of an upstream resource the core does not model (not in `modeled`), as JSON
 /// text, so that a GWS client behind the bridge still sees them; `None` when there are none.
 fn unmodeled(value: &Value, modeled: &[&str]) -> Option<Arc<str>> {
-    let mut extra = sonic_rs::Object::new();
-    for (key, v) in value.as_object()?.iter() {
-        if !modeled.contains(&key) {
-            extra.insert(&key, v.clone());
-        }
+    fields_text(
+        value
+            .as_object()?
+            .iter()
+            .filter(|(key, _)| !modeled.contains(key)),
+    )
+}
+
+/// `fields` as the text of one JSON object, in the order given (the upstream's);
+/// `None` when there are none.
+fn fields_text<'a>(fields: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Option<Arc<str>> {
+    let mut object = sonic_rs::Object::new();
+    for (key, value) in fields {
+        object.insert(&key, value.clone());
     }
-    if extra.is_empty() {
+    if object.is_empty() {
         return None;
     }
-    sonic_rs::to_string(&extra).ok().map(Into::into)
+    sonic_rs::to_string(&object).ok().map(Into::into)
 }
 
 #[cfg(test)]
