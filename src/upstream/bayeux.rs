@@ -87,6 +87,8 @@ mod runner;
 mod socket;
 mod wire;
 
+pub(crate) use wire::read_document;
+
 use std::fmt;
 use std::time::Duration;
 

@@ -45,7 +45,7 @@ impl GwsBridge {
         check(status, &Outcome::read(&bytes))?;
         // The listing of `/me` (calls and device) is read as the notifications are (why:
         // `crate::upstream::bayeux`'s `Object`).
-        let body = sonic_rs::from_slice(&bytes).unwrap_or_default();
+        let body = crate::upstream::bayeux::read_document(&bytes).unwrap_or_default();
         Ok((body, set_cookie))
     }
 

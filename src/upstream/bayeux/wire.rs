@@ -86,10 +86,60 @@ pub(super) fn malformed(what: impl Into<String>) -> BayeuxClientError {
     BayeuxClientError::Malformed(what.into())
 }
 
+/// The deepest nesting of arrays and objects read from a server: serde_json's own limit,
+/// which this client had before it read with sonic-rs. sonic-rs's document parser recurses
+/// once per level with no limit of its own, so a deeper document (a broken or hostile
+/// server's) would overflow the task's stack and abort the process.
+const MAX_DEPTH: usize = 128;
+
+/// Returns whether `json` nests arrays and objects at most `max` deep (brackets inside
+/// strings do not count), without parsing it. A document with at most `max` opening
+/// brackets in all cannot nest deeper, and a GWS message has a dozen: that count (memchr's
+/// vectorised search) decides almost every time; only a document with more is read byte by
+/// byte, its strings skipped.
+fn within_depth(json: &[u8], max: usize) -> bool {
+    if memchr::memchr2_iter(b'[', b'{', json).nth(max).is_none() {
+        return true;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Reads a JSON document a server sent as a sonic-rs value (why: [`Object`]); refuses one
+/// nested deeper than [`MAX_DEPTH`] before parsing it.
+pub(crate) fn read_document(body: &[u8]) -> Result<sonic_rs::Value, String> {
+    if !within_depth(body, MAX_DEPTH) {
+        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+    }
+    sonic_rs::from_slice(body).map_err(|e| e.to_string())
+}
+
 /// Parses a reply body: a non-empty JSON array of objects (one object is accepted too).
 pub(super) fn parse_batch(body: &[u8]) -> Result<Vec<Object>, BayeuxClientError> {
-    let value: sonic_rs::Value =
-        sonic_rs::from_slice(body).map_err(|e| malformed(format!("not JSON ({e})")))?;
+    let value = read_document(body).map_err(|e| malformed(format!("not JSON ({e})")))?;
     if value.is_object() {
         return Ok(value.into_object().into_iter().collect());
     }
@@ -370,6 +420,33 @@ mod tests {
             let error = parse_batch(garbage).unwrap_err();
             assert!(matches!(error, BayeuxClientError::Malformed(_)), "{error}");
         }
+    }
+
+    #[test]
+    fn a_batch_nested_too_deep_is_malformed_not_a_stack_overflow() {
+        let nested = |depth: usize| {
+            let mut json = "[".repeat(depth);
+            json.push_str(&"]".repeat(depth));
+            json
+        };
+        assert!(within_depth(nested(MAX_DEPTH).as_bytes(), MAX_DEPTH));
+        assert!(!within_depth(nested(MAX_DEPTH + 1).as_bytes(), MAX_DEPTH));
+        // Far deeper than a test thread's stack would survive in sonic-rs's parser.
+        let error = parse_batch(nested(1_000_000).as_bytes()).unwrap_err();
+        assert!(
+            error.to_string().contains("nested deeper than 128"),
+            "{error}"
+        );
+        // Brackets in strings, escaped quotes included, are not nesting.
+        let strings = format!(
+            r#"[{{"channel":"/x","data":"{}\"{}"}}]"#,
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        assert!(within_depth(strings.as_bytes(), 3));
+        assert_eq!(parse_batch(strings.as_bytes()).unwrap().len(), 1);
+        let objects = format!("{}1{}", r#"{"a":"#.repeat(129), "}".repeat(129));
+        assert!(parse_batch(objects.as_bytes()).is_err());
     }
 
     #[test]
