@@ -323,10 +323,10 @@ async fn grpc(
     let slots = (shape.connections * shape.in_flight) as u64;
     let bridge = shape.target == Target::GatewayBridge;
     measured(shape, warmup, per_slot, sessions, |count| {
-        let (rounds, per_round) = match sessions {
-            Some(_) => (count, 1),
-            None if bridge => (count, 1),
-            None => (1, count),
+        let (rounds, per_round) = if sessions.is_some() || bridge {
+            (count, 1)
+        } else {
+            (1, count)
         };
         let senders = senders.clone();
         let authority = authority.clone();

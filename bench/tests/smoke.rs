@@ -367,22 +367,29 @@ fn count_runs_each_gateway_target() {
     std::fs::write(&config, voice_bench::setup::config_toml(16, "")).unwrap();
     let grpc = voice_bench::process::free_addr().unwrap();
     let http = voice_bench::process::free_addr().unwrap();
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_voice-bench"))
-        .args(["gateway", "--grpc-listen", &grpc.to_string()])
-        .args(["--http-listen", &http.to_string()])
-        .arg("--config")
-        .arg(&config)
-        .spawn()
-        .expect("voice-bench gateway starts");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(http).is_err() || std::net::TcpStream::connect(grpc).is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the gateway never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // The bench's own child-process handle: output to `dir`, stopped when dropped.
+    let bench_exe = PathBuf::from(env!("CARGO_BIN_EXE_voice-bench"));
+    let serve = |name: &str, args: Vec<String>, addrs: &[std::net::SocketAddr]| {
+        let mut server = voice_bench::process::Server::spawn(name, &bench_exe, &args, &[], &dir)
+            .expect("voice-bench gateway starts");
+        server
+            .wait_listening(addrs, std::time::Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        server
+    };
+    let _gateway = serve(
+        "gateway",
+        vec![
+            "gateway".into(),
+            "--grpc-listen".into(),
+            grpc.to_string(),
+            "--http-listen".into(),
+            http.to_string(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+        &[grpc, http],
+    );
     for target in ["gateway-grpc", "gateway-json", "gateway-cometd"] {
         let hooks = dir.join(format!("{target}.hooks"));
         let output = Command::new(env!("CARGO_BIN_EXE_voice-bench"))
@@ -433,24 +440,23 @@ fn count_runs_each_gateway_target() {
         ),
     )
     .unwrap();
-    let mut bridge = Command::new(env!("CARGO_BIN_EXE_voice-bench"))
-        .args(["gateway", "--grpc-listen", &b_grpc.to_string()])
-        .args(["--http-listen", &b_http.to_string()])
-        .args(["--admin-listen", &b_admin.to_string()])
-        .args(["--upstream", &format!("http://{http}")])
-        .arg("--config")
-        .arg(&b_config)
-        .spawn()
-        .expect("voice-bench gateway starts in bridge mode");
-    while std::net::TcpStream::connect(b_grpc).is_err()
-        || std::net::TcpStream::connect(b_admin).is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline + std::time::Duration::from_secs(30),
-            "the bridge never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let _bridge = serve(
+        "bridge",
+        vec![
+            "gateway".into(),
+            "--grpc-listen".into(),
+            b_grpc.to_string(),
+            "--http-listen".into(),
+            b_http.to_string(),
+            "--admin-listen".into(),
+            b_admin.to_string(),
+            "--upstream".into(),
+            format!("http://{http}"),
+            "--config".into(),
+            b_config.display().to_string(),
+        ],
+        &[b_grpc, b_http, b_admin],
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_voice-bench"))
         .args(["count", "--target", "gateway-bridge"])
         .args([
@@ -473,8 +479,4 @@ fn count_runs_each_gateway_target() {
         stderr.contains("the gateway committed 32 events"),
         "{stderr}"
     );
-    let _ = bridge.kill();
-    let _ = bridge.wait();
-    let _ = gateway.kill();
-    let _ = gateway.wait();
 }

@@ -87,7 +87,7 @@ mod runner;
 mod socket;
 mod wire;
 
-pub(crate) use wire::read_document;
+pub(crate) use wire::{read_document, set_cookies};
 
 use std::fmt;
 use std::time::Duration;

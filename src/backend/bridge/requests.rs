@@ -108,20 +108,14 @@ fn url_under(base: &reqwest::Url, path: &str) -> reqwest::Url {
     url
 }
 
-/// The value of the session cookie a reply sets, if it sets one (its first `Set-Cookie`
-/// of that name; the attributes after `;` are not needed). reqwest's `cookies()` would
-/// read them too, but its `cookies` feature puts a layer on every request that parses the
-/// request's URL again.
+/// The value of the session cookie a reply sets, if it sets one (its first `Set-Cookie` of
+/// that name, read as the upstream CometD client's jar reads them: the value as sent).
+/// reqwest's `cookies()` would read it too, but its `cookies` feature puts a layer on
+/// every request that parses the request's URL again.
 fn session_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    headers
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|line| line.to_str().ok())
-        .find_map(|line| {
-            let (name, rest) = line.split_once('=')?;
-            let value = rest.split(';').next().unwrap_or_default().trim();
-            (name.trim() == SESSION_COOKIE).then(|| value.trim_matches('"').to_owned())
-        })
+    crate::upstream::bayeux::set_cookies(headers)
+        .find(|(name, ..)| *name == SESSION_COOKIE)
+        .map(|(_, value, _)| value.to_owned())
 }
 
 /// Reads a GWS reply: `statusCode` 0 is success; anything else is the upstream's refusal,
@@ -206,6 +200,7 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(session_cookie(&headers).as_deref(), Some("abc123"));
+        // As sent, quotes kept, as reqwest's `Cookie::value` read it before.
+        assert_eq!(session_cookie(&headers).as_deref(), Some("\"abc123\""));
     }
 }

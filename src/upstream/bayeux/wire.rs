@@ -328,6 +328,24 @@ pub(super) fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
+/// The cookies a reply's `Set-Cookie` headers set, in order: each one's name, its value as
+/// sent (quotes kept: it goes back as it came), and whether it is deleted (`Max-Age` 0 or
+/// negative). A header that is not text or names no cookie is skipped.
+pub(crate) fn set_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str, bool)> {
+    headers.get_all(SET_COOKIE).iter().filter_map(|line| {
+        let mut parts = line.to_str().ok()?.split(';');
+        let (name, value) = parts.next()?.split_once('=')?;
+        let name = name.trim();
+        let expired = parts.any(|attr| {
+            attr.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("max-age")
+                    && v.trim().parse::<i64>().is_ok_and(|age| age <= 0)
+            })
+        });
+        (!name.is_empty()).then_some((name, value.trim(), expired))
+    })
+}
+
 /// One client's cookies, sent to its one endpoint: no domain or path scoping is needed.
 #[derive(Default)]
 pub(super) struct CookieJar {
@@ -364,25 +382,11 @@ impl CookieJar {
 
     /// Keeps the cookies of the `Set-Cookie` headers; `Max-Age=0` (or negative) deletes.
     pub(super) fn store(&mut self, headers: &HeaderMap) {
-        for line in headers.get_all(SET_COOKIE) {
-            let Ok(line) = line.to_str() else { continue };
-            let mut parts = line.split(';');
-            let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
-                continue;
-            };
-            let name = name.trim();
-            let expired = parts.any(|attr| {
-                attr.split_once('=').is_some_and(|(k, v)| {
-                    k.trim().eq_ignore_ascii_case("max-age")
-                        && v.trim().parse::<i64>().is_ok_and(|age| age <= 0)
-                })
-            });
-            if name.is_empty() {
-                continue;
-            } else if expired {
+        for (name, value, expired) in set_cookies(headers) {
+            if expired {
                 self.remove(name);
             } else {
-                self.set(name, value.trim());
+                self.set(name, value);
             }
         }
     }
