@@ -1,17 +1,22 @@
 //! Property tests of the entry points the fuzz targets cover (see FUZZING.md): the legacy
-//! operation parser, the Bayeux message parser, the configuration parser and the gRPC
-//! request conversions. Arbitrary input gives a value or a typed error, never a panic; and
+//! operation parser, the Bayeux message parser, the configuration parser, the gRPC
+//! request conversions and what the bridge reads from an upstream GWS. Arbitrary input gives a value or a typed error, never a panic; and
 //! where a value goes out and comes back, it comes back the same. Case counts are bounded
 //! so that the suite stays fast.
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+use voice_gateway::backend::bridge::convert;
 use voice_gateway::config::Config;
-use voice_gateway::core::CallId;
+use voice_gateway::core::{CallId, UserRef};
 use voice_gateway::grpc::convert::{CallRequest, user_data, user_data_to_pb};
 use voice_gateway::grpc::pb;
 use voice_gateway::gws::cometd::message::BayeuxMessage;
 use voice_gateway::gws::json::operation::{LegacyOperation, call_id_from_uri};
+use voice_gateway::gws::render::CallJson;
+use voice_gateway::upstream::bayeux::{read_document, read_server_batch};
 
 /// Arbitrary JSON, a few levels deep.
 fn json_value() -> impl Strategy<Value = Value> {
@@ -120,6 +125,16 @@ fn operation_body() -> impl Strategy<Value = Map<String, Value>> {
             body.insert("operationName".into(), json!(name));
             body
         })
+}
+
+/// A user of the bridge, as its upstream session's notifications are read for.
+fn upstream_user() -> UserRef {
+    UserRef {
+        name: Arc::from("agent1"),
+        contact_center: Arc::from("cc"),
+        phone_number: Arc::from("15000"),
+        device_id: Arc::from("d-15000"),
+    }
 }
 
 proptest! {
@@ -241,5 +256,40 @@ proptest! {
             })
             .collect();
         prop_assert_eq!(user_data_to_pb(&user_data(wire.clone()).unwrap()), wire);
+    }
+    #[test]
+    fn upstream_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(batch) = read_server_batch(&body) {
+            for delivery in batch.into_iter().flatten() {
+                let _ = convert::notification(delivery.data(), &upstream_user());
+            }
+        }
+        if let Ok(document) = read_document(&body) {
+            let _ = convert::me(&document, "cc");
+        }
+    }
+
+    #[test]
+    fn an_upstream_calls_unmodeled_fields_reach_gws_clients_unchanged(
+        extra in prop::collection::btree_map("x[A-Za-z0-9]{0,8}", exact_json_value(), 0..6),
+    ) {
+        let mut call = json!({"id": "C1", "state": "Established", "capabilities": ["Hangup"]});
+        call.as_object_mut().unwrap().extend(extra.clone());
+        let notification = json!([{
+            "channel": "/v2/me/calls",
+            "data": {"messageType": "CallStateChangeMessage", "call": call},
+        }]);
+        let batch = read_server_batch(notification.to_string().as_bytes()).unwrap();
+        let delivery = batch.into_iter().next().unwrap().unwrap();
+        let convert::Notification::Call(_, read, _) =
+            convert::notification(delivery.data(), &upstream_user())
+        else {
+            panic!("the call notification was not read");
+        };
+        let rendered = serde_json::to_value(CallJson::from_snapshot(&read, "http://gw")).unwrap();
+        for (key, value) in &extra {
+            prop_assert_eq!(&rendered[key], value);
+        }
+        prop_assert_eq!(rendered["state"].as_str(), Some("Established"));
     }
 }

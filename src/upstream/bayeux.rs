@@ -87,7 +87,8 @@ mod runner;
 mod socket;
 mod wire;
 
-pub(crate) use wire::{read_document, set_cookies};
+pub use wire::read_document;
+pub(crate) use wire::set_cookies;
 
 use std::fmt;
 use std::time::Duration;
@@ -414,6 +415,22 @@ impl BayeuxDelivery {
     pub fn into_message(self) -> sonic_rs::Object {
         self.message
     }
+}
+
+/// Reads a reply body or a WebSocket frame as this client does: the server's batch (a
+/// non-empty JSON array of objects, or one object), each message a delivery when it is one
+/// (a non-meta `channel` and a `data`) or kept as it came (a `/meta` reply, a publish
+/// acknowledgement). A body nested deeper than 128 levels, or one that is not such a
+/// batch, is [`BayeuxClientError::Malformed`]. The client's own reads take the same two
+/// steps; this is their entry point for tests and for the fuzz target `upstream_message`
+/// (FUZZING.md), which feed it what a broken or hostile server could send.
+pub fn read_server_batch(
+    body: &[u8],
+) -> Result<Vec<Result<BayeuxDelivery, sonic_rs::Object>>, BayeuxClientError> {
+    Ok(wire::parse_batch(body)?
+        .into_iter()
+        .map(wire::delivery)
+        .collect())
 }
 
 /// Why a client could not start, or what went wrong with a request.

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _};
 use tokio_util::sync::CancellationToken;
 
-use super::{GwsBridge, SESSION_COOKIE, Session, convert};
+use super::convert::{self, Notification};
+use super::{GwsBridge, SESSION_COOKIE, Session};
 use crate::core::port::PortFuture;
 use crate::upstream::bayeux::{BayeuxClient, BayeuxDelivery, BayeuxEvent};
 
@@ -101,29 +101,23 @@ async fn on_message(bridge: &GwsBridge, session: &Session, delivery: &BayeuxDeli
     };
     session.touch();
     let user = session.user.to_ref();
-    let data = delivery.data();
-    let mirrored = match data.get("messageType").and_then(|t| t.as_str()) {
-        Some("CallStateChangeMessage") => match convert::call_notification(data, &user) {
-            Some((notification, call, digits)) => {
-                core.mirror_call(notification, call, digits).await
-            }
-            None => {
-                tracing::warn!(user = %user.name, "unreadable upstream call notification");
-                Ok(())
-            }
-        },
-        Some("ErrorMessage") => core.mirror_error(convert::error_message(data, &user)).await,
-        Some("DeviceStateChangeMessage") => {
-            let devices = data.get("devices").and_then(|d| d.as_array());
+    let mirrored = match convert::notification(delivery.data(), &user) {
+        Notification::Call(notification, call, digits) => {
+            core.mirror_call(notification, call, digits).await
+        }
+        Notification::UnreadableCall => {
+            tracing::warn!(user = %user.name, "unreadable upstream call notification");
+            Ok(())
+        }
+        Notification::Error(error) => core.mirror_error(error).await,
+        Notification::Devices(devices) => {
             let mut mirrored = Ok(());
-            for device in devices.into_iter().flatten() {
-                if let Some(device) = convert::device(device, &user) {
-                    mirrored = mirrored.and(core.mirror_device(device).await);
-                }
+            for device in devices {
+                mirrored = mirrored.and(core.mirror_device(device).await);
             }
             mirrored
         }
-        other => {
+        Notification::Other(other) => {
             tracing::debug!(
                 channel = delivery.channel(),
                 ?other,

@@ -128,9 +128,10 @@ fn within_depth(json: &[u8], max: usize) -> bool {
     true
 }
 
-/// Reads a JSON document a server sent as a sonic-rs value (why: [`Object`]); refuses one
-/// nested deeper than [`MAX_DEPTH`] before parsing it.
-pub(crate) fn read_document(body: &[u8]) -> Result<sonic_rs::Value, String> {
+/// Reads a JSON document a server sent (a reply batch, or a resource such as `/me`) as a
+/// sonic-rs value, as this client and the bridge read them (why: sonic-rs); refuses one
+/// nested deeper than 128 levels before parsing it, and says why a document is not JSON.
+pub fn read_document(body: &[u8]) -> Result<sonic_rs::Value, String> {
     if !within_depth(body, MAX_DEPTH) {
         return Err(format!("nested deeper than {MAX_DEPTH} levels"));
     }

@@ -10,6 +10,7 @@
 mod bodies;
 mod calls;
 mod devices;
+mod notification;
 mod user;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Value};
 pub use bodies::{UpstreamRequest, call_operation, device_operation, dial};
 pub use calls::{call, call_notification, error_kind, error_message};
 pub use devices::device;
+pub use notification::{Notification, notification};
 pub use user::{Me, me};
 
 fn text<'a>(object: &'a Value, key: &str) -> Option<&'a str> {

@@ -11,8 +11,8 @@ use crate::core::country::Country;
 use crate::core::{
     AgentState, CallId, CallOperation, CallSnapshot, CallState, CallType, CoreError, Destination,
     DeviceOperation, DeviceRequest, DeviceSnapshot, DialRequest, ErrorEvent, ErrorKind,
-    MonitorKind, MonitorMode, MonitorScope, MonitorTarget, Operation, Participant, RecordingState,
-    User, UserData, UserDataValue, WorkMode,
+    MonitorKind, MonitorMode, MonitorScope, MonitorTarget, NotificationType, Operation,
+    Participant, RecordingState, User, UserData, UserDataValue, WorkMode,
 };
 use crate::gws::json::operation::LegacyOperation;
 use crate::gws::render::{CallJson, DeviceJson};
@@ -342,6 +342,72 @@ fn the_gateways_own_error_message_reads_back_as_it_was() {
         read.call.map(|c| (c.id, c.state)),
         Some((call.id, call.state))
     );
+}
+
+#[test]
+fn a_notification_is_read_by_its_message_type() {
+    let user = agent1().to_ref();
+    let call = serde_json::json!({"id": "C1", "state": "Ringing", "capabilities": ["Answer"]});
+    let dtmf = sonic(&serde_json::json!({
+        "messageType": "CallStateChangeMessage", "notificationType": "DtmfSent",
+        "digits": "12#", "call": call,
+    }));
+    match notification(&dtmf, &user) {
+        Notification::Call(kind, read, digits) => {
+            assert_eq!(kind, NotificationType::DtmfSent);
+            assert_eq!(
+                (read.id, read.state),
+                (CallId::new("C1"), CallState::Ringing)
+            );
+            assert_eq!(digits.as_deref(), Some("12#"));
+        }
+        other => panic!("a call notification read as {other:?}"),
+    }
+    // No notificationType: a StatusChange, as GWS builds that omit it mean.
+    let bare = sonic(&serde_json::json!({"messageType": "CallStateChangeMessage", "call": call}));
+    assert!(matches!(
+        notification(&bare, &user),
+        Notification::Call(NotificationType::StatusChange, _, None)
+    ));
+    let stateless = sonic(&serde_json::json!({
+        "messageType": "CallStateChangeMessage", "call": {"id": "C1"},
+    }));
+    assert!(matches!(
+        notification(&stateless, &user),
+        Notification::UnreadableCall
+    ));
+    let error = sonic(&serde_json::json!({
+        "messageType": "ErrorMessage", "errorCode": 56, "errorMessage": "Invalid called DN",
+    }));
+    match notification(&error, &user) {
+        Notification::Error(event) => assert_eq!(event.error.status_code(), 56),
+        other => panic!("an error message read as {other:?}"),
+    }
+    // A device without userState is skipped; the others are read, in order.
+    let devices = sonic(&serde_json::json!({
+        "messageType": "DeviceStateChangeMessage",
+        "devices": [
+            {"id": "d1", "phoneNumber": "15000", "userState": {"state": "Ready"}},
+            {"id": "d2", "phoneNumber": "15000"},
+            {"id": "d3", "phoneNumber": "15000", "userState": {"state": "NotReady"}},
+        ],
+    }));
+    match notification(&devices, &user) {
+        Notification::Devices(read) => assert_eq!(
+            read.iter().map(|d| d.agent_state).collect::<Vec<_>>(),
+            vec![AgentState::Ready, AgentState::NotReady]
+        ),
+        other => panic!("a device message read as {other:?}"),
+    }
+    let other = sonic(&serde_json::json!({"messageType": "PasswordChanged"}));
+    assert!(matches!(
+        notification(&other, &user),
+        Notification::Other(Some("PasswordChanged"))
+    ));
+    assert!(matches!(
+        notification(&sonic(&serde_json::json!({})), &user),
+        Notification::Other(None)
+    ));
 }
 
 /// The same JSON as sonic-rs reads it (the bridge reads what the upstream sends with it).
