@@ -1,13 +1,13 @@
 //! Property tests of the entry points the fuzz targets cover (see FUZZING.md): the legacy
 //! operation parser, the Bayeux message parser, the configuration parser, the gRPC
-//! request conversions and what the bridge reads from an upstream GWS. Arbitrary input gives a value or a typed error, never a panic; and
-//! where a value goes out and comes back, it comes back the same. Case counts are bounded
-//! so that the suite stays fast.
+//! request conversions and what the bridge reads from an upstream GWS. Arbitrary input
+//! gives a value or a typed error, never a panic; and where a value goes out and comes
+//! back, it comes back the same. Case counts are bounded so that the suite stays fast.
+
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use std::sync::Arc;
-
 use voice_gateway::backend::bridge::convert;
 use voice_gateway::config::Config;
 use voice_gateway::core::{CallId, UserRef};
@@ -257,6 +257,7 @@ proptest! {
             .collect();
         prop_assert_eq!(user_data_to_pb(&user_data(wire.clone()).unwrap()), wire);
     }
+
     #[test]
     fn upstream_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
         if let Ok(batch) = read_server_batch(&body) {
