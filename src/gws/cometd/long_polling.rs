@@ -33,8 +33,14 @@ pub const JSON_UTF8: &str = "application/json;charset=UTF-8";
 /// meaning "server bug" in our logs.
 pub const DUPLICATE_CONNECT_STATUS: StatusCode = StatusCode::CONFLICT;
 
-/// Handles one long-polling POST.
-pub(crate) async fn post(
+/// Handles one long-polling POST, in two futures, so that what a held connect keeps is
+/// small (a long-poll is held for up to `timeout_ms` on each of thousands of idle
+/// connections; BENCHMARKS.md, figure 4). The request is read and processed in a boxed
+/// future that owns it and is freed once done ([`read`]); only then is a connect held.
+/// As one `async fn`, the request's parts stayed in the future through the hold, since
+/// rustc keeps an async function's arguments, moved out or not, for its whole life:
+/// 1,280 bytes where the hold needs about half.
+pub(crate) fn post(
     State(endpoint): State<Arc<BayeuxEndpoint>>,
     client: Option<Extension<ClientAddr>>,
     listener: Option<Extension<ListenerScheme>>,
@@ -42,93 +48,121 @@ pub(crate) async fn post(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    // Everything the request borrowed lives in this block, so a held connect keeps none
-    // of it: `body` shares hyper's read buffer, and a long-poll is held for up to
-    // `timeout_ms` on each of thousands of idle connections (BENCHMARKS.md, figure 4).
-    let (mut outcome, minted, cookie) = {
-        let config = endpoint.registry.config();
-        let batch = match BayeuxMessage::parse_batch(&body, config.max_batch) {
-            Ok(batch) => batch,
-            Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+) -> impl Future<Output = Response> + Send {
+    let request = Box::pin(read(endpoint.clone(), client, listener, uri, headers, body));
+    // The answer is written here rather than in an `async fn`: one would copy its
+    // arguments into locals and keep both, another `Read` through the hold.
+    async move {
+        let mut read = match request.await {
+            Ok(read) => read,
+            Err(refusal) => return refusal,
         };
-        let cookie = auth::cookie(&headers, BROWSER_COOKIE);
-        let minted = cookie.is_none().then(|| random_id(16));
-        let client = client.map(|Extension(ClientAddr(ip))| ip);
-        // Only a handshake or a session moved from another instance may need them: a
-        // plain re-poll (most requests) skips the cookie and `Authorization` parse, and the
-        // base URL that only a new or adopted session records.
-        let handshake = protocol::has_handshake(&batch);
-        let may_adopt = endpoint.registry.records().is_some();
-        let reads_request = handshake || may_adopt;
-        let credentials = if reads_request {
-            BayeuxCredentials::from_headers(&headers, client)
-        } else {
-            BayeuxCredentials::default()
-        };
-        let identity = if handshake {
-            // Boxed: inline, the password check's state would size the whole handler
-            // future, which a held connect keeps for its whole hold.
-            Some(Box::pin(credentials.authenticate(&endpoint.state)).await)
-        } else {
-            None
-        };
-        let listener = listener.map(|Extension(l)| l).unwrap_or_default();
-        let base_url = if reads_request {
-            base_url(&endpoint.state.config.legacy, &uri, &headers, listener)
-        } else {
-            String::new()
-        };
-        if may_adopt {
-            let arrival = moving::BayeuxArrival {
-                transport: BayeuxTransport::LongPolling,
-                credentials: &credentials,
-                browser_cookie: cookie.as_deref(),
-                base_url: &base_url,
+        let mut parts = Vec::new();
+        let connect = read.outcome.connect.take();
+        if let Some(connect) = &connect {
+            let reply = &mut read.outcome.replies[connect.reply_index];
+            let held = hold(&endpoint, connect, reply, read.cookie.as_deref(), version).await;
+            let Ok(shutdown) = held else {
+                return (
+                    DUPLICATE_CONNECT_STATUS,
+                    "superseded by a newer /meta/connect",
+                )
+                    .into_response();
             };
-            // Boxed for the same reason (it may check credentials).
-            Box::pin(moving::adopt(&endpoint, &batch, arrival)).await;
+            parts = protocol::finish_connect(&endpoint.registry, connect, reply, shutdown);
         }
-        let ctx = BayeuxContext {
-            state: &endpoint.state,
-            registry: &endpoint.registry,
-            transport: BayeuxTransport::LongPolling,
-            identity: identity.as_ref(),
-            base_url: &base_url,
-            browser_cookie: cookie.as_deref(),
-            browser_for_new: cookie.as_deref().or(minted.as_deref()),
-            bound: None,
-        };
-        (protocol::process(&ctx, &batch), minted, cookie)
+        parts.extend(read.outcome.replies.iter().map(BayeuxReply::to_json));
+        let mut response = (StatusCode::OK, join_batch(&parts)).into_response();
+        let response_headers = response.headers_mut();
+        response_headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+        if read.outcome.handshake_ok
+            && let Some(minted) = read.minted
+            && let Ok(value) = CookieAttributes::from_config(&endpoint.state.config.legacy)
+                .cookie(BROWSER_COOKIE, minted)
+                .to_string()
+                .parse()
+        {
+            response_headers.insert(SET_COOKIE, value);
+        }
+        response
+    }
+}
+
+/// A long-polling batch, processed: what the answer needs of the request.
+struct Read {
+    outcome: protocol::BayeuxOutcome,
+    /// The browser cookie minted for a client that sent none.
+    minted: Option<String>,
+    /// The client's browser cookie.
+    cookie: Option<String>,
+}
+
+/// Reads and processes a long-polling batch; a batch that does not parse is answered 400.
+async fn read(
+    endpoint: Arc<BayeuxEndpoint>,
+    client: Option<Extension<ClientAddr>>,
+    listener: Option<Extension<ListenerScheme>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Read, Response> {
+    let config = endpoint.registry.config();
+    let batch = match BayeuxMessage::parse_batch(&body, config.max_batch) {
+        Ok(batch) => batch,
+        Err(error) => return Err((StatusCode::BAD_REQUEST, error.to_string()).into_response()),
     };
-    drop((body, headers, uri));
-    let mut parts = Vec::new();
-    if let Some(connect) = outcome.connect.take() {
-        let reply = &mut outcome.replies[connect.reply_index];
-        let held = hold(&endpoint, &connect, reply, cookie.as_deref(), version).await;
-        let Ok(shutdown) = held else {
-            return (
-                DUPLICATE_CONNECT_STATUS,
-                "superseded by a newer /meta/connect",
-            )
-                .into_response();
+    let cookie = auth::cookie(&headers, BROWSER_COOKIE);
+    let minted = cookie.is_none().then(|| random_id(16));
+    let client = client.map(|Extension(ClientAddr(ip))| ip);
+    // Only a handshake or a session moved from another instance may need them: a plain
+    // re-poll (most requests) skips the cookie and `Authorization` parse, and the base URL
+    // that only a new or adopted session records.
+    let handshake = protocol::has_handshake(&batch);
+    let may_adopt = endpoint.registry.records().is_some();
+    let reads_request = handshake || may_adopt;
+    let credentials = if reads_request {
+        BayeuxCredentials::from_headers(&headers, client)
+    } else {
+        BayeuxCredentials::default()
+    };
+    let identity = if handshake {
+        // Boxed: the password check's state is large, and needed only by a handshake.
+        Some(Box::pin(credentials.authenticate(&endpoint.state)).await)
+    } else {
+        None
+    };
+    let listener = listener.map(|Extension(l)| l).unwrap_or_default();
+    let base_url = if reads_request {
+        base_url(&endpoint.state.config.legacy, &uri, &headers, listener)
+    } else {
+        String::new()
+    };
+    if may_adopt {
+        let arrival = moving::BayeuxArrival {
+            transport: BayeuxTransport::LongPolling,
+            credentials: &credentials,
+            browser_cookie: cookie.as_deref(),
+            base_url: &base_url,
         };
-        parts = protocol::finish_connect(&endpoint.registry, &connect, reply, shutdown);
+        // Boxed for the same reason (it may check credentials).
+        Box::pin(moving::adopt(&endpoint, &batch, arrival)).await;
     }
-    parts.extend(outcome.replies.iter().map(BayeuxReply::to_json));
-    let mut response = (StatusCode::OK, join_batch(&parts)).into_response();
-    let response_headers = response.headers_mut();
-    response_headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
-    if outcome.handshake_ok
-        && let Some(minted) = minted
-        && let Ok(value) = CookieAttributes::from_config(&endpoint.state.config.legacy)
-            .cookie(BROWSER_COOKIE, minted)
-            .to_string()
-            .parse()
-    {
-        response_headers.insert(SET_COOKIE, value);
-    }
-    response
+    let ctx = BayeuxContext {
+        state: &endpoint.state,
+        registry: &endpoint.registry,
+        transport: BayeuxTransport::LongPolling,
+        identity: identity.as_ref(),
+        base_url: &base_url,
+        browser_cookie: cookie.as_deref(),
+        browser_for_new: cookie.as_deref().or(minted.as_deref()),
+        bound: None,
+    };
+    let outcome = protocol::process(&ctx, &batch);
+    Ok(Read {
+        outcome,
+        minted,
+        cookie,
+    })
 }
 
 /// Why a held long-poll ended without an answer of its own.
