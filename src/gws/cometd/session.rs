@@ -14,7 +14,7 @@
 //! Locking: a `std::sync::Mutex` per session, held only for queue and field updates, never
 //! across an `.await`; the registry lock may be taken before it, never after.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -83,7 +83,10 @@ struct Queued {
 
 #[derive(Debug)]
 struct SessionState {
-    subscriptions: BTreeSet<String>,
+    /// Sorted and without repeats, as a set. At most the few readable channels
+    /// (`channel::is_readable`), mostly one or two: a `BTreeSet`'s node took 280 bytes of
+    /// every idle session (BENCHMARKS.md, figure 4).
+    subscriptions: Vec<String>,
     queue: VecDeque<Queued>,
     /// The last sequence offered (see the module docs).
     position: u64,
@@ -142,7 +145,7 @@ impl BayeuxSession {
             ack,
             max_queue: max_queue.max(1),
             state: Mutex::new(SessionState {
-                subscriptions: BTreeSet::new(),
+                subscriptions: Vec::new(),
                 queue: VecDeque::new(),
                 position,
                 expire_at,
@@ -167,12 +170,32 @@ impl BayeuxSession {
 
     /// Adds a subscription; returns false when it was already there.
     pub(crate) fn subscribe(&self, pattern: &str) -> bool {
-        self.lock().subscriptions.insert(pattern.to_owned())
+        let mut state = self.lock();
+        match state
+            .subscriptions
+            .binary_search_by(|p| p.as_str().cmp(pattern))
+        {
+            Ok(_) => false,
+            Err(at) => {
+                state.subscriptions.insert(at, pattern.to_owned());
+                true
+            }
+        }
     }
 
     /// Removes a subscription; returns false when there was none.
     pub(crate) fn unsubscribe(&self, pattern: &str) -> bool {
-        self.lock().subscriptions.remove(pattern)
+        let mut state = self.lock();
+        match state
+            .subscriptions
+            .binary_search_by(|p| p.as_str().cmp(pattern))
+        {
+            Ok(at) => {
+                state.subscriptions.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Offers the messages of the event numbered `sequence`, each `(channel, json)`:
@@ -221,7 +244,7 @@ impl BayeuxSession {
 
     /// Returns the subscribed patterns.
     pub fn subscriptions(&self) -> Vec<String> {
-        self.lock().subscriptions.iter().cloned().collect()
+        self.lock().subscriptions.clone()
     }
 
     /// Adoption: drops what was queued for events after `through` and sets the position
@@ -256,7 +279,9 @@ impl BayeuxSession {
             let messages = state.queue.iter().map(|q| q.json.clone()).collect();
             (messages, Some(state.position))
         } else {
-            (state.queue.drain(..).map(|q| q.json).collect(), None)
+            // Taken whole rather than drained, so that an idle session keeps no buffer.
+            let queue = std::mem::take(&mut state.queue);
+            (queue.into_iter().map(|q| q.json).collect(), None)
         }
     }
 
@@ -266,7 +291,8 @@ impl BayeuxSession {
         if self.ack {
             return Vec::new();
         }
-        self.lock().queue.drain(..).map(|q| q.json).collect()
+        let queue = std::mem::take(&mut self.lock().queue);
+        queue.into_iter().map(|q| q.json).collect()
     }
 
     /// Returns whether the session ended, and why.
@@ -392,6 +418,27 @@ mod tests {
         assert_eq!(s.take_for_connect(), (vec![Arc::from("{}")], None));
         assert_eq!(s.queued(), 0);
         assert_eq!(s.position(), 2);
+    }
+
+    #[test]
+    fn subscriptions_are_a_set() {
+        let s = session(false, 4);
+        assert!(!s.subscribe("/v2/me/calls"), "already subscribed");
+        assert!(s.subscribe("/v2/me/devices"));
+        assert_eq!(
+            s.subscriptions(),
+            vec!["/v2/me/*", "/v2/me/calls", "/v2/me/devices"],
+            "in order, once each"
+        );
+        assert!(s.unsubscribe("/v2/me/*"));
+        assert!(!s.unsubscribe("/v2/me/*"), "no longer there");
+        assert_eq!(s.subscriptions(), vec!["/v2/me/calls", "/v2/me/devices"]);
+        // The queue is taken whole and refilled as before.
+        assert_eq!(s.offer(1, &calls("{}")), BayeuxOffer::Queued);
+        assert_eq!(s.take_for_connect().0.len(), 1);
+        assert_eq!(s.offer(2, &calls("{}")), BayeuxOffer::Queued);
+        assert_eq!(s.take_pushable().len(), 1);
+        assert_eq!(s.queued(), 0);
     }
 
     #[test]
