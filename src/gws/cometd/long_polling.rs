@@ -98,6 +98,8 @@ struct Read {
 }
 
 /// Reads and processes a long-polling batch; a batch that does not parse is answered 400.
+/// Owns the request, so that all of it is freed before a hold: its body shares hyper's
+/// read buffer, which hyper reuses while the response is pending once the body is gone.
 async fn read(
     endpoint: Arc<BayeuxEndpoint>,
     client: Option<Extension<ClientAddr>>,
